@@ -1,0 +1,52 @@
+"""The `hashdb` command: a thin click skin over the library.
+
+Errors become exit codes here and nowhere else: 0 success, 1 some inputs of a
+batch failed (each reported), 2 user error (bad input, unknown member, ...),
+3 outside failure (database unreachable). The CLI is the composition root of the
+project: it is the one place in `hashdb` allowed to reach up into `ingest` (to
+hash files) and `api` (to serve), and it does so inside the commands, never at
+import time.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from hashdb.errors import HashdbError
+
+
+class _Group(click.Group):
+    """Renders every HashdbError as one line on stderr and its exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except HashdbError as exc:
+            click.echo(f"error: {exc.message}", err=True)
+            sys.exit(exc.exit_code)
+
+
+@click.group(cls=_Group)
+@click.version_option(package_name="hashdb")
+def main() -> None:
+    """hashdb: a perceptual-hash sharing service for a consortium of platforms.
+
+    Settings come from HASHDB_* environment variables (see `hashdb settings`).
+    """
+
+
+def _register() -> None:
+    from hashdb.cli import database, hashing, members, settings_cmd
+
+    main.add_command(database.init)
+    main.add_command(database.add)
+    main.add_command(database.match)
+    main.add_command(hashing.hash_files)
+    main.add_command(members.members)
+    main.add_command(settings_cmd.settings)
+
+
+_register()

@@ -1,0 +1,53 @@
+"""Storage: one facade over the SQL database (SQLite or PostgreSQL).
+
+`Store.open(url)` connects and migrates; its parts (`members`, `hashes`, `changes`)
+each own one table family, so code that only reads hashes can take `HashStore`
+alone rather than the whole store.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from hashdb.store.changes import Change, ChangeLog
+from hashdb.store.engine import migrate, open_engine
+from hashdb.store.hashes import MATCHABLE, Added, ChangeOp, HashRecord, HashStore, NewHash, Status
+from hashdb.store.members import ApiKey, Member, MemberStore, NewKey, Principal, Role
+
+
+class Store:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.members = MemberStore(engine)
+        self.hashes = HashStore(engine)
+        self.changes = ChangeLog(engine)
+
+    @classmethod
+    def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
+        engine = open_engine(url)
+        if migrate_schema:
+            migrate(engine)
+        return cls(engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+__all__ = [
+    "MATCHABLE",
+    "Added",
+    "ApiKey",
+    "Change",
+    "ChangeLog",
+    "ChangeOp",
+    "HashRecord",
+    "HashStore",
+    "Member",
+    "MemberStore",
+    "NewHash",
+    "NewKey",
+    "Principal",
+    "Role",
+    "Status",
+    "Store",
+]

@@ -1,0 +1,259 @@
+"""Members (organisations) and their API keys.
+
+A key is `hdb_` plus 43 random URL-safe characters (256 bits from `secrets`). It is
+shown once, when created; the database keeps only its SHA-256 digest (a slow
+password hash buys nothing for a 256-bit random secret) and an 8-character prefix
+so people can tell keys apart. Rotation issues a new key and lets the old ones
+live on for an overlap; revocation takes effect on the next request, because every
+request looks its key up.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.exc import IntegrityError
+
+from hashdb.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from hashdb.store.clock import now, utc
+from hashdb.store.schema import api_keys, members
+
+KEY_PREFIX = "hdb_"
+
+
+class Role(enum.StrEnum):
+    MEMBER = "member"  # match, contribute, feedback
+    ADMIN = "admin"  # everything
+    OPS = "ops"  # imports
+
+    @classmethod
+    def parse(cls, value: object, field: str = "role") -> Role:
+        try:
+            return cls(str(value))
+        except ValueError:
+            raise InvalidInput(
+                f"unknown role {value!r}; expected one of member, admin, ops", field=field
+            ) from None
+
+
+@dataclass(frozen=True)
+class Member:
+    id: int
+    name: str
+    role: Role
+    trusted: bool
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: int
+    member_id: int
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def is_valid(self, at: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > at)
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A freshly issued key: `secret` exists only here, never in the database."""
+
+    key: ApiKey
+    secret: str
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the member behind a valid key."""
+
+    member: Member
+    key_id: int
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _member(row: RowMapping) -> Member:
+    return Member(
+        id=row["id"],
+        name=row["name"],
+        role=Role(row["role"]),
+        trusted=bool(row["trusted"]),
+        created_at=utc(row["created_at"]),
+        disabled_at=utc(row["disabled_at"]) if row["disabled_at"] else None,
+    )
+
+
+def _key(row: RowMapping) -> ApiKey:
+    return ApiKey(
+        id=row["id"],
+        member_id=row["member_id"],
+        prefix=row["prefix"],
+        created_at=utc(row["created_at"]),
+        expires_at=utc(row["expires_at"]) if row["expires_at"] else None,
+        revoked_at=utc(row["revoked_at"]) if row["revoked_at"] else None,
+    )
+
+
+class MemberStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def create(self, name: str, role: Role, *, trusted: bool = False) -> tuple[Member, NewKey]:
+        """A new member with its first key."""
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise InvalidInput("member name must be 1-200 characters", field="name")
+        try:
+            with self._engine.begin() as conn:
+                member_id = conn.execute(
+                    insert(members).values(
+                        name=name, role=role.value, trusted=trusted, created_at=now()
+                    )
+                ).inserted_primary_key[0]  # type: ignore[index]
+                new_key = self._issue(conn, int(member_id))
+                row = conn.execute(select(members).where(members.c.id == member_id)).mappings()
+                return _member(row.one()), new_key
+        except IntegrityError:
+            raise Conflict(f"a member named {name!r} already exists", field="name") from None
+
+    def ensure_first_admin(self, name: str = "admin") -> NewKey | None:
+        """Create an admin if the database has none; its key, or None if one existed."""
+        with self._engine.connect() as conn:
+            has_admin = conn.execute(
+                select(func.count()).select_from(members).where(members.c.role == Role.ADMIN)
+            ).scalar_one()
+        if has_admin:
+            return None
+        return self.create(name, Role.ADMIN)[1]
+
+    def all(self) -> list[Member]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(members).order_by(members.c.id)).mappings()
+            return [_member(r) for r in rows]
+
+    def get(self, member_id: int) -> Member:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(members).where(members.c.id == member_id)).mappings()
+            found = row.one_or_none()
+        if found is None:
+            raise NotFound(f"no member with id {member_id}")
+        return _member(found)
+
+    def by_name(self, name: str) -> Member:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(members).where(members.c.name == name)).mappings()
+            found = row.one_or_none()
+        if found is None:
+            raise NotFound(f"no member named {name!r}")
+        return _member(found)
+
+    def keys(self, member_id: int) -> list[ApiKey]:
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(api_keys).where(api_keys.c.member_id == member_id).order_by(api_keys.c.id)
+            ).mappings()
+            return [_key(r) for r in rows]
+
+    def issue_key(self, member_id: int, *, overlap: timedelta | None = None) -> NewKey:
+        """A new key for the member. With `overlap`, the member's other live keys
+        expire after that long (rotation); without it they stay valid."""
+        self.get(member_id)
+        with self._engine.begin() as conn:
+            if overlap is not None:
+                conn.execute(
+                    update(api_keys)
+                    .where(
+                        api_keys.c.member_id == member_id,
+                        api_keys.c.revoked_at.is_(None),
+                        api_keys.c.expires_at.is_(None),
+                    )
+                    .values(expires_at=now() + overlap)
+                )
+            return self._issue(conn, member_id)
+
+    def revoke_key(self, member_id: int, key_id: int) -> ApiKey:
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(api_keys)
+                .where(api_keys.c.id == key_id, api_keys.c.member_id == member_id)
+                .where(api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=now())
+            )
+            row = (
+                conn.execute(
+                    select(api_keys).where(
+                        api_keys.c.id == key_id, api_keys.c.member_id == member_id
+                    )
+                )
+                .mappings()
+                .one_or_none()
+            )
+        if row is None:
+            raise NotFound(f"member {member_id} has no key {key_id}")
+        return _key(row)
+
+    def disable(self, member_id: int) -> Member:
+        """Revoke every key of the member and mark it disabled."""
+        at = now()
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(members)
+                .where(members.c.id == member_id, members.c.disabled_at.is_(None))
+                .values(disabled_at=at)
+            )
+            conn.execute(
+                update(api_keys)
+                .where(api_keys.c.member_id == member_id, api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=at)
+            )
+        return self.get(member_id)
+
+    def authenticate(self, secret: str) -> Principal:
+        """The member behind a key, or Unauthenticated (unknown, revoked or expired)."""
+        if not secret.startswith(KEY_PREFIX):
+            raise Unauthenticated("invalid API key")
+        with self._engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(api_keys, *[c.label(f"m_{c.name}") for c in members.c])
+                    .join(members, members.c.id == api_keys.c.member_id)
+                    .where(api_keys.c.digest == digest(secret))
+                )
+                .mappings()
+                .one_or_none()
+            )
+        if row is None:
+            raise Unauthenticated("invalid API key")
+        key = _key(row)
+        member = _member({c.name: row[f"m_{c.name}"] for c in members.c})  # type: ignore[arg-type]
+        if not key.is_valid(now()) or member.disabled_at is not None:
+            raise Unauthenticated("API key revoked or expired")
+        return Principal(member=member, key_id=key.id)
+
+    @staticmethod
+    def _issue(conn: Connection, member_id: int) -> NewKey:
+        secret = KEY_PREFIX + secrets.token_urlsafe(32)
+        at = now()
+        key_id = conn.execute(
+            insert(api_keys).values(
+                member_id=member_id,
+                digest=digest(secret),
+                prefix=secret[len(KEY_PREFIX) : len(KEY_PREFIX) + 8],
+                created_at=at,
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        key = ApiKey(int(key_id), member_id, secret[4:12], at, None, None)
+        return NewKey(key=key, secret=secret)

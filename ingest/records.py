@@ -1,0 +1,42 @@
+"""From the hashes of one image to what the database takes: contributions and queries.
+
+One image yields up to four hashes (PDQ, pHash, MD5, SHA-256). Perceptual hashes of
+a low-quality image (PDQ quality < 50) are left out of contributions, since they
+would match unrelated featureless images; the digests still identify the file.
+"""
+
+from __future__ import annotations
+
+from ingest.image import ImageHashes
+
+from hashdb.matching import Query
+from hashdb.signals import MD5, PDQ, PHASH, SHA256
+from hashdb.store import NewHash
+
+
+def usable_perceptual(h: ImageHashes) -> bool:
+    return PDQ.min_quality is None or h.pdq_quality >= PDQ.min_quality
+
+
+def contributions(h: ImageHashes, labels: tuple[str, ...], reference: str | None) -> list[NewHash]:
+    """The hashes of an image to store, digests always, perceptual ones if usable."""
+    items = []
+    if usable_perceptual(h):
+        items.append(NewHash(PDQ.name, h.pdq, labels, h.pdq_quality, reference))
+        items.append(NewHash(PHASH.name, h.phash, labels, None, reference))
+    items.append(NewHash(MD5.name, h.md5, labels, None, reference))
+    items.append(NewHash(SHA256.name, h.sha256, labels, None, reference))
+    return items
+
+
+def queries(
+    h: ImageHashes, *, pdq_threshold: int | None = None, phash_threshold: int | None = None
+) -> list[Query]:
+    """One query per signal of the image, PDQ carrying its dihedral forms if computed."""
+    return [
+        Query(PDQ, h.pdq, pdq_threshold, h.pdq_quality, h.dihedral),
+        # pHash has no quality score of its own; the image's PDQ quality gates it.
+        Query(PHASH, h.phash, phash_threshold, h.pdq_quality),
+        Query(MD5, h.md5),
+        Query(SHA256, h.sha256),
+    ]

@@ -1,0 +1,146 @@
+"""Matching: every matchable stored hash within the threshold, current with the log."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from hashdb.index import BruteForceIndex
+from hashdb.matching import Matcher, Query
+from hashdb.signals import MD5, PDQ, PHASH
+from hashdb.store import Member, NewHash, Role, Status, Store
+
+
+def flip(value: bytes, bits: int) -> bytes:
+    """`value` with its first `bits` bits inverted: exactly `bits` away."""
+    out = bytearray(value)
+    for b in range(bits):
+        out[b // 8] ^= 0x80 >> (b % 8)
+    return bytes(out)
+
+
+@pytest.fixture
+def member(store: Store) -> Member:
+    return store.members.create("A", Role.ADMIN)[0]
+
+
+@pytest.fixture
+def matcher(store: Store) -> Matcher:
+    return Matcher(store.hashes, store.changes, sync_interval=0.0)
+
+
+def test_matches_are_inclusive_at_the_threshold_and_exclude_threshold_plus_one(
+    store: Store, member: Member, matcher: Matcher
+) -> None:
+    base = bytes(32)
+    near, edge, beyond = flip(base, 5), flip(base, 31), flip(base, 32)
+    added = store.hashes.add(member.id, [NewHash("pdq", v) for v in (near, edge, beyond)])
+    (result,) = matcher.match([Query(PDQ, base)])
+    assert [(m.record.id, m.distance) for m in result.matches] == [
+        (added[0].id, 5),
+        (added[1].id, 31),
+    ]
+
+
+def test_a_batch_matches_like_the_brute_force_oracle(
+    store: Store, member: Member, matcher: Matcher
+) -> None:
+    rng = np.random.default_rng(7)
+    stored = rng.integers(0, 256, (300, 32), dtype=np.uint8)
+    stored[150:] = stored[:150] ^ (rng.random((150, 32)) < 0.05).astype(np.uint8)
+    added = store.hashes.add(member.id, [NewHash("pdq", bytes(row)) for row in stored])
+    created = [i for i, a in enumerate(added) if a.created]  # random rows may repeat
+    oracle = BruteForceIndex(256)
+    oracle.add(np.array([added[i].id for i in created]), stored[created])
+    queries = stored[rng.choice(300, 40)] ^ (rng.random((40, 32)) < 0.03).astype(np.uint8)
+    results = matcher.match([Query(PDQ, bytes(q)) for q in queries])
+    expected = oracle.search(queries, 31)
+    for result, want in zip(results, expected, strict=True):
+        assert [(m.record.id, m.distance) for m in result.matches] == list(
+            zip(want.ids.tolist(), want.distances.tolist(), strict=True)
+        )
+
+
+def test_additions_are_seen_after_a_refresh_and_retirements_at_once(
+    store: Store, member: Member
+) -> None:
+    matcher = Matcher(store.hashes, store.changes, sync_interval=3600)
+    matcher.load()
+    value = bytes(range(32))
+    (added,) = store.hashes.add(member.id, [NewHash("pdq", value)])
+    assert matcher.match([Query(PDQ, value)])[0].matches == []  # not yet replayed
+    matcher.refresh()
+    assert [m.record.id for m in matcher.match([Query(PDQ, value)])[0].matches] == [added.id]
+    store.hashes.set_status([added.id], Status.RETIRED)
+    assert matcher.match([Query(PDQ, value)])[0].matches == []  # before any refresh
+    matcher.refresh()
+    assert matcher.sizes()["pdq"] == 0
+
+
+def test_a_retired_hash_that_becomes_active_again_matches_again(
+    store: Store, member: Member, matcher: Matcher
+) -> None:
+    value = bytes(range(32))
+    (added,) = store.hashes.add(member.id, [NewHash("pdq", value)])
+    store.hashes.set_status([added.id], Status.RETIRED)
+    assert matcher.match([Query(PDQ, value)])[0].matches == []
+    store.hashes.set_status([added.id], Status.ACTIVE)
+    assert len(matcher.match([Query(PDQ, value)])[0].matches) == 1
+    assert matcher.sizes()["pdq"] == 1
+
+
+def test_a_low_quality_query_is_reported_and_not_matched(
+    store: Store, member: Member, matcher: Matcher
+) -> None:
+    value = bytes(32)
+    store.hashes.add(member.id, [NewHash("pdq", value), NewHash("phash", bytes(8))])
+    low, low_phash, fine = matcher.match(
+        [
+            Query(PDQ, value, quality=20),
+            Query(PHASH, bytes(8), quality=20),
+            Query(PDQ, value, quality=80),
+        ]
+    )
+    assert low.low_quality and low.matches == []
+    assert low_phash.low_quality and low_phash.matches == []
+    assert not fine.low_quality and len(fine.matches) == 1
+
+
+def test_exact_digests_match_only_when_equal(
+    store: Store, member: Member, matcher: Matcher
+) -> None:
+    digest = b"\x42" * 16
+    store.hashes.add(member.id, [NewHash("md5", digest)])
+    hit, miss = matcher.match([Query(MD5, digest), Query(MD5, flip(digest, 1))])
+    assert [m.distance for m in hit.matches] == [0]
+    assert miss.matches == []
+
+
+def test_variants_are_probed_and_the_best_one_is_reported(
+    store: Store, member: Member, matcher: Matcher
+) -> None:
+    stored = bytes(range(32))
+    store.hashes.add(member.id, [NewHash("pdq", stored)])
+    unrelated = bytes(255 - b for b in stored)
+    (result,) = matcher.match(
+        [Query(PDQ, unrelated, variants=(("rotate90", flip(stored, 3)), ("flip_x", stored)))]
+    )
+    assert [(m.distance, m.variant) for m in result.matches] == [(0, "flip_x")]
+
+
+def test_a_per_query_threshold_overrides_the_default(
+    store: Store, member: Member, matcher: Matcher
+) -> None:
+    base = bytes(32)
+    store.hashes.add(member.id, [NewHash("pdq", flip(base, 40))])
+    default, wide = matcher.match([Query(PDQ, base), Query(PDQ, base, threshold=40)])
+    assert default.matches == [] and len(wide.matches) == 1
+
+
+def test_an_index_built_at_start_holds_only_matchable_hashes(store: Store, member: Member) -> None:
+    added = store.hashes.add(member.id, [NewHash("pdq", bytes([i]) * 32) for i in range(4)])
+    store.hashes.set_status([added[0].id], Status.REJECTED)
+    matcher = Matcher(store.hashes, store.changes)
+    matcher.load()
+    assert matcher.sizes() == {"pdq": 3, "phash": 0}
+    assert matcher.cursor == store.changes.head()

@@ -1,0 +1,59 @@
+"""Signal types: what each declares, and the one hex <-> bytes conversion."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hashdb.errors import InvalidInput
+from hashdb.signals import MD5, PDQ, PHASH, SHA256, SIGNAL_TYPES, Matching, get_signal_type
+
+
+def test_each_signal_type_declares_name_bits_threshold_and_matching() -> None:
+    assert (PDQ.bits, PDQ.default_threshold, PDQ.matching) == (256, 31, Matching.HAMMING)
+    assert (PHASH.bits, PHASH.default_threshold, PHASH.matching) == (64, 10, Matching.HAMMING)
+    assert (MD5.bits, MD5.matching) == (128, Matching.EXACT)
+    assert (SHA256.bits, SHA256.matching) == (256, Matching.EXACT)
+    assert PDQ.min_quality == 50
+    assert set(SIGNAL_TYPES) == {"pdq", "phash", "md5", "sha256"}
+
+
+@pytest.mark.parametrize("signal", list(SIGNAL_TYPES.values()), ids=lambda s: s.name)
+@given(data=st.data())
+def test_hex_round_trips_through_raw_bytes(signal, data) -> None:  # type: ignore[no-untyped-def]
+    raw = data.draw(st.binary(min_size=signal.nbytes, max_size=signal.nbytes))
+    text = signal.format(raw)
+    assert text == raw.hex() and len(text) == signal.hex_length
+    assert signal.parse(text) == raw
+    assert signal.parse(text.upper()) == raw
+
+
+def test_a_hash_of_the_wrong_length_is_an_error_naming_the_field_and_index() -> None:
+    with pytest.raises(InvalidInput) as info:
+        PDQ.parse("ab" * 10, field="queries.value", index=3)
+    assert info.value.field == "queries.value"
+    assert info.value.index == 3
+    assert "64 hex digits" in info.value.message
+
+
+def test_a_hash_with_non_hex_digits_is_an_error() -> None:
+    with pytest.raises(InvalidInput, match="only hex digits"):
+        PHASH.parse("zz" * 8)
+
+
+def test_a_hash_that_is_not_a_string_is_an_error() -> None:
+    with pytest.raises(InvalidInput, match="hex string"):
+        MD5.parse(12345)
+
+
+def test_an_unknown_signal_type_name_is_an_error_listing_the_known_ones() -> None:
+    with pytest.raises(InvalidInput) as info:
+        get_signal_type("tmk", index=0)
+    assert "md5, pdq, phash, sha256" in info.value.message
+    assert info.value.field == "signal_type"
+
+
+def test_format_refuses_bytes_of_the_wrong_length() -> None:
+    with pytest.raises(ValueError):
+        PDQ.format(b"\x00" * 8)
