@@ -1,0 +1,185 @@
+"""File bytes to a small, upright, 8-bit picture, or a typed error; never a crash.
+
+Uploads are untrusted, so decoding is the trust boundary of hashing:
+
+- **Formats**: only JPEG (including MPO, the multi-picture JPEG phones write, which
+  Pillow opens through its JPEG plugin), PNG, GIF, WebP, BMP and TIFF are opened.
+  Anything else Pillow could read (EPS, PSD, ICO, ...) is `UnsupportedMedia` (415):
+  less parser surface, and nobody uploads them.
+  Bytes that start with a supported format's signature but cannot be parsed are
+  `MediaError` (422), as are truncated files and every other decoder failure.
+- **Size**: the width x height a file declares is checked against `max_pixels`
+  before any pixel is decoded, so a 30000 x 30000 PNG or GIF of a few hundred bytes
+  costs nothing. Pillow also refuses files above 2 x `Image.MAX_IMAGE_PIXELS`
+  (about 179 M pixels) whatever `max_pixels` says.
+- **Warnings**: Pillow reports some conditions by `warnings.warn` (a declared size
+  above `Image.MAX_IMAGE_PIXELS`, corrupt EXIF, a malformed MPO or APNG). None may
+  escape to the caller: they are recorded and logged at DEBUG. Python 3.11's
+  `warnings.catch_warnings` swaps process-wide state, so decodes are serialised by
+  a lock (and a warning another thread raises meanwhile is logged the same way);
+  run hashing in several processes (gunicorn workers, the bulk importer's process
+  pool) for parallelism; pdqhash and imagehash hold the GIL anyway.
+- **Reduced decode**: PDQ squeezes every picture to 64 x 64 and pHash to 32 x 32, so
+  the full resolution of a camera photo is wasted work. A JPEG is decoded by
+  libjpeg at 1/2, 1/4 or 1/8 scale (Pillow's draft mode), the largest reduction
+  that keeps both sides at least `MIN_SIDE` = 512 pixels; any other picture whose
+  short side is still at least twice that is box-reduced by an integer factor.
+  Measured on the test data (benchmarks/hashing.py, tests/test_ingest_image.py):
+  with 512 the PDQ hash of every test photo of quality >= 50 stays within 2 bits of
+  its full-resolution hash (12 MP photo: 2 bits, at 1008 x 756) and the reference
+  images stay within 8 bits of the C++ hashes; at 256 it is 6 bits from full
+  resolution but 12 bits from the C++ hash for two of the dihedral reference
+  images, over the 10-bit conformance bar. The 12 MP photo then hashes in about
+  50-60 ms instead of about 680 ms with python-threatexchange, which decodes in
+  full (benchmarks/hashing.py; pictures under 1024 pixels on the short side are
+  not reduced, so they cost the same as before). The C++ reference's own
+  command-line tool shrinks anything over 512 pixels to 512 x 512 before hashing
+  (`DOWNSAMPLE_DIMS` in facebook/ThreatExchange `pdq/cpp/io/pdqio.cpp`), so 512 is
+  also the scale the reference considers enough.
+- **Orientation**: the EXIF orientation tag is applied (as
+  `ImageOps.exif_transpose` would), so we hash the picture people see. A phone
+  photo stored sideways with a "rotate 90" tag then matches the copy another
+  platform re-encoded upright, which is the usual way such pictures spread.
+  The cost: hashes from tools that ignore the tag (the C++ reference,
+  python-threatexchange) differ for such files by a rotation, which a dihedral
+  query recovers. Width and height are reported as stored in the file. EXIF that
+  cannot be parsed counts as no orientation.
+- **Frames**: animated GIF, WebP and PNG, multi-page TIFF and MPO are hashed by
+  their first frame.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import struct
+import threading
+import warnings
+from dataclasses import dataclass
+
+from PIL import ExifTags, Image, UnidentifiedImageError
+
+from hashdb.errors import MediaError, UnsupportedMedia
+from ingest.pixels import to_8bit
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
+MIN_SIDE = 512
+
+# What Pillow raises for malformed input: the exceptions `Image.open` itself treats as
+# "not this format" (SyntaxError, IndexError, TypeError, struct.error), plus OSError
+# (truncated or broken data), ValueError and EOFError from decoders.
+_CORRUPT = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
+
+# Signatures of the supported formats, to tell a corrupt image (422) from a file
+# that is not an image at all (415). BMP's two-byte "BM" is too weak to rely on.
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+)
+
+# EXIF orientation (1-8) -> the transpose that shows the picture upright (EXIF 2.3,
+# tag 0x0112; the same table as Pillow's ImageOps.exif_transpose).
+_UPRIGHT = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+# Serialises the process-wide warning filters swapped by catch_warnings (see above).
+_WARNINGS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A picture ready for hashing, and the facts about the file it came from."""
+
+    image: Image.Image  # mode "RGB" or "L", upright, reduced (see module docstring)
+    width: int  # as stored in the file, before reduction and orientation
+    height: int
+    format: str  # Pillow's name: "JPEG", "PNG", ...
+
+
+def decode(data: bytes, *, max_pixels: int) -> Decoded:
+    """Decode `data`; UnsupportedMedia if it is no supported image, MediaError if broken."""
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            return _decode(data, max_pixels)
+        finally:
+            for warning in caught:
+                log.debug("Pillow warning while decoding: %s", warning.message)
+
+
+def _decode(data: bytes, max_pixels: int) -> Decoded:
+    opened = _open(data)
+    width, height = opened.size
+    if width * height > max_pixels:
+        raise MediaError(
+            f"image is {width} x {height} = {width * height} pixels, "
+            f"more than the limit of {max_pixels}",
+            width=width,
+            height=height,
+            max_pixels=max_pixels,
+        )
+    file_format = opened.format or "unknown"
+    opened.draft(None, (MIN_SIDE, MIN_SIDE))  # JPEG only; a no-op for other formats
+    try:
+        opened.load()
+        pixels = _reduce(to_8bit(opened))
+    except _CORRUPT as exc:
+        raise MediaError(
+            f"{file_format} image cannot be decoded: {exc}", format=file_format
+        ) from exc
+    orientation = _orientation(opened)  # after load: a PNG may keep EXIF after its pixels
+    if orientation in _UPRIGHT:
+        pixels = pixels.transpose(_UPRIGHT[orientation])
+    return Decoded(image=pixels, width=width, height=height, format=file_format)
+
+
+def _open(data: bytes) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data), formats=FORMATS)
+    except UnidentifiedImageError as exc:
+        claimed = _signature(data)
+        if claimed is None:
+            raise UnsupportedMedia(
+                "not an image in a supported format (JPEG, PNG, GIF, WebP, BMP, TIFF)"
+            ) from exc
+        raise MediaError(f"{claimed} image has a corrupt header", format=claimed) from exc
+    except Image.DecompressionBombError as exc:
+        raise MediaError(f"image is too large to decode safely: {exc}") from exc
+    except _CORRUPT as exc:
+        raise MediaError(f"image header cannot be read: {exc}") from exc
+
+
+def _signature(data: bytes) -> str | None:
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    for prefix, name in _SIGNATURES:
+        if data.startswith(prefix):
+            return name
+    return None
+
+
+def _orientation(image: Image.Image) -> int:
+    try:
+        value = image.getexif().get(ExifTags.Base.Orientation, 1)
+    except _CORRUPT as exc:
+        log.debug("EXIF cannot be parsed, orientation ignored: %s", exc)
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def _reduce(image: Image.Image) -> Image.Image:
+    factor = min(image.size) // MIN_SIDE
+    return image.reduce(factor) if factor >= 2 else image
