@@ -4,9 +4,9 @@ The `Matcher` keeps one Hamming index per perceptual signal type (pdq, phash),
 built from the database at start and kept current by replaying the change log
 (`refresh`). Exact digests (md5, sha256) are looked up in the database, one
 statement per batch. Matched ids are hydrated from the database in one statement
-per batch, which also drops any hash whose status stopped being matchable since
-the last refresh: a retired hash stops matching at once in every process, while
-additions show up within the refresh interval.
+per batch, which also drops any hash whose status stopped being matchable (or
+whose expiry passed) since the last refresh: a retired hash stops matching at once
+in every process, while additions show up within the refresh interval.
 
 A PDQ query below quality 50 is answered `low_quality` and not matched: such an
 image is too featureless for its hash to mean anything.
@@ -18,12 +18,22 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 
-from hashdb.index import HammingIndex, make_index
+from hashdb.errors import InvalidInput
+from hashdb.index import HammingIndex, SearchHits, make_index
 from hashdb.signals import PDQ, SIGNAL_TYPES, Matching, SignalType
-from hashdb.store import MATCHABLE, ChangeLog, HashRecord, HashStore, Status
+from hashdb.signals.vpdq import VPDQ, Frame
+from hashdb.store import MATCHABLE, ChangeLog, HashRecord, HashStore, Status, VideoStore
+from hashdb.video_match import (
+    DEFAULT_INTERVAL,
+    VideoScore,
+    VideoThresholds,
+    group_hits,
+    rank_candidates,
+)
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,8 @@ class Match:
     record: HashRecord
     distance: int
     variant: str | None = None  # which probe matched; None for the query as given
+    # When the match is a frame of a stored video: that frame's time in the video.
+    frame_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,12 @@ class QueryResult:
         return self.query.low_quality
 
 
+@dataclass(frozen=True)
+class VideoMatch:
+    record: HashRecord  # the stored video's vpdq hash
+    score: VideoScore
+
+
 class Matcher:
     """In-memory indexes over the store, kept current from the change log."""
 
@@ -75,11 +93,13 @@ class Matcher:
         hashes: HashStore,
         changes: ChangeLog,
         *,
+        videos: VideoStore | None = None,
         statuses: Iterable[Status] = MATCHABLE,
         sync_interval: float = 2.0,
     ) -> None:
         self._hashes = hashes
         self._changes = changes
+        self._videos = videos
         self._statuses = frozenset(statuses)
         self._sync_interval = sync_interval
         self._indexes: dict[str, HammingIndex] = {}
@@ -110,6 +130,9 @@ class Matcher:
                 ):
                     index.add(ids, codes)
                 indexes[signal.name] = index
+            if self._videos is not None:
+                for ids, codes in self._videos.iter_frame_codes(statuses=self._statuses):
+                    indexes[PDQ.name].add(ids, codes)
             self._indexes, self._cursor = indexes, cursor
             self._synced_at = time.monotonic()
             self.ready = True
@@ -136,6 +159,7 @@ class Matcher:
 
     def _apply(self, hash_ids: set[int]) -> None:
         records = self._hashes.get_many(hash_ids)
+        self._apply_videos([r for r in records.values() if r.signal_type == VPDQ.name])
         for name, index in self._indexes.items():
             nbytes = SIGNAL_TYPES[name].nbytes
             mine = [r for r in records.values() if r.signal_type == name]
@@ -148,6 +172,18 @@ class Matcher:
                 codes = np.frombuffer(b"".join(r.value for r in live), np.uint8)
                 index.add(ids, codes.reshape(len(live), nbytes))
 
+    def _apply_videos(self, records: list[HashRecord]) -> None:
+        """Frames of changed videos leave the PDQ index, and return if still matchable."""
+        if self._videos is None or not records:
+            return
+        index = self._indexes[PDQ.name]
+        for ids, _ in self._videos.iter_frame_codes(hash_ids=[r.id for r in records]):
+            index.remove(ids)
+        live = [r.id for r in records if r.status in self._statuses]
+        if live:
+            for ids, codes in self._videos.iter_frame_codes(hash_ids=live):
+                index.add(ids, codes)
+
     def match(self, queries: Sequence[Query]) -> list[QueryResult]:
         """Every matchable hash within each query's threshold, in query order."""
         if not self.ready:
@@ -156,6 +192,12 @@ class Matcher:
         raw: list[list[tuple[int, int, str | None]]] = [[] for _ in queries]
         by_type: dict[str, list[int]] = {}
         for i, q in enumerate(queries):
+            if q.signal_type.matching is Matching.VIDEO:
+                raise InvalidInput(
+                    "a vpdq query is a frame list; match it with match_video",
+                    field="signal_type",
+                    index=i,
+                )
             if not q.low_quality:
                 by_type.setdefault(q.signal_type.name, []).append(i)
         for name, positions in by_type.items():
@@ -200,21 +242,78 @@ class Matcher:
                     (int(h), int(d), variant) for h, d in zip(hit.ids, hit.distances, strict=True)
                 )
 
+    def match_video(
+        self,
+        frames: Sequence[Frame],
+        *,
+        threshold: int | None = None,
+        thresholds: VideoThresholds | None = None,
+        interval: float = DEFAULT_INTERVAL,
+    ) -> list[VideoMatch]:
+        """Stored videos matching a query video, scored by vPDQ's two shares.
+
+        Every query frame is searched in the PDQ index; hits on frames of stored
+        videos are grouped per video and scored (hashdb.video_match), best first.
+        """
+        if not self.ready:
+            self.load()
+        self.maybe_refresh()
+        if not frames or self._videos is None:
+            return []
+        limit = PDQ.default_threshold if threshold is None else threshold
+        codes = np.frombuffer(b"".join(f.pdq for f in frames), np.uint8)
+        found = self._indexes[PDQ.name].search(codes.reshape(len(frames), PDQ.nbytes), limit)
+        frame_rows = {-int(i) for hit in found for i in hit.ids if i < 0}
+        owners = self._videos.frame_owners(frame_rows)
+        infos = self._videos.info({video for video, _ in owners.values()})
+        records = self._hashes.get_many(infos)
+        live = {i for i, r in records.items() if r.status in self._statuses}
+
+        def stored_videos_only(hit: SearchHits) -> SearchHits:
+            keep = np.array(
+                [i < 0 and owners.get(-i, (0, 0.0))[0] in live for i in hit.ids.tolist()],
+                dtype=bool,
+            )
+            return SearchHits(hit.ids[keep], hit.distances[keep])
+
+        def locate(index_id: int) -> tuple[int, int]:
+            video = owners[-index_id][0]
+            return video, infos[video].position(-index_id)
+
+        ranked = rank_candidates(
+            [f.timestamp for f in frames],
+            group_hits([stored_videos_only(hit) for hit in found], locate),
+            {v: [f.timestamp for f in infos[v].frames] for v in live},
+            thresholds or VideoThresholds(),
+            interval=interval,
+        )
+        return [VideoMatch(records[video], score) for video, score in ranked]
+
     def _hydrate(
         self, queries: Sequence[Query], raw: list[list[tuple[int, int, str | None]]]
     ) -> list[QueryResult]:
         ids = {hash_id for hits in raw for hash_id, _, _ in hits}
-        records = self._hashes.get_many(ids) if ids else {}
+        # Negative index ids are frames of stored videos (see hashdb.store.videos).
+        frames = {-i for i in ids if i < 0}
+        owners = self._videos.frame_owners(frames) if frames and self._videos else {}
+        wanted = {i for i in ids if i > 0} | {video for video, _ in owners.values()}
+        records = self._hashes.get_many(wanted) if wanted else {}
+        at = datetime.now(UTC)
         results = []
         for q, hits in zip(queries, raw, strict=True):
             best: dict[int, Match] = {}
-            for hash_id, distance, variant in hits:
+            for index_id, distance, variant in hits:
+                hash_id, frame_at = index_id, None
+                if index_id < 0:
+                    if -index_id not in owners:
+                        continue
+                    hash_id, frame_at = owners[-index_id]
                 record = records.get(hash_id)
-                if record is None or record.status not in self._statuses:
+                if record is None or record.status not in self._statuses or record.expired(at):
                     continue
                 seen = best.get(hash_id)
                 if seen is None or distance < seen.distance:
-                    best[hash_id] = Match(record, distance, variant)
+                    best[hash_id] = Match(record, distance, variant, frame_at)
             ordered = sorted(best.values(), key=lambda m: (m.distance, m.record.id))
             results.append(QueryResult(q, ordered))
         return results

@@ -4,6 +4,10 @@ Both edges (the CLI and the HTTP API) hold a `HashDB`; it owns the rules that ar
 not storage and not matching, such as which status a contribution starts in and
 which contributions are refused. Low-quality PDQ hashes are refused on
 contribution: below quality 50 a hash matches unrelated featureless images.
+Contributions then go through the consortium workflow (hashdb/workflow): labels
+checked against the taxonomy, a member's hashes start `pending` and an admin's,
+a trusted flagger's or a crisis incident's `active`. Whether pending hashes match
+is HASHDB_PENDING_MATCHES; a member's matches are counted for the reports.
 """
 
 from __future__ import annotations
@@ -14,14 +18,27 @@ from hashdb.errors import InvalidInput
 from hashdb.matching import Matcher, Query, QueryResult
 from hashdb.settings import Settings
 from hashdb.signals import SIGNAL_TYPES
-from hashdb.store import Added, HashRecord, Member, NewHash, Status, Store
+from hashdb.store import MATCHABLE, Added, HashRecord, Member, NewHash, Status, Store
+from hashdb.workflow import contributions, export, match_counts, vetting
+from hashdb.workflow.actor import Actor
+
+
+def matchable_statuses(settings: Settings) -> frozenset[Status]:
+    """The statuses a query is answered from, under this deployment's settings."""
+    return MATCHABLE if settings.pending_matches else MATCHABLE - {Status.PENDING}
 
 
 class HashDB:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
-        self.matcher = Matcher(store.hashes, store.changes, sync_interval=settings.sync_interval)
+        self.matcher = Matcher(
+            store.hashes,
+            store.changes,
+            videos=store.videos,
+            statuses=matchable_statuses(settings),
+            sync_interval=settings.sync_interval,
+        )
 
     @classmethod
     def open(cls, settings: Settings) -> HashDB:
@@ -30,8 +47,10 @@ class HashDB:
     def close(self) -> None:
         self.store.close()
 
-    def contribute(self, member: Member, items: Sequence[NewHash]) -> list[Added]:
-        """Store a batch of hashes contributed by `member`, refusing unusable ones."""
+    def contribute(self, who: Member | Actor, items: Sequence[NewHash]) -> list[Added]:
+        """Store a batch of hashes contributed by `who`, refusing unusable ones and
+        unknown labels (InvalidInput naming them); the start status follows the
+        vetting rules. Pass an Actor to have its key and request id audited."""
         for i, item in enumerate(items):
             signal = SIGNAL_TYPES[item.signal_type]
             floor = signal.min_quality
@@ -42,10 +61,21 @@ class HashDB:
                     field="quality",
                     index=i,
                 )
-        return self.store.hashes.add(member.id, items, Status.ACTIVE)
+        actor = who if isinstance(who, Actor) else Actor(who)
+        return contributions.contribute(self.store.engine, actor, items)
 
-    def match(self, queries: Sequence[Query]) -> list[QueryResult]:
-        return self.matcher.match(queries)
+    def match(self, queries: Sequence[Query], *, member: Member | None = None) -> list[QueryResult]:
+        """Answer a batch; with `member`, its matches are counted (per hash and hour)."""
+        results = self.matcher.match(queries)
+        if member is not None:
+            match_counts.record(self.store.engine, member.id, results)
+        return results
+
+    def export_page(self, since: int, limit: int) -> export.FeedPage:
+        """A page of the export feed; hashes past their expiry are retired first, so
+        that followers get their tombstones."""
+        vetting.expire_due(self.store.engine)
+        return export.feed(self.store.engine, since, limit)
 
     def retire(self, hash_id: int) -> HashRecord:
         return self.store.hashes.set_status([hash_id], Status.RETIRED)[0]

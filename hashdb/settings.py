@@ -74,6 +74,18 @@ class Settings(BaseSettings):
         default=600, ge=1, description="Requests a key may make at once before it is throttled."
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
+    pending_matches: bool = Field(
+        default=True,
+        description="Whether hashes awaiting vetting (`pending`) already match; results "
+        "flag them `pending`. On by default so that a crisis is not slowed down by review.",
+    )
+    dispute_threshold: int = Field(
+        default=2,
+        ge=1,
+        le=1000,
+        description="Distinct members disagreeing with an active hash (feedback `disagree` "
+        "or `false_positive`) that move it to `disputed` for an admin to resolve.",
+    )
 
     @field_validator("log_level")
     @classmethod

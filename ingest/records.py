@@ -1,17 +1,19 @@
-"""From the hashes of one image to what the database takes: contributions and queries.
+"""From the hashes of one file to what the database takes: contributions and queries.
 
 One image yields up to four hashes (PDQ, pHash, MD5, SHA-256). Perceptual hashes of
 a low-quality image (PDQ quality < 50) are left out of contributions, since they
 would match unrelated featureless images; the digests still identify the file.
+A video yields one vpdq hash (its frames) plus its two digests.
 """
 
 from __future__ import annotations
 
-from ingest.image import ImageHashes
-
 from hashdb.matching import Query
 from hashdb.signals import MD5, PDQ, PHASH, SHA256
-from hashdb.store import NewHash
+from hashdb.signals.vpdq import Frame
+from hashdb.store import NewHash, NewVideo
+from ingest.image import ImageHashes
+from ingest.video import VideoHashes
 
 
 def usable_perceptual(h: ImageHashes) -> bool:
@@ -40,3 +42,24 @@ def queries(
         Query(MD5, h.md5),
         Query(SHA256, h.sha256),
     ]
+
+
+def video_contributions(
+    v: VideoHashes, labels: tuple[str, ...], reference: str | None
+) -> tuple[NewVideo, list[NewHash]]:
+    """A video to store: its frame list (as one vpdq hash) and its file digests."""
+    video = NewVideo(
+        frames=tuple(Frame(f.index, f.timestamp, f.pdq, f.quality) for f in v.frames),
+        duration=v.duration,
+        fps=v.fps,
+        width=v.width,
+        height=v.height,
+        low_quality_frames=v.low_quality_frames,
+        labels=labels,
+        reference=reference,
+    )
+    digests = [
+        NewHash(MD5.name, v.md5, labels, None, reference),
+        NewHash(SHA256.name, v.sha256, labels, None, reference),
+    ]
+    return video, digests

@@ -7,7 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hashdb.errors import InvalidInput
-from hashdb.signals import MD5, PDQ, PHASH, SHA256, SIGNAL_TYPES, Matching, get_signal_type
+from hashdb.signals import MD5, PDQ, PHASH, SHA256, SIGNAL_TYPES, VPDQ, Matching, get_signal_type
+from hashdb.signals.vpdq import Frame, format_frames, frames_digest, parse_frames
 
 
 def test_each_signal_type_declares_name_bits_threshold_and_matching() -> None:
@@ -16,7 +17,8 @@ def test_each_signal_type_declares_name_bits_threshold_and_matching() -> None:
     assert (MD5.bits, MD5.matching) == (128, Matching.EXACT)
     assert (SHA256.bits, SHA256.matching) == (256, Matching.EXACT)
     assert PDQ.min_quality == 50
-    assert set(SIGNAL_TYPES) == {"pdq", "phash", "md5", "sha256"}
+    assert (VPDQ.bits, VPDQ.default_threshold, VPDQ.matching) == (256, 31, Matching.VIDEO)
+    assert set(SIGNAL_TYPES) == {"pdq", "phash", "md5", "sha256", "vpdq"}
 
 
 @pytest.mark.parametrize("signal", list(SIGNAL_TYPES.values()), ids=lambda s: s.name)
@@ -57,3 +59,27 @@ def test_an_unknown_signal_type_name_is_an_error_listing_the_known_ones() -> Non
 def test_format_refuses_bytes_of_the_wrong_length() -> None:
     with pytest.raises(ValueError):
         PDQ.format(b"\x00" * 8)
+
+
+def test_a_vpdq_frame_list_round_trips_through_the_vpdq_text_format() -> None:
+    frames = [Frame(0, 0.0, bytes(range(32)), 90), Frame(25, 1.0, bytes(32), 55)]
+    text = format_frames(frames)
+    assert text.splitlines()[0] == f"0,90,{bytes(range(32)).hex()},0.000"
+    assert parse_frames(text) == frames
+    assert frames_digest(parse_frames(text)) == frames_digest(frames)
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("", "at least one frame"),
+        ("0,90,abcd", "frame_number,quality,pdq_hex,timestamp"),
+        ("x,90," + "0" * 64 + ",0.0", "numbers expected"),
+        ("0,101," + "0" * 64 + ",0.0", "out of range"),
+        ("0,90," + "0" * 64 + ",nan", "out of range"),
+        ("0,90," + "0" * 63 + ",0.0", "64 hex digits"),
+    ],
+)
+def test_a_malformed_vpdq_frame_list_names_what_is_wrong(text: str, error: str) -> None:
+    with pytest.raises(InvalidInput, match=error):
+        parse_frames(text, field="frames", index=0)

@@ -39,14 +39,22 @@ def main() -> None:
 
 
 def _register() -> None:
-    from hashdb.cli import database, hashing, members, settings_cmd
+    from hashdb.cli import database, hashing, imports, members, serve, settings_cmd
 
     main.add_command(database.init)
     main.add_command(database.add)
     main.add_command(database.match)
     main.add_command(hashing.hash_files)
+    main.add_command(imports.import_collection)
     main.add_command(members.members)
     main.add_command(settings_cmd.settings)
+    main.add_command(serve.serve)
+    from hashdb.cli import audit, labels, report, sync
+
+    main.add_command(audit.audit)
+    main.add_command(labels.labels)
+    main.add_command(report.report)
+    main.add_command(sync.sync)
 
 
 _register()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.engine import make_url
 
 from hashdb.cli.common import EXIT_PARTIAL, acting_member, any_failed, emit_json, open_db, progress
 from hashdb.cli.inputs import BadArg, HashArg, expand
@@ -14,6 +15,7 @@ from hashdb.errors import HashdbError, InvalidInput
 from hashdb.matching import Query, QueryResult
 from hashdb.service import HashDB
 from hashdb.signals import PDQ, SIGNAL_TYPES
+from hashdb.signals.pdq_dihedral import dihedral_variants
 from hashdb.store import Member, NewHash
 
 
@@ -24,7 +26,8 @@ def init(admin_name: str) -> None:
     db = open_db()
     try:
         new_key = db.store.members.ensure_first_admin(admin_name)
-        click.echo(f"database ready: {db.settings.resolved_database_url()}")
+        url = make_url(db.settings.resolved_database_url())
+        click.echo(f"database ready: {url.render_as_string(hide_password=True)}")
         if new_key is None:
             click.echo("an admin member already exists; no new key issued")
         else:
@@ -54,7 +57,6 @@ def add(
 ) -> None:
     """Add image files, folders or hashes (TYPE:HEX) to the database, active at once."""
     from ingest.image import hash_image_file
-
     from ingest.records import contributions, usable_perceptual
 
     db = open_db()
@@ -125,7 +127,6 @@ def _print_added(rows: list[dict[str, Any]], as_json: bool) -> None:
 def match(inputs: tuple[str, ...], threshold: int | None, dihedral: bool, as_json: bool) -> None:
     """Match image files, folders or hashes (TYPE:HEX) against the database."""
     from ingest.image import hash_image_file
-
     from ingest.records import queries
 
     db = open_db()
@@ -136,8 +137,13 @@ def match(inputs: tuple[str, ...], threshold: int | None, dihedral: bool, as_jso
                 rows.append({"input": item.text, "error": item.message})
                 continue
             if isinstance(item, HashArg):
-                limit = threshold if item.signal_type is PDQ else None
-                qs = [Query(item.signal_type, item.value, limit)]
+                is_pdq = item.signal_type is PDQ
+                variants = dihedral_variants(item.value) if is_pdq and dihedral else ()
+                qs = [
+                    Query(
+                        item.signal_type, item.value, threshold if is_pdq else None, None, variants
+                    )
+                ]
                 rows.append(_matched(item.text, db.match(qs)))
                 continue
             try:

@@ -8,8 +8,9 @@ from hashdb.signals.md5 import MD5
 from hashdb.signals.pdq import PDQ
 from hashdb.signals.phash import PHASH
 from hashdb.signals.sha256 import SHA256
+from hashdb.signals.vpdq import VPDQ
 
-SIGNAL_TYPES: dict[str, SignalType] = {s.name: s for s in (PDQ, PHASH, MD5, SHA256)}
+SIGNAL_TYPES: dict[str, SignalType] = {s.name: s for s in (PDQ, PHASH, MD5, SHA256, VPDQ)}
 
 
 def get_signal_type(

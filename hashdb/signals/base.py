@@ -22,6 +22,7 @@ class Matching(enum.Enum):
 
     HAMMING = "hamming"  # near-duplicates: bit distance <= threshold
     EXACT = "exact"  # digests: equal or not
+    VIDEO = "video"  # frame lists: per-frame PDQ, then the share of frames matched
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class SignalType:
     @property
     def max_threshold(self) -> int:
         """The largest threshold that still means anything (half the bits)."""
-        return self.bits // 2 if self.matching is Matching.HAMMING else 0
+        return 0 if self.matching is Matching.EXACT else self.bits // 2
 
     def parse(self, text: object, field: str = "value", index: int | None = None) -> bytes:
         """Hex text to raw bytes, or InvalidInput naming the field."""

@@ -12,7 +12,17 @@ from sqlalchemy import Engine
 from hashdb.store.changes import Change, ChangeLog
 from hashdb.store.engine import migrate, open_engine
 from hashdb.store.hashes import MATCHABLE, Added, ChangeOp, HashRecord, HashStore, NewHash, Status
+from hashdb.store.imports import (
+    FileState,
+    ImportCounts,
+    ImportFile,
+    ImportJob,
+    ImportStore,
+    JobStatus,
+    PlannedFile,
+)
 from hashdb.store.members import ApiKey, Member, MemberStore, NewKey, Principal, Role
+from hashdb.store.videos import NewVideo, VideoInfo, VideoStore, frame_index_id
 
 
 class Store:
@@ -21,6 +31,8 @@ class Store:
         self.members = MemberStore(engine)
         self.hashes = HashStore(engine)
         self.changes = ChangeLog(engine)
+        self.videos = VideoStore(engine, self.hashes)
+        self.imports = ImportStore(engine)
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
@@ -40,14 +52,25 @@ __all__ = [
     "Change",
     "ChangeLog",
     "ChangeOp",
+    "FileState",
     "HashRecord",
     "HashStore",
+    "ImportCounts",
+    "ImportFile",
+    "ImportJob",
+    "ImportStore",
+    "JobStatus",
     "Member",
     "MemberStore",
     "NewHash",
     "NewKey",
+    "NewVideo",
+    "PlannedFile",
     "Principal",
     "Role",
     "Status",
     "Store",
+    "VideoInfo",
+    "VideoStore",
+    "frame_index_id",
 ]

@@ -4,7 +4,9 @@ A hash row is one contribution: the same value from two contributors is two rows
 (both kept, both credited); the same value again from the same contributor is the
 same row (idempotent add). Each write that changes whether or how a hash matches
 appends to the change log in the same transaction, so the log and the table never
-disagree.
+disagree. Each status change (creation included) is also written to
+`hash_transitions` with who, when and why; which changes are allowed is a workflow
+rule (hashdb/workflow/vetting.py), not a storage one.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from hashdb.errors import NotFound
 from hashdb.store.clock import now, utc
-from hashdb.store.schema import changes, hashes
+from hashdb.store.schema import changes, hash_transitions, hashes
 
 # Rows per statement when a batch is sent to the database in pieces.
 CHUNK = 500
@@ -52,6 +54,8 @@ class NewHash:
     labels: tuple[str, ...] = ()
     quality: int | None = None
     reference: str | None = None
+    expires_at: datetime | None = None  # never matched from then on
+    incident_id: int | None = None  # contributed under this crisis incident
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,11 @@ class HashRecord:
     reference: str | None
     created_at: datetime
     updated_at: datetime
+    expires_at: datetime | None = None
+    incident_id: int | None = None
+
+    def expired(self, at: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= at
 
 
 @dataclass(frozen=True)
@@ -86,6 +95,8 @@ def _record(row: RowMapping) -> HashRecord:
         reference=row["reference"],
         created_at=utc(row["created_at"]),
         updated_at=utc(row["updated_at"]),
+        expires_at=utc(row["expires_at"]) if row["expires_at"] else None,
+        incident_id=row["incident_id"],
     )
 
 
@@ -113,49 +124,94 @@ def log_changes(conn: Connection, hash_ids: Iterable[int], op: ChangeOp) -> None
         conn.execute(insert(changes), rows)
 
 
+def record_transitions(
+    conn: Connection,
+    moves: Iterable[tuple[int, Status | None, Status]],
+    actor_id: int | None,
+    reason: str | None,
+) -> None:
+    """Write (hash id, from, to) status moves to the history, one statement."""
+    at = now()
+    rows = [
+        {
+            "hash_id": hash_id,
+            "from_status": None if old is None else old.value,
+            "to_status": new.value,
+            "actor_id": actor_id,
+            "reason": reason,
+            "at": at,
+        }
+        for hash_id, old, new in moves
+    ]
+    if rows:
+        conn.execute(insert(hash_transitions), rows)
+
+
 class HashStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
     def add(
-        self, contributor_id: int, items: Sequence[NewHash], status: Status = Status.ACTIVE
+        self,
+        contributor_id: int,
+        items: Sequence[NewHash],
+        status: Status = Status.ACTIVE,
+        *,
+        reason: str | None = None,
     ) -> list[Added]:
         """Store a batch of contributions; one result per item, in order."""
-        at = now()
         with self._engine.begin() as conn:
-            lock_change_log(conn)
-            known = self._existing(conn, contributor_id, items)
-            fresh: dict[tuple[str, bytes], NewHash] = {}
-            for item in items:
-                key = (item.signal_type, item.value)
-                if key not in known:
-                    fresh.setdefault(key, item)
-            if fresh:
-                rows = [
-                    {
-                        "signal_type": h.signal_type,
-                        "value": h.value,
-                        "quality": h.quality,
-                        "labels": list(h.labels),
-                        "contributor_id": contributor_id,
-                        "status": status.value,
-                        "reference": h.reference,
-                        "created_at": at,
-                        "updated_at": at,
-                    }
-                    for h in fresh.values()
-                ]
-                ids = (
-                    conn.execute(
-                        insert(hashes).returning(hashes.c.id, sort_by_parameter_order=True), rows
-                    )
-                    .scalars()
-                    .all()
+            return self.add_in(conn, contributor_id, items, status, reason=reason)
+
+    def add_in(
+        self,
+        conn: Connection,
+        contributor_id: int,
+        items: Sequence[NewHash],
+        status: Status = Status.ACTIVE,
+        *,
+        reason: str | None = None,
+    ) -> list[Added]:
+        """`add` inside the caller's transaction (so related rows commit together).
+        New rows get a creation entry in the history, credited to the contributor."""
+        at = now()
+        lock_change_log(conn)
+        known = self._existing(conn, contributor_id, items)
+        fresh: dict[tuple[str, bytes], NewHash] = {}
+        for item in items:
+            key = (item.signal_type, item.value)
+            if key not in known:
+                fresh.setdefault(key, item)
+        created: dict[tuple[str, bytes], int] = {}
+        if fresh:
+            rows = [
+                {
+                    "signal_type": h.signal_type,
+                    "value": h.value,
+                    "quality": h.quality,
+                    "labels": list(h.labels),
+                    "contributor_id": contributor_id,
+                    "status": status.value,
+                    "reference": h.reference,
+                    "created_at": at,
+                    "updated_at": at,
+                    "expires_at": h.expires_at,
+                    "incident_id": h.incident_id,
+                }
+                for h in fresh.values()
+            ]
+            ids = (
+                conn.execute(
+                    insert(hashes).returning(hashes.c.id, sort_by_parameter_order=True), rows
                 )
-                created = dict(zip(fresh, ids, strict=True))
-                log_changes(conn, ids, ChangeOp.ADD)
-            else:
-                created = {}
+                .scalars()
+                .all()
+            )
+            created = dict(zip(fresh, ids, strict=True))
+            log_changes(conn, ids, ChangeOp.ADD)
+            record_transitions(
+                conn, ((i, None, status) for i in ids), contributor_id, reason or "contributed"
+            )
         results: list[Added] = []
         reported: set[tuple[str, bytes]] = set()
         for item in items:
@@ -244,22 +300,54 @@ class HashStore:
                 blob = b"".join(bytes(r[1]) for r in part)
                 yield ids, np.frombuffer(blob, dtype=np.uint8).reshape(len(part), nbytes)
 
-    def set_status(self, hash_ids: Sequence[int], status: Status) -> list[HashRecord]:
+    def set_status(
+        self,
+        hash_ids: Sequence[int],
+        status: Status,
+        *,
+        actor_id: int | None = None,
+        reason: str | None = None,
+    ) -> list[HashRecord]:
         """Move hashes to `status`, logging the change; NotFound if any id is unknown."""
-        op = ChangeOp.UPDATE if status in MATCHABLE else ChangeOp.REMOVE
         with self._engine.begin() as conn:
-            lock_change_log(conn)
-            present = set(
-                conn.execute(select(hashes.c.id).where(hashes.c.id.in_(hash_ids))).scalars()
-            )
-            missing = sorted(set(hash_ids) - present)
-            if missing:
-                raise NotFound(f"no hash with id {missing[0]}", ids=missing)
-            conn.execute(
-                update(hashes)
-                .where(hashes.c.id.in_(hash_ids))
-                .values(status=status.value, updated_at=now())
-            )
-            log_changes(conn, hash_ids, op)
+            self.set_status_in(conn, hash_ids, status, actor_id=actor_id, reason=reason)
         records = self.get_many(hash_ids)
         return [records[i] for i in hash_ids]
+
+    @staticmethod
+    def current_status_in(conn: Connection, hash_ids: Sequence[int]) -> dict[int, Status]:
+        """The status of each id, read inside the caller's transaction; NotFound if any
+        id is unknown."""
+        found: dict[int, Status] = {}
+        for part in _chunks(sorted(set(hash_ids))):
+            rows = conn.execute(select(hashes.c.id, hashes.c.status).where(hashes.c.id.in_(part)))
+            found.update((i, Status(s)) for i, s in rows)
+        missing = sorted(set(hash_ids) - set(found))
+        if missing:
+            raise NotFound(f"no hash with id {missing[0]}", ids=missing)
+        return found
+
+    def set_status_in(
+        self,
+        conn: Connection,
+        hash_ids: Sequence[int],
+        status: Status,
+        *,
+        actor_id: int | None = None,
+        reason: str | None = None,
+    ) -> dict[int, Status]:
+        """`set_status` inside the caller's transaction; returns the previous statuses.
+        Ids whose status really changes get a history entry."""
+        op = ChangeOp.UPDATE if status in MATCHABLE else ChangeOp.REMOVE
+        lock_change_log(conn)
+        before = self.current_status_in(conn, hash_ids)
+        for part in _chunks(sorted(before)):
+            conn.execute(
+                update(hashes)
+                .where(hashes.c.id.in_(part))
+                .values(status=status.value, updated_at=now())
+            )
+        log_changes(conn, hash_ids, op)
+        moved = [(i, old, status) for i, old in sorted(before.items()) if old is not status]
+        record_transitions(conn, moved, actor_id, reason)
+        return before

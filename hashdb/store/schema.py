@@ -14,6 +14,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -81,4 +82,182 @@ changes = Table(
     Column("hash_id", BigInteger, nullable=False, index=True),
     Column("op", String(8), nullable=False),
     Column("at", DateTime(timezone=True), nullable=False),
+)
+
+# A video is one `hashes` row of signal type `vpdq` (its value identifies the frame
+# list); these tables hold what only a video has: its shape and its sampled frames.
+videos = Table(
+    "videos",
+    metadata,
+    Column("hash_id", BigInteger, ForeignKey("hashes.id"), primary_key=True),
+    Column("duration", Float, nullable=False),
+    Column("fps", Float, nullable=False),
+    Column("width", Integer, nullable=False),
+    Column("height", Integer, nullable=False),
+    Column("low_quality_frames", Integer, nullable=False),
+)
+
+video_frames = Table(
+    "video_frames",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("hash_id", BigInteger, ForeignKey("hashes.id"), nullable=False, index=True),
+    Column("idx", Integer, nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("value", LargeBinary, nullable=False),
+    Column("quality", SmallInteger, nullable=False),
+)
+
+# Bulk imports: a job per run over a folder or archive, a row per file, so that a
+# killed import resumes where it stopped and never adds a file twice.
+import_jobs = Table(
+    "import_jobs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("member_id", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=True),
+)
+
+import_files = Table(
+    "import_files",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("job_id", BigInteger, ForeignKey("import_jobs.id"), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("labels", JSON, nullable=False),
+    Column("reference", Text, nullable=True),
+    Column("notes", Text, nullable=True),
+    Column("sha256", LargeBinary, nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("kind", String(8), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("hash_ids", JSON, nullable=True),
+    Column("frames", Integer, nullable=True),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("job_id", "path", name="uq_import_file_path"),
+    Index("ix_import_files_job_status", "job_id", "status"),
+)
+
+# ---- consortium workflow (migration 0002): labels, vetting history, incidents,
+# feedback, outcomes, match counts, the audit chain and sync state. The rules that
+# use these tables live in hashdb/workflow/; hashes gained `expires_at` (never
+# matched after it) and `incident_id` (contributed under a crisis incident).
+hashes.append_column(Column("expires_at", DateTime(timezone=True), nullable=True))
+hashes.append_column(Column("incident_id", BigInteger, nullable=True))
+
+# The label taxonomy; `value_kind` says whether a label takes a `:value` suffix
+# ("none", "optional", "required"), e.g. `terrorist_entity:<name>`.
+labels = Table(
+    "labels",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("description", Text, nullable=False),
+    Column("value_kind", String(16), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("deprecated_at", DateTime(timezone=True), nullable=True),
+)
+
+# Every status change of a hash: who, when, why. `from_status` is NULL on creation.
+hash_transitions = Table(
+    "hash_transitions",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("hash_id", BigInteger, ForeignKey("hashes.id"), nullable=False, index=True),
+    Column("from_status", String(16), nullable=True),
+    Column("to_status", String(16), nullable=False),
+    Column("actor_id", BigInteger, ForeignKey("members.id"), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Index("ix_hash_transitions_to_at", "to_status", "at"),
+)
+
+incidents = Table(
+    "incidents",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("opened_by", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("closed_by", BigInteger, ForeignKey("members.id"), nullable=True),
+)
+
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("hash_id", BigInteger, ForeignKey("hashes.id"), nullable=False, index=True),
+    Column("member_id", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("reason", String(32), nullable=True),
+    Column("content_signal_type", String(16), nullable=True),
+    Column("content_value", LargeBinary, nullable=True),
+    Column("note", Text, nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+outcomes = Table(
+    "outcomes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("hash_id", BigInteger, ForeignKey("hashes.id"), nullable=False, index=True),
+    Column("member_id", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("uploaded_at", DateTime(timezone=True), nullable=False),
+    Column("matched_at", DateTime(timezone=True), nullable=False),
+    Column("actioned_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Matches answered, counted per hour, member and hash (never the members' content).
+match_counts = Table(
+    "match_counts",
+    metadata,
+    Column("bucket", DateTime(timezone=True), primary_key=True),
+    Column("member_id", BigInteger, primary_key=True),
+    Column("hash_id", BigInteger, primary_key=True),
+    Column("count", BigInteger, nullable=False),
+)
+
+# Append-only, hash-chained (see hashdb/workflow/audit.py for the chain format).
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("actor_id", BigInteger, nullable=True),
+    Column("key_id", BigInteger, nullable=True),
+    Column("action", String(64), nullable=False),
+    Column("target", String(200), nullable=False),
+    Column("request_id", String(100), nullable=True),
+    Column("details", JSON, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# A local copy following a central hashdb: its cursor, and which local row each
+# remote hash became (several remote rows may share one local row).
+sync_sources = Table(
+    "sync_sources",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("url", String(500), nullable=False, unique=True),
+    Column("member_id", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("cursor", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
+synced_hashes = Table(
+    "synced_hashes",
+    metadata,
+    Column("source_id", BigInteger, ForeignKey("sync_sources.id"), primary_key=True),
+    Column("remote_id", BigInteger, primary_key=True),
+    Column("hash_id", BigInteger, ForeignKey("hashes.id"), nullable=False, index=True),
+    Column("live", Boolean, nullable=False),
 )

@@ -1,0 +1,123 @@
+"""`hashdb import`: bulk-import a folder or archive of images and videos."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from hashdb.cli.common import EXIT_PARTIAL, acting_member, emit_json, open_db
+from hashdb.store import Role, Status
+
+
+@click.command("import")
+@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.option(
+    "--manifest",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV of path,labels,reference,notes (see README).",
+)
+@click.option("--label", "labels", multiple=True, help="Label for every file (repeatable).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 256),
+    default=2,
+    show_default=True,
+    help="Local hashing processes.",
+)
+@click.option(
+    "--scheduler",
+    envvar="HASHDB_DASK_SCHEDULER",
+    help="Dask scheduler address (tcp://HOST:PORT): hash on that cluster instead.",
+)
+@click.option("--as", "as_member", help="Member to import as (default: the first admin).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def import_collection(
+    source: Path,
+    manifest: Path | None,
+    labels: tuple[str, ...],
+    workers: int,
+    scheduler: str | None,
+    as_member: str | None,
+    as_json: bool,
+) -> None:
+    """Import every image and video under SOURCE (a folder, .zip or .tar[.gz]).
+
+    Running the same command again resumes an interrupted import: files already
+    stored are skipped, and nothing is stored twice.
+    """
+    from ingest.bulk import Progress, plan_files, run_import, start_or_resume
+    from ingest.manifest import read_manifest
+    from ingest.pool import open_pool
+    from ingest.sources import is_archive, unpack
+
+    db = open_db()
+    try:
+        member = acting_member(db, as_member)
+        if member.role is Role.MEMBER:
+            raise click.UsageError("imports need an ops or admin member (--as)")
+        source = source.resolve()
+        planned = read_manifest(manifest, labels) if manifest else None
+        root = source
+        if is_archive(source):
+            work = db.settings.data_dir / "imports" / source.name
+            root = unpack(source, work.resolve())
+        job = start_or_resume(
+            db.store, member.id, str(source), labels, plan_files(root, labels, planned)
+        )
+        bar = (
+            None
+            if as_json
+            else click.progressbar(
+                length=job.counts.total,
+                label=f"import #{job.id}",
+                file=sys.stderr,
+                show_pos=True,
+                show_eta=True,
+                item_show_func=lambda rate: rate,
+            )
+        )
+        shown = 0
+
+        def on_progress(p: Progress) -> None:
+            nonlocal shown
+            if bar is not None:
+                bar.update(p.finished - shown, f"{p.files_per_second:.1f} files/s")
+                shown = p.finished
+
+        with open_pool(workers, scheduler) as pool:
+            if bar is not None:
+                with bar:
+                    summary = run_import(
+                        db.store, job, root, pool, status=Status.ACTIVE, on_progress=on_progress
+                    )
+            else:
+                summary = run_import(db.store, job, root, pool, status=Status.ACTIVE)
+    finally:
+        db.close()
+    counts = summary.job.counts
+    result = {
+        "job": summary.job.id,
+        "files": counts.total,
+        "images": summary.images,
+        "videos": summary.videos,
+        "frames": summary.frames,
+        "hashes_added": summary.hashes_added,
+        "duplicates": counts.duplicates,
+        "failed": counts.failed,
+        "failures": [{"path": p, "reason": r} for p, r in summary.failures],
+    }
+    if as_json:
+        emit_json(result)
+    else:
+        click.echo(
+            f"import #{summary.job.id}: {counts.total} files, {summary.images} images, "
+            f"{summary.videos} videos ({summary.frames} frames), "
+            f"{summary.hashes_added} hashes added, {counts.duplicates} duplicates, "
+            f"{counts.failed} failed"
+        )
+        for path, reason in summary.failures:
+            click.echo(f"  failed: {path}: {reason}", err=True)
+    if counts.failed:
+        sys.exit(EXIT_PARTIAL)

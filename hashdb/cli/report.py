@@ -1,0 +1,56 @@
+"""`hashdb report`: the transparency report for a period, as Markdown, CSV or JSON."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import click
+
+from hashdb.cli.common import acting_member, open_db
+from hashdb.errors import InvalidInput
+from hashdb.workflow import reports
+from hashdb.workflow.actor import Actor
+
+RENDERERS = {
+    "md": reports.render_markdown,
+    "csv": reports.render_csv,
+    "json": reports.render_json,
+}
+
+
+def parse_time(text: str, field: str) -> datetime:
+    """An ISO 8601 date or time; without a zone it is read as UTC."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            f"--{field}: expected a date or time like 2024-05-01 or 2024-05-01T12:00+00:00",
+            field=field,
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+@click.command()
+@click.option("--from", "start", required=True, help="Start of the period (ISO 8601, UTC).")
+@click.option("--to", "end", required=True, help="End of the period, exclusive.")
+@click.option(
+    "--format", "fmt", type=click.Choice(sorted(RENDERERS)), default="md", show_default=True
+)
+@click.option("--member", help="Only this member's figures (default: the whole consortium).")
+@click.option("--as", "as_member", help="Member to act as (default: the first admin).")
+def report(start: str, end: str, fmt: str, member: str | None, as_member: str | None) -> None:
+    """Print the transparency report for the period [FROM, TO)."""
+    db = open_db()
+    try:
+        actor = Actor(acting_member(db, as_member))
+        member_id = db.store.members.by_name(member).id if member else None
+        result = reports.transparency(
+            db.store.engine,
+            actor,
+            parse_time(start, "from"),
+            parse_time(end, "to"),
+            member_id,
+        )
+    finally:
+        db.close()
+    click.echo(RENDERERS[fmt](result), nl=False)

@@ -1,0 +1,119 @@
+"""`hashdb serve`: the HTTP API under gunicorn, through gunicorn's own Python API.
+
+The master process migrates the database and makes sure an admin exists (printing
+its key the first time, so `make run` ends with a URL and a key), then forks the
+workers; each worker builds its own app (`api.create_app`) after the fork, so no
+database connection, thread or index is shared between processes. Workers and
+threads come from settings unless given here; more than one thread selects
+gunicorn's threaded worker, which also keeps client connections alive.
+
+Metrics: prometheus_client keeps each worker's values in files under
+`PROMETHEUS_MULTIPROC_DIR` so `/metrics` can add up all workers. That variable
+must be set before prometheus_client is first imported, so it is set here, before
+any worker starts: a fresh temporary directory removed at exit, or the directory
+given in the environment, whose stale `*.db` files are wiped first.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import click
+
+from hashdb.settings import Settings, load_settings
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _metrics_dir() -> Path | None:
+    """Prepare the multiprocess metrics directory; returns it if we created it."""
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        return None
+    if "prometheus_client" in sys.modules:
+        logging.getLogger(__name__).warning(
+            "prometheus_client imported before `serve` set %s: /metrics shows one worker",
+            MULTIPROC_ENV,
+        )
+        return None
+    created = Path(tempfile.mkdtemp(prefix="hashdb-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(created)
+    return created
+
+
+def _first_admin(settings: Settings) -> str | None:
+    """Migrate the database once, in the master; a new admin key if none existed."""
+    from hashdb.store import Store
+
+    store = Store.open(settings.resolved_database_url())
+    try:
+        new_key = store.members.ensure_first_admin()
+    finally:
+        store.close()
+    return new_key.secret if new_key else None
+
+
+def run_gunicorn(settings: Settings) -> None:
+    """Serve until gunicorn's master is told to stop (Ctrl-C, SIGTERM)."""
+    from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+
+    from api.wsgi import configure_logging
+
+    def child_exit(server: Any, worker: Any) -> None:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+    class _Server(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            options: dict[str, Any] = {
+                "bind": settings.bind,
+                "workers": settings.workers,
+                "threads": settings.threads,
+                "worker_class": "gthread" if settings.threads > 1 else "sync",
+                "loglevel": settings.log_level,
+                "preload_app": False,
+                "child_exit": child_exit,
+                "proc_name": "hashdb",
+                "control_socket_disable": True,  # two servers on one host would share it
+            }
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from api.app import create_app
+
+            configure_logging(settings)
+            return create_app(settings)
+
+    _Server().run()
+
+
+@click.command()
+@click.option("--bind", help="host:port to listen on (default HASHDB_BIND, 127.0.0.1:5000).")
+@click.option("--workers", type=int, help="Worker processes (default HASHDB_WORKERS).")
+@click.option("--threads", type=int, help="Threads per worker (default HASHDB_THREADS).")
+def serve(bind: str | None, workers: int | None, threads: int | None) -> None:
+    """Run the HTTP API under gunicorn (Ctrl-C to stop)."""
+    overrides = {"bind": bind, "workers": workers, "threads": threads}
+    settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    created = _metrics_dir()
+    try:
+        secret = _first_admin(settings)
+        click.echo(f"hashdb serving {settings.resolved_database_url()}")
+        click.echo(f"  API:  http://{settings.bind}/v1   docs: http://{settings.bind}/docs")
+        if secret:
+            click.echo(f"  first admin key (shown once, keep it safe): {secret}")
+        sys.stdout.flush()
+        run_gunicorn(settings)
+    finally:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)

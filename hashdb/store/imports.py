@@ -1,0 +1,254 @@
+"""Bulk import jobs: one row per job, one row per file, counts derived from the files.
+
+A file moves `pending -> done | failed | duplicate` exactly once. `done` is written
+in the same transaction as the file's hashes (`complete_in`), so an import killed at
+any moment either stored a file and marked it, or did neither; running the job again
+picks up the `pending` files only. Counts (done, failed, duplicates, remaining) are
+computed from the file rows, never kept separately, so they cannot drift.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.engine import Connection, RowMapping
+
+from hashdb.errors import NotFound
+from hashdb.store.clock import now, utc
+from hashdb.store.hashes import CHUNK
+from hashdb.store.schema import import_files, import_jobs
+
+
+class JobStatus(enum.StrEnum):
+    RUNNING = "running"
+    DONE = "done"
+
+
+class FileState(enum.StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+    DUPLICATE = "duplicate"
+
+
+@dataclass(frozen=True)
+class PlannedFile:
+    path: str  # relative to the import's source
+    labels: tuple[str, ...] = ()
+    reference: str | None = None
+    notes: str | None = None
+
+
+@dataclass(frozen=True)
+class ImportFile:
+    id: int
+    path: str
+    labels: tuple[str, ...]
+    reference: str | None
+    notes: str | None
+    sha256: bytes | None
+    status: FileState
+    kind: str | None
+    error: str | None
+    hash_ids: tuple[int, ...]
+    frames: int | None
+
+
+@dataclass(frozen=True)
+class ImportCounts:
+    total: int
+    done: int
+    failed: int
+    duplicates: int
+    pending: int
+
+
+@dataclass(frozen=True)
+class ImportJob:
+    id: int
+    member_id: int
+    source: str
+    labels: tuple[str, ...]
+    status: JobStatus
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    counts: ImportCounts
+
+
+def _file(row: RowMapping) -> ImportFile:
+    return ImportFile(
+        id=row["id"],
+        path=row["path"],
+        labels=tuple(row["labels"]),
+        reference=row["reference"],
+        notes=row["notes"],
+        sha256=bytes(row["sha256"]) if row["sha256"] is not None else None,
+        status=FileState(row["status"]),
+        kind=row["kind"],
+        error=row["error"],
+        hash_ids=tuple(row["hash_ids"] or ()),
+        frames=row["frames"],
+    )
+
+
+class ImportStore:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def create(self, member_id: int, source: str, labels: Sequence[str]) -> ImportJob:
+        at = now()
+        with self._engine.begin() as conn:
+            job_id = conn.execute(
+                insert(import_jobs).values(
+                    member_id=member_id,
+                    source=source,
+                    labels=list(labels),
+                    status=JobStatus.RUNNING.value,
+                    created_at=at,
+                    updated_at=at,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+        return self.get(int(job_id))
+
+    def resumable(self, member_id: int, source: str) -> ImportJob | None:
+        """The newest unfinished job of this member over this source, if any."""
+        with self._engine.connect() as conn:
+            job_id = conn.execute(
+                select(import_jobs.c.id)
+                .where(
+                    import_jobs.c.member_id == member_id,
+                    import_jobs.c.source == source,
+                    import_jobs.c.status == JobStatus.RUNNING.value,
+                )
+                .order_by(import_jobs.c.id.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+        return None if job_id is None else self.get(job_id)
+
+    def get(self, job_id: int) -> ImportJob:
+        with self._engine.connect() as conn:
+            row = conn.execute(select(import_jobs).where(import_jobs.c.id == job_id)).mappings()
+            found = row.one_or_none()
+            if found is None:
+                raise NotFound(f"no import job with id {job_id}")
+            states: dict[str, int] = dict(
+                conn.execute(
+                    select(import_files.c.status, func.count())
+                    .where(import_files.c.job_id == job_id)
+                    .group_by(import_files.c.status)
+                ).all()
+            )
+        counts = ImportCounts(
+            total=sum(states.values()),
+            done=states.get(FileState.DONE.value, 0),
+            failed=states.get(FileState.FAILED.value, 0),
+            duplicates=states.get(FileState.DUPLICATE.value, 0),
+            pending=states.get(FileState.PENDING.value, 0),
+        )
+        return ImportJob(
+            id=found["id"],
+            member_id=found["member_id"],
+            source=found["source"],
+            labels=tuple(found["labels"]),
+            status=JobStatus(found["status"]),
+            created_at=utc(found["created_at"]),
+            updated_at=utc(found["updated_at"]),
+            finished_at=utc(found["finished_at"]) if found["finished_at"] else None,
+            counts=counts,
+        )
+
+    def recent(self, limit: int = 50) -> list[ImportJob]:
+        with self._engine.connect() as conn:
+            ids = conn.execute(
+                select(import_jobs.c.id).order_by(import_jobs.c.id.desc()).limit(limit)
+            ).scalars()
+            wanted = list(ids)
+        return [self.get(i) for i in wanted]
+
+    def plan(self, job_id: int, files: Sequence[PlannedFile]) -> int:
+        """Record the files of a job; paths already recorded are left as they are."""
+        with self._engine.begin() as conn:
+            known = set(
+                conn.execute(
+                    select(import_files.c.path).where(import_files.c.job_id == job_id)
+                ).scalars()
+            )
+            at = now()
+            rows = [
+                {
+                    "job_id": job_id,
+                    "path": f.path,
+                    "labels": list(f.labels),
+                    "reference": f.reference,
+                    "notes": f.notes,
+                    "status": FileState.PENDING.value,
+                    "updated_at": at,
+                }
+                for f in files
+                if f.path not in known
+            ]
+            for start in range(0, len(rows), CHUNK):
+                conn.execute(insert(import_files), rows[start : start + CHUNK])
+        return len(rows)
+
+    def files(self, job_id: int, state: FileState | None = None) -> list[ImportFile]:
+        query = select(import_files).where(import_files.c.job_id == job_id)
+        if state is not None:
+            query = query.where(import_files.c.status == state.value)
+        with self._engine.connect() as conn:
+            return [_file(r) for r in conn.execute(query.order_by(import_files.c.id)).mappings()]
+
+    def record_digest(self, file_id: int, sha256: bytes) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(import_files).where(import_files.c.id == file_id).values(sha256=sha256)
+            )
+
+    def mark(
+        self, file_id: int, state: FileState, *, error: str | None = None, kind: str | None = None
+    ) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(import_files)
+                .where(import_files.c.id == file_id)
+                .values(status=state.value, error=error, kind=kind, updated_at=now())
+            )
+
+    @staticmethod
+    def complete_in(
+        conn: Connection, file_id: int, kind: str, hash_ids: Sequence[int], frames: int | None
+    ) -> None:
+        """Mark a file done, inside the transaction that stored its hashes."""
+        conn.execute(
+            update(import_files)
+            .where(import_files.c.id == file_id)
+            .values(
+                status=FileState.DONE.value,
+                kind=kind,
+                hash_ids=list(hash_ids),
+                frames=frames,
+                error=None,
+                updated_at=now(),
+            )
+        )
+
+    def finish(self, job_id: int) -> ImportJob:
+        at = now()
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(import_jobs)
+                .where(import_jobs.c.id == job_id)
+                .values(status=JobStatus.DONE.value, finished_at=at, updated_at=at)
+            )
+        return self.get(job_id)
+
+    def touch(self, job_id: int) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(import_jobs).where(import_jobs.c.id == job_id).values(updated_at=now())
+            )

@@ -1,0 +1,222 @@
+"""The audit log: append-only and tamper-evident by a SHA-256 hash chain.
+
+Every administrative action and every write made with a key is appended here, in
+the same transaction as the change it records: actor (member id), key id, action
+(for example `hash.approve`), target (for example `hash:42`), time, request id and
+a small JSON `details` object.
+
+Chain format (version 1). Entries are numbered 1, 2, 3, ... with no gaps. For entry
+n, `prev_hash` is the `hash` of entry n-1 (64 zeros for entry 1) and
+
+    hash = SHA-256( prev_hash as 64 lowercase hex ASCII characters
+                    || canonical JSON of {seq, at, actor_id, key_id, action,
+                                          target, request_id, details} )
+
+as lowercase hex, where canonical JSON is UTF-8 with sorted keys, no whitespace
+(`separators=(",", ":")`), ASCII-escaped, and `at` written as ISO 8601 UTC with
+microseconds (`2024-05-01T12:00:00.000000+00:00`). `verify` recomputes the chain
+and returns the first entry whose number, link or hash does not check out: an
+edited, inserted or deleted row breaks the chain there. Cutting entries off the
+end is only detectable against a published head (`head()`; the transparency
+report carries it), as with any hash chain.
+
+Appends are serialised: on PostgreSQL by a transaction-level advisory lock taken
+after the change-log lock (always in that order, so no deadlock); on SQLite by its
+single writer. The explicit, unique `seq` means a lost race fails loudly instead
+of forking the chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, text
+from sqlalchemy.engine import Connection, RowMapping
+
+from hashdb.errors import InvalidInput
+from hashdb.store.clock import now, utc
+from hashdb.store.schema import audit_log
+from hashdb.workflow.actor import Actor, require_admin
+
+GENESIS = "0" * 64
+_LOCK_KEY = 7267  # the change log uses 7266
+MAX_READ = 1000
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    seq: int
+    at: datetime
+    actor_id: int | None
+    key_id: int | None
+    action: str
+    target: str
+    request_id: str | None
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    """Result of `verify`: `broken_seq` is the first entry that fails, if any."""
+
+    checked: int
+    broken_seq: int | None = None
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.broken_seq is None
+
+
+def _stamp(at: datetime) -> str:
+    return utc(at).astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def entry_hash(
+    prev_hash: str,
+    *,
+    seq: int,
+    at: datetime,
+    actor_id: int | None,
+    key_id: int | None,
+    action: str,
+    target: str,
+    request_id: str | None,
+    details: Mapping[str, Any],
+) -> str:
+    body = {
+        "seq": seq,
+        "at": _stamp(at),
+        "actor_id": actor_id,
+        "key_id": key_id,
+        "action": action,
+        "target": target,
+        "request_id": request_id,
+        "details": details,
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(prev_hash.encode("ascii") + canonical.encode("utf-8")).hexdigest()
+
+
+def _entry(row: RowMapping) -> AuditEntry:
+    return AuditEntry(
+        seq=row["seq"],
+        at=utc(row["at"]),
+        actor_id=row["actor_id"],
+        key_id=row["key_id"],
+        action=row["action"],
+        target=row["target"],
+        request_id=row["request_id"],
+        details=dict(row["details"]),
+        prev_hash=row["prev_hash"],
+        hash=row["hash"],
+    )
+
+
+def append(
+    conn: Connection,
+    actor: Actor | None,
+    action: str,
+    target: str,
+    details: Mapping[str, Any] | None = None,
+) -> AuditEntry:
+    """Append one entry inside the caller's transaction. `details` must be plain JSON
+    (strings, integers, booleans, None, lists and objects of them). A None actor is
+    the service itself (for example an expiry sweep)."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    last = conn.execute(
+        select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+    ).one_or_none()
+    seq, prev = (1, GENESIS) if last is None else (int(last[0]) + 1, str(last[1]))
+    fields: dict[str, Any] = {
+        "seq": seq,
+        "at": now(),
+        "actor_id": actor.id if actor else None,
+        "key_id": actor.key_id if actor else None,
+        "action": action,
+        "target": target,
+        "request_id": actor.request_id if actor else None,
+        "details": dict(details or {}),
+    }
+    digest = entry_hash(prev, **fields)
+    conn.execute(insert(audit_log).values(**fields, prev_hash=prev, hash=digest))
+    return AuditEntry(**fields, prev_hash=prev, hash=digest)
+
+
+def record(
+    engine: Engine,
+    actor: Actor | None,
+    action: str,
+    target: str,
+    details: Mapping[str, Any] | None = None,
+) -> AuditEntry:
+    """`append` in a transaction of its own (for example a key's write request)."""
+    with engine.begin() as conn:
+        return append(conn, actor, action, target, details)
+
+
+def read(engine: Engine, actor: Actor, *, after: int = 0, limit: int = 100) -> list[AuditEntry]:
+    """Entries after sequence number `after`, oldest first; admins only."""
+    require_admin(actor, "read the audit log")
+    if not 1 <= limit <= MAX_READ:
+        raise InvalidInput(f"limit must be 1-{MAX_READ}", field="limit")
+    if after < 0:
+        raise InvalidInput("after must be >= 0", field="after")
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(audit_log).where(audit_log.c.seq > after).order_by(audit_log.c.seq).limit(limit)
+        ).mappings()
+        return [_entry(r) for r in rows]
+
+
+def head(engine: Engine) -> tuple[int, str]:
+    """(seq, hash) of the newest entry; (0, 64 zeros) for an empty log."""
+    with engine.connect() as conn:
+        last = conn.execute(
+            select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
+        ).one_or_none()
+    return (0, GENESIS) if last is None else (int(last[0]), str(last[1]))
+
+
+def verify(engine: Engine, *, chunk: int = 10_000) -> ChainCheck:
+    """Recompute the whole chain; the first entry that does not check out, if any."""
+    expected_seq, prev, checked = 1, GENESIS, 0
+    while True:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(audit_log)
+                .where(audit_log.c.seq >= expected_seq)
+                .order_by(audit_log.c.seq)
+                .limit(chunk)
+            ).mappings()
+            entries = [_entry(r) for r in rows]
+        if not entries:
+            return ChainCheck(checked)
+        for entry in entries:
+            if entry.seq != expected_seq:
+                return ChainCheck(checked, entry.seq, f"expected entry {expected_seq} here")
+            if entry.prev_hash != prev:
+                return ChainCheck(checked, entry.seq, "link to the previous entry broken")
+            recomputed = entry_hash(
+                prev,
+                seq=entry.seq,
+                at=entry.at,
+                actor_id=entry.actor_id,
+                key_id=entry.key_id,
+                action=entry.action,
+                target=entry.target,
+                request_id=entry.request_id,
+                details=entry.details,
+            )
+            if recomputed != entry.hash:
+                return ChainCheck(checked, entry.seq, "content does not match its hash")
+            checked += 1
+            expected_seq, prev = entry.seq + 1, entry.hash

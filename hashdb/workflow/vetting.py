@@ -1,0 +1,294 @@
+"""The status lifecycle of a hash, and who may move it.
+
+                 approve              disagreement >= threshold
+    pending ──────────────> active ───────────────────────────> disputed
+     │   │                  │    ^                                │   │
+     │   │           retire │    └──────── resolve: keep ─────────┘   │
+     │   │                  v                                         │
+     │   └─── retire ───> retired <──────── resolve: retire ──────────┘
+     │ reject
+     v
+   rejected
+
+A member's contribution starts `pending`; an admin's, a trusted flagger's, or one
+tagged with an open crisis incident starts `active` (`initial_status`). Admins
+approve or reject pending hashes (a rejection needs a reason), resolve disputes
+(keep: back to `active`; retire) and retire hashes; `feedback` moves an active hash
+to `disputed`. A pending hash can also be retired, by its expiry for example.
+`retired` and `rejected` are final. Every move is written to the history with the
+actor, the time and the reason, and each admin move to the audit log, in the same
+transaction as the move itself.
+
+A hash may carry an expiry time: from then on it never matches (the matcher drops
+it at once), and `expire_due` retires it for good, which puts a tombstone in the
+export feed.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Engine, and_, select, update
+from sqlalchemy.engine import Connection
+
+from hashdb.errors import Conflict, Forbidden, InvalidInput
+from hashdb.store import MATCHABLE, ChangeOp, HashRecord, HashStore, Member, Role, Status
+from hashdb.store.clock import now, utc
+from hashdb.store.hashes import lock_change_log, log_changes
+from hashdb.store.schema import hash_transitions, hashes
+from hashdb.workflow import audit
+from hashdb.workflow.actor import Actor, require_admin
+from hashdb.workflow.incidents import aware
+
+ALLOWED: dict[Status, frozenset[Status]] = {
+    Status.PENDING: frozenset({Status.ACTIVE, Status.REJECTED, Status.RETIRED}),
+    Status.ACTIVE: frozenset({Status.DISPUTED, Status.RETIRED}),
+    Status.DISPUTED: frozenset({Status.ACTIVE, Status.RETIRED}),
+    Status.RETIRED: frozenset(),
+    Status.REJECTED: frozenset(),
+}
+MAX_REASON_CHARS = 2000
+MAX_IDS = 10_000
+
+
+class Resolution(enum.StrEnum):
+    KEEP = "keep"  # the dispute is unfounded: back to active
+    RETIRE = "retire"
+
+
+@dataclass(frozen=True)
+class Transition:
+    hash_id: int
+    from_status: Status | None  # None: the hash was created
+    to_status: Status
+    actor_id: int | None  # None: the service itself (expiry)
+    reason: str | None
+    at: datetime
+
+
+def initial_status(member: Member, *, fast_tracked: bool = False) -> Status:
+    """Where a contribution starts: vetted sources and crisis contributions go live."""
+    if member.role is Role.ADMIN or member.trusted or fast_tracked:
+        return Status.ACTIVE
+    return Status.PENDING
+
+
+def _reason(reason: str | None, *, required: bool) -> str | None:
+    text = (reason or "").strip()
+    if required and not text:
+        raise InvalidInput("a reason is required", field="reason")
+    if len(text) > MAX_REASON_CHARS:
+        raise InvalidInput(f"reason is longer than {MAX_REASON_CHARS} characters", field="reason")
+    return text or None
+
+
+def _ids(hash_ids: Sequence[int]) -> list[int]:
+    ids = list(dict.fromkeys(hash_ids))
+    if not 0 < len(ids) <= MAX_IDS:
+        raise InvalidInput(f"give 1-{MAX_IDS} hash ids", field="ids")
+    return ids
+
+
+def move_in(
+    conn: Connection,
+    actor_id: int | None,
+    hash_ids: Sequence[int],
+    to: Status,
+    reason: str | None,
+    *,
+    only_from: frozenset[Status] | None = None,
+) -> dict[int, Status]:
+    """Move hashes to `to` inside the caller's transaction, after checking that every
+    move is allowed (and, with `only_from`, starts there): Conflict naming the ids
+    otherwise, and nothing moves. Returns the previous statuses."""
+    store = HashStore(conn.engine)
+    lock_change_log(conn)
+    before = store.current_status_in(conn, hash_ids)
+    refused = sorted(
+        i
+        for i, s in before.items()
+        if to not in ALLOWED[s] or (only_from is not None and s not in only_from)
+    )
+    if refused:
+        states = sorted({before[i].value for i in refused})
+        raise Conflict(
+            f"cannot move hash {refused[0]} from {before[refused[0]].value} to {to.value}",
+            ids=refused,
+            statuses=states,
+        )
+    store.set_status_in(conn, hash_ids, to, actor_id=actor_id, reason=reason)
+    return before
+
+
+def _admin_move(
+    engine: Engine,
+    actor: Actor,
+    hash_ids: Sequence[int],
+    to: Status,
+    reason: str | None,
+    action: str,
+    only_from: frozenset[Status] | None = None,
+) -> list[HashRecord]:
+    ids = _ids(hash_ids)
+    with engine.begin() as conn:
+        before = move_in(conn, actor.id, ids, to, reason, only_from=only_from)
+        for i in ids:
+            audit.append(
+                conn, actor, action, f"hash:{i}", {"from": before[i].value, "reason": reason}
+            )
+    records = HashStore(engine).get_many(ids)
+    return [records[i] for i in ids]
+
+
+def approve(
+    engine: Engine, actor: Actor, hash_ids: Sequence[int], reason: str | None = None
+) -> list[HashRecord]:
+    """Pending -> active (admins only)."""
+    require_admin(actor, "approve hashes")
+    return _admin_move(
+        engine,
+        actor,
+        hash_ids,
+        Status.ACTIVE,
+        _reason(reason, required=False),
+        "hash.approve",
+        frozenset({Status.PENDING}),
+    )
+
+
+def reject(engine: Engine, actor: Actor, hash_ids: Sequence[int], reason: str) -> list[HashRecord]:
+    """Pending -> rejected, with a reason (admins only)."""
+    require_admin(actor, "reject hashes")
+    return _admin_move(
+        engine, actor, hash_ids, Status.REJECTED, _reason(reason, required=True), "hash.reject"
+    )
+
+
+def retire(engine: Engine, actor: Actor, hash_ids: Sequence[int], reason: str) -> list[HashRecord]:
+    """Pending, active or disputed -> retired, with a reason (admins only)."""
+    require_admin(actor, "retire hashes")
+    return _admin_move(
+        engine, actor, hash_ids, Status.RETIRED, _reason(reason, required=True), "hash.retire"
+    )
+
+
+def resolve_dispute(
+    engine: Engine, actor: Actor, hash_id: int, resolution: Resolution, reason: str
+) -> HashRecord:
+    """Disputed -> active (keep) or retired, with a reason (admins only)."""
+    require_admin(actor, "resolve disputes")
+    to = Status.ACTIVE if resolution is Resolution.KEEP else Status.RETIRED
+    (record,) = _admin_move(
+        engine,
+        actor,
+        [hash_id],
+        to,
+        _reason(reason, required=True),
+        f"hash.resolve_{resolution.value}",
+        frozenset({Status.DISPUTED}),
+    )
+    return record
+
+
+def set_expiry(
+    engine: Engine, actor: Actor, hash_id: int, expires_at: datetime | None
+) -> HashRecord:
+    """Set or clear a hash's expiry; admins, or the member who contributed it."""
+    when = aware(expires_at, "expires_at") if expires_at else None
+    store = HashStore(engine)
+    with engine.begin() as conn:
+        lock_change_log(conn)
+        status = store.current_status_in(conn, [hash_id])[hash_id]
+        owner = conn.execute(
+            select(hashes.c.contributor_id).where(hashes.c.id == hash_id)
+        ).scalar_one()
+        if not actor.is_admin and owner != actor.id:
+            raise Forbidden("only admins or the contributor may set a hash's expiry")
+        if status not in MATCHABLE:
+            raise Conflict(f"hash {hash_id} is {status.value}: it no longer matches")
+        conn.execute(
+            update(hashes).where(hashes.c.id == hash_id).values(expires_at=when, updated_at=now())
+        )
+        log_changes(conn, [hash_id], ChangeOp.UPDATE)
+        audit.append(
+            conn,
+            actor,
+            "hash.expiry",
+            f"hash:{hash_id}",
+            {"expires_at": when.isoformat() if when else None},
+        )
+    return store.get(hash_id)
+
+
+def expire_due(engine: Engine, at: datetime | None = None) -> list[int]:
+    """Retire every matchable hash whose expiry has passed; their ids."""
+    moment = utc(at) if at else now()
+    with engine.begin() as conn:
+        lock_change_log(conn)
+        due = list(
+            conn.execute(
+                select(hashes.c.id).where(
+                    and_(
+                        hashes.c.expires_at.is_not(None),
+                        hashes.c.expires_at <= moment,
+                        hashes.c.status.in_([s.value for s in MATCHABLE]),
+                    )
+                )
+            ).scalars()
+        )
+        if due:
+            HashStore(engine).set_status_in(conn, due, Status.RETIRED, reason="expired")
+            audit.append(conn, None, "hash.expire", "hashes", {"ids": due})
+    return due
+
+
+def history(engine: Engine, hash_id: int) -> list[Transition]:
+    """Every status move of a hash, oldest first (NotFound for an unknown id)."""
+    HashStore(engine).get(hash_id)
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(hash_transitions)
+            .where(hash_transitions.c.hash_id == hash_id)
+            .order_by(hash_transitions.c.id)
+        ).mappings()
+        return [
+            Transition(
+                hash_id=r["hash_id"],
+                from_status=Status(r["from_status"]) if r["from_status"] else None,
+                to_status=Status(r["to_status"]),
+                actor_id=r["actor_id"],
+                reason=r["reason"],
+                at=utc(r["at"]),
+            )
+            for r in rows
+        ]
+
+
+def queue(
+    engine: Engine,
+    actor: Actor,
+    status: Status = Status.PENDING,
+    *,
+    after_id: int = 0,
+    limit: int = 100,
+) -> list[HashRecord]:
+    """Hashes awaiting an admin (pending or disputed), oldest first (admins only)."""
+    require_admin(actor, "see the review queue")
+    if status not in (Status.PENDING, Status.DISPUTED):
+        raise InvalidInput("the queue holds pending or disputed hashes", field="status")
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("limit must be 1-1000", field="limit")
+    with engine.connect() as conn:
+        ids = list(
+            conn.execute(
+                select(hashes.c.id)
+                .where(hashes.c.status == status.value, hashes.c.id > after_id)
+                .order_by(hashes.c.id)
+                .limit(limit)
+            ).scalars()
+        )
+    records = HashStore(engine).get_many(ids)
+    return [records[i] for i in ids]

@@ -1,0 +1,158 @@
+"""Hash a video the vPDQ way: PDQ of frames sampled at a fixed rate, plus digests.
+
+    hashes = hash_video_file(path)                 # or hash_video(data)
+    hashes.frames          # FrameHash(index, timestamp, pdq, quality), quality >= 50
+    hashes.ended_by        # EndReason.COMPLETE unless a limit or damage cut it short
+    hash_video_file(path, frames_per_second=EVERY_FRAME)   # a query: every frame
+
+The model is Meta's vPDQ (facebook/ThreatExchange, `vpdq/README.md`): a video is
+the sequence of PDQ hashes of its frames taken at a fixed interval, each kept with
+its frame number, timestamp and quality. Matching then works frame by frame in
+the PDQ index (see `hashdb.video_match` for the scores).
+
+Sampling keeps the first frame of each 1 / rate seconds (`ingest.video_plan`).
+The default, 1 per second as in vPDQ's README, is fine enough that a clip of a
+few seconds still yields several frames and coarse enough that an hour of video
+is 3,600 hashes in the index: the rate for stored (reference) videos. Queries
+should use `EVERY_FRAME`, since two copies sampled once a second only line up
+when their cuts do (`hashdb.video_match`, "Sampling phase").
+
+Frames whose PDQ quality is below 50 (`hashdb.signals.PDQ.min_quality`: flat
+colour, fades, black frames) are left out of `frames`, as vPDQ's quality filter
+does before comparing, and only counted in `low_quality_frames`, so a mostly black
+video does not match every other mostly black video.
+
+Decoding lives in `ingest.video_decode` (with its plan in `ingest.video_plan`),
+the per-file budget in `ingest.video_limits`, the per-frame PDQ in
+`ingest.video_pdq`, the container sniffing behind `is_video` in
+`ingest.video_sniff`. Errors: UnsupportedMedia (415) for data that is not a video
+or has no video stream, MediaError (422) for a damaged video or one with no
+decodable frame, InvalidInput for a bad sampling rate.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hashdb.signals import PDQ
+from ingest.video_decode import LumaFrame, sample_frames
+from ingest.video_limits import EndReason, VideoLimits
+from ingest.video_pdq import FramePdq, pdq_from_luma
+from ingest.video_sniff import is_video
+
+__all__ = [
+    "EVERY_FRAME",
+    "MIN_QUALITY",
+    "EndReason",
+    "FrameHash",
+    "VideoHashes",
+    "VideoLimits",
+    "hash_video",
+    "hash_video_file",
+    "is_video",
+]
+
+MIN_QUALITY = PDQ.min_quality if PDQ.min_quality is not None else 50
+# A sampling rate that keeps every frame (one interval per millisecond): for
+# queries, so that each reference frame (hashed at 1 per second) has an exact
+# counterpart whatever the cut. Mind VideoLimits.max_frames: 20,000 frames are
+# 11 minutes at 30 fps.
+EVERY_FRAME = 1000.0
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class FrameHash:
+    index: int  # frame number in presentation order, from 0 (vPDQ's frame_number)
+    timestamp: float  # seconds from the first frame
+    pdq: bytes  # 32 raw bytes, the reference's hex order
+    quality: int  # 0-100; always >= MIN_QUALITY in VideoHashes.frames
+
+
+@dataclass(frozen=True)
+class VideoHashes:
+    md5: bytes
+    sha256: bytes
+    duration: float  # seconds of video the packets cover (not the header's claim)
+    fps: float  # average frame rate of the stream
+    width: int
+    height: int
+    frames_per_second: float  # the sampling rate used
+    frames: tuple[FrameHash, ...]  # sampled frames of quality >= MIN_QUALITY, in time order
+    low_quality_frames: int  # sampled frames left out for quality < MIN_QUALITY
+    ended_by: EndReason  # COMPLETE, or the limit / damage that cut sampling short
+
+    @property
+    def complete(self) -> bool:
+        return self.ended_by is EndReason.COMPLETE
+
+    @property
+    def sampled_frames(self) -> int:
+        return len(self.frames) + self.low_quality_frames
+
+
+def hash_video_file(
+    path: Path,
+    *,
+    frames_per_second: float = 1.0,
+    limits: VideoLimits = VideoLimits(),  # noqa: B008 - frozen, safe to share
+) -> VideoHashes:
+    """Hash the video at `path`; the limits bound the work whatever the file claims."""
+    started = time.monotonic()
+    with path.open("rb") as file:
+        digests = _digests(iter(lambda: file.read(_CHUNK), b""))
+    return _hash(path, digests, frames_per_second, limits, started)
+
+
+def hash_video(
+    data: bytes,
+    *,
+    frames_per_second: float = 1.0,
+    limits: VideoLimits = VideoLimits(),  # noqa: B008 - frozen, safe to share
+) -> VideoHashes:
+    """Hash a video held in memory (an upload); no temporary file is written."""
+    started = time.monotonic()
+    return _hash(data, _digests([data]), frames_per_second, limits, started)
+
+
+def _digests(chunks: Iterable[bytes]) -> tuple[bytes, bytes]:
+    """MD5 and SHA-256 of the bytes, read once."""
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    for chunk in chunks:
+        md5.update(chunk)
+        sha256.update(chunk)
+    return md5.digest(), sha256.digest()
+
+
+def _hash(
+    source: Path | bytes,
+    digests: tuple[bytes, bytes],
+    rate: float,
+    limits: VideoLimits,
+    started: float,
+) -> VideoHashes:
+    sampling = sample_frames(
+        source, _hash_frame, frames_per_second=rate, limits=limits, started=started
+    )
+    frames = tuple(f for f in sampling.results if f.quality >= MIN_QUALITY)
+    return VideoHashes(
+        md5=digests[0],
+        sha256=digests[1],
+        duration=sampling.duration,
+        fps=sampling.fps,
+        width=sampling.width,
+        height=sampling.height,
+        frames_per_second=rate,
+        frames=frames,
+        low_quality_frames=len(sampling.results) - len(frames),
+        ended_by=sampling.ended_by,
+    )
+
+
+def _hash_frame(frame: LumaFrame) -> FrameHash:
+    result: FramePdq = pdq_from_luma(frame.luma, limited_range=frame.limited_range)
+    return FrameHash(frame.index, frame.timestamp, result.hash, result.quality)

@@ -1,0 +1,114 @@
+"""PDQ of a video frame's luma plane, without building a full-size RGB picture.
+
+Why not hand each frame to `pdqhash.compute` as RGB: at 1280x720 that costs about
+17 ms (colour conversion to RGB, then PDQ's luminance and two box-filter passes
+over every pixel), more than decoding a second of video. Downscaling first is
+cheap but changes the hash: a 512-pixel copy landed up to 32 bits from Meta's vPDQ
+output on the sample videos, past the match threshold.
+
+What we do instead rests on two facts about PDQ (Meta's `hashing.pdf` and the C++
+reference in facebook/ThreatExchange, `pdq/cpp/hashing/pdqhashing.cpp`):
+
+1. Everything before the DCT is linear. PDQ takes luminance Y = 0.299 R + 0.587 G +
+   0.114 B, runs a box filter of width ceil(n / 128) twice along each axis ("Jarosz
+   filter"; near the edges the window is cut and the mean taken over what is
+   left), then keeps 64 x 64 samples, at input index floor((i + 0.5) * n / 64).
+   Per axis that is a 64 x n matrix with at most 2 * ceil(n / 128) - 1 non-zero
+   taps per row, so the whole 64 x 64 buffer is `rows @ luma @ cols.T`, computed
+   here as a gather of the few rows and columns that matter (0.4 ms at 720p).
+2. The decoder's Y plane already is that luminance. Converting limited-range
+   BT.601 YUV to RGB and back with the same weights gives Y' = (Y - 16) * 255 /
+   219, the identity for full-range ("J") formats; only pixels whose RGB would
+   clip differ. The affine map is applied to the 64 x 64 buffer.
+
+The buffer is then rounded to 8 bits and hashed by `pdqhash` itself (DCT, median,
+quality), so quality and bit order are the reference's. On the sample videos the
+result is within 0-4 bits (mean about 1.5) of `pdqhash.compute` on the full RGB
+frame, and quality agrees.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pdqhash
+
+_SIDE = 64  # PDQ's downsampled buffer is 64 x 64
+_PASSES = 2  # box-filter passes per axis in the reference
+# The reference hashes nothing smaller than this on either side: all-zero hash, quality 0.
+_MIN_HASHABLE_SIDE = 5
+
+
+@dataclass(frozen=True)
+class _AxisFilter:
+    """PDQ's downsampling along one axis of length n, as 64 rows of taps."""
+
+    index: npt.NDArray[np.intp]  # (64, taps): input positions
+    weight: npt.NDArray[np.float32]  # (64, taps): their weights (each row sums to 1)
+
+
+@dataclass(frozen=True)
+class FramePdq:
+    hash: bytes  # 32 bytes, the reference's hex order
+    quality: int  # 0-100
+
+
+def pdq_from_luma(luma: npt.NDArray[np.uint8], *, limited_range: bool) -> FramePdq:
+    """PDQ of a frame given its 8-bit luma plane (height x width, any row stride).
+
+    `limited_range` is true for video-range Y (16-235), the usual case; false for
+    full-range planes (JPEG-range YUV, or luma computed from RGB).
+    """
+    height, width = luma.shape
+    if min(height, width) < _MIN_HASHABLE_SIDE:
+        return FramePdq(bytes(32), 0)
+    rows, cols = _axis_filter(height), _axis_filter(width)
+    # (64, taps, width) gathered rows -> (64, width) -> (64, 64)
+    reduced = np.einsum("it,itw->iw", rows.weight, luma[rows.index], dtype=np.float32)
+    buffer = np.einsum("jt,ijt->ij", cols.weight, reduced[:, cols.index], dtype=np.float32)
+    if limited_range:
+        buffer = (buffer - 16.0) * np.float32(255.0 / 219.0)
+    # C order matters: pdqhash reads its luminance buffer as C-contiguous memory and
+    # silently hashes the transpose of a Fortran-ordered array (einsum returns one).
+    grey = np.ascontiguousarray(np.clip(np.rint(buffer), 0, 255), dtype=np.uint8)
+    # pdqhash wants H x W x 3 and takes the luminance itself; that of (v, v, v) is v.
+    bits, quality = pdqhash.compute(np.broadcast_to(grey[:, :, np.newaxis], (_SIDE, _SIDE, 3)))
+    return FramePdq(np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes(), int(quality))
+
+
+def luma_from_rgb(rgb: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """PDQ's luminance of an RGB picture, rounded to 8 bits (for non-YUV frames)."""
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    luma: npt.NDArray[np.float32] = rgb.astype(np.float32) @ weights
+    return np.clip(np.rint(luma), 0, 255).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=32)
+def _axis_filter(n: int) -> _AxisFilter:
+    """Composite of PDQ's box passes and its decimation along an axis of length n."""
+    if n < 1:
+        raise ValueError("a frame needs at least one row and one column")
+    window = (n + 2 * _SIDE - 1) // (2 * _SIDE)  # ceil(n / 128)
+    half = (window + 2) // 2
+    # Output o of one box pass is the mean of input [lo[o], hi[o]).
+    out = np.arange(n)
+    lo = np.maximum(0, out - (window - half))
+    hi = np.minimum(n, out + half)
+    matrix = np.zeros((_SIDE, n), dtype=np.float64)
+    matrix[np.arange(_SIDE), ((np.arange(_SIDE) + 0.5) * n / _SIDE).astype(np.intp)] = 1.0
+    for _ in range(_PASSES):  # matrix <- matrix @ box, one column band at a time
+        composed = np.zeros_like(matrix)
+        for o in np.flatnonzero(matrix.any(axis=0)):
+            composed[:, lo[o] : hi[o]] += matrix[:, o : o + 1] / (hi[o] - lo[o])
+        matrix = composed
+    nonzero = matrix != 0
+    first = nonzero.argmax(axis=1)
+    last = n - 1 - nonzero[:, ::-1].argmax(axis=1)
+    taps = int((last - first).max()) + 1
+    start = np.minimum(first, n - taps)
+    index = start[:, np.newaxis] + np.arange(taps)
+    weight = np.take_along_axis(matrix, index, axis=1).astype(np.float32)
+    return _AxisFilter(index=index, weight=weight)

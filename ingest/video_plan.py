@@ -1,0 +1,124 @@
+"""Which frames to sample, and which packets must be decoded to get them.
+
+Pure arithmetic over the packet index (timestamps and keyframe flags in decode
+order), kept apart from FFmpeg so it can be tested on made-up streams.
+
+Sampling: the frame kept for interval k is the first frame whose timestamp lies
+in [k / rate, (k + 1) / rate), timestamps counted from the earliest frame. On a
+30 fps video at 1 per second that is frames 0, 30, 60, ..., as in vPDQ.
+
+Decoding: a target frame needs the keyframe that starts its group of pictures and
+the packets from there to its own, in decode order. The keyframe is the last one
+at or before the target *in time*, so that the leading B-frames of an open group
+(shown before their keyframe, decoded after it) get the previous group as
+reference. Everything outside those ranges is never sent to the decoder; inside
+them, packets other than the targets may be decoded with FFmpeg's `NONREF` skip.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from ingest.video_limits import EndReason, VideoLimits
+
+
+@dataclass(frozen=True)
+class DecodePlan:
+    """The plan, keyed by presentation timestamp (pts): robust to where a rewind lands."""
+
+    frame_pts: npt.NDArray[np.int64]  # every frame's pts, sorted: index = frame number
+    decode_pts: npt.NDArray[np.int64]  # sorted pts of the packets to send to the decoder
+    target_pts: npt.NDArray[np.int64]  # sorted pts of the frames to sample (decoded in full)
+    start_pts: int  # the earliest pts, time zero
+    first_pts: int  # pts of the first packet in decode order (checks a rewind)
+    duration: float  # seconds from the earliest frame's start to the last one's end
+    ended_by: EndReason
+
+    def frame_number(self, pts: int) -> int:
+        return int(np.searchsorted(self.frame_pts, pts))
+
+    def decodes(self, pts: int) -> bool:
+        return _contains(self.decode_pts, pts)
+
+    def samples(self, pts: int) -> bool:
+        return _contains(self.target_pts, pts)
+
+
+def _contains(sorted_values: npt.NDArray[np.int64], value: int) -> bool:
+    at = int(np.searchsorted(sorted_values, value))
+    return at < len(sorted_values) and int(sorted_values[at]) == value
+
+
+def interval_of(seconds: npt.NDArray[np.float64], rate: float) -> npt.NDArray[np.int64]:
+    """The sampling interval k of each timestamp (seconds from the first frame)."""
+    # The epsilon absorbs float error at exact boundaries (frame 30 of 30 fps is 1.0 s).
+    return np.floor(seconds * rate + 1e-6).astype(np.int64)
+
+
+def plan_decoding(
+    pts: npt.NDArray[np.int64],
+    ends: npt.NDArray[np.int64],
+    keys: npt.NDArray[np.bool_],
+    *,
+    time_base: float,
+    rate: float,
+    limits: VideoLimits,
+    ended_by: EndReason = EndReason.COMPLETE,
+    declared_frames: int = 0,
+) -> DecodePlan:
+    """Plan sampling at `rate` frames per second from packets in decode order.
+
+    `pts`/`ends` are each packet's presentation start and end in `time_base` units,
+    `keys` its keyframe flag; `ended_by` is how the index pass ended, and
+    `declared_frames` the frame count the container's index claims (0: unknown).
+    """
+    if len(pts) == 0:
+        raise ValueError("no packets to plan")
+    start = int(pts.min())
+    order = np.argsort(pts, kind="stable")  # presentation rank -> decode position
+    seconds = (pts[order] - start).astype(np.float64) * time_base
+    intervals = interval_of(seconds, rate)
+    opens_interval = np.ones(len(pts), dtype=np.bool_)
+    opens_interval[1:] = intervals[1:] != intervals[:-1]
+    within = seconds < limits.max_duration
+    chosen = np.flatnonzero(opens_interval & within)
+    if ended_by is EndReason.COMPLETE and not within.all():
+        ended_by = EndReason.MAX_DURATION
+    if len(chosen) > limits.max_frames:
+        chosen = chosen[: limits.max_frames]
+        ended_by = EndReason.MAX_FRAMES
+    if ended_by is EndReason.COMPLETE and declared_frames > len(pts):
+        ended_by = EndReason.DAMAGED  # the container's index promised frames the data lacks
+
+    targets = order[chosen]  # decode positions
+    starts = _range_starts(pts, keys, targets)
+    coverage = np.zeros(len(pts) + 1, dtype=np.int64)
+    np.add.at(coverage, starts, 1)
+    np.add.at(coverage, targets + 1, -1)
+    decode = np.cumsum(coverage[:-1]) > 0
+    end = max(int(ends.max()), int(pts.max()))
+    return DecodePlan(
+        frame_pts=pts[order],
+        decode_pts=np.sort(pts[decode]),
+        target_pts=np.sort(pts[targets]),
+        start_pts=start,
+        first_pts=int(pts[0]),
+        duration=(end - start) * time_base,
+        ended_by=ended_by,
+    )
+
+
+def _range_starts(
+    pts: npt.NDArray[np.int64], keys: npt.NDArray[np.bool_], targets: npt.NDArray[np.intp]
+) -> npt.NDArray[np.intp]:
+    """Decode position of the last keyframe at or before each target in time."""
+    key_positions = np.flatnonzero(keys)
+    if len(key_positions) == 0 or key_positions[0] != 0:
+        key_positions = np.concatenate([np.zeros(1, dtype=np.intp), key_positions])
+    by_time = key_positions[np.argsort(pts[key_positions], kind="stable")]
+    slot = np.searchsorted(pts[by_time], pts[targets], side="right") - 1
+    starts = by_time[np.maximum(slot, 0)]
+    return np.minimum(starts, targets)

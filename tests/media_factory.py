@@ -1,0 +1,34 @@
+"""Synthetic media for tests: detailed images and short videos, made on the spot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+
+def detailed_image(seed: int, size: int = 256) -> Image.Image:
+    """A random blocky picture: enough structure for PDQ quality well above 50."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    return Image.fromarray(small).resize((size, size), Image.Resampling.BILINEAR)
+
+
+def write_image(path: Path, seed: int, size: int = 256) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    detailed_image(seed, size).save(path)
+    return path
+
+
+def write_video(path: Path, seed: int, seconds: float = 3.0, fps: float = 10.0) -> Path:
+    """An mp4 whose content changes every second (a new random picture per second)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (160, 120))
+    frames = int(seconds * fps)
+    for i in range(frames):
+        picture = np.asarray(detailed_image(seed * 1000 + int(i // fps), 160))[:120]
+        writer.write(cv2.cvtColor(picture, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path

@@ -1,0 +1,131 @@
+"""The command line: what a person or script sees, and the exit codes they get."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from hashdb.cli import main
+
+
+@pytest.fixture
+def run(db_url: str, tmp_path: Path):  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+    env = {"HASHDB_DATABASE_URL": db_url, "HASHDB_DATA_DIR": str(tmp_path)}
+
+    def invoke(*args: str) -> Result:
+        return runner.invoke(main, list(args), env=env, catch_exceptions=False)
+
+    return invoke
+
+
+def test_init_prints_a_first_admin_key_once(run) -> None:  # type: ignore[no-untyped-def]
+    first = run("init")
+    assert first.exit_code == 0 and "first admin key (shown once" in first.output
+    again = run("init")
+    assert again.exit_code == 0 and "admin key" not in again.output
+
+
+def test_hash_prints_every_signal_with_quality_as_json(run, testdata: Path) -> None:  # type: ignore[no-untyped-def]
+    result = run("hash", str(testdata / "pdq/reference/pen-and-coaster.png"), "--json")
+    assert result.exit_code == 0
+    (row,) = json.loads(result.output)
+    assert set(row) >= {"pdq", "pdq_quality", "phash", "md5", "sha256"}
+    assert len(row["pdq"]) == 64 and 0 <= row["pdq_quality"] <= 100
+
+
+def test_one_bad_file_is_reported_and_the_rest_still_hashed(  # type: ignore[no-untyped-def]
+    run, testdata: Path, tmp_path: Path
+) -> None:
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image at all")
+    result = run("hash", str(bad), str(testdata / "pdq/reference/pen-and-coaster.png"), "--json")
+    assert result.exit_code == 1
+    rows = json.loads(result.output)
+    assert "error" in rows[0] and "pdq" in rows[1]
+
+
+def test_the_bridge_edits_match_the_original_after_it_is_added(run, testdata: Path) -> None:  # type: ignore[no-untyped-def]
+    mods = testdata / "pdq/bridge-mods"
+    run("init")
+    added = run("add", str(mods / "aaa-orig.jpg"), "--label", "attack_footage", "--json")
+    assert added.exit_code == 0, added.output
+    pdq_id = next(
+        a["id"] for a in json.loads(added.output)[0]["added"] if a["signal_type"] == "pdq"
+    )
+    result = run("match", str(mods), "--json")
+    assert result.exit_code == 0
+    for row in json.loads(result.output):
+        pdq = [m for m in row["matches"] if m["signal_type"] == "pdq"]
+        assert [m["id"] for m in pdq] == [pdq_id], row["input"]
+        assert pdq[0]["distance"] <= 31 and pdq[0]["labels"] == ["attack_footage"]
+
+
+def test_a_dihedral_match_finds_every_rotation_and_flip(run, testdata: Path) -> None:  # type: ignore[no-untyped-def]
+    dih = testdata / "pdq/reference/dih"
+    run("init")
+    run("add", str(dih / "bridge-1-original.jpg"))
+    plain = json.loads(run("match", str(dih), "--json").output)
+    turned = json.loads(run("match", str(dih), "--dihedral", "--json").output)
+    assert all(any(m["signal_type"] == "pdq" for m in row["matches"]) for row in turned)
+    assert sum(any(m["signal_type"] == "pdq" for m in row["matches"]) for row in plain) < 8
+
+
+def test_a_dihedral_hash_query_finds_a_mirrored_copy(run, testdata: Path) -> None:  # type: ignore[no-untyped-def]
+    dih = testdata / "pdq/reference/dih"
+    run("init")
+    run("add", str(dih / "bridge-5-flipx.jpg"))
+    original = json.loads(run("hash", str(dih / "bridge-1-original.jpg"), "--json").output)[0]
+    plain = json.loads(run("match", original["pdq"], "--json").output)[0]
+    turned = json.loads(run("match", original["pdq"], "--dihedral", "--json").output)[0]
+    assert plain["matches"] == []
+    assert turned["matches"][0]["variant"] == "flip_x"
+
+
+def test_hashes_can_be_added_and_matched_as_text(run) -> None:  # type: ignore[no-untyped-def]
+    value = "f8f8f0cce0f4e84d0e370a22028f67f0b36e2ed596623e1d33e6339c4e9c9b22"
+    run("init")
+    assert run("add", f"pdq:{value}", "--label", "manifesto").exit_code == 0
+    near = "0" + value[1:]
+    result = run("match", near, "--json")
+    (row,) = json.loads(result.output)
+    assert row["matches"][0]["value"] == value and row["matches"][0]["distance"] == 4
+
+
+@pytest.mark.parametrize("arg", ["pdq:xyz", "tmk:" + "0" * 64, "nonexistent-file.jpg"])
+def test_an_argument_that_is_neither_file_nor_hash_is_reported(run, arg: str) -> None:  # type: ignore[no-untyped-def]
+    run("init")
+    result = run("match", arg)
+    assert result.exit_code == 1
+    assert "error" in result.output
+
+
+def test_add_without_any_admin_is_a_usage_error(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("add", "pdq:" + "0" * 64)
+    assert result.exit_code == 2 and "hashdb init" in result.output
+
+
+def test_members_are_created_listed_and_revoked(run) -> None:  # type: ignore[no-untyped-def]
+    created = run("members", "add", "Platform A", "--role", "member")
+    assert created.exit_code == 0 and "hdb_" in created.output
+    assert run("members", "add", "Platform A").exit_code == 2  # duplicate name
+    listed = json.loads(run("members", "list", "--json").output)
+    assert listed[0]["name"] == "Platform A" and len(listed[0]["keys"]) == 1
+    assert run("members", "revoke", "Platform A").exit_code == 0
+    assert json.loads(run("members", "list", "--json").output)[0]["disabled"] is True
+    assert run("members", "revoke", "Nobody").exit_code == 2
+
+
+def test_an_unreachable_database_is_an_outside_failure(tmp_path: Path) -> None:
+    env = {"HASHDB_DATABASE_URL": "postgresql+psycopg://nobody:secret@127.0.0.1:1/none"}
+    result = CliRunner().invoke(main, ["init"], env=env)
+    assert result.exit_code == 3 and "cannot reach the database" in result.output
+    assert "secret" not in result.output
+
+
+def test_a_bad_setting_is_a_user_error_naming_the_variable(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["init"], env={"HASHDB_WORKERS": "-1"})
+    assert result.exit_code == 2 and "HASHDB_WORKERS" in result.output

@@ -1,0 +1,309 @@
+"""The export feed (additions, updates, tombstones, cursor) and syncing from it."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from threatexchange.exchanges.impl.file_api import (
+    FileCollaborationConfig,
+    LocalFileSignalExchangeAPI,
+)
+from threatexchange.signal_type.pdq.signal import PdqSignal
+
+from hashdb.cli import main
+from hashdb.errors import InvalidInput, OutsideFailure, Unauthenticated
+from hashdb.matching import Query
+from hashdb.service import HashDB
+from hashdb.settings import Settings
+from hashdb.signals import MD5, PDQ
+from hashdb.store import NewHash, Role, Status, Store
+from hashdb.workflow import export, sync, vetting
+from hashdb.workflow.actor import Actor
+from hashdb.workflow.export import FeedEntry, FeedFormat, FeedOp
+
+
+def pdq(seed: int) -> bytes:
+    return random.Random(seed).randbytes(32)
+
+
+def item(seed: int) -> NewHash:
+    return NewHash(PDQ.name, pdq(seed), ("attack_footage",), 90)
+
+
+@pytest.fixture
+def admin(store: Store) -> Actor:
+    return Actor(store.members.create("Consortium", Role.ADMIN)[0])
+
+
+@pytest.fixture
+def member(store: Store) -> Actor:
+    return Actor(store.members.create("Platform A", Role.MEMBER)[0])
+
+
+@pytest.fixture
+def db(store: Store) -> HashDB:
+    return HashDB(Settings(), store)
+
+
+def everything(store: Store) -> list[FeedEntry]:
+    return export.feed(store.engine, 0, export.MAX_LIMIT).entries
+
+
+def test_an_active_hash_is_an_addition_with_its_fields(
+    db: HashDB, store: Store, admin: Actor
+) -> None:
+    (added,) = db.contribute(admin, [item(1)])
+    (entry,) = everything(store)
+    assert (entry.op, entry.id, entry.signal_type, entry.status) == (
+        FeedOp.ADD,
+        added.id,
+        "pdq",
+        Status.ACTIVE,
+    )
+    assert entry.value == pdq(1).hex() and entry.quality == 90
+    assert entry.labels == ("attack_footage",)
+
+
+def test_pending_and_retired_hashes_are_tombstones_without_values(
+    db: HashDB, store: Store, admin: Actor, member: Actor
+) -> None:
+    (pending,) = db.contribute(member, [item(1)])
+    (retired,) = db.contribute(admin, [item(2)])
+    vetting.retire(store.engine, admin, [retired.id], "wrong")
+    entries = {e.id: e for e in everything(store)}
+    assert entries[pending.id].op is FeedOp.DELETE and entries[pending.id].value is None
+    assert (entries[retired.id].op, entries[retired.id].status) == (FeedOp.DELETE, Status.RETIRED)
+
+
+def test_a_page_ends_at_the_cursor_and_the_next_page_resumes_after_it(
+    db: HashDB, store: Store, admin: Actor
+) -> None:
+    db.contribute(admin, [item(n) for n in range(5)])
+    first = export.feed(store.engine, 0, 3)
+    assert (len(first.entries), first.more) == (3, True)
+    assert first.cursor == first.entries[-1].seq
+    second = export.feed(store.engine, first.cursor, 3)
+    assert (len(second.entries), second.more) == (2, False)
+    assert export.feed(store.engine, second.cursor, 3).entries == []
+    assert {e.id for e in first.entries + second.entries} == set(range(1, 6))
+
+
+@pytest.mark.parametrize(("since", "limit", "field"), [(-1, 10, "since"), (0, 0, "limit")])
+def test_bad_paging_is_refused_naming_the_field(
+    store: Store, since: int, limit: int, field: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        export.feed(store.engine, since, limit)
+    assert caught.value.field == field
+
+
+def test_replaying_the_feed_from_zero_gives_exactly_the_exported_list(
+    db: HashDB, store: Store, admin: Actor, member: Actor
+) -> None:
+    rng = random.Random(7)
+    ids = [a.id for a in db.contribute(member, [item(n) for n in range(30)])]
+    ids += [a.id for a in db.contribute(admin, [item(n) for n in range(30, 40)])]
+    held: dict[int, FeedEntry] = {}
+    cursor = 0
+    for step in range(40):
+        hash_id = rng.choice(ids)
+        status = store.hashes.get(hash_id).status
+        if status is Status.PENDING:
+            move = rng.choice([vetting.approve, vetting.reject])
+            move(store.engine, admin, [hash_id], "vetted")
+        elif status in (Status.ACTIVE, Status.DISPUTED) and rng.random() < 0.5:
+            vetting.retire(store.engine, admin, [hash_id], "retired")
+        if step % 7 == 0:  # a follower pulling now and then, in small pages
+            while page := export.feed(store.engine, cursor, 4).entries:
+                export.replay(page, held)
+                cursor = page[-1].seq
+    while page := export.feed(store.engine, cursor, 4).entries:
+        export.replay(page, held)
+        cursor = page[-1].seq
+    records = store.hashes.get_many(ids)
+    live = {i for i, r in records.items() if r.status in (Status.ACTIVE, Status.DISPUTED)}
+    assert set(held) == live
+    assert {e.id for e in export.snapshot(store.engine)} == live
+
+
+def test_jsonl_round_trips_and_csv_has_a_header(db: HashDB, store: Store, admin: Actor) -> None:
+    db.contribute(admin, [item(1), NewHash(MD5.name, bytes(16), ("manifesto",))])
+    entries = everything(store)
+    text = "".join(export.render(entries, FeedFormat.JSONL))
+    assert export.parse_jsonl(text) == entries
+    rows = "".join(export.render(entries, FeedFormat.CSV)).splitlines()
+    assert rows[0] == ",".join(export.CSV_COLUMNS)
+    assert len(rows) == 3 and "attack_footage" in rows[1]
+
+
+def test_the_threatexchange_file_loads_in_python_threatexchange(
+    db: HashDB, store: Store, admin: Actor, tmp_path: Path
+) -> None:
+    db.contribute(admin, [item(1), item(2), NewHash(MD5.name, bytes(16), ("manifesto",))])
+    path = tmp_path / "hashdb.te"
+    path.write_text(
+        "".join(export.render(export.snapshot(store.engine), FeedFormat.THREATEXCHANGE))
+    )
+    api = LocalFileSignalExchangeAPI(
+        FileCollaborationConfig(name="hashdb", api="local_file", enabled=True, filename=str(path))
+    )
+    (delta,) = api.fetch_iter([PdqSignal], None)
+    assert set(delta.updates) == {("pdq", pdq(1).hex()), ("pdq", pdq(2).hex())}
+
+
+# ---- sync -------------------------------------------------------------------------
+
+
+class FeedServer:
+    """The central service's export endpoint, served from the library on 127.0.0.1."""
+
+    def __init__(self, store: Store) -> None:
+        central = store
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                try:
+                    auth = self.headers.get("Authorization", "")
+                    central.members.authenticate(auth.removeprefix("Bearer "))
+                except Unauthenticated:
+                    self.send_error(401)
+                    return
+                url = urllib.parse.urlsplit(self.path)
+                args = dict(urllib.parse.parse_qsl(url.query))
+                if url.path != "/v1/export":
+                    self.send_error(404)
+                    return
+                page = export.feed(central.engine, int(args["since"]), int(args["limit"]))
+                body = "".join(export.render_jsonl(page.entries)).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-ndjson")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FeedServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+@pytest.fixture
+def local(tmp_path: Path) -> Iterator[HashDB]:
+    copy = Store.open(f"sqlite:///{tmp_path / 'local.sqlite3'}")
+    yield HashDB(Settings(), copy)
+    copy.close()
+
+
+def matches(db: HashDB, seed: int) -> int:
+    db.matcher.refresh()
+    return len(db.match([Query(PDQ, pdq(seed))])[0].matches)
+
+
+def test_a_local_copy_follows_the_central_feed_over_http(
+    db: HashDB, store: Store, admin: Actor, member: Actor, local: HashDB
+) -> None:
+    _, key = store.members.create("Small platform", Role.MEMBER)
+    _, doomed = db.contribute(admin, [item(1), item(2)])
+    (pending,) = db.contribute(member, [item(3)])
+    with FeedServer(store) as central:
+        feed = sync.HttpFeed(central.url, key.secret)
+        first = sync.pull(local.store.engine, feed, central.url, limit=2)
+        assert (first.pages, first.entries, first.live) == (2, 3, 2)
+        assert (matches(local, 1), matches(local, 2), matches(local, 3)) == (1, 1, 0)
+
+        vetting.retire(store.engine, admin, [doomed.id], "not terrorist content")
+        vetting.approve(store.engine, admin, [pending.id])
+        second = sync.pull(local.store.engine, feed, central.url)
+        assert (second.entries, second.retired) == (2, 1)
+        assert (matches(local, 1), matches(local, 2), matches(local, 3)) == (1, 0, 1)
+        assert sync.cursor(local.store.engine, central.url) == store.changes.head()
+        assert sync.pull(local.store.engine, feed, central.url).entries == 0
+
+
+def test_an_interrupted_sync_resumes_after_the_last_page_applied(
+    db: HashDB, store: Store, admin: Actor, local: HashDB
+) -> None:
+    _, key = store.members.create("Small platform", Role.MEMBER)
+    db.contribute(admin, [item(n) for n in range(5)])
+    with FeedServer(store) as central:
+        feed = sync.HttpFeed(central.url, key.secret)
+        assert sync.pull(local.store.engine, feed, central.url, limit=2, max_pages=1).entries == 2
+        rest = sync.pull(local.store.engine, feed, central.url, limit=2)
+    assert rest.entries == 3
+    assert sum(matches(local, n) for n in range(5)) == 5
+
+
+def test_a_refused_key_or_an_unreachable_server_is_a_typed_error(
+    store: Store, local: HashDB
+) -> None:
+    with FeedServer(store) as central:
+        with pytest.raises(Unauthenticated):
+            sync.pull(local.store.engine, sync.HttpFeed(central.url, "hdb_nope"), central.url)
+        url = central.url
+    with pytest.raises(OutsideFailure):
+        sync.pull(local.store.engine, sync.HttpFeed(url, "hdb_x", timeout=2), url)
+    with pytest.raises(InvalidInput):
+        sync.HttpFeed("file:///etc/passwd", "hdb_x")
+
+
+def test_hashdb_sync_pulls_into_the_configured_database(
+    db: HashDB, store: Store, admin: Actor, tmp_path: Path
+) -> None:
+    _, key = store.members.create("Small platform", Role.MEMBER)
+    db.contribute(admin, [item(1), item(2)])
+    env = {"HASHDB_DATABASE_URL": f"sqlite:///{tmp_path / 'local.sqlite3'}"}
+    runner = CliRunner()
+    with FeedServer(store) as central:
+        args = ["sync", "--from", central.url, "--key", key.secret]
+        first = runner.invoke(main, args, env=env)
+        again = runner.invoke(main, args, env=env)
+        refused = runner.invoke(main, ["sync", "--from", central.url, "--key", "x"], env=env)
+    assert first.exit_code == 0, first.output
+    assert "synced 2 changes" in first.output and "2 live" in first.output
+    assert "synced 0 changes" in again.output
+    assert refused.exit_code == 2
+
+
+def test_hashdb_labels_lists_the_taxonomy(db_url: str, store: Store) -> None:
+    result = CliRunner().invoke(
+        main, ["labels", "list", "--json"], env={"HASHDB_DATABASE_URL": db_url}
+    )
+    assert result.exit_code == 0, result.output
+    assert "attack_footage" in {row["name"] for row in json.loads(result.output)}
+
+
+def test_serving_a_page_retires_expired_hashes_first_so_followers_get_tombstones(
+    db: HashDB, store: Store, admin: Actor
+) -> None:
+    (added,) = db.contribute(admin, [item(1)])
+    cursor = db.export_page(0, 100).cursor
+    soon = datetime.now(UTC) + timedelta(milliseconds=50)
+    vetting.set_expiry(store.engine, admin, added.id, soon)
+    time.sleep(0.1)
+    (tombstone,) = db.export_page(cursor, 100).entries
+    assert (tombstone.id, tombstone.op, tombstone.status) == (
+        added.id,
+        FeedOp.DELETE,
+        Status.RETIRED,
+    )

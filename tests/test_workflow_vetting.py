@@ -1,0 +1,256 @@
+"""Labels, vetting and crisis incidents: who starts where, who may move what."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from hashdb.errors import Conflict, Forbidden, InvalidInput, NotFound
+from hashdb.matching import Query
+from hashdb.service import HashDB
+from hashdb.settings import Settings
+from hashdb.signals import PDQ
+from hashdb.store import NewHash, Role, Status, Store
+from hashdb.workflow import incidents, labels, vetting
+from hashdb.workflow.actor import Actor
+
+
+def pdq(seed: int) -> bytes:
+    return bytes((seed * 37 + i * 11) % 256 for i in range(32))
+
+
+def item(seed: int, *tags: str) -> NewHash:
+    return NewHash(PDQ.name, pdq(seed), tags or ("attack_footage",), 90)
+
+
+@pytest.fixture
+def people(store: Store) -> dict[str, Actor]:
+    admin, _ = store.members.create("Consortium", Role.ADMIN)
+    a, _ = store.members.create("Platform A", Role.MEMBER)
+    b, _ = store.members.create("Platform B", Role.MEMBER)
+    flagger, _ = store.members.create("Trusted NGO", Role.MEMBER, trusted=True)
+    return {"admin": Actor(admin), "a": Actor(a), "b": Actor(b), "flagger": Actor(flagger)}
+
+
+@pytest.fixture
+def db(store: Store) -> HashDB:
+    return HashDB(Settings(), store)
+
+
+# ---- labels --------------------------------------------------------------------
+
+
+def test_the_default_taxonomy_is_there_with_descriptions(store: Store) -> None:
+    names = {label.name: label for label in labels.all_labels(store.engine)}
+    for expected in (
+        "terrorist_entity",
+        "attack_footage",
+        "glorification",
+        "manifesto",
+        "recruitment_instruction",
+        "imminent_threat",
+        "crisis_incident",
+    ):
+        assert names[expected].description
+    assert names["terrorist_entity"].value_kind is labels.ValueKind.OPTIONAL
+    assert names["crisis_incident"].value_kind is labels.ValueKind.REQUIRED
+
+
+def test_an_unknown_label_refuses_the_batch_naming_it(db: HashDB, people: dict[str, Actor]) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        db.contribute(people["a"], [item(1), item(2, "attack_footage", "cats", "dogs:x")])
+    assert caught.value.field == "labels" and caught.value.index == 1
+    assert caught.value.details["unknown"] == ["cats", "dogs:x"]
+    assert "cats" in caught.value.message
+    assert db.store.hashes.get_many([1, 2]) == {}
+
+
+@pytest.mark.parametrize(
+    "tag", ["attack_footage:extra", "crisis_incident", "crisis_incident:abc", "crisis_incident:99"]
+)
+def test_label_values_follow_the_taxonomy(db: HashDB, people: dict[str, Actor], tag: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        db.contribute(people["a"], [item(1, tag)])
+    assert caught.value.field == "labels"
+
+
+def test_an_entity_name_is_optional_on_terrorist_entity(
+    db: HashDB, people: dict[str, Actor]
+) -> None:
+    added = db.contribute(people["a"], [item(1, "terrorist_entity"), item(2, "terrorist_entity:X")])
+    assert [db.store.hashes.get(a.id).labels for a in added] == [
+        ("terrorist_entity",),
+        ("terrorist_entity:X",),
+    ]
+
+
+def test_admins_manage_labels_and_members_cannot(
+    db: HashDB, store: Store, people: dict[str, Actor]
+) -> None:
+    with pytest.raises(Forbidden):
+        labels.add(
+            store.engine, people["a"], "hostage_video", "Hostage videos.", labels.ValueKind.NONE
+        )
+    labels.add(
+        store.engine, people["admin"], "hostage_video", "Hostage videos.", labels.ValueKind.NONE
+    )
+    with pytest.raises(Conflict):
+        labels.add(store.engine, people["admin"], "hostage_video", "Again.", labels.ValueKind.NONE)
+    db.contribute(people["a"], [item(1, "hostage_video")])
+    labels.edit(store.engine, people["admin"], "hostage_video", deprecated=True)
+    with pytest.raises(InvalidInput):
+        db.contribute(people["a"], [item(2, "hostage_video")])
+
+
+# ---- where a contribution starts -------------------------------------------------
+
+
+def test_a_members_contribution_is_pending_and_vetted_ones_are_active(
+    db: HashDB, people: dict[str, Actor]
+) -> None:
+    statuses = {
+        who: db.store.hashes.get(db.contribute(people[who], [item(n)])[0].id).status
+        for n, who in enumerate(("a", "admin", "flagger"))
+    }
+    assert statuses == {"a": Status.PENDING, "admin": Status.ACTIVE, "flagger": Status.ACTIVE}
+
+
+def test_pending_hashes_match_flagged_pending_by_default(
+    db: HashDB, people: dict[str, Actor]
+) -> None:
+    db.contribute(people["a"], [item(1)])
+    (result,) = db.match([Query(PDQ, pdq(1))])
+    assert [m.record.status for m in result.matches] == [Status.PENDING]
+
+
+def test_a_deployment_can_keep_pending_hashes_from_matching(
+    store: Store, people: dict[str, Actor]
+) -> None:
+    db = HashDB(Settings(pending_matches=False), store)
+    (added,) = db.contribute(people["a"], [item(1)])
+    assert db.match([Query(PDQ, pdq(1))])[0].matches == []
+    vetting.approve(store.engine, people["admin"], [added.id])
+    db.matcher.refresh()
+    assert len(db.match([Query(PDQ, pdq(1))])[0].matches) == 1
+
+
+# ---- moves ------------------------------------------------------------------------
+
+
+def test_an_admin_approves_and_the_history_says_who_when_and_why(
+    db: HashDB, store: Store, people: dict[str, Actor]
+) -> None:
+    (added,) = db.contribute(people["a"], [item(1)])
+    (record,) = vetting.approve(store.engine, people["admin"], [added.id], "checked")
+    assert record.status is Status.ACTIVE
+    created, approved = vetting.history(store.engine, added.id)
+    assert (created.from_status, created.to_status, created.actor_id) == (
+        None,
+        Status.PENDING,
+        people["a"].id,
+    )
+    assert (approved.from_status, approved.to_status) == (Status.PENDING, Status.ACTIVE)
+    assert (approved.actor_id, approved.reason) == (people["admin"].id, "checked")
+    assert approved.at >= created.at
+
+
+def test_a_member_cannot_approve_reject_retire_or_see_the_queue(
+    db: HashDB, store: Store, people: dict[str, Actor]
+) -> None:
+    (added,) = db.contribute(people["a"], [item(1)])
+    for call in (
+        lambda: vetting.approve(store.engine, people["a"], [added.id]),
+        lambda: vetting.reject(store.engine, people["b"], [added.id], "no"),
+        lambda: vetting.retire(store.engine, people["flagger"], [added.id], "no"),
+        lambda: vetting.queue(store.engine, people["a"]),
+        lambda: vetting.resolve_dispute(
+            store.engine, people["a"], added.id, vetting.Resolution.KEEP, "ok"
+        ),
+    ):
+        with pytest.raises(Forbidden):
+            call()
+    assert store.hashes.get(added.id).status is Status.PENDING
+
+
+def test_rejection_and_retirement_need_a_reason(
+    db: HashDB, store: Store, people: dict[str, Actor]
+) -> None:
+    (added,) = db.contribute(people["a"], [item(1)])
+    for move in (vetting.reject, vetting.retire):
+        with pytest.raises(InvalidInput) as caught:
+            move(store.engine, people["admin"], [added.id], "  ")
+        assert caught.value.field == "reason"
+
+
+def test_final_statuses_are_final_and_a_refused_batch_moves_nothing(
+    db: HashDB, store: Store, people: dict[str, Actor]
+) -> None:
+    first, second = db.contribute(people["a"], [item(1), item(2)])
+    vetting.reject(store.engine, people["admin"], [first.id], "not terrorist content")
+    with pytest.raises(Conflict) as caught:
+        vetting.approve(store.engine, people["admin"], [second.id, first.id])
+    assert caught.value.details["ids"] == [first.id]
+    assert store.hashes.get(second.id).status is Status.PENDING
+    with pytest.raises(Conflict):
+        vetting.retire(store.engine, people["admin"], [first.id], "again")
+    with pytest.raises(NotFound):
+        vetting.approve(store.engine, people["admin"], [999])
+
+
+def test_the_queue_lists_pending_hashes_oldest_first(
+    db: HashDB, store: Store, people: dict[str, Actor]
+) -> None:
+    added = db.contribute(people["a"], [item(1), item(2), item(3)])
+    vetting.approve(store.engine, people["admin"], [added[1].id])
+    queued = vetting.queue(store.engine, people["admin"])
+    assert [r.id for r in queued] == [added[0].id, added[2].id]
+
+
+# ---- expiry ----------------------------------------------------------------------
+
+
+def test_an_expired_hash_stops_matching_at_once_and_is_retired_by_the_sweep(
+    db: HashDB, store: Store, people: dict[str, Actor]
+) -> None:
+    (added,) = db.contribute(people["admin"], [item(1)])
+    past = datetime.now(UTC) - timedelta(seconds=1)
+    assert db.match([Query(PDQ, pdq(1))])[0].matches
+    with pytest.raises(Forbidden):
+        vetting.set_expiry(store.engine, people["b"], added.id, past)
+    vetting.set_expiry(store.engine, people["admin"], added.id, past)
+    assert db.match([Query(PDQ, pdq(1))])[0].matches == []
+    assert vetting.expire_due(store.engine) == [added.id]
+    assert store.hashes.get(added.id).status is Status.RETIRED
+    assert vetting.history(store.engine, added.id)[-1].reason == "expired"
+
+
+def test_an_expiry_needs_a_time_zone(db: HashDB, store: Store, people: dict[str, Actor]) -> None:
+    (added,) = db.contribute(people["a"], [item(1)])
+    with pytest.raises(InvalidInput) as caught:
+        vetting.set_expiry(store.engine, people["a"], added.id, datetime(2030, 1, 1))
+    assert caught.value.field == "expires_at"
+
+
+# ---- crisis incidents -------------------------------------------------------------
+
+
+def test_contributions_tagged_with_an_open_incident_are_fast_tracked(
+    db: HashDB, store: Store, people: dict[str, Actor]
+) -> None:
+    with pytest.raises(Forbidden):
+        incidents.open_incident(store.engine, people["a"], "Attack in X")
+    incident = incidents.open_incident(store.engine, people["admin"], "Attack in X")
+    assert incident.open
+    tag = f"crisis_incident:{incident.id}"
+    (during,) = db.contribute(people["a"], [item(1, "attack_footage", tag)])
+    record = store.hashes.get(during.id)
+    assert (record.status, record.incident_id) == (Status.ACTIVE, incident.id)
+
+    closed = incidents.close_incident(store.engine, people["admin"], incident.id)
+    assert closed.ended_at is not None and closed.ended_at >= closed.started_at
+    with pytest.raises(Conflict):
+        incidents.close_incident(store.engine, people["admin"], incident.id)
+    (after,) = db.contribute(people["a"], [item(2, tag)])
+    assert store.hashes.get(after.id).status is Status.PENDING
+    assert store.hashes.get(after.id).incident_id == incident.id
