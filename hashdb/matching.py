@@ -14,16 +14,26 @@ image is too featureless for its hash to mean anything.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
 from hashdb.errors import InvalidInput
-from hashdb.index import HammingIndex, SearchHits, make_index
+from hashdb.index import (
+    HammingIndex,
+    MIHIndex,
+    SearchHits,
+    load_snapshot,
+    make_index,
+    save_snapshot,
+)
 from hashdb.signals import PDQ, SIGNAL_TYPES, Matching, SignalType
 from hashdb.signals.vpdq import VPDQ, Frame
 from hashdb.store import MATCHABLE, ChangeLog, HashRecord, HashStore, Status, VideoStore
@@ -36,18 +46,30 @@ from hashdb.video_match import (
 )
 
 
+class Probe(NamedTuple):
+    """An extra probe of a query with its own threshold (None: the query's)."""
+
+    name: str
+    value: bytes
+    threshold: int | None = None
+
+
+log = logging.getLogger(__name__)
+
+
 @dataclass(frozen=True)
 class Query:
     """One hash to look up. `quality` is the PDQ quality (0-100) of the image the
     hash came from, when known; it gates every perceptual hash of that image.
     `variants` are extra probes of the same content (for example the dihedral forms
-    of an image), each with a name."""
+    of an image), each with a name: a `(name, value)` pair is probed at the query's
+    threshold, a `Probe` at its own (ingest/probes.py measures one per kind)."""
 
     signal_type: SignalType
     value: bytes
     threshold: int | None = None
     quality: int | None = None
-    variants: tuple[tuple[str, bytes], ...] = ()
+    variants: tuple[tuple[str, bytes] | Probe, ...] = ()
 
     @property
     def effective_threshold(self) -> int:
@@ -96,10 +118,12 @@ class Matcher:
         videos: VideoStore | None = None,
         statuses: Iterable[Status] = MATCHABLE,
         sync_interval: float = 2.0,
+        snapshot_dir: Path | None = None,
     ) -> None:
         self._hashes = hashes
         self._changes = changes
         self._videos = videos
+        self._snapshot_dir = snapshot_dir
         self._statuses = frozenset(statuses)
         self._sync_interval = sync_interval
         self._indexes: dict[str, HammingIndex] = {}
@@ -117,27 +141,68 @@ class Matcher:
         return {name: len(index) for name, index in self._indexes.items()}
 
     def load(self) -> None:
-        """Build every index from the database (start-up)."""
+        """Build every index (start-up): from a snapshot when a sound one exists, else
+        from the database; then replay the change log since the position it reflects."""
         with self._lock:
-            cursor = self._changes.head()
-            indexes: dict[str, HammingIndex] = {}
-            for signal in SIGNAL_TYPES.values():
-                if signal.matching is not Matching.HAMMING:
-                    continue
-                index = make_index(signal.bits)
-                for ids, codes in self._hashes.iter_codes(
-                    signal.name, signal.nbytes, self._statuses
-                ):
-                    index.add(ids, codes)
-                indexes[signal.name] = index
-            if self._videos is not None:
-                for ids, codes in self._videos.iter_frame_codes(statuses=self._statuses):
-                    indexes[PDQ.name].add(ids, codes)
+            restored = self._restore()
+            if restored is None:
+                cursor = self._changes.head()
+                indexes = self._build()
+            else:
+                indexes, cursor = restored
             self._indexes, self._cursor = indexes, cursor
             self._synced_at = time.monotonic()
             self.ready = True
         # Changes committed while we were reading are replayed now; replay is idempotent.
         self.refresh()
+        if restored is None and self._snapshot_dir is not None:
+            self.save_snapshot()
+
+    def _build(self) -> dict[str, HammingIndex]:
+        indexes: dict[str, HammingIndex] = {}
+        for signal in self._hamming_signals():
+            index = make_index(signal.bits)
+            for ids, codes in self._hashes.iter_codes(signal.name, signal.nbytes, self._statuses):
+                index.add(ids, codes)
+            indexes[signal.name] = index
+        if self._videos is not None:
+            for ids, codes in self._videos.iter_frame_codes(statuses=self._statuses):
+                indexes[PDQ.name].add(ids, codes)
+        for index in indexes.values():
+            if isinstance(index, MIHIndex):
+                index.compact()  # fold the bulk load into the tables before serving
+        return indexes
+
+    @staticmethod
+    def _hamming_signals() -> list[SignalType]:
+        return [s for s in SIGNAL_TYPES.values() if s.matching is Matching.HAMMING]
+
+    def _restore(self) -> tuple[dict[str, HammingIndex], int] | None:
+        """Indexes from the snapshot directory, if every one loads at one cursor that
+        this database's change log has reached; otherwise None (rebuild)."""
+        if self._snapshot_dir is None:
+            return None
+        loaded = {
+            s.name: load_snapshot(self._snapshot_dir / s.name, s.bits)
+            for s in self._hamming_signals()
+        }
+        cursors = {found[1] for found in loaded.values() if found is not None}
+        if None in loaded.values() or len(cursors) != 1:
+            return None
+        (cursor,) = cursors
+        if cursor > self._changes.head():
+            log.warning("index snapshot is ahead of this database's change log; rebuilding")
+            return None
+        return {name: found[0] for name, found in loaded.items() if found is not None}, cursor
+
+    def save_snapshot(self) -> None:
+        """Write every index with the cursor it reflects (no-op without a directory)."""
+        if self._snapshot_dir is None:
+            return
+        with self._lock:
+            for name, index in self._indexes.items():
+                if isinstance(index, MIHIndex):
+                    save_snapshot(index, self._snapshot_dir / name, self._cursor)
 
     def refresh(self) -> int:
         """Apply the change log since the last refresh; returns how many changes."""
@@ -231,9 +296,11 @@ class Matcher:
         probes: dict[int, list[tuple[int, str | None, bytes]]] = {}
         for i in positions:
             q = queries[i]
-            group = probes.setdefault(q.effective_threshold, [])
-            group.append((i, None, q.value))
-            group.extend((i, name, code) for name, code in q.variants)
+            probes.setdefault(q.effective_threshold, []).append((i, None, q.value))
+            for extra in q.variants:
+                own = extra.threshold if isinstance(extra, Probe) else None
+                limit = q.effective_threshold if own is None else own
+                probes.setdefault(limit, []).append((i, extra[0], extra[1]))
         for threshold, group in probes.items():
             codes = np.frombuffer(b"".join(code for _, _, code in group), np.uint8)
             hits = index.search(codes.reshape(len(group), signal.nbytes), threshold)

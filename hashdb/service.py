@@ -38,6 +38,7 @@ class HashDB:
             videos=store.videos,
             statuses=matchable_statuses(settings),
             sync_interval=settings.sync_interval,
+            snapshot_dir=settings.snapshot_dir,
         )
 
     @classmethod

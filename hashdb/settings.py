@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hashdb.errors import InvalidInput
@@ -30,6 +30,11 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path(),
         description="Directory for the embedded SQLite database and index snapshots.",
+    )
+    snapshot_dir: Path | None = Field(
+        default=None,
+        description="Directory for index snapshots, so a restart loads the built index "
+        "and replays only newer changes; unset rebuilds from the database at every start.",
     )
     bind: str = Field(
         default="127.0.0.1:5000", description="Address `hashdb serve` listens on (host:port)."
@@ -85,6 +90,14 @@ class Settings(BaseSettings):
         le=1000,
         description="Distinct members disagreeing with an active hash (feedback `disagree` "
         "or `false_positive`) that move it to `disputed` for an admin to resolve.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="Key signing the web console's session cookies (at least 32 "
+        "characters). Unset: one is generated on first use and kept in "
+        "`console-secret-key` in the data directory; set it when several servers "
+        "share the database, so that a login on one is valid on all.",
     )
 
     @field_validator("log_level")

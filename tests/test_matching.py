@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+from pathlib import Path
+
 import numpy as np
 import pytest
 
-from hashdb.index import BruteForceIndex
+from hashdb.index import BruteForceIndex, make_index, save_snapshot
 from hashdb.matching import Matcher, Query
 from hashdb.signals import MD5, PDQ, PHASH
 from hashdb.store import Member, NewHash, Role, Status, Store
@@ -144,3 +147,46 @@ def test_an_index_built_at_start_holds_only_matchable_hashes(store: Store, membe
     matcher.load()
     assert matcher.sizes() == {"pdq": 3, "phash": 0}
     assert matcher.cursor == store.changes.head()
+
+
+def test_a_restart_loads_the_snapshot_and_replays_only_newer_changes(
+    store: Store, member: Member, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    first = store.hashes.add(member.id, [NewHash("pdq", bytes([1]) * 32)])
+    Matcher(store.hashes, store.changes, snapshot_dir=tmp_path).load()  # builds and saves
+    assert (tmp_path / "pdq" / "manifest.json").is_file()
+    later = store.hashes.add(member.id, [NewHash("pdq", bytes([2]) * 32)])
+    store.hashes.set_status([first[0].id], Status.RETIRED)
+    restarted = Matcher(store.hashes, store.changes, snapshot_dir=tmp_path)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        restarted.load()
+    assert "not used" not in caplog.text  # restored, not rebuilt
+    assert restarted.sizes()["pdq"] == 1
+    (hit,) = restarted.match([Query(PDQ, bytes([2]) * 32)])
+    assert [m.record.id for m in hit.matches] == [later[0].id]
+
+
+def test_a_corrupt_snapshot_is_rebuilt_from_the_database(
+    store: Store, member: Member, tmp_path: Path
+) -> None:
+    store.hashes.add(member.id, [NewHash("pdq", bytes([1]) * 32)])
+    Matcher(store.hashes, store.changes, snapshot_dir=tmp_path).load()
+    for array in (tmp_path / "pdq").glob("*.npy"):
+        array.write_bytes(array.read_bytes()[:-8])
+    restarted = Matcher(store.hashes, store.changes, snapshot_dir=tmp_path)
+    restarted.load()
+    assert restarted.sizes()["pdq"] == 1
+
+
+def test_a_snapshot_ahead_of_the_database_is_not_trusted(
+    store: Store, member: Member, tmp_path: Path
+) -> None:
+    store.hashes.add(member.id, [NewHash("pdq", bytes([1]) * 32)])
+    for name, bits in (("pdq", 256), ("phash", 64)):  # from some other, busier database
+        foreign = make_index(bits)
+        foreign.add(np.array([999], dtype=np.int64), np.zeros((1, bits // 8), dtype=np.uint8))
+        save_snapshot(foreign, tmp_path / name, cursor=10**6)  # type: ignore[arg-type]
+    matcher = Matcher(store.hashes, store.changes, snapshot_dir=tmp_path)
+    matcher.load()
+    assert matcher.sizes() == {"pdq": 1, "phash": 0}

@@ -75,6 +75,14 @@ def test_rotation_keeps_the_old_key_valid_for_the_overlap_only(store: Store) -> 
     assert store.members.authenticate(expired.secret)
 
 
+def test_a_second_rotation_with_a_shorter_overlap_shortens_the_first(store: Store) -> None:
+    member, old = store.members.create("Platform A", Role.MEMBER)
+    store.members.issue_key(member.id, overlap=timedelta(days=7))
+    store.members.issue_key(member.id, overlap=timedelta(seconds=-1))
+    with pytest.raises(Unauthenticated):
+        store.members.authenticate(old.secret)
+
+
 def test_disabling_a_member_revokes_every_key(store: Store) -> None:
     member, first = store.members.create("Platform A", Role.MEMBER)
     second = store.members.issue_key(member.id)

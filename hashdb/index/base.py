@@ -6,7 +6,8 @@ Exactness is the contract: implementations are tested against `BruteForceIndex`.
 
     index = make_index(bits=256)
     index.add(ids, codes)          # ids: int64 (n,), codes: uint8 (n, bits // 8)
-    index.remove(ids)              # takes effect for the next search
+    index.remove(ids)              # takes effect for the next search; absent ids: no-op
+                                   # add of an id present replaces its code (last wins)
     hits = index.search(queries, threshold)   # one SearchHits per query row
 """
 
@@ -56,3 +57,15 @@ def check_codes(codes: Codes, bits: int) -> Codes:
     if array.ndim != 2 or array.shape[1] != bits // 8:
         raise ValueError(f"codes must have shape (n, {bits // 8}), got {array.shape}")
     return array
+
+
+def last_wins(ids: Ids, codes: Codes) -> tuple[Ids, Codes]:
+    """`ids` as int64 without repeats, keeping the last code given for each."""
+    ids = np.asarray(ids, dtype=np.int64).ravel()
+    if len(ids) != len(codes):
+        raise ValueError("ids and codes differ in length")
+    unique, last = np.unique(ids[::-1], return_index=True)
+    if len(unique) == len(ids):
+        return ids, codes
+    keep = np.sort(len(ids) - 1 - last)
+    return ids[keep], codes[keep]

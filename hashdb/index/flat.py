@@ -4,7 +4,7 @@ A flat scan: every query is compared with every stored code using FAISS's popcou
 kernels. FAISS's binary range search keeps distances strictly below the radius, so
 the radius passed is threshold + 1. Removals mark ids dead in a numpy mask at once
 and are compacted out of the FAISS index when a quarter of it is dead, so a delete
-never waits for a rebuild.
+never waits for a rebuild. An id maps to one code: adding an id present replaces it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import threading
 import faiss
 import numpy as np
 
-from hashdb.index.base import Codes, Ids, SearchHits, check_codes
+from hashdb.index.base import Codes, Ids, SearchHits, check_codes, last_wins
 
 
 class FlatIndex:
@@ -32,11 +32,9 @@ class FlatIndex:
         return len(self._ids) - self._dead
 
     def add(self, ids: Ids, codes: Codes) -> None:
-        codes = check_codes(codes, self.bits)
-        ids = np.asarray(ids, dtype=np.int64)
-        if len(ids) != len(codes):
-            raise ValueError("ids and codes differ in length")
+        ids, codes = last_wins(ids, check_codes(codes, self.bits))
         with self._lock:
+            self.remove(ids)
             self._faiss.add(codes)
             self._ids = np.concatenate([self._ids, ids])
             self._live = np.concatenate([self._live, np.ones(len(ids), dtype=bool)])
@@ -50,7 +48,8 @@ class FlatIndex:
                 self._compact()
 
     def _compact(self) -> None:
-        codes = faiss.vector_to_array(self._faiss.xb).reshape(-1, self.bits // 8)[self._live]
+        stored = faiss.vector_to_array(self._faiss.xb)  # type: ignore[attr-defined]
+        codes = stored.reshape(-1, self.bits // 8)[self._live]
         fresh = faiss.IndexBinaryFlat(self.bits)
         fresh.add(codes)
         self._faiss, self._ids = fresh, self._ids[self._live]

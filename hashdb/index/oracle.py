@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from hashdb.index.base import Codes, Ids, SearchHits, check_codes
+from hashdb.index.base import Codes, Ids, SearchHits, check_codes, last_wins
 
 _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.int32)
 
@@ -31,8 +31,9 @@ class BruteForceIndex:
         return len(self._ids)
 
     def add(self, ids: Ids, codes: Codes) -> None:
-        codes = check_codes(codes, self.bits)
-        self._ids = np.concatenate([self._ids, np.asarray(ids, dtype=np.int64)])
+        ids, codes = last_wins(ids, check_codes(codes, self.bits))
+        self.remove(ids)
+        self._ids = np.concatenate([self._ids, ids])
         self._codes = np.concatenate([self._codes, codes])
 
     def remove(self, ids: Ids) -> None:

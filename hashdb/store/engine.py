@@ -27,7 +27,10 @@ def open_engine(url: str) -> Engine:
             engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
-            engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+            # No pre-ping: it would add a round trip to every request (the key lookup
+            # is one statement). Connections are recycled instead, and a dead one
+            # surfaces as StorageUnavailable (503) for that request only.
+            engine = create_engine(url, pool_size=10, max_overflow=20, pool_recycle=300)
     except (ArgumentError, ValueError) as exc:
         raise InvalidInput(f"bad database URL: {exc}", field="HASHDB_DATABASE_URL") from None
     return engine

@@ -16,7 +16,7 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Engine, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -173,14 +173,17 @@ class MemberStore:
         self.get(member_id)
         with self._engine.begin() as conn:
             if overlap is not None:
+                # Live keys expire after the overlap, or sooner if an earlier
+                # rotation already said so.
+                until = now() + overlap
                 conn.execute(
                     update(api_keys)
                     .where(
                         api_keys.c.member_id == member_id,
                         api_keys.c.revoked_at.is_(None),
-                        api_keys.c.expires_at.is_(None),
+                        or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > until),
                     )
-                    .values(expires_at=now() + overlap)
+                    .values(expires_at=until)
                 )
             return self._issue(conn, member_id)
 

@@ -1,0 +1,274 @@
+"""Numeric kernels of the multi-index hashing index, compiled with numba.
+
+Why numba: the candidate stage is a loop of data-dependent table probes and a
+32-byte popcount per candidate, with a branch per candidate. Vectorised numpy needs
+several full passes over every candidate array (expand ranges, gather codes, xor,
+count, filter, deduplicate) and a Python round trip per batch; a compiled loop
+touches each candidate once. Every kernel releases the GIL (`nogil=True`), so the
+index runs a batch on several threads and queries proceed while a refresher thread
+adds or removes. Kernels are cached on disk (`cache=True`): the first import on a
+machine compiles for a few seconds, later ones load in milliseconds.
+
+Layout (internal, see `mih.py`): a code is `words = bits // 64` uint64s after a fixed
+bit permutation; substring (chunk) j is bits [16j, 16j + 16), that is
+`(code[j // 4] >> (16 * (j % 4))) & 0xFFFF`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from llvmlite import ir  # type: ignore[import-untyped]
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+CHUNK_BITS = 16
+BUCKETS = 1 << CHUNK_BITS
+
+
+@intrinsic
+def _popcount(typingctx: Any, x: Any) -> Any:
+    """LLVM's ctpop: one POPCNT instruction on x86-64."""
+    sig = types.uint64(types.uint64)
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        return builder.ctpop(args[0])
+
+    return sig, codegen
+
+
+@intrinsic
+def _prefetch(typingctx: Any, array: Any, index: Any) -> Any:
+    """LLVM's prefetch of `array[index]` (1-D) into all cache levels, for reading."""
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        array_type = signature.args[0]
+        array_value = context.make_array(array_type)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(  # type: ignore[no-untyped-call]
+            context, builder, array_type, array_value, [args[1]], wraparound=False
+        )
+        byte_ptr = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [byte_ptr, i32, i32, i32])
+        fn = cgutils.get_or_insert_function(  # type: ignore[no-untyped-call]
+            builder.module, fnty, "llvm.prefetch.p0"
+        )
+        flags = [ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)]
+        builder.call(fn, [builder.bitcast(ptr, byte_ptr), *flags])
+        return context.get_dummy_value()
+
+    return types.void(array, index), codegen
+
+
+@njit(nogil=True, cache=True)
+def permute(codes: Any, table: Any, words: int) -> Any:  # pragma: no cover - compiled
+    """Bytes (n, nbytes) -> permuted uint64 words (n, words): OR of per-byte masks."""
+    n, nbytes = codes.shape
+    out = np.zeros((n, words), dtype=np.uint64)
+    for r in range(n):
+        for i in range(nbytes):
+            v = codes[r, i]
+            for w in range(words):
+                out[r, w] |= table[i, v, w]
+    return out
+
+
+@njit(nogil=True, cache=True)
+def build_table(codes: Any, chunk: int, offsets: Any, rows: Any) -> None:  # pragma: no cover
+    """Counting sort of rows by the value of `chunk`: bucket v is
+    rows[offsets[v]:offsets[v + 1]], rows ascending inside a bucket."""
+    n = codes.shape[0]
+    word = chunk >> 2
+    shift = np.uint64((chunk & 3) * CHUNK_BITS)
+    mask = np.uint64(BUCKETS - 1)
+    counts = np.zeros(BUCKETS + 1, dtype=np.int64)
+    for r in range(n):
+        counts[((codes[r, word] >> shift) & mask) + 1] += 1
+    for v in range(BUCKETS):
+        counts[v + 1] += counts[v]
+    for v in range(BUCKETS + 1):
+        offsets[v] = counts[v]
+    for r in range(n):
+        key = (codes[r, word] >> shift) & mask
+        rows[counts[key]] = r
+        counts[key] += 1
+
+
+@njit(inline="always")
+def _distance(q: Any, codes: Any, r: int, words: int) -> int:  # pragma: no cover
+    d = 0
+    for w in range(words):
+        d += _popcount(q[w] ^ codes[r, w])  # type: ignore[call-arg]
+    return d
+
+
+@njit(inline="always")
+def _chunk_distance(q: Any, codes: Any, r: int, chunk: int) -> int:  # pragma: no cover
+    shift = np.uint64((chunk & 3) * CHUNK_BITS)
+    x = ((q[chunk >> 2] ^ codes[r, chunk >> 2]) >> shift) & np.uint64(BUCKETS - 1)
+    return int(_popcount(x))  # type: ignore[call-arg]
+
+
+@njit(nogil=True)
+def _grow(ids: Any, dists: Any, size: int) -> Any:  # pragma: no cover
+    new_ids = np.empty(max(2 * len(ids), size), dtype=np.int64)
+    new_dists = np.empty(len(new_ids), dtype=np.int32)
+    new_ids[: len(ids)] = ids
+    new_dists[: len(dists)] = dists
+    return new_ids, new_dists
+
+
+@njit(nogil=True)
+def _grow_candidates(rows: Any, tables: Any, size: int) -> Any:  # pragma: no cover
+    new_rows = np.empty(max(2 * len(rows), size), dtype=np.int32)
+    new_tables = np.empty(len(new_rows), dtype=np.int32)
+    new_rows[: len(rows)] = rows
+    new_tables[: len(tables)] = tables
+    return new_rows, new_tables
+
+
+@njit(nogil=True)
+def _sort_hits(ids: Any, dists: Any, start: int, stop: int) -> None:  # pragma: no cover
+    """Sort hits[start:stop] by (distance, id) in place."""
+    k = stop - start
+    if k < 2:
+        return
+    if k <= 32:  # insertion sort: hit lists are short
+        for a in range(start + 1, stop):
+            i, d = ids[a], dists[a]
+            b = a - 1
+            while b >= start and (dists[b] > d or (dists[b] == d and ids[b] > i)):
+                ids[b + 1], dists[b + 1] = ids[b], dists[b]
+                b -= 1
+            ids[b + 1], dists[b + 1] = i, d
+        return
+    seg_ids = ids[start:stop].copy()
+    seg_dists = dists[start:stop].copy()
+    by_id = np.argsort(seg_ids, kind="mergesort")
+    order = by_id[np.argsort(seg_dists[by_id], kind="mergesort")]
+    for a in range(k):
+        ids[start + a] = seg_ids[order[a]]
+        dists[start + a] = seg_dists[order[a]]
+
+
+@njit(nogil=True)
+def _scan(  # pragma: no cover - compiled
+    q: Any,
+    threshold: int,
+    codes: Any,
+    ids: Any,
+    live: Any,
+    size: int,
+    out_ids: Any,
+    out_dists: Any,
+    h: int,
+) -> Any:
+    words = codes.shape[1]
+    for r in range(size):
+        if live[r]:
+            d = _distance(q, codes, r, words)
+            if d <= threshold:
+                if h == len(out_ids):
+                    out_ids, out_dists = _grow(out_ids, out_dists, h + 1)
+                out_ids[h] = ids[r]
+                out_dists[h] = d
+                h += 1
+    return out_ids, out_dists, h
+
+
+@njit(nogil=True, cache=True)
+def search(  # pragma: no cover - compiled
+    queries: Any,
+    threshold: int,
+    use_tables: bool,
+    codes: Any,
+    ids: Any,
+    live: Any,
+    offsets: Any,
+    rows: Any,
+    radii: Any,
+    flips: Any,
+    flips_upto: Any,
+    a_codes: Any,
+    a_ids: Any,
+    a_live: Any,
+    a_size: int,
+    b_codes: Any,
+    b_ids: Any,
+    b_live: Any,
+    b_size: int,
+) -> Any:
+    """Every live stored code within `threshold` of each query.
+
+    The base segment (`codes`, `ids`, `live`, tables `offsets`/`rows`) is searched
+    through its tables when `use_tables`, else scanned; two unindexed buffers
+    (`a_*`, `b_*`, their first `*_size` rows) are scanned. Returns
+    (lims, ids, distances): query i's hits are [lims[i], lims[i + 1]), sorted by
+    (distance, id).
+    """
+    nq, words = queries.shape
+    chunks = offsets.shape[0]
+    lims = np.zeros(nq + 1, dtype=np.int64)
+    out_ids = np.empty(1024, dtype=np.int64)
+    out_dists = np.empty(1024, dtype=np.int32)
+    cand_rows = np.empty(16384, dtype=np.int32)
+    cand_tables = np.empty(16384, dtype=np.int32)
+    flat_codes = codes.reshape(codes.shape[0] * words)
+    h = 0
+    for qi in range(nq):
+        q = queries[qi]
+        if use_tables:
+            # Gather the candidates of every probe first, prefetching their codes, then
+            # verify: the random reads of codes overlap instead of stalling one by one.
+            k = 0
+            for j in range(chunks):
+                key = (q[j >> 2] >> np.uint64((j & 3) * CHUNK_BITS)) & np.uint64(BUCKETS - 1)
+                for f in range(flips_upto[radii[j]]):
+                    probe = key ^ flips[f]
+                    lo, hi = offsets[j, probe], offsets[j, probe + 1]
+                    if k + hi - lo > len(cand_rows):
+                        cand_rows, cand_tables = _grow_candidates(
+                            cand_rows, cand_tables, k + hi - lo
+                        )
+                    for s in range(lo, hi):
+                        r = rows[j, s]
+                        _prefetch(flat_codes, r * words)  # type: ignore[call-arg]
+                        cand_rows[k] = r
+                        cand_tables[k] = j
+                        k += 1
+            for c in range(k):
+                r = cand_rows[c]
+                if not live[r]:
+                    continue
+                d = _distance(q, codes, r, words)
+                if d > threshold:
+                    continue
+                # Report a row from the first table that can find it only.
+                j = cand_tables[c]
+                seen = False
+                for jj in range(j):
+                    if _chunk_distance(q, codes, r, jj) <= radii[jj]:
+                        seen = True
+                        break
+                if seen:
+                    continue
+                if h == len(out_ids):
+                    out_ids, out_dists = _grow(out_ids, out_dists, h + 1)
+                out_ids[h] = ids[r]
+                out_dists[h] = d
+                h += 1
+        else:
+            out_ids, out_dists, h = _scan(
+                q, threshold, codes, ids, live, codes.shape[0], out_ids, out_dists, h
+            )
+        out_ids, out_dists, h = _scan(
+            q, threshold, a_codes, a_ids, a_live, a_size, out_ids, out_dists, h
+        )
+        out_ids, out_dists, h = _scan(
+            q, threshold, b_codes, b_ids, b_live, b_size, out_ids, out_dists, h
+        )
+        _sort_hits(out_ids, out_dists, lims[qi], h)
+        lims[qi + 1] = h
+    return lims, out_ids[:h], out_dists[:h]

@@ -1,0 +1,129 @@
+"""The two kinds of storage inside `MIHIndex`: an indexed segment and a scan buffer.
+
+`Segment` is built once from a batch of (id, code) pairs and never changes except
+for its `live` mask: rows sorted by id (so an id is found by binary search, with no
+id->row map to store), codes as permuted uint64 words, and one counting-sorted
+table per 16-bit substring (`offsets` (m, 65537) int32 into `rows` (m, n) int32).
+Per stored hash: 32 bytes of code, 8 of id, 1 of live flag and 4 per table (64
+for PDQ): 105 bytes, plus 4 MB of offsets for the whole index.
+
+`Buffer` holds recent additions, unindexed and scanned linearly; it only grows
+(capacity doubling), so a reader that captured (arrays, size) keeps a consistent view
+while writers append past `size` or move to bigger arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from hashdb.index import kernels
+from hashdb.index.base import Ids
+from hashdb.index.layout import Words
+
+Runner = Callable[[Iterable[Callable[[], None]]], None]
+
+
+def run_serially(tasks: Iterable[Callable[[], None]]) -> None:
+    for task in tasks:
+        task()
+
+
+@dataclass
+class Segment:
+    codes: Words  # (n, words) uint64, rows sorted by id
+    ids: Ids  # (n,) strictly increasing
+    live: npt.NDArray[np.bool_]  # (n,), the only mutable part
+    offsets: npt.NDArray[np.int32]  # (m, 65537)
+    rows: npt.NDArray[np.int32]  # (m, n)
+    dead: int = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @staticmethod
+    def empty(words: int, chunks: int) -> Segment:
+        return Segment(
+            np.empty((0, words), dtype=np.uint64),
+            np.empty(0, dtype=np.int64),
+            np.empty(0, dtype=bool),
+            np.zeros((chunks, kernels.BUCKETS + 1), dtype=np.int32),
+            np.empty((chunks, 0), dtype=np.int32),
+        )
+
+    @staticmethod
+    def build(ids: Ids, codes: Words, chunks: int, run: Runner = run_serially) -> Segment:
+        """Index unique `ids` with their internal `codes`; `run` may run tables in parallel."""
+        if len(ids) >= np.iinfo(np.int32).max:
+            raise ValueError("a segment holds fewer than 2**31 codes")
+        order = np.argsort(ids, kind="stable")
+        ids = ids[order]
+        if len(ids) > 1 and not (np.diff(ids) > 0).all():
+            raise ValueError("segment ids must be unique")
+        codes = np.ascontiguousarray(codes[order])
+        offsets = np.empty((chunks, kernels.BUCKETS + 1), dtype=np.int32)
+        rows = np.empty((chunks, len(ids)), dtype=np.int32)
+
+        def table(j: int) -> Callable[[], None]:
+            return lambda: kernels.build_table(codes, j, offsets[j], rows[j])
+
+        run(table(j) for j in range(chunks))
+        return Segment(codes, ids, np.ones(len(ids), dtype=bool), offsets, rows)
+
+    def remove(self, ids: Ids) -> int:
+        """Mark `ids` dead; returns how many were live here."""
+        if len(self.ids) == 0 or len(ids) == 0:
+            return 0
+        pos = np.searchsorted(self.ids, ids)
+        found = pos < len(self.ids)
+        pos = pos[found]
+        pos = pos[self.ids[pos] == ids[found]]
+        pos = pos[self.live[pos]]
+        self.live[pos] = False
+        self.dead += len(pos)
+        return len(pos)
+
+    def nbytes(self) -> int:
+        return sum(a.nbytes for a in (self.codes, self.ids, self.live, self.offsets, self.rows))
+
+
+class Buffer:
+    """Append-only (id, code, live) rows, scanned linearly."""
+
+    def __init__(self, words: int, capacity: int = 1024) -> None:
+        self.codes: Words = np.empty((capacity, words), dtype=np.uint64)
+        self.ids: Ids = np.empty(capacity, dtype=np.int64)
+        self.live = np.zeros(capacity, dtype=bool)
+        self.size = 0
+
+    def append(self, ids: Ids, codes: Words) -> None:
+        end = self.size + len(ids)
+        if end > len(self.ids):
+            capacity = max(end, 2 * len(self.ids))
+            grown = Buffer(self.codes.shape[1], capacity)
+            grown.codes[: self.size] = self.codes[: self.size]
+            grown.ids[: self.size] = self.ids[: self.size]
+            grown.live[: self.size] = self.live[: self.size]
+            self.codes, self.ids, self.live = grown.codes, grown.ids, grown.live
+        self.codes[self.size : end] = codes
+        self.ids[self.size : end] = ids
+        self.live[self.size : end] = True
+        self.size = end
+
+    def remove(self, ids: Ids) -> int:
+        """Mark `ids` dead; returns how many were live here."""
+        if self.size == 0 or len(ids) == 0:
+            return 0
+        rows = np.flatnonzero(np.isin(self.ids[: self.size], ids) & self.live[: self.size])
+        self.live[rows] = False
+        return len(rows)
+
+    def live_rows(self) -> tuple[Ids, Words]:
+        keep = self.live[: self.size]
+        return self.ids[: self.size][keep], self.codes[: self.size][keep]
+
+    def nbytes(self) -> int:
+        return self.codes.nbytes + self.ids.nbytes + self.live.nbytes
