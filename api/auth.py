@@ -1,0 +1,77 @@
+"""Who is calling, and may they: bearer keys, roles and the per-key rate limit.
+
+Every `/v1` view is wrapped in `requires(...)` with the roles it admits; `admin`
+is admitted everywhere. The key is looked up in the database on every request
+(one indexed read of its SHA-256 digest), so a revoked or expired key fails on the
+very next request in every worker and on every server: no cache to invalidate.
+
+Order of checks: 401 (no key, unknown, revoked or expired), then 403 (role), then
+429 (rate limit), so a caller is told the most fundamental problem first.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from flask import g, request
+
+from api.context import context
+from hashdb.errors import Forbidden, Unauthenticated
+from hashdb.store import Principal, Role
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+ROLES_ATTR = "hashdb_roles"
+
+
+def bearer_secret(header: str | None) -> str:
+    if not header:
+        raise Unauthenticated("missing Authorization header; send `Authorization: Bearer <key>`")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthenticated("Authorization header must be `Bearer <key>`")
+    return secret.strip()
+
+
+def principal() -> Principal:
+    """The caller of the current request (inside a `requires` view)."""
+    found = g.get("principal")
+    if not isinstance(found, Principal):
+        raise RuntimeError("principal() called outside an authenticated view")
+    return found
+
+
+def requires(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Admit callers with a valid key whose role is one of `roles` (or admin)."""
+    allowed = frozenset(roles) | {Role.ADMIN}
+
+    def decorate(view: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(view)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            ctx = context()
+            who = ctx.db.store.members.authenticate(
+                bearer_secret(request.headers.get("Authorization"))
+            )
+            g.principal = who
+            if who.member.role not in allowed:
+                names = ", ".join(sorted(r.value for r in allowed))
+                raise Forbidden(
+                    f"role {who.member.role.value!r} may not call this endpoint (allowed: {names})",
+                    role=who.member.role.value,
+                )
+            ctx.limiter.take(who.key_id)
+            return view(*args, **kwargs)
+
+        setattr(wrapper, ROLES_ATTR, allowed)
+        return wrapper
+
+    return decorate
+
+
+def allowed_roles(view: Callable[..., object]) -> frozenset[Role] | None:
+    """The roles a view admits, or None for a public view."""
+    roles = getattr(view, ROLES_ATTR, None)
+    return roles if isinstance(roles, frozenset) else None

@@ -1,0 +1,128 @@
+"""The contributing blueprint: members add hashes, or images for the server to hash.
+
+Contributions are active at once for now (vetting states arrive with the
+consortium workflow). Adding the same hash twice from one member returns the same
+id with `created: false`, so a pipeline can retry a batch safely. A PDQ hash below
+quality 50 is refused (400, naming the item); from an uploaded image of low
+quality only the file digests are added, and the answer says so.
+
+Hash records show `reference` and `contributor_id` only to admins and to the
+member who contributed the hash: a reference may name a case or a source that
+other members have no business seeing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from flask import Blueprint, Response
+
+from api import schemas as s
+from api.auth import principal, requires
+from api.context import context
+from api.matching import media_hashes
+from api.openapi import document
+from api.uploads import form_fields, uploaded_image
+from api.web import json_body, reply
+from hashdb.errors import InvalidInput
+from hashdb.settings import Settings
+from hashdb.signals import SIGNAL_TYPES, get_signal_type
+from hashdb.store import HashRecord, NewHash, Role
+from ingest.records import contributions, usable_perceptual
+
+bp = Blueprint("contributing", __name__)
+
+TAG = "contributing"
+
+
+def to_new_hashes(settings: Settings, items: Sequence[s.HashIn]) -> list[NewHash]:
+    if len(items) > settings.max_batch:
+        raise InvalidInput(
+            f"{len(items)} hashes in one request; at most {settings.max_batch}",
+            field="hashes",
+            maximum=settings.max_batch,
+        )
+    out = []
+    for i, item in enumerate(items):
+        signal = get_signal_type(item.signal_type, "signal_type", i)
+        value = signal.parse(item.value, "value", i)
+        if item.quality is not None and signal.min_quality is None:
+            raise InvalidInput(
+                f"{signal.name} hashes have no quality score", field="quality", index=i
+            )
+        out.append(NewHash(signal.name, value, tuple(item.labels), item.quality, item.reference))
+    return out
+
+
+def hash_out(record: HashRecord, *, full: bool) -> s.HashOut:
+    return s.HashOut(
+        id=record.id,
+        signal_type=record.signal_type,
+        value=SIGNAL_TYPES[record.signal_type].format(record.value),
+        quality=record.quality,
+        labels=list(record.labels),
+        status=record.status.value,
+        created_at=record.created_at,
+        updated_at=record.updated_at,
+        reference=record.reference if full else None,
+        contributor_id=record.contributor_id if full else None,
+    )
+
+
+@bp.post("/v1/hashes")
+@document(
+    "Contribute hashes",
+    tag=TAG,
+    description="Add a batch of hashes with labels and an optional reference. Returns one "
+    "id per item, in order; an item this member already added keeps its id.",
+    body=s.ContributeRequest,
+    responses={201: s.ContributeResponse},
+)
+@requires(Role.MEMBER)
+def contribute() -> Response:
+    ctx = context()
+    request = json_body(s.ContributeRequest)
+    items = to_new_hashes(ctx.settings, request.hashes)
+    added = ctx.db.contribute(principal().member, items)
+    out = [
+        s.AddedOut(index=i, signal_type=item.signal_type, id=a.id, created=a.created)
+        for i, (item, a) in enumerate(zip(items, added, strict=True))
+    ]
+    return reply(s.ContributeResponse(hashes=out), 201)
+
+
+@bp.post("/v1/media")
+@document(
+    "Contribute an image",
+    tag=TAG,
+    description="Upload an image (multipart field `file`, repeatable `labels`, optional "
+    "`reference`); the server hashes it and adds PDQ, pHash, MD5 and SHA-256.",
+    body=s.MediaContributeForm,
+    body_type="multipart",
+    responses={201: s.MediaContributeResponse},
+)
+@requires(Role.MEMBER)
+def contribute_media() -> Response:
+    ctx = context()
+    form = form_fields(s.MediaContributeForm)
+    h = uploaded_image(ctx.settings)
+    items = contributions(h, tuple(form.labels), form.reference)
+    added = ctx.db.contribute(principal().member, items)
+    out = [
+        s.AddedOut(index=i, signal_type=item.signal_type, id=a.id, created=a.created)
+        for i, (item, a) in enumerate(zip(items, added, strict=True))
+    ]
+    body = s.MediaContributeResponse(
+        hashes=media_hashes(h), added=out, low_quality=not usable_perceptual(h)
+    )
+    return reply(body, 201)
+
+
+@bp.get("/v1/hashes/<id:hash_id>")
+@document("Get a hash", tag=TAG, responses={200: s.HashOut})
+@requires(Role.MEMBER)
+def get_hash(hash_id: int) -> Response:
+    record = context().db.store.hashes.get(hash_id)
+    who = principal().member
+    full = who.role is Role.ADMIN or who.id == record.contributor_id
+    return reply(hash_out(record, full=full))

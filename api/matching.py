@@ -1,0 +1,176 @@
+"""The matching blueprint: what member platforms call for every upload.
+
+`POST /v1/match` takes a batch of hashes, `POST /v1/match/media` an image that the
+server hashes itself. This is the hot path: a request costs one key lookup, the
+in-memory index search, and one read to hydrate the matched rows (which is also
+what makes a retired hash stop matching at once); a change-log replay happens at
+most once per `HASHDB_SYNC_INTERVAL` seconds. Nothing is read per query.
+
+A `dihedral` query matches the 7 rotations and flips of an image as well. From an
+image they are hashed exactly; from a PDQ hash alone they are derived from its
+bits (`hashdb.signals.pdq_dihedral`, within a few bits of the exact forms; see the
+measurements there), so a member that only keeps hashes can ask too. Each match
+names the form that matched in `variant`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from flask import Blueprint, Response
+
+from api import schemas as s
+from api.auth import principal, requires
+from api.context import ApiContext, context
+from api.openapi import document
+from api.uploads import form_fields, uploaded_image
+from api.web import json_body, reply
+from hashdb.errors import InvalidInput, OutsideFailure
+from hashdb.matching import Query, QueryResult
+from hashdb.settings import Settings
+from hashdb.signals import PDQ, PHASH, SignalType, get_signal_type
+from hashdb.signals.pdq_dihedral import dihedral_variants
+from hashdb.store import Role
+from ingest.image import ImageHashes
+from ingest.records import queries as image_queries
+
+bp = Blueprint("matching", __name__)
+
+TAG = "matching"
+
+
+def check_threshold(
+    settings: Settings, signal: SignalType, threshold: int | None, field: str, index: int | None
+) -> None:
+    if threshold is None:
+        return
+    cap = settings.max_threshold(signal.name)
+    if threshold > cap:
+        raise InvalidInput(
+            f"{signal.name} threshold {threshold} is above the maximum {cap}",
+            field=field,
+            index=index,
+            maximum=cap,
+        )
+
+
+def to_queries(settings: Settings, items: Sequence[s.MatchQuery]) -> list[Query]:
+    if len(items) > settings.max_batch:
+        raise InvalidInput(
+            f"{len(items)} queries in one request; at most {settings.max_batch}",
+            field="queries",
+            maximum=settings.max_batch,
+        )
+    out = []
+    for i, item in enumerate(items):
+        signal = get_signal_type(item.signal_type, "signal_type", i)
+        value = signal.parse(item.value, "value", i)
+        check_threshold(settings, signal, item.threshold, "threshold", i)
+        variants: tuple[tuple[str, bytes], ...] = ()
+        if item.dihedral:
+            if signal is not PDQ:
+                raise InvalidInput("dihedral applies to pdq only", field="dihedral", index=i)
+            variants = dihedral_variants(value)
+        out.append(Query(signal, value, item.threshold, item.quality, variants))
+    return out
+
+
+def _match(ctx: ApiContext, queries: Sequence[Query]) -> list[s.QueryResult]:
+    if not ctx.loader.ready:
+        raise OutsideFailure("the indexes are still loading; retry shortly")
+    results = ctx.db.match(queries, member=principal().member)
+    _count(ctx, results)
+    return [_result(i, r) for i, r in enumerate(results)]
+
+
+def _count(ctx: ApiContext, results: Sequence[QueryResult]) -> None:
+    """Metrics once per request and signal type, not once per query."""
+    queried: Counter[str] = Counter()
+    matched: Counter[str] = Counter()
+    for r in results:
+        queried[r.query.signal_type.name] += 1
+        matched[r.query.signal_type.name] += len(r.matches)
+    for name, count in queried.items():
+        ctx.metrics.queries.labels(name).inc(count)
+        if matched[name]:
+            ctx.metrics.matches.labels(name).inc(matched[name])
+    ctx.metrics.set_index_sizes(ctx.db.matcher.sizes())
+
+
+def _result(index: int, result: QueryResult) -> s.QueryResult:
+    q = result.query
+    name = q.signal_type.name
+    return s.QueryResult(
+        index=index,
+        signal_type=name,
+        value=q.signal_type.format(q.value),
+        low_quality=result.low_quality,
+        matches=[
+            s.MatchOut(
+                id=m.record.id,
+                distance=m.distance,
+                variant=m.variant,
+                labels=list(m.record.labels),
+                status=m.record.status.value,
+                added_at=m.record.created_at,
+            )
+            for m in result.matches
+        ],
+    )
+
+
+def media_hashes(h: ImageHashes) -> s.MediaHashes:
+    return s.MediaHashes(
+        pdq=h.pdq.hex(),
+        pdq_quality=h.pdq_quality,
+        phash=h.phash.hex(),
+        md5=h.md5.hex(),
+        sha256=h.sha256.hex(),
+        width=h.width,
+        height=h.height,
+    )
+
+
+@bp.post("/v1/match")
+@document(
+    "Match a batch of hashes",
+    tag=TAG,
+    description="Each query is matched against every active hash of its signal type; "
+    "results come back in query order, nearest match first.",
+    body=s.MatchRequest,
+    responses={200: s.MatchResponse},
+    uses_index=True,
+)
+@requires(Role.MEMBER)
+def match() -> Response:
+    ctx = context()
+    request = json_body(s.MatchRequest)
+    queries = to_queries(ctx.settings, request.queries)
+    return reply(s.MatchResponse(results=_match(ctx, queries)))
+
+
+@bp.post("/v1/match/media")
+@document(
+    "Match an image",
+    tag=TAG,
+    description="Upload an image (multipart field `file`); the server computes its PDQ, "
+    "pHash, MD5 and SHA-256 and matches each.",
+    body=s.MediaMatchForm,
+    body_type="multipart",
+    responses={200: s.MediaMatchResponse},
+    uses_index=True,
+)
+@requires(Role.MEMBER)
+def match_media() -> Response:
+    ctx = context()
+    form = form_fields(s.MediaMatchForm)
+    check_threshold(ctx.settings, PDQ, form.pdq_threshold, "pdq_threshold", None)
+    check_threshold(ctx.settings, PHASH, form.phash_threshold, "phash_threshold", None)
+    if not ctx.loader.ready:
+        raise OutsideFailure("the indexes are still loading; retry shortly")
+    h = uploaded_image(ctx.settings, dihedral=form.dihedral)
+    queries = image_queries(
+        h, pdq_threshold=form.pdq_threshold, phash_threshold=form.phash_threshold
+    )
+    return reply(s.MediaMatchResponse(hashes=media_hashes(h), results=_match(ctx, queries)))

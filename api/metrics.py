@@ -1,0 +1,86 @@
+"""Prometheus metrics: requests, latencies, match queries and hits, index sizes.
+
+Each app owns its registry (two apps in one process, as in tests, never collide).
+Under gunicorn every worker is its own process; `hashdb serve` then sets
+`PROMETHEUS_MULTIPROC_DIR` before any worker starts, prometheus_client writes every
+worker's values to files there, and `/metrics` (answered by whichever worker)
+aggregates all of them: counters and histograms are summed over workers, index
+sizes and readiness are the largest and smallest over live workers. Without that
+variable (a single process, the test client) the registry is read directly.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Seconds; the match path should answer a single hash in about a millisecond.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Metrics:
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "hashdb_http_requests",
+            "HTTP requests answered, by endpoint, method and status.",
+            ["endpoint", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "hashdb_http_request_duration_seconds",
+            "Time to answer an HTTP request, by endpoint.",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.queries = Counter(
+            "hashdb_match_queries",
+            "Hashes looked up, by signal type.",
+            ["signal_type"],
+            registry=self.registry,
+        )
+        self.matches = Counter(
+            "hashdb_matches",
+            "Matches returned, by signal type of the query.",
+            ["signal_type"],
+            registry=self.registry,
+        )
+        self.index_size = Gauge(
+            "hashdb_index_size",
+            "Hashes in the in-memory index, by signal type.",
+            ["signal_type"],
+            multiprocess_mode="livemax",
+            registry=self.registry,
+        )
+        self.ready = Gauge(
+            "hashdb_ready",
+            "1 when the indexes are loaded (the smallest over live workers).",
+            multiprocess_mode="livemin",
+            registry=self.registry,
+        )
+
+    def set_index_sizes(self, sizes: dict[str, int]) -> None:
+        for name, size in sizes.items():
+            self.index_size.labels(name).set(size)
+
+    def render(self) -> bytes:
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)

@@ -1,0 +1,338 @@
+"""Request and response bodies, as pydantic models.
+
+The models do three jobs: they validate what comes in (strict types, unknown
+fields refused, so a misspelt `treshold` is an error rather than ignored), they
+shape what goes out, and their JSON Schemas are the OpenAPI document's schemas
+(`api/openapi.py`), so the document cannot drift from the code.
+
+Checks that depend on the signal type or on settings (hash length, hex digits,
+threshold caps, batch size) are done by the views with hashdb's own parsers, so
+the errors name the field and the index of the bad item in the batch.
+
+A validation error becomes `InvalidInput` with `field` (the name inside the item,
+for example `value`) and `index` (the item's position in the batch), and a message
+spelling out the whole path (`queries[3].value: ...`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, TypeVar, cast
+
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
+
+from hashdb.errors import InvalidInput
+from hashdb.signals import SIGNAL_TYPES
+
+SIGNAL_NAMES = sorted(SIGNAL_TYPES)
+_HEX_MAX = max(s.hex_length for s in SIGNAL_TYPES.values())
+_SIGNAL_DOC = "Signal type: " + ", ".join(SIGNAL_NAMES) + "."
+MAX_LABELS = 32
+MAX_LABEL_CHARS = 100
+MAX_REFERENCE_CHARS = 2000
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class Response(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class Form(BaseModel):
+    """The text fields of a multipart upload: form values are strings, so types are
+    coerced ("true", "12"); the `file` field is added to the documented schema by
+    `api/openapi.py`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+# Text stored in the database: no NUL characters (PostgreSQL text cannot hold them).
+Label = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_LABEL_CHARS, pattern=r"^[^\x00]+$")
+]
+Reference = Annotated[
+    str, StringConstraints(min_length=1, max_length=MAX_REFERENCE_CHARS, pattern=r"^[^\x00]+$")
+]
+
+
+def _signal_field() -> Any:
+    names = cast("list[JsonValue]", SIGNAL_NAMES)
+    return Field(description=_SIGNAL_DOC, json_schema_extra={"enum": names})
+
+
+def _value_field() -> Any:
+    return Field(
+        max_length=_HEX_MAX,
+        description="The hash as hex digits: 64 for pdq and sha256, 16 for phash, 32 for md5.",
+    )
+
+
+# ---- matching ---------------------------------------------------------------------
+
+
+class MatchQuery(Request):
+    signal_type: str = _signal_field()
+    value: str = _value_field()
+    threshold: int | None = Field(
+        default=None,
+        ge=0,
+        description="Largest Hamming distance that counts as a match (pdq default 31, "
+        "phash 10; capped by the server's configured maximum). Digests match exactly.",
+    )
+    quality: int | None = Field(
+        default=None,
+        ge=0,
+        le=100,
+        description="PDQ quality of the image the hash came from; below 50 the query is "
+        "answered `low_quality` with no matches.",
+    )
+    dihedral: bool = Field(
+        default=False,
+        description="pdq only: also match the 7 rotations and flips of the image, "
+        "derived from the hash's bits (a few bits from the exact forms).",
+    )
+
+
+class MatchRequest(Request):
+    queries: list[MatchQuery] = Field(
+        min_length=1, description="Hashes to look up (at most the configured batch size)."
+    )
+
+
+class MatchOut(Response):
+    id: int = Field(description="Hash id.")
+    distance: int = Field(description="Hamming distance (0 for digests).")
+    variant: str | None = Field(
+        description="Which dihedral form of the query matched; null for the query as sent."
+    )
+    labels: list[str]
+    status: str
+    added_at: datetime
+
+
+class QueryResult(Response):
+    index: int = Field(description="Position of the query in the request.")
+    signal_type: str
+    value: str
+    low_quality: bool = Field(description="True when the query was too featureless to match.")
+    matches: list[MatchOut] = Field(description="Matches, nearest first.")
+
+
+class MatchResponse(Response):
+    results: list[QueryResult] = Field(description="One result per query, in query order.")
+
+
+class MediaHashes(Response):
+    pdq: str
+    pdq_quality: int
+    phash: str
+    md5: str
+    sha256: str
+    width: int
+    height: int
+
+
+class MediaMatchResponse(Response):
+    hashes: MediaHashes
+    results: list[QueryResult] = Field(description="One result per signal type of the image.")
+
+
+class MediaMatchForm(Form):
+    dihedral: bool = Field(default=False, description="Also match rotations and flips.")
+    pdq_threshold: int | None = Field(default=None, ge=0, description="PDQ threshold.")
+    phash_threshold: int | None = Field(default=None, ge=0, description="pHash threshold.")
+
+
+# ---- contributing -----------------------------------------------------------------
+
+
+class HashIn(Request):
+    signal_type: str = _signal_field()
+    value: str = _value_field()
+    labels: list[Label] = Field(
+        default_factory=list,
+        max_length=MAX_LABELS,
+        description=f"Labels such as a category; 1-{MAX_LABEL_CHARS} characters each.",
+    )
+    reference: Reference | None = Field(
+        default=None, description="Free text: where the contributor found it, a case number."
+    )
+    quality: int | None = Field(
+        default=None, ge=0, le=100, description="PDQ quality; below 50 is refused."
+    )
+
+
+class MediaContributeForm(Form):
+    labels: list[Label] = Field(
+        default_factory=list, max_length=MAX_LABELS, description="Labels (repeat the field)."
+    )
+    reference: Reference | None = Field(default=None, description="Free-text reference.")
+
+
+class ContributeRequest(Request):
+    hashes: list[HashIn] = Field(min_length=1, description="Hashes to add.")
+
+
+class AddedOut(Response):
+    index: int = Field(description="Position of the item in the request.")
+    signal_type: str
+    id: int
+    created: bool = Field(description="False when this member had already added the hash.")
+
+
+class ContributeResponse(Response):
+    hashes: list[AddedOut]
+
+
+class MediaContributeResponse(Response):
+    hashes: MediaHashes
+    added: list[AddedOut]
+    low_quality: bool = Field(
+        description="True when PDQ quality < 50: only the digests were added."
+    )
+
+
+class HashOut(Response):
+    id: int
+    signal_type: str
+    value: str
+    quality: int | None
+    labels: list[str]
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    reference: str | None = Field(
+        default=None, description="Shown to admins and to the contributor only."
+    )
+    contributor_id: int | None = Field(
+        default=None, description="Shown to admins and to the contributor only."
+    )
+
+
+# ---- administration ----------------------------------------------------------------
+
+
+class MemberIn(Request):
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]*\S[^\x00]*$")
+    role: str = Field(
+        default="member",
+        description="member (match, contribute), admin (everything), ops (imports).",
+        json_schema_extra={"enum": ["member", "admin", "ops"]},
+    )
+    trusted: bool = False
+
+
+class MemberOut(Response):
+    id: int
+    name: str
+    role: str
+    trusted: bool
+    created_at: datetime
+    disabled_at: datetime | None
+
+
+class KeyOut(Response):
+    id: int
+    prefix: str = Field(description="First characters after `hdb_`, to tell keys apart.")
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+
+class NewKeyOut(KeyOut):
+    secret: str = Field(description="The key itself. Shown this once; only a digest is kept.")
+
+
+class MemberList(Response):
+    members: list[MemberOut]
+
+
+class MemberDetail(Response):
+    member: MemberOut
+    keys: list[KeyOut]
+
+
+class MemberCreated(Response):
+    member: MemberOut
+    key: NewKeyOut
+
+
+class KeyRequest(Request):
+    overlap_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=90 * 24 * 3600,
+        description="Rotation: the member's other live keys expire after this many "
+        "seconds. Omit to keep them valid.",
+    )
+
+
+class KeyCreated(Response):
+    key: NewKeyOut
+
+
+class KeyRevoked(Response):
+    key: KeyOut
+
+
+# ---- health and errors -------------------------------------------------------------
+
+
+class Health(Response):
+    status: str
+
+
+class Readiness(Response):
+    ready: bool
+    index_sizes: dict[str, int]
+    cursor: int = Field(description="Change-log position the indexes reflect.")
+
+
+class ErrorBody(Response):
+    code: str = Field(description="Stable machine-readable code, e.g. invalid_input.")
+    message: str
+    details: dict[str, Any] = Field(
+        description="For invalid_input: `field` and, in a batch, `index` of the bad item."
+    )
+
+
+class ErrorResponse(Response):
+    error: ErrorBody
+
+
+# ---- parsing ----------------------------------------------------------------------
+
+
+def parse_json(model: type[M], body: bytes) -> M:
+    """Validate a JSON body against `model`, or raise InvalidInput naming the field."""
+    try:
+        return model.model_validate_json(body or b"")
+    except ValidationError as exc:
+        raise invalid_input(exc) from None
+
+
+def invalid_input(exc: ValidationError) -> InvalidInput:
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    if first["type"] == "json_invalid":
+        return InvalidInput(f"request body is not valid JSON: {first['msg']}", field="body")
+    loc = list(first["loc"])
+    index: int | None = None
+    if len(loc) >= 2 and isinstance(loc[1], int):
+        index = loc[1]
+        field = _path(loc[2:]) or str(loc[0])
+    else:
+        field = _path(loc) or "body"
+    message = f"{_path(loc) or 'body'}: {first['msg']}"
+    return InvalidInput(message, field=field, index=index, errors=len(errors))
+
+
+def _path(loc: list[int | str]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out

@@ -1,0 +1,130 @@
+"""POST /v1/hashes and /v1/media add hashes; GET /v1/hashes/<id> reads one back."""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING
+
+from hashdb.store import Role
+
+if TYPE_CHECKING:
+    from api_fixtures import Api
+
+pytest_plugins = ["api_fixtures"]
+
+
+def random_pdq(seed: int) -> str:
+    return random.Random(seed).randbytes(32).hex()
+
+
+def test_a_batch_gets_one_id_per_item_in_order(api: Api) -> None:
+    response = api.post(
+        "/v1/hashes",
+        {
+            "hashes": [
+                {
+                    "signal_type": "pdq",
+                    "value": random_pdq(1),
+                    "labels": ["manifesto"],
+                    "quality": 90,
+                },
+                {"signal_type": "sha256", "value": "ab" * 32, "reference": "case 17"},
+            ]
+        },
+    )
+    assert response.status_code == 201
+    out = response.json["hashes"]  # type: ignore[index]
+    assert [(h["index"], h["signal_type"], h["created"]) for h in out] == [
+        (0, "pdq", True),
+        (1, "sha256", True),
+    ]
+    assert out[0]["id"] != out[1]["id"]
+
+
+def test_adding_the_same_hash_again_returns_the_same_id_not_created(api: Api) -> None:
+    item = {"signal_type": "pdq", "value": random_pdq(2)}
+    (first,) = api.add(item)
+    again = api.post("/v1/hashes", {"hashes": [item]}).json["hashes"][0]  # type: ignore[index]
+    assert (again["id"], again["created"]) == (first, False)
+
+
+def test_a_low_quality_pdq_hash_is_refused_naming_the_item(api: Api) -> None:
+    response = api.post(
+        "/v1/hashes",
+        {
+            "hashes": [
+                {"signal_type": "pdq", "value": random_pdq(3)},
+                {"signal_type": "pdq", "value": random_pdq(4), "quality": 10},
+            ]
+        },
+    )
+    assert response.status_code == 400
+    assert response.json["error"]["details"] == {"field": "quality", "index": 1}  # type: ignore[index]
+
+
+def test_bad_labels_are_refused_naming_the_item(api: Api) -> None:
+    for labels, why in (([""], "empty"), (["x" * 101], "too long"), (["a\x00b"], "NUL")):
+        response = api.post(
+            "/v1/hashes",
+            {"hashes": [{"signal_type": "md5", "value": "0" * 32, "labels": labels}]},
+        )
+        assert response.status_code == 400, why
+        details = response.json["error"]["details"]  # type: ignore[index]
+        assert (details["field"], details["index"]) == ("labels[0]", 0), why
+
+
+def test_a_hash_reads_back_with_reference_for_its_contributor_and_admins_only(
+    api: Api,
+) -> None:
+    (hash_id,) = api.add(
+        {
+            "signal_type": "pdq",
+            "value": random_pdq(5),
+            "labels": ["glorification"],
+            "reference": "case 9",
+        }
+    )
+    mine = api.get(f"/v1/hashes/{hash_id}").json
+    assert mine is not None
+    # An untrusted member's contribution waits for vetting (and matches meanwhile).
+    assert (mine["value"], mine["labels"], mine["status"]) == (
+        random_pdq(5),
+        ["glorification"],
+        "pending",
+    )
+    assert mine["reference"] == "case 9"
+    assert api.get(f"/v1/hashes/{hash_id}", "admin").json["reference"] == "case 9"  # type: ignore[index]
+    other = api.store.members.create("other platform", Role.MEMBER)[1].secret
+    theirs = api.client.get(f"/v1/hashes/{hash_id}", headers={"Authorization": f"Bearer {other}"})
+    assert theirs.status_code == 200
+    assert theirs.json["reference"] is None  # type: ignore[index]
+    assert theirs.json["contributor_id"] is None  # type: ignore[index]
+
+
+def test_an_unknown_hash_id_is_404(api: Api) -> None:
+    response = api.get("/v1/hashes/424242")
+    assert response.status_code == 404
+    assert response.json["error"]["code"] == "not_found"  # type: ignore[index]
+
+
+def test_an_uploaded_image_adds_all_four_hashes(api: Api, photo: bytes) -> None:
+    response = api.upload(
+        "/v1/media", photo, labels=["manifesto", "terrorist_entity:example"], reference="upload 1"
+    )
+    assert response.status_code == 201, response.json
+    body = response.json
+    assert body is not None
+    assert body["low_quality"] is False
+    assert [a["signal_type"] for a in body["added"]] == ["pdq", "phash", "md5", "sha256"]
+    record = api.get(f"/v1/hashes/{body['added'][0]['id']}").json
+    assert record is not None
+    assert record["value"] == body["hashes"]["pdq"]
+    assert record["labels"] == ["manifesto", "terrorist_entity:example"]
+    assert record["reference"] == "upload 1"
+
+
+def test_a_featureless_image_adds_only_its_digests(api: Api, flat_image: bytes) -> None:
+    body = api.upload("/v1/media", flat_image).json
+    assert body is not None
+    assert body["low_quality"] is True
+    assert [a["signal_type"] for a in body["added"]] == ["md5", "sha256"]
