@@ -21,6 +21,7 @@ run: $(STAMP)
 
 ## Lint, type-check and run the whole test suite.
 test: $(STAMP) lint
+	scripts/ensure-chromium
 	$(BIN)/python -m pytest -p no:cacheprovider
 
 lint: $(STAMP)

@@ -22,7 +22,7 @@ import faiss
 from flask import Flask, Response, g, request
 from werkzeug.routing import IntegerConverter, Map
 
-from api import admin, contributing, errors, health, matching, openapi
+from api import admin, console, contributing, errors, health, matching, openapi
 from api.context import EXTENSION, ApiContext
 from api.loader import IndexLoader
 from api.metrics import Metrics
@@ -66,6 +66,7 @@ def create_app(settings: Settings, hashdb: HashDB | None = None) -> Flask:
     errors.register(app)
     _measure(app, metrics)
     ctx.openapi = openapi.build(app, settings)
+    console.register(app)  # HTML pages for people; not part of the JSON API document
     ctx.loader.start()
     return app
 

@@ -1,0 +1,119 @@
+"""Members and their keys (admins): create, rotate, revoke, disable.
+
+A new key's secret exists only in the answer to the request that made it (the
+database keeps its digest), so the page showing it is rendered directly by that
+POST, marked `Cache-Control: no-store`, and never redirected to or stored in the
+session. Rotation issues a new key and lets the member's other live keys expire
+after an overlap, so its systems can switch without downtime; revocation takes
+effect on the key's next request, console sessions opened with it included.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from flask import Blueprint, flash, make_response, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response
+
+from api.console.session import ADMIN, page, user
+from api.context import context
+from hashdb.errors import Conflict, InvalidInput, NotFound
+from hashdb.store import Member, NewKey, Role
+from hashdb.store.clock import now
+
+log = logging.getLogger(__name__)
+
+bp = Blueprint("members", __name__)
+
+# Choices offered when issuing a key: how long the member's other keys live on.
+OVERLAPS: dict[str, timedelta | None] = {
+    "keep": None,
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+    "7d": timedelta(days=7),
+}
+
+
+def _new_key_page(member: Member, new: NewKey, created: bool) -> Response:
+    response = make_response(
+        render_template("console_new_key.html", member=member, new=new, created=created), 201
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.get("/members")
+@page(ADMIN)
+def index() -> str:
+    return render_template(
+        "console_members.html", members=context().db.store.members.all(), roles=list(Role)
+    )
+
+
+@bp.post("/members")
+@page(ADMIN)
+def create() -> Response:
+    try:
+        role = Role.parse(request.form.get("role", ""))
+        member, new = context().db.store.members.create(
+            request.form.get("name", ""), role, trusted=bool(request.form.get("trusted"))
+        )
+    except (InvalidInput, Conflict) as exc:
+        flash(exc.message, "error")
+        return redirect(url_for(".index"))
+    log.info(
+        "member %d (%s) created in the console by %s", member.id, member.name, user().member.name
+    )
+    return _new_key_page(member, new, created=True)
+
+
+@bp.get("/members/<int:member_id>")
+@page(ADMIN)
+def detail(member_id: int) -> str:
+    store = context().db.store.members
+    return render_template(
+        "console_member.html",
+        member=store.get(member_id),
+        keys=store.keys(member_id),
+        overlaps=list(OVERLAPS),
+        at=now(),
+        own_key=user().key_id,
+    )
+
+
+@bp.post("/members/<int:member_id>/keys")
+@page(ADMIN)
+def issue(member_id: int) -> Response:
+    choice = request.form.get("overlap", "keep")
+    if choice not in OVERLAPS:
+        flash("Choose how long the other keys stay valid.", "error")
+        return redirect(url_for(".detail", member_id=member_id))
+    store = context().db.store.members
+    new = store.issue_key(member_id, overlap=OVERLAPS[choice])
+    log.info("key %d issued to member %d by %s", new.key.id, member_id, user().member.name)
+    return _new_key_page(store.get(member_id), new, created=False)
+
+
+@bp.post("/members/<int:member_id>/keys/<int:key_id>/revoke")
+@page(ADMIN)
+def revoke(member_id: int, key_id: int) -> Response:
+    try:
+        key = context().db.store.members.revoke_key(member_id, key_id)
+        flash(f"Key {key.prefix}… revoked: it stops working on its next request.", "info")
+        log.info("key %d of member %d revoked by %s", key_id, member_id, user().member.name)
+    except NotFound as exc:
+        flash(exc.message, "error")
+    return redirect(url_for(".detail", member_id=member_id))
+
+
+@bp.post("/members/<int:member_id>/disable")
+@page(ADMIN)
+def disable(member_id: int) -> Response:
+    if member_id == user().member.id:
+        flash("You cannot disable the member you are logged in as.", "error")
+    else:
+        member = context().db.store.members.disable(member_id)
+        flash(f"{member.name} disabled: every key of it is revoked.", "info")
+        log.info("member %d disabled by %s", member_id, user().member.name)
+    return redirect(url_for(".detail", member_id=member_id))
