@@ -19,7 +19,7 @@ from pathlib import Path
 
 import imagehash
 
-from ingest.decode import decode
+from ingest.decode import Decoded, decode
 from ingest.pdq import pdq
 
 DEFAULT_MAX_PIXELS = 100_000_000
@@ -51,7 +51,11 @@ def hash_image(
     Raises UnsupportedMedia if it is not an image in a supported format, MediaError
     if it is corrupt, truncated or declares more than `max_pixels` pixels.
     """
-    decoded = decode(data, max_pixels=max_pixels)
+    return hash_decoded(data, decode(data, max_pixels=max_pixels), dihedral=dihedral)
+
+
+def hash_decoded(data: bytes, decoded: Decoded, *, dihedral: bool = False) -> ImageHashes:
+    """The hashes of `data`, already decoded (for callers that also use the pixels)."""
     perceptual = pdq(decoded.image, dihedral=dihedral)
     return ImageHashes(
         pdq=perceptual.hash,

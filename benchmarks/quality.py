@@ -1,0 +1,258 @@
+"""Matching quality: recall per re-upload edit and false matches, ours vs python-threatexchange.
+
+    .venv/bin/python -m benchmarks.quality [--references 150] [--unrelated 30000]
+        [--workers 2] [--seed 0]
+
+Needs the `bench` extra (python-threatexchange, scikit-image for the seed photos).
+With the defaults it runs in about 10 minutes on 2 cores.
+
+What it does:
+
+1. Makes `--references` reference pictures (benchmarks/quality_corpus.py), saves
+   each as a JPEG and adds it through `hashdb.service.HashDB.contribute` (the
+   service the HTTP API wraps; a fresh SQLite file) with the rows
+   `ingest.records.contributions` gives plus the content-region row of
+   `ingest.probes.content_contribution`. python-threatexchange gets the same
+   files: `pdq_hasher.pdq_from_bytes` into a `PDQIndex2` at threshold 31.
+2. Queries every reference after every edit of benchmarks/quality_transforms.py
+   and counts it found when the query matches that reference, three ways:
+   python-threatexchange (hasher + index at 31), our plain PDQ at 31
+   (`ingest.image.hash_image`, no variants), and our full probe set
+   (`ingest.probes.probe_queries` with every probe kind, per-probe thresholds).
+3. Hashes `--unrelated` pictures that share no content with any reference and
+   counts the queries with any match, each way (false matches). For each probe
+   kind it also prints the smallest distance any unrelated probe came to any
+   stored hash and how many came within 31, 36 and 40: the measurements behind
+   ingest.probes.THRESHOLDS.
+4. Times `probe_queries` + `HashDB.match` for a 1-megapixel JPEG (p50 of 50).
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from benchmarks import quality_corpus as qc
+from benchmarks import quality_transforms as qt
+from hashdb.matching import Query, QueryResult
+from hashdb.service import HashDB
+from hashdb.settings import Settings
+from hashdb.signals import PDQ
+from hashdb.store import Role, Store
+from ingest.image import hash_image
+from ingest.probes import FULL, ProbeOptions, content_contribution, probe_queries
+from ingest.records import contributions
+
+Codes = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class Hashed:
+    """One query file, hashed the three ways."""
+
+    tx: str  # python-threatexchange's hex
+    plain: Query
+    full: Query
+    probe_names: tuple[str, ...]
+    probe_codes: bytes
+
+
+def _tx() -> tuple[Any, Any]:
+    try:
+        from threatexchange.signal_type.pdq.pdq_hasher import pdq_from_bytes
+        from threatexchange.signal_type.pdq.pdq_index2 import PDQIndex2
+    except ImportError:
+        sys.exit("threatexchange is not installed (pip install -e '.[bench]')")
+    return pdq_from_bytes, PDQIndex2
+
+
+def hash_query(data: bytes, options: ProbeOptions = FULL) -> Hashed:
+    pdq_from_bytes, _ = _tx()
+    plain = hash_image(data)
+    probed = probe_queries(data, options)
+    return Hashed(
+        tx=pdq_from_bytes(data)[0],
+        plain=Query(PDQ, plain.pdq, None, plain.pdq_quality),
+        full=probed.pdq_query(),
+        probe_names=tuple(p.name for p in probed.probes),
+        probe_codes=b"".join(p.pdq for p in probed.probes),
+    )
+
+
+def _unrelated_job(args: tuple[int, int]) -> Hashed:
+    i, seed = args
+    return hash_query(
+        qt.apply("identity", np.random.default_rng([seed, 3, i]), qc.unrelated(i, seed))
+    )
+
+
+def _found(result: QueryResult, reference: str) -> str | None:
+    """The variant that matched `reference` ("whole" for the query as given), or None."""
+    for m in result.matches:
+        if m.record.reference == reference:
+            return m.variant or "whole"
+    return None
+
+
+def _kind(name: str) -> str:
+    if name.startswith("content_"):
+        return "content_dihedral"
+    if name.startswith("crop_"):
+        return "crops"
+    if name in ("whole", "content"):
+        return name
+    return "dihedral"
+
+
+def run(references: int, unrelated: int, workers: int, seed: int) -> None:
+    pdq_from_bytes, pdq_index = _tx()
+    tmp = Path(tempfile.mkdtemp(prefix="hashdb-quality-"))
+    settings = Settings(database_url=f"sqlite:///{tmp / 'q.sqlite3'}", sync_interval=0.0)
+    db = HashDB(settings, Store.open(settings.resolved_database_url()))
+    admin = db.store.members.create("bench", Role.ADMIN)[0]
+
+    print(f"references: {references}; storing through HashDB.contribute (SQLite in {tmp})")
+    pictures, files, skipped = [], [], 0
+    for i in range(references):
+        picture = qt.jpeg(qc.reference(i, seed), 95)
+        data = qt.apply("identity", np.random.default_rng(i), picture)
+        if hash_image(data).pdq_quality < (PDQ.min_quality or 0):
+            skipped += 1  # refused on contribution (too little detail); not a reference
+            continue
+        pictures.append(picture)
+        files.append(data)
+    print(f"left out {skipped} low-quality pictures (PDQ quality < 50, refused by HashDB)")
+    tx_entries = []
+    extra_rows = 0
+    for i, data in enumerate(files):
+        ref = f"ref-{i}"
+        rows = contributions(hash_image(data), (), ref)
+        extra = content_contribution(data, (), ref, max_pixels=10**8)
+        if extra is not None:
+            rows.append(extra)
+            extra_rows += 1
+        db.contribute(admin, rows)
+        tx_entries.append((pdq_from_bytes(data)[0], ref))
+    tx_index = pdq_index(entries=tx_entries, threshold=31)
+    db.matcher.load()
+    print(f"stored {len(files)} images + {extra_rows} content-region rows\n")
+
+    print(
+        f"{'transform':22s} {'threatexchange':>14s} {'ours plain':>10s} {'ours full':>9s}  "
+        "matched by"
+    )
+    for name in qt.TRANSFORMS:
+        counts = Counter[str]()
+        variants = Counter[str]()
+        for i, picture in enumerate(pictures):
+            rng = np.random.default_rng([seed, 4, i, list(qt.TRANSFORMS).index(name)])
+            h = hash_query(qt.apply(name, rng, picture))
+            ref = f"ref-{i}"
+            counts["tx"] += any(m.metadata == ref for m in tx_index.query(h.tx))
+            plain, full = db.match([h.plain, h.full])
+            counts["plain"] += _found(plain, ref) is not None
+            how = _found(full, ref)
+            if how is not None:
+                counts["full"] += 1
+                variants[how] += 1
+        n = len(pictures)
+        top = ", ".join(f"{v} {c}" for v, c in variants.most_common(3))
+        bar = " (bar 95%)" if name in qt.BAR_95 else " (bar 80%)" if name in qt.BAR_80 else ""
+        print(
+            f"{name:22s} {counts['tx'] / n:14.1%} {counts['plain'] / n:10.1%} "
+            f"{counts['full'] / n:9.1%}  {top}{bar}"
+        )
+
+    print(f"\nunrelated pictures: {unrelated} ({workers} worker processes)")
+    started = time.perf_counter()
+    with mp.get_context("spawn").Pool(workers) as pool:
+        hashed = pool.map(_unrelated_job, [(i, seed) for i in range(unrelated)], chunksize=64)
+    print(f"hashed in {time.perf_counter() - started:.0f} s")
+    false = Counter[str]()
+    for start in range(0, len(hashed), 1000):
+        batch = hashed[start : start + 1000]
+        false["tx"] += sum(bool(tx_index.query(h.tx)) for h in batch)
+        plain_results = db.match([h.plain for h in batch])
+        full_results = db.match([h.full for h in batch])
+        false["plain"] += sum(bool(r.matches) for r in plain_results)
+        false["full"] += sum(bool(r.matches) for r in full_results)
+    print(
+        f"queries with any match: threatexchange {false['tx']}, ours plain {false['plain']}, "
+        f"ours full {false['full']} (of {unrelated})"
+    )
+    _distances(db, hashed)
+
+    _latency(db, pictures)
+    db.close()
+
+
+def _distances(db: HashDB, hashed: list[Hashed]) -> None:
+    stored = _stored_codes(db).view(np.uint64)  # (n, 4)
+    names = [_kind(n) for h in hashed for n in h.probe_names]
+    probes = np.frombuffer(b"".join(h.probe_codes for h in hashed), np.uint8)
+    probes = probes.reshape(-1, 32).view(np.uint64)
+    nearest = np.concatenate(
+        [
+            np.bitwise_count(chunk[:, None, :] ^ stored[None, :, :]).sum(axis=2).min(axis=1)
+            for chunk in np.array_split(probes, max(1, len(probes) // 4096))
+        ]
+    )
+    print(
+        f"{'probe kind':18s} {'probes':>8s} {'min':>4s} {'<=28':>5s} {'<=31':>5s} "
+        f"{'<=36':>5s} {'<=40':>5s}"
+    )
+    kinds = np.array(names)
+    for kind in sorted(set(names)):
+        a = nearest[kinds == kind]
+        print(
+            f"{kind:18s} {len(a):8d} {a.min():4d} {(a <= 28).sum():5d} {(a <= 31).sum():5d} "
+            f"{(a <= 36).sum():5d} {(a <= 40).sum():5d}"
+        )
+
+
+def _stored_codes(db: HashDB) -> Codes:
+    from hashdb.store import MATCHABLE
+
+    parts = [codes for _, codes in db.store.hashes.iter_codes("pdq", 32, MATCHABLE)]
+    return np.ascontiguousarray(np.concatenate(parts), dtype=np.uint8)
+
+
+def _latency(db: HashDB, pictures: list[Image.Image]) -> None:
+    picture = pictures[0].resize((1155, 866), Image.Resampling.LANCZOS)  # 1.0 megapixel
+    data = qt.apply("identity", np.random.default_rng(0), picture)
+    for label, options in (("full probe set", FULL), ("default probe set", ProbeOptions())):
+        times = []
+        for _ in range(50):
+            started = time.perf_counter()
+            db.match(probe_queries(data, options).queries())
+            times.append(time.perf_counter() - started)
+        print(
+            f"latency, {label}, 1155 x 866 JPEG ({len(data) // 1024} KiB), hash + match: "
+            f"p50 {statistics.median(times) * 1000:.1f} ms"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--references", type=int, default=150)
+    parser.add_argument("--unrelated", type=int, default=30000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    run(args.references, args.unrelated, args.workers, args.seed)
+
+
+if __name__ == "__main__":
+    main()
