@@ -16,16 +16,18 @@ from __future__ import annotations
 import argparse
 import gc
 import resource
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import faiss
 import numpy as np
 import numpy.typing as npt
 
 from benchmarks.corpus import make_corpus, make_queries
-from hashdb.index import MIHIndex
+from hashdb.index import MIHIndex, load_snapshot, save_snapshot
 
 Hits = list[set[int]]
 
@@ -36,13 +38,16 @@ def rss_bytes() -> int:
 
 
 def oracle(codes: npt.NDArray[np.uint8], queries: npt.NDArray[np.uint8], t: int) -> Hits:
+    """A numpy popcount scan of every stored hash, a cache-sized block at a time."""
     stored = codes.view(np.uint64)
-    out: Hits = []
-    for q in queries.view(np.uint64):
-        dist = np.zeros(len(stored), dtype=np.int32)
-        for w in range(stored.shape[1]):
-            dist += np.bitwise_count(stored[:, w] ^ q[w])
-        out.append(set(np.flatnonzero(dist <= t).tolist()))
+    out: Hits = [set() for _ in range(len(queries))]
+    for start in range(0, len(stored), 1 << 15):
+        block = np.ascontiguousarray(stored[start : start + (1 << 15)].T)  # (words, rows)
+        for i, q in enumerate(queries.view(np.uint64)):
+            dist = np.bitwise_count(block[0] ^ q[0])
+            for w in range(1, len(q)):
+                dist += np.bitwise_count(block[w] ^ q[w])
+            out[i].update((np.flatnonzero(dist <= t) + start).tolist())
     return out
 
 
@@ -198,6 +203,37 @@ def measure(
     )
 
 
+def snapshot_report(peer: Ours, queries: npt.NDArray[np.uint8], truth: Hits, t: int) -> str:
+    """Save and load `peer`'s index (`hashdb.index.snapshot`), and check the loaded one."""
+    with tempfile.TemporaryDirectory(dir=".") as tmp:
+        start = time.perf_counter()
+        save_snapshot(peer.index, Path(tmp) / "pdq", cursor=1)
+        saved = time.perf_counter() - start
+        start = time.perf_counter()
+        loaded = load_snapshot(Path(tmp) / "pdq", 256)
+        ready = time.perf_counter() - start
+    if loaded is None:
+        return "snapshot did not load"
+    found = [set(h.ids.tolist()) for h in loaded[0].search(queries, t)]
+    return (
+        f"snapshot save {saved:.1f} s, load (checksums + invariants, ready to search) "
+        f"{ready:.1f} s, loaded index exact: {found == truth}"
+    )
+
+
+def batch_sizes(peer: Ours, queries: npt.NDArray[np.uint8], t: int) -> str:
+    """Our batched throughput by batch size (the search plan changes with it)."""
+    parts = []
+    for size in sorted({s for s in (1, 10, 100, 500, 1000, len(queries)) if s <= len(queries)}):
+        batch = queries[:size]
+        runs = max(1, 2000 // size)
+        start = time.perf_counter()
+        for _ in range(runs):
+            peer.index.search(batch, t)
+        parts.append(f"{size}: {runs * size / (time.perf_counter() - start):.0f}")
+    return "ours by batch size (q/s): " + ", ".join(parts)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -207,17 +243,27 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--threshold", type=int, default=31)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--rendered",
+        type=int,
+        help="render only this many hashes and derive the rest (benchmarks/corpus.py)",
+    )
     args = parser.parse_args(argv)
     peers: list[Callable[[], Peer]] = [Ours, FaissFlat, TxPDQIndex, TxPDQIndex2]
     for size in args.size or [1_000_000]:
         start = time.perf_counter()
-        corpus = make_corpus(size, args.seed)
+        corpus = make_corpus(size, args.seed, args.rendered)
         queries, near = make_queries(corpus, args.queries)
         truth = oracle(corpus.codes, queries, args.threshold)
         print(
             f"\n== {size:,} hashes, {len(queries)} queries ({near.sum()} near-duplicates), "
             f"threshold {args.threshold}; corpus + oracle {time.perf_counter() - start:.0f} s; "
-            f"{sum(map(len, truth))} true matches"
+            f"{sum(map(len, truth))} true matches; corpus "
+            + (
+                "all rendered"
+                if args.rendered is None or args.rendered >= size
+                else f"{args.rendered:,} rendered, the rest derived"
+            )
         )
         results: list[Result] = []
         for make in peers:
@@ -237,6 +283,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 f"  p99 {result.p99_ms:7.3f} ms  recall {result.recall:.4f}",
                 flush=True,
             )
+            if isinstance(peer, Ours):
+                print("  " + batch_sizes(peer, queries, args.threshold), flush=True)
+                print("  " + snapshot_report(peer, queries, truth, args.threshold), flush=True)
             del peer
             gc.collect()
         ours = results[0]

@@ -25,12 +25,17 @@ from hashdb.index import (
     make_index,
 )
 from hashdb.index import mih as mih_module
+from hashdb.index.layout import Plan, plan, probe_radii
 
 Factory = Callable[[int], HammingIndex]
 
 FACTORIES: dict[str, Factory] = {
     "mih": MIHIndex,
     "mih-1-thread": lambda bits: MIHIndex(bits, threads=1),
+    "mih-probe": lambda bits: MIHIndex(bits, plan=Plan.PROBE),
+    "mih-join": lambda bits: MIHIndex(bits, plan=Plan.JOIN),
+    "mih-join-1-thread": lambda bits: MIHIndex(bits, threads=1, plan=Plan.JOIN),
+    "mih-scan": lambda bits: MIHIndex(bits, plan=Plan.SCAN),
     "flat": FlatIndex,
     "make_index": make_index,
 }
@@ -237,6 +242,54 @@ def test_empty_index_and_empty_queries(factory: Factory) -> None:
         index.add(np.arange(2), random_codes(1, 256, seed=0))
 
 
+def test_join_in_several_passes_equals_oracle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch bigger than one pass of query tables, with buffered and dead rows."""
+    monkeypatch.setattr(mih_module, "JOIN_ENTRIES", 272 * 7)  # 7 queries per pass
+    index, oracle = MIHIndex(256, plan=Plan.JOIN), BruteForceIndex(256)
+    members, centres = clustered(30, 40, 256, seed=21)
+    ids = np.arange(len(members), dtype=np.int64)
+    for i in (index, oracle):
+        i.add(ids[:1000], members[:1000])
+    index.compact()
+    for i in (index, oracle):
+        i.remove(ids[::4])
+        i.add(ids[1000:], members[1000:])  # still buffered
+        i.add(ids[:5], members[-5:])  # replaced codes
+    queries = np.concatenate([centres, members[::37]])
+    for threshold in (0, 30, 31, 32, 63):
+        assert same(index.search(queries, threshold), oracle.search(queries, threshold))
+
+
+def test_join_filters_keep_matches_at_the_threshold() -> None:
+    """Matches whose distance is spread as evenly as the filters allow: exactly
+    radius + 1 bits on all but one 32-bit substring, the rest on the last."""
+    rng = np.random.default_rng(22)
+    query = random_codes(1, 256, seed=23)[0]
+    layout = MIHIndex(256).layout
+    stored = []
+    for threshold in (31, 32):
+        for keep in range(8):  # the 32-bit substring that stays within its radius
+            bits = np.zeros(256, dtype=np.uint8)
+            for k in range(8):
+                flips = 3 if k == keep else 4  # 7 x 4 + 3 = 31: at the threshold
+                spots = rng.choice(32, size=flips + (threshold - 31) * (k == keep), replace=False)
+                bits[layout.permutation[32 * k + spots]] = 1  # internal bits 32k..32k+31
+            stored.append(np.packbits(np.unpackbits(query) ^ bits))
+    index, oracle = MIHIndex(256, plan=Plan.JOIN), BruteForceIndex(256)
+    for i in (index, oracle):
+        i.add(np.arange(len(stored)), np.array(stored))
+    assert [len(h) for h in oracle.search(query[None], 31)] == [8]
+    for threshold in (30, 31, 32):
+        assert same(index.search(query[None], threshold), oracle.search(query[None], threshold))
+
+
+def test_plan_follows_batch_size() -> None:
+    radii = probe_radii(16, 31)
+    assert plan(1_000_000, 1, radii) is Plan.PROBE
+    assert plan(1_000_000, 2000, radii) is Plan.JOIN
+    assert plan(1_000_000, 2000, probe_radii(16, 200)) is Plan.SCAN
+
+
 # -- properties ---------------------------------------------------------------------
 
 codes64 = st.binary(min_size=8, max_size=8).map(lambda b: np.frombuffer(b, np.uint8))
@@ -264,9 +317,11 @@ def test_index_equals_oracle_and_is_monotone_in_threshold(
     codes = np.frombuffer(b"".join(stored), np.uint8).reshape(-1, 8)
     q = np.frombuffer(b"".join(queries), np.uint8).reshape(-1, 8)
     index, oracle = MIHIndex(64), BruteForceIndex(64)
-    for i in (index, oracle):
+    joined = MIHIndex(64, plan=Plan.JOIN)
+    for i in (index, oracle, joined):
         i.add(np.arange(len(codes)), codes)
     low, high = sorted((t1, t2))
     small, large = index.search(q, low), index.search(q, high)
     assert same(small, oracle.search(q, low))
+    assert same(joined.search(q, low), small)
     assert all(set(s.ids) <= set(g.ids) for s, g in zip(small, large, strict=True))

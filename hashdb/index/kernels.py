@@ -9,6 +9,10 @@ index runs a batch on several threads and queries proceed while a refresher thre
 adds or removes. Kernels are cached on disk (`cache=True`): the first import on a
 machine compiles for a few seconds, later ones load in milliseconds.
 
+Two search kernels share the layout: `search` probes the stored tables per query
+(PROBE in `mih.py`), `join` streams stored codes through tables of a batch of queries
+(`query_tables`; JOIN), and `group_hits` puts the join's pairs in `search`'s order.
+
 Layout (internal, see `mih.py`): a code is `words = bits // 64` uint64s after a fixed
 bit permutation; substring (chunk) j is bits [16j, 16j + 16), that is
 `(code[j // 4] >> (16 * (j % 4))) & 0xFFFF`.
@@ -26,12 +30,14 @@ from numba.extending import intrinsic
 
 CHUNK_BITS = 16
 BUCKETS = 1 << CHUNK_BITS
+JOIN_BLOCK = 4096  # stored rows per pass of `join` over the tables: 128 KB of PDQ codes
 
 
 @intrinsic
 def _popcount(typingctx: Any, x: Any) -> Any:
-    """LLVM's ctpop: one POPCNT instruction on x86-64."""
-    sig = types.uint64(types.uint64)
+    """LLVM's ctpop: one POPCNT instruction on x86-64. Typed int64, so that sums and
+    comparisons with thresholds stay integer (numba turns uint64 + int64 into float)."""
+    sig = types.int64(types.uint64)
 
     def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
         return builder.ctpop(args[0])
@@ -272,3 +278,231 @@ def search(  # pragma: no cover - compiled
         _sort_hits(out_ids, out_dists, lims[qi], h)
         lims[qi + 1] = h
     return lims, out_ids[:h], out_dists[:h]
+
+
+@njit(inline="always")
+def _chunk(code: Any, chunk: int) -> Any:  # pragma: no cover
+    return (code[chunk >> 2] >> np.uint64((chunk & 3) * CHUNK_BITS)) & np.uint64(BUCKETS - 1)
+
+
+@njit(nogil=True, cache=True)
+def query_tables(queries: Any, radii: Any, flips: Any, flips_upto: Any) -> Any:  # pragma: no cover
+    """Tables over a batch of at most 65536 queries, each query filed under every key
+    within its table's radius. Table j's bucket v is
+    entries[base[j] + offsets[j, v] : base[j] + offsets[j, v + 1]], queries ascending;
+    an entry is (query index << 16) | the query's sibling substring (j ^ 1)."""
+    nq = queries.shape[0]
+    chunks = radii.shape[0]
+    base = np.zeros(chunks + 1, dtype=np.int64)
+    for j in range(chunks):
+        base[j + 1] = base[j] + nq * flips_upto[radii[j]]
+    offsets = np.zeros((chunks, BUCKETS + 1), dtype=np.int32)
+    entries = np.empty(base[chunks], dtype=np.uint32)
+    for j in range(chunks):
+        keys = flips_upto[radii[j]]
+        counts = offsets[j]
+        for qi in range(nq):
+            key = _chunk(queries[qi], j)
+            for f in range(keys):
+                counts[(key ^ flips[f]) + 1] += 1
+        for v in range(BUCKETS):
+            counts[v + 1] += counts[v]
+        cursor = counts[:BUCKETS].copy()
+        for qi in range(nq):
+            q = queries[qi]
+            key = _chunk(q, j)
+            entry = np.uint32((qi << 16) | _chunk(q, j ^ 1))
+            for f in range(keys):
+                probe = key ^ flips[f]
+                entries[base[j] + cursor[probe]] = entry
+                cursor[probe] += 1
+    return offsets, entries, base
+
+
+@njit(inline="always")
+def _passes(
+    q: Any, code: Any, j: int, radii: Any, pair_radii: Any, word_radii: Any
+) -> bool:  # pragma: no cover
+    """Whether table j's filters accept the pair (see `join`)."""
+    own: int = _popcount(_chunk(q, j) ^ _chunk(code, j))  # type: ignore[call-arg]
+    if own > radii[j]:
+        return False
+    if own + _popcount(_chunk(q, j ^ 1) ^ _chunk(code, j ^ 1)) > pair_radii[j >> 1]:
+        return False
+    word: bool = _popcount(q[j >> 2] ^ code[j >> 2]) <= word_radii[j >> 2]
+    return word
+
+
+@njit(nogil=True, cache=True)
+def join(  # pragma: no cover - compiled
+    queries: Any,
+    threshold: int,
+    codes: Any,
+    ids: Any,
+    live: Any,
+    lo: int,
+    hi: int,
+    offsets: Any,
+    entries: Any,
+    base: Any,
+    radii: Any,
+    pair_radii: Any,
+    word_radii: Any,
+) -> Any:
+    """Every (query, stored row in [lo, hi)) pair within `threshold`, found by
+    streaming the stored codes through the batch's `query_tables`, a block of rows at
+    a time so that one table's offsets and the block stay in cache together.
+
+    A pair met in table j is verified only if its 32-bit substring j // 2 is within
+    `pair_radii` and its word j // 4 within `word_radii` (see `layout.py` for why
+    this loses no match), and reported only from the first table that accepts it.
+    Returns (query index int32, id int64, distance int32) arrays, unordered.
+    """
+    words = codes.shape[1]
+    chunks = offsets.shape[0]
+    mask = np.uint64(BUCKETS - 1)
+    out_q = np.empty(1024, dtype=np.int32)
+    out_ids = np.empty(1024, dtype=np.int64)
+    out_dists = np.empty(1024, dtype=np.int32)
+    hit_rows = np.empty(JOIN_BLOCK, dtype=np.int64)
+    hit_lo = np.empty(JOIN_BLOCK, dtype=np.int64)
+    hit_hi = np.empty(JOIN_BLOCK, dtype=np.int64)
+    pend_q = np.empty(JOIN_BLOCK, dtype=np.int64)  # pairs within the threshold, to report
+    pend_rows = np.empty(JOIN_BLOCK, dtype=np.int64)
+    pend_tables = np.empty(JOIN_BLOCK, dtype=np.int64)
+    pend_dists = np.empty(JOIN_BLOCK, dtype=np.int32)
+    h = p = 0
+    for start in range(lo, hi, JOIN_BLOCK):
+        stop = min(hi, start + JOIN_BLOCK)
+        for j in range(chunks):
+            table = offsets[j]
+            first = base[j]
+            word = j >> 2
+            shift = np.uint64((j & 3) * CHUNK_BITS)
+            sibling_shift = np.uint64(((j ^ 1) & 3) * CHUNK_BITS)
+            limit = np.int64(pair_radii[j >> 1])
+            # Pass 1, branch-free: the rows of the block whose bucket holds queries.
+            k = 0
+            for r in range(start, stop):
+                key = (codes[r, word] >> shift) & mask
+                a, b = table[key], table[key + 1]
+                hit_rows[k], hit_lo[k], hit_hi[k] = r, first + a, first + b
+                k += (a != b) & live[r]
+            # Pass 2: filter on the sibling substring, then verify the survivors.
+            for c in range(k):
+                r = hit_rows[c]
+                sibling = (codes[r, word] >> sibling_shift) & mask
+                for e in range(hit_lo[c], hit_hi[c]):
+                    entry = np.uint64(entries[e])
+                    if _popcount((entry ^ sibling) & mask) > limit:  # type: ignore[call-arg]
+                        continue
+                    qi = np.int64(entry >> np.uint64(16))
+                    d = 0
+                    for w in range(words):
+                        d += _popcount(queries[qi, w] ^ codes[r, w])
+                    if d > threshold:
+                        continue
+                    if p == len(pend_q):
+                        out_q, out_ids, out_dists, h = _report(
+                            pend_q,
+                            pend_rows,
+                            pend_tables,
+                            pend_dists,
+                            p,
+                            queries,
+                            codes,
+                            ids,
+                            radii,
+                            pair_radii,
+                            word_radii,
+                            out_q,
+                            out_ids,
+                            out_dists,
+                            h,
+                        )
+                        p = 0
+                    pend_q[p], pend_rows[p], pend_tables[p], pend_dists[p] = qi, r, j, d
+                    p += 1
+    out_q, out_ids, out_dists, h = _report(
+        pend_q,
+        pend_rows,
+        pend_tables,
+        pend_dists,
+        p,
+        queries,
+        codes,
+        ids,
+        radii,
+        pair_radii,
+        word_radii,
+        out_q,
+        out_ids,
+        out_dists,
+        h,
+    )
+    return out_q[:h], out_ids[:h], out_dists[:h]
+
+
+@njit(nogil=True)
+def _report(  # pragma: no cover - compiled
+    pend_q: Any,
+    pend_rows: Any,
+    pend_tables: Any,
+    pend_dists: Any,
+    p: int,
+    queries: Any,
+    codes: Any,
+    ids: Any,
+    radii: Any,
+    pair_radii: Any,
+    word_radii: Any,
+    out_q: Any,
+    out_ids: Any,
+    out_dists: Any,
+    h: int,
+) -> Any:
+    """Append the pending pairs within the threshold that their table accepts and no
+    earlier table does (each pair is reported once)."""
+    for i in range(p):
+        q, r, j = queries[pend_q[i]], pend_rows[i], pend_tables[i]
+        code = codes[r]
+        if not _passes(q, code, j, radii, pair_radii, word_radii):
+            continue
+        seen = False
+        for jj in range(j):
+            if _passes(q, code, jj, radii, pair_radii, word_radii):
+                seen = True
+                break
+        if seen:
+            continue
+        if h == len(out_q):
+            grown = np.empty(2 * h, dtype=np.int32)
+            grown[:h] = out_q
+            out_q = grown
+            out_ids, out_dists = _grow(out_ids, out_dists, h + 1)
+        out_q[h] = pend_q[i]
+        out_ids[h] = ids[r]
+        out_dists[h] = pend_dists[i]
+        h += 1
+    return out_q, out_ids, out_dists, h
+
+
+@njit(nogil=True, cache=True)
+def group_hits(nq: int, qidx: Any, ids: Any, dists: Any) -> Any:  # pragma: no cover
+    """(query, id, distance) triples -> (lims, ids, distances) as `search` returns."""
+    lims = np.zeros(nq + 1, dtype=np.int64)
+    for i in range(len(qidx)):
+        lims[qidx[i] + 1] += 1
+    for q in range(nq):
+        lims[q + 1] += lims[q]
+    cursor = lims[:nq].copy()
+    out_ids = np.empty(len(qidx), dtype=np.int64)
+    out_dists = np.empty(len(qidx), dtype=np.int32)
+    for i in range(len(qidx)):
+        p = cursor[qidx[i]]
+        out_ids[p] = ids[i]
+        out_dists[p] = dists[i]
+        cursor[qidx[i]] += 1
+    for q in range(nq):
+        _sort_hits(out_ids, out_dists, lims[q], lims[q + 1])
+    return lims, out_ids, out_dists

@@ -18,10 +18,23 @@ distance would be at least sum(t_j + 1)). So radii summing to
 max(0, threshold - m + 1), spread evenly, find every match: for PDQ at 31 that is
 radius 1 on all 16 substrings (17 probes each, 272 in all); for pHash (m = 4) at 10
 it is 2, 2, 2, 1 (428 probes).
+
+Filters from the same principle one level up (`filter_radii`): pair substrings 2k and
+2k + 1 into a 32-bit substring of radius R_k = t_2k + t_2k+1 + 1, and pair those into
+64-bit words the same way. The R_k + 1 still sum to more than `threshold`, so a match
+is within R_k on some 32-bit substring k, and then within t_j on one of its halves j
+(else its distance there would be at least R_k + 1). So a candidate met through
+16-bit table j can be dropped unless its 32-bit substring j // 2 is within R and its
+word j // 4 within the word radius, and no match is lost. For PDQ at 31: 16-bit
+radius 1, 32-bit radius 3, 64-bit radius 7. A random candidate that agrees on 16
+bits passes the 32-bit test with probability about 137 / 65536, so the JOIN plan
+(mih.py) rejects 97.5% of its candidate pairs on a 16-bit sibling substring it keeps
+inline with each entry, before touching either full code.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 from dataclasses import dataclass
 from math import comb
@@ -91,14 +104,43 @@ def probe_radii(chunks: int, threshold: int) -> npt.NDArray[np.int64]:
     return np.minimum(radii, CHUNK_BITS)
 
 
-# Cost model (nanoseconds on the 2-core development machine, see mih.py): a probe of
-# an in-cache offsets table, a verified candidate (random access to its code), and
-# a sequentially scanned row. The bucket factor is the measured 2.2x skew, rounded up.
-PROBE_NS, CANDIDATE_NS, SCAN_NS, BUCKET_SKEW = 4.0, 8.0, 1.5, 3.0
+def filter_radii(radii: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ...]:
+    """Radii of the 32-bit substrings and the 64-bit words implied by `radii` (see
+    the module docstring): R = r_a + r_b + 1 for each pair of halves a, b."""
+    pairs = radii[0::2] + radii[1::2] + 1
+    return pairs, pairs[0::2] + pairs[1::2] + 1
 
 
-def tables_pay_off(rows: int, radii: npt.NDArray[np.int64]) -> bool:
-    """Whether probing the tables beats scanning `rows` codes for these radii."""
+class Plan(enum.Enum):
+    """How a batch searches the indexed rows (chosen by `plan`)."""
+
+    PROBE = "probe"  # per query: probe the stored tables, verify each candidate's code
+    JOIN = "join"  # per batch: stream the stored codes through tables of the queries
+    SCAN = "scan"  # per query: compare with every stored code
+
+
+# Cost model, nanoseconds of one thread on the 2-core development machine, measured at
+# 1M hashes of the synthetic corpus (see mih.py): a probe of a stored table; a
+# candidate verified by PROBE (a random read of its code, memory-latency bound); a
+# stored row scanned by SCAN; a (row, table) step of JOIN and a (query, candidate)
+# pair it meets (both in cache); a query key filed by JOIN. JOIN_ROW_NS is set above
+# the ~6 ns measured alone so that the switch falls where the benchmark crosses over
+# (PROBE faster at 500 queries, JOIN at 1000, on the shared machine). Candidates are estimated
+# as uniform codes would give, times BUCKET_SKEW (measured 1.15 on the corpus after
+# the bit permutation; 1.5 leaves room for collections more skewed than it).
+PROBE_NS, CANDIDATE_NS, SCAN_NS = 4.0, 80.0, 1.5
+JOIN_ROW_NS, JOIN_PAIR_NS, JOIN_KEY_NS = 20.0, 6.0, 2.0
+BUCKET_SKEW = 1.5
+
+
+def plan(rows: int, queries: int, radii: npt.NDArray[np.int64]) -> Plan:
+    """The cheapest way for `queries` queries to search `rows` indexed rows."""
     probes = float(FLIPS_UPTO[radii].sum())
     candidates = probes / (1 << CHUNK_BITS) * rows * BUCKET_SKEW
-    return probes * PROBE_NS + candidates * CANDIDATE_NS < rows * SCAN_NS
+    costs = {
+        Plan.PROBE: queries * (probes * PROBE_NS + candidates * CANDIDATE_NS),
+        Plan.SCAN: queries * rows * SCAN_NS,
+        Plan.JOIN: rows * len(radii) * JOIN_ROW_NS
+        + queries * (candidates * JOIN_PAIR_NS + probes * JOIN_KEY_NS),
+    }
+    return min(costs, key=lambda p: costs[p])

@@ -9,14 +9,46 @@ query at 1M hashes of the synthetic corpus (uniform random codes would give abou
 4,150; the corpus has skewed buckets and near-duplicate clusters). Every candidate is
 verified against its full code, so the result is exact, not approximate.
 
-Why 16-bit substrings: the offsets of a 16-bit table (256 KB) stay in cache, so a
-probe costs a few nanoseconds; the cost that remains is one cache miss per candidate
-(measured ~50 ns each here, memory-latency bound even with software prefetch). Wider
-keys cut candidates but need more probes into tables that no longer fit in cache
-(20-bit keys: ~1,400 probes and ~2,800 candidates at 1M, about the same number of
-misses) and more memory for offsets. Measured at 1M (`benchmarks/index.py`): 4,579
-batched queries/s, single-query p50 0.26 ms and p99 1.5 ms, 100% recall, build 2.2 s,
-109 bytes per hash (105 at 10M, where the fixed 4 MB of offsets is spread thinner).
+Two plans over the same tables (`layout.plan` picks the cheaper from a cost model;
+SCAN, a plain comparison with every code, wins only at very high thresholds):
+
+PROBE, for single queries and small batches: probe the stored tables, gather the
+candidate rows (prefetching their codes), verify. The offsets of a 16-bit table
+(256 KB) stay in cache, so what a query pays is one cache miss per candidate (~90 ns
+each here, memory-latency bound even with software prefetch): 1M hashes, 2000
+queries, 2 threads: 4,579 queries/s; single query p50 0.26 ms, p99 1.5 ms. Wider keys
+cut candidates but need more probes into tables that no longer fit in cache (20-bit
+keys: ~1,400 probes and ~2,800 candidates at 1M, about the same number of misses).
+
+JOIN, for batches (from a few hundred queries): turn the index around. File the
+batch's queries in 16-bit tables of their own, each query under its 17 keys
+(`kernels.query_tables`: 2000 queries are 2 MB of entries), then stream the stored
+codes through them, 4,096 rows at a time per table so the block and one table's
+offsets share the cache. The ~4,800 candidate pairs per query are the same pairs
+PROBE meets, but the stored code is in a register and the query side is in cache,
+and each entry carries the query's sibling 16-bit substring, so 97.5% of pairs fail
+the 32-bit filter (`layout.filter_radii`) on one popcount, without touching either
+full code. A first pass over the block collects the rows whose bucket is occupied
+without branching (rows over occupied-or-empty buckets are a coin toss for a branch
+predictor), a second walks their entries. What it costs is a fixed ~90 ns per stored
+row (16 lookups) plus ~6 ns per candidate pair. Measured at 1M hashes of the corpus,
+2000 queries, threshold 31, one thread (`kernels.join` alone): a first version
+verifying every pair against the full codes took 480 ms; with the 4,096-row blocks
+400 ms; with the sibling filter and the branch-free first pass 175 ms (11,000
+queries/s on one thread). Through `search` with 2 threads, while another process
+kept one core busy: 11,600 queries/s at 2000 queries, against 5,600 for PROBE in the
+same run. In the full benchmark run (1M, `--queries 2000`) by batch size: 1 query
+6,895 q/s, 100: 6,182 (PROBE), 500: 4,204, 1000: 8,608, 2000: 12,157 (JOIN), so the
+cost model (`JOIN_ROW_NS` in `layout.py`) switches to JOIN from about 700 queries.
+The join needs no memory
+beyond the batch's own tables: per stored hash the index holds what PROBE needs,
+109 bytes at 1M and 105.4 at 10M (32 code, 8 id, 1 live flag, 64 table rows, plus
+4 MB of offsets), inside the 128-byte budget.
+
+At 10M (`benchmarks/index.py --size 10000000 --rendered 1000000`: 1M rendered hashes,
+9M derived from them, see `benchmarks/corpus.py`; run while other processes shared
+the 2 cores): 1,704 batched queries/s against FAISS flat's 29 (58x), single query
+p50 3.1 ms and p99 6.6 ms, build 9.5 s, snapshot save 4.4 s and load 4.1 s.
 
 Live updates: the indexed `Segment` never changes but for its `live` mask, so a
 removal is one flag write and applies to every search that starts afterwards.
@@ -26,8 +58,8 @@ than 1/8 of the indexed rows are dead, a background thread builds a fresh segmen
 from the live rows while searches go on against the old one plus the buffers;
 removals made meanwhile are replayed onto the fresh segment before it is swapped in.
 A search captures (segment, buffers, sizes) under a short lock and runs without it;
-the kernels release the GIL, and a batch of at least 2 x 64 queries is split across
-`threads` threads.
+the kernels release the GIL; PROBE splits a batch of at least 2 x 64 queries across
+`threads` threads, JOIN splits the stored rows.
 
 Memory during a compaction is briefly twice the segment's.
 """
@@ -50,10 +82,12 @@ from hashdb.index.layout import (
     FLIPS,
     FLIPS_UPTO,
     Layout,
+    Plan,
     Words,
+    filter_radii,
     layout_for,
+    plan,
     probe_radii,
-    tables_pay_off,
 )
 from hashdb.index.segment import Buffer, Segment
 
@@ -61,6 +95,8 @@ MIN_BUFFER = 4096  # rows scanned unindexed before a compaction starts ...
 MAX_BUFFER = 65536  # ... or at most this many; in between, 1/256 of the indexed rows
 DEAD_SHARE = 8  # compact when more than 1/8 of the indexed rows are dead
 PARALLEL_MIN = 64  # queries per thread before a batch is split across threads
+JOIN_ENTRIES = 1 << 22  # query keys per JOIN pass (16 MB); larger batches take several
+JOIN_QUERIES = 1 << 16  # and at most this many queries (an entry holds a 16-bit index)
 
 
 @dataclass(frozen=True)
@@ -97,8 +133,18 @@ class MIHIndex:
     no-op. Removals take effect for every search that starts after `remove` returns.
     """
 
-    def __init__(self, bits: int, *, threads: int | None = None, background: bool = True) -> None:
+    def __init__(
+        self,
+        bits: int,
+        *,
+        threads: int | None = None,
+        background: bool = True,
+        plan: Plan | None = None,
+    ) -> None:
+        """`plan` forces one search plan (tests, benchmarks); by default each search
+        takes the cheapest for its batch size and threshold (`layout.plan`)."""
         self.bits = bits
+        self._plan = plan
         self.layout: Layout = layout_for(bits)
         self._threads = max(1, threads if threads is not None else (os.cpu_count() or 1))
         self._background = background
@@ -241,7 +287,10 @@ class MIHIndex:
                 _buffer_view(self._delta, self.layout.words),
             )
         radii = probe_radii(self.layout.chunks, threshold)
-        use_tables = tables_pay_off(len(view.base), radii)
+        how = self._plan or plan(len(view.base), len(words), radii)
+        if how is Plan.JOIN:
+            return self._join(view, words, threshold, radii)
+        use_tables = how is Plan.PROBE
         parts = min(self._threads, len(words) // PARALLEL_MIN)
         if parts <= 1:
             return _hits(*self._kernel(view, words, threshold, radii, use_tables))
@@ -254,6 +303,36 @@ class MIHIndex:
         out: list[SearchHits] = []
         for future in futures:
             out.extend(_hits(*future.result()))
+        return out
+
+    def _join(
+        self, view: _View, words: Words, threshold: int, radii: npt.NDArray[np.int64]
+    ) -> list[SearchHits]:
+        """Plan.JOIN: tables of the queries, then every stored row (indexed or buffered)
+        streamed through them, the indexed rows split across threads."""
+        per_query = int(FLIPS_UPTO[radii].sum())
+        step = max(1, min(JOIN_QUERIES, JOIN_ENTRIES // per_query))
+        filters = filter_radii(radii)
+        base = view.base
+        bounds = np.linspace(0, len(base), self._threads + 1).astype(int)
+        parts = [
+            (base.codes, base.ids, base.live, int(a), int(b)) for a, b in itertools.pairwise(bounds)
+        ]
+        for codes, ids, live, size in (view.frozen, view.delta):
+            if size:
+                parts.append((codes, ids, live, 0, size))
+        out: list[SearchHits] = []
+        for start in range(0, len(words), step):
+            batch = words[start : start + step]
+            filed = (*kernels.query_tables(batch, radii, FLIPS, FLIPS_UPTO), radii, *filters)
+            calls = [(batch, threshold, *part, *filed) for part in parts]
+            if self._threads == 1:
+                found = [kernels.join(*call) for call in calls]
+            else:
+                executor = self._pool()
+                found = [f.result() for f in [executor.submit(kernels.join, *c) for c in calls]]
+            qidx, ids, dists = (np.concatenate(column) for column in zip(*found, strict=True))
+            out.extend(_hits(*kernels.group_hits(len(batch), qidx, ids, dists)))
         return out
 
     @staticmethod
