@@ -1,9 +1,8 @@
-"""The administration blueprint: retiring hashes, members and their keys (admin only).
+"""The administration blueprint: members and their keys (admin only).
 
-Retiring a hash (`DELETE /v1/hashes/<id>`) marks it `retired` and appends to the
-change log in one transaction; it stops matching at once everywhere, because every
-match re-reads the status of the rows it returns, and leaves the indexes within
-the sync interval. The row is kept for the audit trail; the removal is logged.
+Retiring hashes lives with the rest of the status lifecycle in `api.vetting`.
+Every write here is logged and written to the audit log with the admin's key and
+request id (the member and key stores do not audit on their own).
 
 Keys: `POST /v1/members/<id>/keys` issues a new key (with `overlap_seconds`, the
 member's other keys expire after that overlap: rotation); `DELETE
@@ -20,10 +19,11 @@ from flask import Blueprint, Response
 from api import schemas as s
 from api.auth import principal, requires
 from api.context import context
-from api.contributing import hash_out
 from api.openapi import document
+from api.request_id import actor
 from api.web import json_body, reply
 from hashdb.store import ApiKey, Member, NewKey, Role
+from hashdb.workflow import audit
 
 log = logging.getLogger(__name__)
 
@@ -57,29 +57,6 @@ def new_key_out(new: NewKey) -> s.NewKeyOut:
     return s.NewKeyOut(**key_out(new.key).model_dump(), secret=new.secret)
 
 
-@bp.delete("/v1/hashes/<id:hash_id>")
-@document(
-    "Retire a hash",
-    tag=TAG,
-    description="The hash stops matching at once, on every worker and server. The row is "
-    "kept with status `retired`.",
-    responses={200: s.HashOut},
-)
-@requires(Role.ADMIN)
-def retire_hash(hash_id: int) -> Response:
-    record = context().db.retire(hash_id)
-    who = principal()
-    log.info(
-        "hash %d (%s) retired by member %d (%s), key %d",
-        record.id,
-        record.signal_type,
-        who.member.id,
-        who.member.name,
-        who.key_id,
-    )
-    return reply(hash_out(record, full=True))
-
-
 @bp.get("/v1/members")
 @document("List members", tag=TAG, responses={200: s.MemberList})
 @requires(Role.ADMIN)
@@ -100,7 +77,15 @@ def list_members() -> Response:
 def create_member() -> Response:
     body = json_body(s.MemberIn)
     role = Role.parse(body.role)
-    member, key = context().db.store.members.create(body.name, role, trusted=body.trusted)
+    store = context().db.store
+    member, key = store.members.create(body.name, role, trusted=body.trusted)
+    audit.record(
+        store.engine,
+        actor(),
+        "member.create",
+        f"member:{member.id}",
+        {"role": role.value, "trusted": body.trusted, "key_id": key.key.id},
+    )
     log.info(
         "member %d (%s, %s) created by %s", member.id, member.name, role, principal().member.name
     )
@@ -130,7 +115,15 @@ def get_member(member_id: int) -> Response:
 def issue_key(member_id: int) -> Response:
     body = json_body(s.KeyRequest)
     overlap = None if body.overlap_seconds is None else timedelta(seconds=body.overlap_seconds)
-    new = context().db.store.members.issue_key(member_id, overlap=overlap)
+    store = context().db.store
+    new = store.members.issue_key(member_id, overlap=overlap)
+    audit.record(
+        store.engine,
+        actor(),
+        "key.issue",
+        f"member:{member_id}",
+        {"key_id": new.key.id, "overlap_seconds": body.overlap_seconds},
+    )
     log.info("key %d issued to member %d by %s", new.key.id, member_id, principal().member.name)
     return reply(s.KeyCreated(key=new_key_out(new)), 201)
 
@@ -144,6 +137,8 @@ def issue_key(member_id: int) -> Response:
 )
 @requires(Role.ADMIN)
 def revoke_key(member_id: int, key_id: int) -> Response:
-    key = context().db.store.members.revoke_key(member_id, key_id)
+    store = context().db.store
+    key = store.members.revoke_key(member_id, key_id)
+    audit.record(store.engine, actor(), "key.revoke", f"member:{member_id}", {"key_id": key_id})
     log.info("key %d of member %d revoked by %s", key_id, member_id, principal().member.name)
     return reply(s.KeyRevoked(key=key_out(key)))

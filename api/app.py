@@ -2,7 +2,9 @@
 
 Nothing happens at import time. `create_app` opens the database (unless handed a
 `HashDB`), registers one blueprint per audience (health, matching, contributing,
-administration), renders every error through `api.errors`, builds the OpenAPI
+vetting, labels and incidents, feedback, export, reports, audit, imports,
+administration),
+renders every error through `api.errors`, builds the OpenAPI
 document from the routes (failing at start if a route is undocumented), and starts
 loading the indexes in a background thread: the app answers at once, `/readyz` is
 503 until the indexes are in memory.
@@ -22,8 +24,25 @@ import faiss
 from flask import Flask, Response, g, request
 from werkzeug.routing import IntegerConverter, Map
 
-from api import admin, console, contributing, errors, health, matching, openapi
+from api import (
+    admin,
+    audit,
+    console,
+    contributing,
+    errors,
+    export,
+    feedback,
+    health,
+    imports,
+    labels,
+    matching,
+    openapi,
+    reports,
+    request_id,
+    vetting,
+)
 from api.context import EXTENSION, ApiContext
+from api.import_runner import ImportRunner
 from api.loader import IndexLoader
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
@@ -58,12 +77,26 @@ def create_app(settings: Settings, hashdb: HashDB | None = None) -> Flask:
         metrics=metrics,
         loader=IndexLoader(db.matcher, on_ready=lambda: _loaded(ctx)),
         owns_db=hashdb is None,
+        imports=ImportRunner(db),
     )
     app.extensions[EXTENSION] = ctx
 
-    for blueprint in (health.bp, matching.bp, contributing.bp, admin.bp):
+    for blueprint in (
+        health.bp,
+        matching.bp,
+        contributing.bp,
+        vetting.bp,
+        labels.bp,
+        feedback.bp,
+        export.bp,
+        reports.bp,
+        audit.bp,
+        imports.bp,
+        admin.bp,
+    ):
         app.register_blueprint(blueprint)
     errors.register(app)
+    request_id.register(app)
     _measure(app, metrics)
     ctx.openapi = openapi.build(app, settings)
     console.register(app)  # HTML pages for people; not part of the JSON API document

@@ -12,6 +12,7 @@ from typing import Any
 
 from flask import Flask, current_app
 
+from api.import_runner import ImportRunner
 from api.loader import IndexLoader
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
@@ -29,10 +30,12 @@ class ApiContext:
     metrics: Metrics
     loader: IndexLoader
     owns_db: bool  # close the database with the app (it was opened by create_app)
+    imports: ImportRunner
     openapi: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
         self.loader.stop()
+        self.imports.join(timeout=30.0)
         if self.owns_db:
             self.db.close()
 

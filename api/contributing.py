@@ -1,7 +1,10 @@
 """The contributing blueprint: members add hashes, or images for the server to hash.
 
-Contributions are active at once for now (vetting states arrive with the
-consortium workflow). Adding the same hash twice from one member returns the same
+Contributions go through the consortium workflow (`HashDB.contribute`): labels
+are checked against the taxonomy, a member's hashes start `pending` until an
+admin approves them, an admin's, a trusted flagger's or an open crisis
+incident's start `active`, and the write is audited with the key and request id.
+Adding the same hash twice from one member returns the same
 id with `created: false`, so a pipeline can retry a batch safely. A PDQ hash below
 quality 50 is refused (400, naming the item); from an uploaded image of low
 quality only the file digests are added, and the answer says so.
@@ -22,13 +25,17 @@ from api.auth import principal, requires
 from api.context import context
 from api.matching import media_hashes
 from api.openapi import document
-from api.uploads import form_fields, uploaded_image
+from api.request_id import actor
+from api.uploads import form_fields, image_hashes, uploaded_file
+from api.video import hash_reference, video_hashes
 from api.web import json_body, reply
 from hashdb.errors import InvalidInput
 from hashdb.settings import Settings
-from hashdb.signals import SIGNAL_TYPES, get_signal_type
-from hashdb.store import HashRecord, NewHash, Role
-from ingest.records import contributions, usable_perceptual
+from hashdb.signals import SIGNAL_TYPES, Matching, get_signal_type
+from hashdb.signals.vpdq import VPDQ
+from hashdb.store import Added, HashRecord, NewHash, NewVideo, Role
+from ingest.records import contributions, usable_perceptual, video_contributions
+from ingest.video import is_video
 
 bp = Blueprint("contributing", __name__)
 
@@ -45,6 +52,12 @@ def to_new_hashes(settings: Settings, items: Sequence[s.HashIn]) -> list[NewHash
     out = []
     for i, item in enumerate(items):
         signal = get_signal_type(item.signal_type, "signal_type", i)
+        if signal.matching is Matching.VIDEO:
+            raise InvalidInput(
+                "a video is contributed as a file: upload it to /v1/media",
+                field="signal_type",
+                index=i,
+            )
         value = signal.parse(item.value, "value", i)
         if item.quality is not None and signal.min_quality is None:
             raise InvalidInput(
@@ -64,6 +77,7 @@ def hash_out(record: HashRecord, *, full: bool) -> s.HashOut:
         status=record.status.value,
         created_at=record.created_at,
         updated_at=record.updated_at,
+        expires_at=record.expires_at,
         reference=record.reference if full else None,
         contributor_id=record.contributor_id if full else None,
     )
@@ -83,37 +97,58 @@ def contribute() -> Response:
     ctx = context()
     request = json_body(s.ContributeRequest)
     items = to_new_hashes(ctx.settings, request.hashes)
-    added = ctx.db.contribute(principal().member, items)
-    out = [
-        s.AddedOut(index=i, signal_type=item.signal_type, id=a.id, created=a.created)
+    added = ctx.db.contribute(actor(), items)
+    return reply(s.ContributeResponse(hashes=_added(items, added)), 201)
+
+
+def _added(items: Sequence[NewHash | NewVideo], added: Sequence[Added]) -> list[s.AddedOut]:
+    return [
+        s.AddedOut(
+            index=i,
+            signal_type=VPDQ.name if isinstance(item, NewVideo) else item.signal_type,
+            id=a.id,
+            created=a.created,
+        )
         for i, (item, a) in enumerate(zip(items, added, strict=True))
     ]
-    return reply(s.ContributeResponse(hashes=out), 201)
 
 
 @bp.post("/v1/media")
 @document(
-    "Contribute an image",
+    "Contribute an image or a video",
     tag=TAG,
-    description="Upload an image (multipart field `file`, repeatable `labels`, optional "
-    "`reference`); the server hashes it and adds PDQ, pHash, MD5 and SHA-256.",
+    description="Upload an image or a video (multipart field `file`, repeatable `labels`, "
+    "optional `reference`). An image is hashed and PDQ, pHash, MD5 and SHA-256 are added "
+    "(`kind: image`). A video is hashed at 1 frame per second and stored as one vpdq hash "
+    "(its frames) plus its MD5 and SHA-256 (`kind: video`); one too long to hash within "
+    "HASHDB_VIDEO_MAX_SECONDS is refused (422): import it instead. Both go through "
+    "vetting as any contribution does.",
     body=s.MediaContributeForm,
     body_type="multipart",
-    responses={201: s.MediaContributeResponse},
+    responses={201: (s.MediaContributeResponse, s.VideoContributeResponse)},
 )
 @requires(Role.MEMBER)
 def contribute_media() -> Response:
     ctx = context()
     form = form_fields(s.MediaContributeForm)
-    h = uploaded_image(ctx.settings)
-    items = contributions(h, tuple(form.labels), form.reference)
-    added = ctx.db.contribute(principal().member, items)
-    out = [
-        s.AddedOut(index=i, signal_type=item.signal_type, id=a.id, created=a.created)
-        for i, (item, a) in enumerate(zip(items, added, strict=True))
-    ]
+    data = uploaded_file()
+    if is_video(data):
+        v = hash_reference(ctx.settings, data)
+        video, digests = video_contributions(v, tuple(form.labels), form.reference)
+        if video.frames:
+            items: list[NewHash | NewVideo] = [video, *digests]
+            added = ctx.db.contribute_video(actor(), video, digests)
+        else:  # nothing matchable in it: the digests still identify the file
+            items, added = list(digests), ctx.db.contribute(actor(), digests)
+        body: s.Response = s.VideoContributeResponse(
+            hashes=video_hashes(v), added=_added(items, added), low_quality=not video.frames
+        )
+        return reply(body, 201)
+    h = image_hashes(ctx.settings, data)
+    hashes = contributions(h, tuple(form.labels), form.reference)
+    added = ctx.db.contribute(actor(), hashes)
     body = s.MediaContributeResponse(
-        hashes=media_hashes(h), added=out, low_quality=not usable_perceptual(h)
+        hashes=media_hashes(h), added=_added(hashes, added), low_quality=not usable_perceptual(h)
     )
     return reply(body, 201)
 

@@ -1,10 +1,15 @@
 """The matching blueprint: what member platforms call for every upload.
 
-`POST /v1/match` takes a batch of hashes, `POST /v1/match/media` an image that the
-server hashes itself. This is the hot path: a request costs one key lookup, the
-in-memory index search, and one read to hydrate the matched rows (which is also
-what makes a retired hash stop matching at once); a change-log replay happens at
-most once per `HASHDB_SYNC_INTERVAL` seconds. Nothing is read per query.
+`POST /v1/match` takes a batch of hashes, `POST /v1/match/media` an image or a
+video that the server hashes itself. A video (an upload, or a vpdq query carrying
+its frames as vPDQ text) is answered with the stored videos it matches, scored
+the vPDQ way: the share of each side's seconds that matched, where, and at which
+offset (`api.video`, `hashdb.video_match`).
+
+This is the hot path: a request costs one key lookup, the in-memory index search,
+and one read to hydrate the matched rows (which is also what makes a retired hash
+stop matching at once); a change-log replay happens at most once per
+`HASHDB_SYNC_INTERVAL` seconds. Nothing is read per query.
 
 A `dihedral` query matches the 7 rotations and flips of an image as well. From an
 image they are hashed exactly; from a PDQ hash alone they are derived from its
@@ -24,16 +29,20 @@ from api import schemas as s
 from api.auth import principal, requires
 from api.context import ApiContext, context
 from api.openapi import document
-from api.uploads import form_fields, uploaded_image
+from api.uploads import form_fields, image_hashes, uploaded_file
+from api.video import VideoQuery, hash_query, query_frames, video_hashes, video_match, video_query
 from api.web import json_body, reply
 from hashdb.errors import InvalidInput, OutsideFailure
 from hashdb.matching import Query, QueryResult
 from hashdb.settings import Settings
-from hashdb.signals import PDQ, PHASH, SignalType, get_signal_type
+from hashdb.signals import MD5, PDQ, PHASH, SHA256, Matching, SignalType, get_signal_type
 from hashdb.signals.pdq_dihedral import dihedral_variants
+from hashdb.signals.vpdq import VPDQ
 from hashdb.store import Role
+from hashdb.video_match import VideoThresholds
 from ingest.image import ImageHashes
 from ingest.records import queries as image_queries
+from ingest.video import is_video
 
 bp = Blueprint("matching", __name__)
 
@@ -55,16 +64,22 @@ def check_threshold(
         )
 
 
-def to_queries(settings: Settings, items: Sequence[s.MatchQuery]) -> list[Query]:
+def to_queries(settings: Settings, items: Sequence[s.MatchQuery]) -> list[Query | VideoQuery]:
     if len(items) > settings.max_batch:
         raise InvalidInput(
             f"{len(items)} queries in one request; at most {settings.max_batch}",
             field="queries",
             maximum=settings.max_batch,
         )
-    out = []
+    out: list[Query | VideoQuery] = []
     for i, item in enumerate(items):
         signal = get_signal_type(item.signal_type, "signal_type", i)
+        if signal.matching is Matching.VIDEO:
+            out.append(video_query(settings, item, i))
+            continue
+        for name in ("min_query_share", "min_reference_share"):
+            if getattr(item, name) is not None:
+                raise InvalidInput(f"{name} applies to vpdq only", field=name, index=i)
         value = signal.parse(item.value, "value", i)
         check_threshold(settings, signal, item.threshold, "threshold", i)
         variants: tuple[tuple[str, bytes], ...] = ()
@@ -82,6 +97,39 @@ def _match(ctx: ApiContext, queries: Sequence[Query]) -> list[s.QueryResult]:
     results = ctx.db.match(queries, member=principal().member)
     _count(ctx, results)
     return [_result(i, r) for i, r in enumerate(results)]
+
+
+def _match_mixed(ctx: ApiContext, queries: Sequence[Query | VideoQuery]) -> list[s.QueryResult]:
+    """Hash queries answered in one batch, each video query on its own; query order."""
+    plain = [(i, q) for i, q in enumerate(queries) if isinstance(q, Query)]
+    out: dict[int, s.QueryResult] = {}
+    if plain:
+        answered = _match(ctx, [q for _, q in plain])
+        for (i, _), result in zip(plain, answered, strict=True):
+            out[i] = result.model_copy(update={"index": i})
+    for i, q in enumerate(queries):
+        if isinstance(q, VideoQuery):
+            out[i] = _video_result(ctx, i, q)
+    return [out[i] for i in range(len(queries))]
+
+
+def _video_result(ctx: ApiContext, index: int, q: VideoQuery) -> s.QueryResult:
+    if not ctx.loader.ready:
+        raise OutsideFailure("the indexes are still loading; retry shortly")
+    found = ctx.db.match_video(
+        q.frames, threshold=q.threshold, thresholds=q.thresholds, member=principal().member
+    )
+    ctx.metrics.queries.labels(VPDQ.name).inc()
+    if found:
+        ctx.metrics.matches.labels(VPDQ.name).inc(len(found))
+    return s.QueryResult(
+        index=index,
+        signal_type=VPDQ.name,
+        value=q.digest.hex(),
+        low_quality=not q.frames,
+        matches=[],
+        videos=[video_match(m) for m in found],
+    )
 
 
 def _count(ctx: ApiContext, results: Sequence[QueryResult]) -> None:
@@ -147,18 +195,22 @@ def match() -> Response:
     ctx = context()
     request = json_body(s.MatchRequest)
     queries = to_queries(ctx.settings, request.queries)
-    return reply(s.MatchResponse(results=_match(ctx, queries)))
+    return reply(s.MatchResponse(results=_match_mixed(ctx, queries)))
 
 
 @bp.post("/v1/match/media")
 @document(
-    "Match an image",
+    "Match an image or a video",
     tag=TAG,
-    description="Upload an image (multipart field `file`); the server computes its PDQ, "
-    "pHash, MD5 and SHA-256 and matches each.",
+    description="Upload an image or a video (multipart field `file`). An image: the server "
+    "computes its PDQ, pHash, MD5 and SHA-256 and matches each (`kind: image`). A video: "
+    "the server hashes every frame (within HASHDB_VIDEO_MAX_SECONDS and "
+    "HASHDB_VIDEO_MAX_FRAMES) and answers the stored videos it matches, with both shares, "
+    "the matched time ranges and the offset, plus exact matches of the file's digests "
+    "(`kind: video`).",
     body=s.MediaMatchForm,
     body_type="multipart",
-    responses={200: s.MediaMatchResponse},
+    responses={200: (s.MediaMatchResponse, s.VideoMatchResponse)},
     uses_index=True,
 )
 @requires(Role.MEMBER)
@@ -169,8 +221,32 @@ def match_media() -> Response:
     check_threshold(ctx.settings, PHASH, form.phash_threshold, "phash_threshold", None)
     if not ctx.loader.ready:
         raise OutsideFailure("the indexes are still loading; retry shortly")
-    h = uploaded_image(ctx.settings, dihedral=form.dihedral)
+    data = uploaded_file()
+    if is_video(data):
+        return _match_uploaded_video(ctx, data, form)
+    h = image_hashes(ctx.settings, data, dihedral=form.dihedral)
     queries = image_queries(
         h, pdq_threshold=form.pdq_threshold, phash_threshold=form.phash_threshold
     )
     return reply(s.MediaMatchResponse(hashes=media_hashes(h), results=_match(ctx, queries)))
+
+
+def _match_uploaded_video(ctx: ApiContext, data: bytes, form: s.MediaMatchForm) -> Response:
+    v = hash_query(ctx.settings, data)
+    thresholds = VideoThresholds(
+        min_query_share=form.min_query_share, min_reference_share=form.min_reference_share
+    )
+    found = ctx.db.match_video(
+        query_frames(v),
+        threshold=form.pdq_threshold,
+        thresholds=thresholds,
+        member=principal().member,
+    )
+    ctx.metrics.queries.labels(VPDQ.name).inc()
+    if found:
+        ctx.metrics.matches.labels(VPDQ.name).inc(len(found))
+    digests = _match(ctx, [Query(MD5, v.md5), Query(SHA256, v.sha256)])
+    body = s.VideoMatchResponse(
+        hashes=video_hashes(v), videos=[video_match(m) for m in found], results=digests
+    )
+    return reply(body)

@@ -30,7 +30,7 @@ REF = "#/components/schemas/{model}"
 # Path converters of the routes, as OpenAPI parameter schemas.
 _CONVERTERS: dict[str, dict[str, Any]] = {
     "id": {"type": "integer", "minimum": 1, "maximum": 2**63 - 1},
-    "default": {"type": "string"},
+    "default": {"type": "string", "minLength": 1},
 }
 # The file part every upload form has besides its text fields (see schemas.Form).
 _FILE_PART: dict[str, Any] = {
@@ -51,6 +51,11 @@ class Raw:
     schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "string"})
 
 
+# One documented answer: a model (JSON), a raw media type, or several alternatives
+# (for example JSON or CSV, or an image's answer or a video's).
+Answer = type[BaseModel] | Raw | tuple[type[BaseModel] | Raw, ...]
+
+
 @dataclass(frozen=True)
 class Operation:
     summary: str
@@ -58,8 +63,11 @@ class Operation:
     description: str = ""
     body: type[BaseModel] | None = None
     body_type: Literal["json", "multipart"] = "json"
-    responses: Mapping[int, type[BaseModel] | Raw] = field(default_factory=dict)
+    responses: Mapping[int, Answer] = field(default_factory=dict)
     uses_index: bool = False  # answers 503 until the indexes are loaded
+    query: type[BaseModel] | None = None  # the query string's parameters
+    body_required: bool = True
+    errors: Mapping[int, str] = field(default_factory=dict)  # beyond the usual ones
 
 
 def document(
@@ -69,10 +77,24 @@ def document(
     description: str = "",
     body: type[BaseModel] | None = None,
     body_type: Literal["json", "multipart"] = "json",
-    responses: Mapping[int, type[BaseModel] | Raw],
+    responses: Mapping[int, Answer],
     uses_index: bool = False,
+    query: type[BaseModel] | None = None,
+    body_required: bool = True,
+    errors: Mapping[int, str] | None = None,
 ) -> Callable[[F], F]:
-    op = Operation(summary, tag, description, body, body_type, responses, uses_index)
+    op = Operation(
+        summary,
+        tag,
+        description,
+        body,
+        body_type,
+        responses,
+        uses_index,
+        query,
+        body_required,
+        errors or {},
+    )
 
     def decorate(view: F) -> F:
         setattr(view, OPERATION_ATTR, op)
@@ -86,9 +108,13 @@ def operation_of(view: Callable[..., Any]) -> Operation | None:
     return found if isinstance(found, Operation) else None
 
 
+def _alternatives(answer: Answer) -> tuple[type[BaseModel] | Raw, ...]:
+    return answer if isinstance(answer, tuple) else (answer,)
+
+
 def _error_codes(op: Operation, secured: bool, has_params: bool) -> dict[int, str]:
     codes: dict[int, str] = {}
-    if op.body is not None or has_params:
+    if op.body is not None or has_params or op.query is not None:
         codes[400] = "Invalid input: `details.field` names the field, `details.index` the item."
     if secured:
         codes[401] = "Missing, unknown, revoked or expired key."
@@ -98,16 +124,44 @@ def _error_codes(op: Operation, secured: bool, has_params: bool) -> dict[int, st
     if op.body is not None:
         codes[413] = "Request body larger than the configured limit."
         codes[415] = (
-            "Not an image format the server decodes."
+            "Not an image or video format the server decodes."
             if op.body_type == "multipart"
             else "Body is not `application/json`."
         )
     if op.body_type == "multipart" and op.body is not None:
-        codes[422] = "The image is corrupt or a decompression bomb."
+        codes[422] = "The image or video is corrupt, a decompression bomb, or too long."
+    codes.update(op.errors)
     if secured:
         codes[429] = "Rate limit for this key exceeded; see `Retry-After`."
     codes[503] = "Database unreachable" + (" or indexes still loading." if op.uses_index else ".")
     return codes
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """The query-string parameters of `model`, one per field (by alias)."""
+    schema = model.model_json_schema(mode="validation", by_alias=True)
+    required = set(schema.get("required", ()))
+    out = []
+    for name, prop in schema["properties"].items():
+        # A parameter is absent or has a value: drop the model's `null` alternative.
+        options = [o for o in prop.get("anyOf", ()) if o != {"type": "null"}]
+        if "anyOf" in prop and len(options) == 1:
+            prop = {**{k: v for k, v in prop.items() if k != "anyOf"}, **options[0]}
+        shape = {
+            k: v
+            for k, v in prop.items()
+            if k not in ("title", "description") and not (k == "default" and v is None)
+        }
+        param: dict[str, Any] = {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": shape,
+        }
+        if "description" in prop:
+            param["description"] = prop["description"]
+        out.append(param)
+    return out
 
 
 def build(app: Flask, settings: Settings) -> dict[str, Any]:
@@ -129,9 +183,10 @@ def build(app: Flask, settings: Settings) -> dict[str, Any]:
     for _, _, op, _, _ in ops:
         if op.body is not None:
             models[(op.body, "validation")] = None
-        for out in op.responses.values():
-            if isinstance(out, type):
-                models[(out, "serialization")] = None
+        for answer in op.responses.values():
+            for out in _alternatives(answer):
+                if isinstance(out, type):
+                    models[(out, "serialization")] = None
     refs, defs = models_json_schema(list(models), ref_template=REF)
 
     def ref(model: type[BaseModel], mode: JsonSchemaMode) -> dict[str, Any]:
@@ -152,23 +207,35 @@ def build(app: Flask, settings: Settings) -> dict[str, Any]:
             description = f"{description}\n\nRoles: {names}.".strip()
         if description:
             entry["description"] = description
-        if params:
-            entry["parameters"] = [
-                {"name": name, "in": "path", "required": True, "schema": _CONVERTERS[conv]}
-                for name, conv in params
-            ]
+        parameters = [
+            {"name": name, "in": "path", "required": True, "schema": _CONVERTERS[conv]}
+            for name, conv in params
+        ]
+        if op.query is not None:
+            parameters += query_parameters(op.query)
+        if parameters:
+            entry["parameters"] = parameters
         if op.body is not None:
             media = "application/json" if op.body_type == "json" else "multipart/form-data"
             schema = ref(op.body, "validation")
             if op.body_type == "multipart":
                 schema = {"allOf": [schema, _FILE_PART]}
-            entry["requestBody"] = {"required": True, "content": {media: {"schema": schema}}}
+            entry["requestBody"] = {
+                "required": op.body_required,
+                "content": {media: {"schema": schema}},
+            }
         responses: dict[str, Any] = {}
-        for status, out in op.responses.items():
-            if isinstance(out, Raw):
-                content = {out.media_type: {"schema": dict(out.schema)}}
-            else:
-                content = {"application/json": {"schema": ref(out, "serialization")}}
+        for status, answer in op.responses.items():
+            content: dict[str, Any] = {}
+            json_refs = []
+            for out in _alternatives(answer):
+                if isinstance(out, Raw):
+                    content[out.media_type] = {"schema": dict(out.schema)}
+                else:
+                    json_refs.append(ref(out, "serialization"))
+            if json_refs:
+                one = json_refs[0] if len(json_refs) == 1 else {"anyOf": json_refs}
+                content["application/json"] = {"schema": one}
             responses[str(status)] = {"description": "Success.", "content": content}
         error = {"application/json": {"schema": ref(ErrorResponse, "serialization")}}
         for status, text in _error_codes(op, roles is not None, bool(params)).items():

@@ -17,7 +17,7 @@ spelling out the whole path (`queries[3].value: ...`).
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, TypeVar, cast
+from typing import Annotated, Any, Literal, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
 
@@ -26,6 +26,10 @@ from hashdb.signals import SIGNAL_TYPES
 
 SIGNAL_NAMES = sorted(SIGNAL_TYPES)
 _HEX_MAX = max(s.hex_length for s in SIGNAL_TYPES.values())
+# A vpdq query's value is vPDQ text, one `frame_number,quality,pdq_hex,timestamp`
+# line per frame (about 80 characters): room for 25,000 frames; the frame count is
+# capped by HASHDB_VIDEO_MAX_FRAMES and the body by HASHDB_MAX_UPLOAD_BYTES.
+MAX_VPDQ_CHARS = 2_000_000
 _SIGNAL_DOC = "Signal type: " + ", ".join(SIGNAL_NAMES) + "."
 MAX_LABELS = 32
 MAX_LABEL_CHARS = 100
@@ -40,6 +44,13 @@ class Request(BaseModel):
 
 class Response(BaseModel):
     model_config = ConfigDict(frozen=True)
+
+
+class QueryArgs(BaseModel):
+    """Query-string parameters: strings coerced to the field's type ("12", "true");
+    unknown parameters are refused by `api.web.query_args`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class Form(BaseModel):
@@ -59,12 +70,12 @@ Reference = Annotated[
 ]
 
 
-def _signal_field() -> Any:
+def signal_field() -> Any:
     names = cast("list[JsonValue]", SIGNAL_NAMES)
     return Field(description=_SIGNAL_DOC, json_schema_extra={"enum": names})
 
 
-def _value_field() -> Any:
+def value_field() -> Any:
     return Field(
         max_length=_HEX_MAX,
         description="The hash as hex digits: 64 for pdq and sha256, 16 for phash, 32 for md5.",
@@ -75,8 +86,14 @@ def _value_field() -> Any:
 
 
 class MatchQuery(Request):
-    signal_type: str = _signal_field()
-    value: str = _value_field()
+    signal_type: str = signal_field()
+    value: str = Field(
+        max_length=MAX_VPDQ_CHARS,
+        description="The hash as hex digits: 64 for pdq and sha256, 16 for phash, 32 for "
+        "md5. For vpdq, a video's frames as vPDQ text: one line per frame, "
+        "`frame_number,quality,pdq_hex,timestamp_seconds` (frames of quality below 50 "
+        "are left out, as vPDQ does).",
+    )
     threshold: int | None = Field(
         default=None,
         ge=0,
@@ -94,6 +111,20 @@ class MatchQuery(Request):
         default=False,
         description="pdq only: also match the 7 rotations and flips of the image, "
         "derived from the hash's bits (a few bits from the exact forms).",
+    )
+    min_query_share: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="vpdq only: report a stored video only if at least this share of the "
+        "query's seconds matched it (default 0).",
+    )
+    min_reference_share: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description="vpdq only: report a stored video only if at least this share of its "
+        "seconds matched (default 0).",
     )
 
 
@@ -114,12 +145,43 @@ class MatchOut(Response):
     added_at: datetime
 
 
+class TimeRange(Response):
+    start: float = Field(description="Seconds from the start of the video.")
+    end: float
+
+
+class VideoMatchOut(Response):
+    """A stored video that a query video matches, scored the vPDQ way."""
+
+    id: int = Field(description="Hash id of the stored video (its vpdq hash).")
+    labels: list[str]
+    status: str
+    added_at: datetime
+    query_share: float = Field(description="Share of the query's seconds that matched it.")
+    reference_share: float = Field(description="Share of its seconds that matched.")
+    query_ranges: list[TimeRange] = Field(description="Where in the query the matches are.")
+    reference_ranges: list[TimeRange] = Field(description="Where in the stored video.")
+    offset: float | None = Field(
+        description="Stored-video time minus query time where the two line up, seconds "
+        "(a clip cut from the stored video at 5 s: +5)."
+    )
+    aligned_query_share: float = Field(
+        description="Share of the query's seconds matching at that offset: well below "
+        "`query_share` means scattered matches (logos, title cards), not one copy."
+    )
+
+
 class QueryResult(Response):
     index: int = Field(description="Position of the query in the request.")
     signal_type: str
-    value: str
+    value: str = Field(
+        description="The hash as hex; for vpdq, the SHA-256 of the canonical frame list."
+    )
     low_quality: bool = Field(description="True when the query was too featureless to match.")
-    matches: list[MatchOut] = Field(description="Matches, nearest first.")
+    matches: list[MatchOut] = Field(description="Matches, nearest first (empty for vpdq).")
+    videos: list[VideoMatchOut] | None = Field(
+        default=None, description="vpdq queries only: matching stored videos, best first."
+    )
 
 
 class MatchResponse(Response):
@@ -137,22 +199,64 @@ class MediaHashes(Response):
 
 
 class MediaMatchResponse(Response):
+    kind: Literal["image"] = "image"
     hashes: MediaHashes
     results: list[QueryResult] = Field(description="One result per signal type of the image.")
 
 
+class VideoHashes(Response):
+    md5: str
+    sha256: str
+    duration: float = Field(description="Seconds of video decoded.")
+    fps: float
+    width: int
+    height: int
+    frames_per_second: float = Field(
+        description="Sampling rate used (1000: every frame, as for queries)."
+    )
+    frames: int = Field(description="Frames hashed with PDQ quality >= 50.")
+    low_quality_frames: int = Field(description="Frames hashed and left out (quality < 50).")
+    complete: bool = Field(description="False when a limit or damage cut hashing short.")
+    ended_by: str = Field(description="complete, max_duration, max_frames, time_budget or damaged.")
+
+
+class VideoMatchResponse(Response):
+    kind: Literal["video"] = "video"
+    hashes: VideoHashes
+    videos: list[VideoMatchOut] = Field(description="Matching stored videos, best first.")
+    results: list[QueryResult] = Field(
+        description="Exact matches of the file's md5 and sha256, in that order."
+    )
+
+
 class MediaMatchForm(Form):
-    dihedral: bool = Field(default=False, description="Also match rotations and flips.")
-    pdq_threshold: int | None = Field(default=None, ge=0, description="PDQ threshold.")
+    dihedral: bool = Field(default=False, description="Images: also match rotations and flips.")
+    pdq_threshold: int | None = Field(
+        default=None, ge=0, description="PDQ threshold (for a video, per frame)."
+    )
     phash_threshold: int | None = Field(default=None, ge=0, description="pHash threshold.")
+    min_query_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Videos: report a stored video only if at least this share of the "
+        "upload's seconds matched it.",
+    )
+    min_reference_share: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Videos: report a stored video only if at least this share of its "
+        "seconds matched.",
+    )
 
 
 # ---- contributing -----------------------------------------------------------------
 
 
 class HashIn(Request):
-    signal_type: str = _signal_field()
-    value: str = _value_field()
+    signal_type: str = signal_field()
+    value: str = value_field()
     labels: list[Label] = Field(
         default_factory=list,
         max_length=MAX_LABELS,
@@ -189,10 +293,20 @@ class ContributeResponse(Response):
 
 
 class MediaContributeResponse(Response):
+    kind: Literal["image"] = "image"
     hashes: MediaHashes
     added: list[AddedOut]
     low_quality: bool = Field(
         description="True when PDQ quality < 50: only the digests were added."
+    )
+
+
+class VideoContributeResponse(Response):
+    kind: Literal["video"] = "video"
+    hashes: VideoHashes
+    added: list[AddedOut] = Field(description="vpdq (the frames), md5, sha256.")
+    low_quality: bool = Field(
+        description="True when no frame reached PDQ quality 50: only the digests were added."
     )
 
 
@@ -205,6 +319,9 @@ class HashOut(Response):
     status: str
     created_at: datetime
     updated_at: datetime
+    expires_at: datetime | None = Field(
+        default=None, description="From then on the hash does not match; null: never."
+    )
     reference: str | None = Field(
         default=None, description="Shown to admins and to the contributor only."
     )

@@ -2,21 +2,24 @@
 
 JSON bodies must say `Content-Type: application/json` (415 otherwise, so a
 forgotten header is named rather than reported as bad JSON) and are parsed and
-validated in one step by pydantic. Responses are serialised from the response
-models, which are also the documented schemas.
+validated in one step by pydantic. Query strings are validated the same way by a
+`schemas.QueryArgs` model (an unknown parameter is an error, not ignored).
+Responses are serialised from the response models, which are also the documented
+schemas.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TypeVar, get_origin
 
 from flask import Response, request
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from api.schemas import parse_json
-from hashdb.errors import UnsupportedMedia
+from api.schemas import QueryArgs, invalid_input, parse_json
+from hashdb.errors import InvalidInput, UnsupportedMedia
 
 M = TypeVar("M", bound=BaseModel)
+Q = TypeVar("Q", bound=QueryArgs)
 
 
 def json_body(model: type[M]) -> M:
@@ -30,3 +33,30 @@ def json_body(model: type[M]) -> M:
 
 def reply(model: BaseModel, status: int = 200) -> Response:
     return Response(model.model_dump_json(), status=status, mimetype="application/json")
+
+
+def optional_json_body(model: type[M]) -> M | None:
+    """A JSON body if one was sent (DELETE may carry one or not); None otherwise."""
+    if not request.get_data(cache=True):
+        return None
+    return json_body(model)
+
+
+def query_args(model: type[Q]) -> Q:
+    """The query string, validated by `model` (InvalidInput naming the parameter)."""
+    fields = {info.alias or name: info for name, info in model.model_fields.items()}
+    unknown = sorted(set(request.args) - set(fields))
+    if unknown:
+        known = ", ".join(sorted(fields)) or "none"
+        raise InvalidInput(
+            f"unknown query parameter {unknown[0]!r} (known: {known})", field=unknown[0]
+        )
+    data: dict[str, object] = {}
+    for name, info in fields.items():
+        values = request.args.getlist(name)
+        if values:
+            data[name] = values if get_origin(info.annotation) is list else values[-1]
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise invalid_input(exc) from None

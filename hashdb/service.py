@@ -15,10 +15,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from hashdb.errors import InvalidInput
-from hashdb.matching import Matcher, Query, QueryResult
+from hashdb.matching import Match, Matcher, Query, QueryResult, VideoMatch
 from hashdb.settings import Settings
 from hashdb.signals import SIGNAL_TYPES
-from hashdb.store import MATCHABLE, Added, HashRecord, Member, NewHash, Status, Store
+from hashdb.signals.vpdq import VPDQ, Frame, frames_digest
+from hashdb.store import MATCHABLE, Added, HashRecord, Member, NewHash, NewVideo, Status, Store
+from hashdb.video_match import VideoThresholds
 from hashdb.workflow import contributions, export, match_counts, vetting
 from hashdb.workflow.actor import Actor
 
@@ -64,6 +66,31 @@ class HashDB:
                 )
         actor = who if isinstance(who, Actor) else Actor(who)
         return contributions.contribute(self.store.engine, actor, items)
+
+    def contribute_video(
+        self, who: Member | Actor, video: NewVideo, digests: Sequence[NewHash]
+    ) -> list[Added]:
+        """Store a video (frames as one vpdq row, plus its file digests) under the
+        same vetting rules as `contribute`; results: the vpdq row, then the digests."""
+        actor = who if isinstance(who, Actor) else Actor(who)
+        return contributions.contribute_video(self.store.engine, actor, video, digests)
+
+    def match_video(
+        self,
+        frames: Sequence[Frame],
+        *,
+        threshold: int | None = None,
+        thresholds: VideoThresholds | None = None,
+        member: Member | None = None,
+    ) -> list[VideoMatch]:
+        """Stored videos matching a query video's frames; with `member`, each matched
+        video is counted once for the reports, as an image match is."""
+        found = self.matcher.match_video(frames, threshold=threshold, thresholds=thresholds)
+        if member is not None and found:
+            query = Query(VPDQ, frames_digest(frames))
+            counted = QueryResult(query, [Match(v.record, 0) for v in found])
+            match_counts.record(self.store.engine, member.id, [counted])
+        return found
 
     def match(self, queries: Sequence[Query], *, member: Member | None = None) -> list[QueryResult]:
         """Answer a batch; with `member`, its matches are counted (per hash and hour)."""

@@ -91,6 +91,34 @@ class Settings(BaseSettings):
         description="Distinct members disagreeing with an active hash (feedback `disagree` "
         "or `false_positive`) that move it to `disputed` for an admin to resolve.",
     )
+    video_max_seconds: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3600.0,
+        description="Longest time, in seconds, spent hashing one video uploaded to the API "
+        "(matching hashes every frame, contributing 1 per second); a query video is matched "
+        "on the frames hashed so far, a contribution cut short is refused.",
+    )
+    video_max_frames: int = Field(
+        default=9000,
+        ge=1,
+        le=1_000_000,
+        description="Most frames hashed from one video uploaded to the API (9,000 is five "
+        "minutes at 30 fps, every frame), and most frames in one vpdq query.",
+    )
+    import_root: Path | None = Field(
+        default=None,
+        description="Folder under which `POST /v1/imports` may import server-side paths; "
+        "unset disables imports over HTTP (the CLI `hashdb import` still works).",
+    )
+    import_workers: int = Field(
+        default=2, ge=1, le=256, description="Hashing processes of an import started over HTTP."
+    )
+    dask_scheduler: str | None = Field(
+        default=None,
+        description="Dask scheduler address (tcp://HOST:PORT) that imports hash on instead "
+        "of local processes; its workers must see the same paths.",
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         min_length=32,

@@ -65,7 +65,7 @@ def test_retiring_a_hash_is_logged_and_shows_its_new_status(
 ) -> None:
     value = random.Random(1).randbytes(32).hex()
     (hash_id,) = api.add({"signal_type": "pdq", "value": value})
-    with caplog.at_level(logging.INFO, logger="api.admin"):
+    with caplog.at_level(logging.INFO, logger="api.vetting"):
         response = api.delete(f"/v1/hashes/{hash_id}")
     assert response.status_code == 200
     assert response.json["status"] == "retired"  # type: ignore[index]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import pytest
@@ -24,7 +25,7 @@ def test_every_registered_route_is_in_the_openapi_document(api: Api) -> None:
     for rule in api.app.url_map.iter_rules():
         if rule.rule.startswith("/console"):
             continue  # the web console: HTML for people, not part of the JSON API
-        path = rule.rule.replace("<id:", "{").replace(">", "}")
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         for method in (rule.methods or set()) - {"HEAD", "OPTIONS"}:
             assert (path, method.lower()) in documented
 

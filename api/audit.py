@@ -1,0 +1,78 @@
+"""The audit blueprint: admins read the hash-chained audit log and check the chain.
+
+Every administrative action and every write made with a key is in the log
+(`hashdb.workflow.audit`), with the key id and the request id (`X-Request-Id`).
+`GET /v1/audit` pages through it oldest first and gives the current head (seq and
+hash), which an admin can publish; `GET /v1/audit/verify` recomputes the whole
+chain and names the first entry that does not check out.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from api import schemas_workflow as w
+from api.auth import requires
+from api.context import context
+from api.openapi import document
+from api.request_id import actor
+from api.web import query_args, reply
+from hashdb.store import Role
+from hashdb.workflow import audit
+
+bp = Blueprint("audit", __name__)
+
+TAG = "audit"
+
+
+@bp.get("/v1/audit")
+@document(
+    "Read the audit log",
+    tag=TAG,
+    description="Entries after `after`, oldest first; page on with the last `seq`.",
+    query=w.AuditQuery,
+    responses={200: w.AuditPage},
+)
+@requires(Role.ADMIN)
+def read() -> Response:
+    args = query_args(w.AuditQuery)
+    engine = context().db.store.engine
+    entries = audit.read(engine, actor(), after=args.after, limit=args.limit)
+    seq, digest = audit.head(engine)
+    return reply(
+        w.AuditPage(
+            entries=[
+                w.AuditEntryOut(
+                    seq=e.seq,
+                    at=e.at,
+                    actor_id=e.actor_id,
+                    key_id=e.key_id,
+                    action=e.action,
+                    target=e.target,
+                    request_id=e.request_id,
+                    details=e.details,
+                    prev_hash=e.prev_hash,
+                    hash=e.hash,
+                )
+                for e in entries
+            ],
+            head=w.AuditHead(seq=seq, hash=digest),
+        )
+    )
+
+
+@bp.get("/v1/audit/verify")
+@document(
+    "Check the audit chain",
+    tag=TAG,
+    description="Recomputes every entry's hash and link; reads the whole log.",
+    responses={200: w.AuditCheck},
+)
+@requires(Role.ADMIN)
+def verify() -> Response:
+    check = audit.verify(context().db.store.engine)
+    return reply(
+        w.AuditCheck(
+            checked=check.checked, ok=check.ok, broken_seq=check.broken_seq, reason=check.reason
+        )
+    )

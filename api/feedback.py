@@ -1,0 +1,133 @@
+"""The feedback blueprint: members say whether a match was right, and what they did.
+
+Feedback (`agree`, `disagree` with a reason, `false_positive` with the hash of the
+content that matched wrongly) counts once per member; disagreement from
+HASHDB_DISPUTE_THRESHOLD distinct members moves an active hash to `disputed` for
+an admin (`hashdb.workflow.feedback`). Outcomes record what a member did with
+content that matched (removed, kept, escalated) and when, for the takedown rate
+and time-to-action figures of the transparency report. Both are audited by the
+workflow in the same transaction.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from api import schemas_workflow as w
+from api.auth import requires
+from api.context import context
+from api.openapi import document
+from api.request_id import actor
+from api.web import json_body, reply
+from hashdb.signals import SIGNAL_TYPES, get_signal_type
+from hashdb.store import Role
+from hashdb.workflow import feedback, outcomes
+from hashdb.workflow.feedback import ContentHash, DisagreeReason, Feedback, Kind
+from hashdb.workflow.outcomes import Action
+
+bp = Blueprint("feedback", __name__)
+
+TAG = "feedback"
+
+
+def feedback_out(f: Feedback) -> w.FeedbackOut:
+    content = None
+    if f.content is not None:
+        signal = SIGNAL_TYPES[f.content.signal_type]
+        content = w.ContentOut(signal_type=signal.name, value=signal.format(f.content.value))
+    return w.FeedbackOut(
+        id=f.id,
+        hash_id=f.hash_id,
+        member_id=f.member_id,
+        kind=f.kind.value,
+        reason=f.reason.value if f.reason else None,
+        content=content,
+        note=f.note,
+        created_at=f.created_at,
+    )
+
+
+def _content(body: w.FeedbackIn) -> ContentHash | None:
+    if body.content is None:
+        return None
+    signal = get_signal_type(body.content.signal_type, "content.signal_type")
+    return ContentHash(signal.name, signal.parse(body.content.value, "content.value"))
+
+
+@bp.post("/v1/hashes/<id:hash_id>/feedback")
+@document(
+    "Give feedback on a hash",
+    tag=TAG,
+    description="agree, disagree (with `reason`) or false_positive (with `content`, the "
+    "hash of your content that matched). Enough distinct members disagreeing move an "
+    "active hash to `disputed`.",
+    body=w.FeedbackIn,
+    responses={201: w.FeedbackGiven},
+)
+@requires(Role.MEMBER)
+def give(hash_id: int) -> Response:
+    body = json_body(w.FeedbackIn)
+    ctx = context()
+    result = feedback.give(
+        ctx.db.store.engine,
+        actor(),
+        hash_id,
+        Kind(body.kind),
+        threshold=ctx.settings.dispute_threshold,
+        reason=DisagreeReason(body.reason) if body.reason else None,
+        content=_content(body),
+        note=body.note,
+    )
+    out = w.FeedbackGiven(
+        feedback=feedback_out(result.feedback),
+        disagreeing_members=result.disagreeing_members,
+        disputed=result.disputed,
+    )
+    return reply(out, 201)
+
+
+@bp.get("/v1/hashes/<id:hash_id>/feedback")
+@document(
+    "Feedback on a hash",
+    tag=TAG,
+    description="Oldest first: every member's for admins, your own otherwise.",
+    responses={200: w.FeedbackList},
+)
+@requires(Role.MEMBER)
+def list_feedback(hash_id: int) -> Response:
+    found = feedback.for_hash(context().db.store.engine, actor(), hash_id)
+    return reply(w.FeedbackList(feedback=[feedback_out(f) for f in found]))
+
+
+@bp.post("/v1/hashes/<id:hash_id>/outcomes")
+@document(
+    "Report what you did with a match",
+    tag=TAG,
+    description="Times in order (uploaded <= matched <= actioned), not in the future.",
+    body=w.OutcomeIn,
+    responses={201: w.OutcomeOut},
+)
+@requires(Role.MEMBER)
+def report_outcome(hash_id: int) -> Response:
+    body = json_body(w.OutcomeIn)
+    o = outcomes.report(
+        context().db.store.engine,
+        actor(),
+        hash_id,
+        Action(body.action),
+        uploaded_at=body.uploaded_at,
+        matched_at=body.matched_at,
+        actioned_at=body.actioned_at,
+    )
+    out = w.OutcomeOut(
+        id=o.id,
+        hash_id=o.hash_id,
+        member_id=o.member_id,
+        action=o.action.value,
+        uploaded_at=o.uploaded_at,
+        matched_at=o.matched_at,
+        actioned_at=o.actioned_at,
+        created_at=o.created_at,
+        time_to_action_seconds=o.time_to_action.total_seconds(),
+    )
+    return reply(out, 201)

@@ -1,0 +1,113 @@
+"""The imports blueprint: ops teams start bulk imports of server-side collections.
+
+`POST /v1/imports` plans an import of a folder or archive under HASHDB_IMPORT_ROOT
+and starts hashing it in the background (202 with the job); `GET
+/v1/imports/<id>` reports its progress and every failed file; `GET /v1/imports`
+lists recent jobs. How imports run, and what is refused, is in
+`api.import_runner`. Starting one is audited (`import.start`) with the key and
+request id; what it stores is recorded per file in the job.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from api import schemas_imports as i
+from api.auth import requires
+from api.context import ApiContext, context
+from api.openapi import document
+from api.request_id import actor
+from api.web import json_body, reply
+from hashdb.store import FileState, ImportJob, Role
+from hashdb.workflow import audit
+
+bp = Blueprint("imports", __name__)
+
+TAG = "imports"
+
+
+def _out(ctx: ApiContext, job: ImportJob) -> dict[str, object]:
+    c = job.counts
+    return {
+        "id": job.id,
+        "member_id": job.member_id,
+        "source": ctx.imports.shown(job.source),
+        "labels": list(job.labels),
+        "status": job.status.value,
+        "running_here": ctx.imports.running_here(job),
+        "total": c.total,
+        "done": c.done,
+        "failed": c.failed,
+        "duplicates": c.duplicates,
+        "pending": c.pending,
+        "started_at": job.created_at,
+        "updated_at": job.updated_at,
+        "finished_at": job.finished_at,
+    }
+
+
+@bp.post("/v1/imports")
+@document(
+    "Start an import",
+    tag=TAG,
+    description="Imports every image and video of a folder or archive under the server's "
+    "HASHDB_IMPORT_ROOT, in the background; poll `GET /v1/imports/{job_id}`. Starting "
+    "an unfinished import of the same path again resumes it.",
+    body=i.ImportRequest,
+    responses={202: i.ImportOut},
+    errors={
+        403: "The role may not import, or imports over HTTP are disabled "
+        "(HASHDB_IMPORT_ROOT unset).",
+        409: "An import of this path is already running.",
+    },
+)
+@requires(Role.OPS)
+def start() -> Response:
+    ctx = context()
+    body = json_body(i.ImportRequest)
+    who = actor()
+    job = ctx.imports.start(who, body.path, tuple(body.labels), body.manifest)
+    audit.record(
+        ctx.db.store.engine,
+        who,
+        "import.start",
+        f"import:{job.id}",
+        {"path": body.path, "labels": body.labels, "files": job.counts.total},
+    )
+    return reply(i.ImportOut.model_validate(_out(ctx, job)), 202)
+
+
+@bp.get("/v1/imports")
+@document("Recent imports", tag=TAG, responses={200: i.ImportList})
+@requires(Role.OPS)
+def recent() -> Response:
+    ctx = context()
+    jobs = ctx.db.store.imports.recent()
+    return reply(i.ImportList(imports=[i.ImportOut.model_validate(_out(ctx, j)) for j in jobs]))
+
+
+@bp.get("/v1/imports/<id:job_id>")
+@document(
+    "An import's progress",
+    tag=TAG,
+    description="File counts (total, done, failed, duplicates, pending), status and "
+    "times, what was stored, and every failed file with its reason.",
+    responses={200: i.ImportDetail},
+)
+@requires(Role.OPS)
+def progress(job_id: int) -> Response:
+    ctx = context()
+    store = ctx.db.store.imports
+    job = store.get(job_id)
+    done = store.files(job_id, FileState.DONE)
+    failed = store.files(job_id, FileState.FAILED)
+    detail = i.ImportDetail.model_validate(
+        {
+            **_out(ctx, job),
+            "images": sum(f.kind == "image" for f in done),
+            "videos": sum(f.kind == "video" for f in done),
+            "frames": sum(f.frames or 0 for f in done),
+            "errors": [{"path": f.path, "error": f.error or "failed"} for f in failed],
+        }
+    )
+    return reply(detail)

@@ -1,0 +1,144 @@
+"""The labels blueprint: the taxonomy contributions must use, and crisis incidents.
+
+Every member may read the taxonomy (it says what a contribution may be labelled);
+admins add labels, edit their description, and deprecate them (a label is never
+deleted: stored hashes keep naming it). Admins open and close crisis incidents:
+contributions labelled `crisis_incident:<id>` of an open incident go live at once.
+The workflow functions audit these writes themselves.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from api import schemas_workflow as w
+from api.auth import requires
+from api.context import context
+from api.openapi import document
+from api.request_id import actor
+from api.web import json_body, optional_json_body, reply
+from hashdb.store import Role
+from hashdb.workflow import incidents, labels
+from hashdb.workflow.incidents import Incident
+from hashdb.workflow.labels import Label, ValueKind
+
+bp = Blueprint("labels", __name__)
+
+TAG = "labels and incidents"
+
+
+def label_out(label: Label) -> w.LabelOut:
+    return w.LabelOut(
+        name=label.name,
+        description=label.description,
+        value_kind=label.value_kind.value,
+        created_at=label.created_at,
+        deprecated_at=label.deprecated_at,
+    )
+
+
+def incident_out(i: Incident) -> w.IncidentOut:
+    return w.IncidentOut(
+        id=i.id,
+        name=i.name,
+        description=i.description,
+        started_at=i.started_at,
+        ended_at=i.ended_at,
+        open=i.open,
+        opened_by=i.opened_by,
+        closed_by=i.closed_by,
+    )
+
+
+@bp.get("/v1/labels")
+@document("The label taxonomy", tag=TAG, responses={200: w.LabelList})
+@requires(Role.MEMBER, Role.OPS)
+def list_labels() -> Response:
+    found = labels.all_labels(context().db.store.engine)
+    return reply(w.LabelList(labels=[label_out(x) for x in found]))
+
+
+@bp.post("/v1/labels")
+@document(
+    "Add a label",
+    tag=TAG,
+    body=w.LabelIn,
+    responses={201: w.LabelOut},
+    errors={409: "A label of that name exists."},
+)
+@requires(Role.ADMIN)
+def add_label() -> Response:
+    body = json_body(w.LabelIn)
+    engine = context().db.store.engine
+    label = labels.add(engine, actor(), body.name, body.description, ValueKind(body.value_kind))
+    return reply(label_out(label), 201)
+
+
+@bp.patch("/v1/labels/<name>")
+@document(
+    "Edit or deprecate a label",
+    tag=TAG,
+    description="Change the description, or deprecate (`deprecated: true`) so that new "
+    "contributions may not use it; hashes already labelled keep it.",
+    body=w.LabelEdit,
+    responses={200: w.LabelOut},
+)
+@requires(Role.ADMIN)
+def edit_label(name: str) -> Response:
+    body = json_body(w.LabelEdit)
+    label = labels.edit(
+        context().db.store.engine,
+        actor(),
+        name,
+        description=body.description,
+        deprecated=body.deprecated,
+    )
+    return reply(label_out(label))
+
+
+@bp.get("/v1/incidents")
+@document("Crisis incidents", tag=TAG, responses={200: w.IncidentList})
+@requires(Role.ADMIN)
+def list_incidents() -> Response:
+    found = incidents.all_incidents(context().db.store.engine)
+    return reply(w.IncidentList(incidents=[incident_out(i) for i in found]))
+
+
+@bp.post("/v1/incidents")
+@document(
+    "Open a crisis incident",
+    tag=TAG,
+    description="Contributions labelled `crisis_incident:<id>` go live while it is open.",
+    body=w.IncidentIn,
+    responses={201: w.IncidentOut},
+)
+@requires(Role.ADMIN)
+def open_incident() -> Response:
+    body = json_body(w.IncidentIn)
+    incident = incidents.open_incident(
+        context().db.store.engine,
+        actor(),
+        body.name,
+        started_at=body.started_at,
+        description=body.description,
+    )
+    return reply(incident_out(incident), 201)
+
+
+@bp.post("/v1/incidents/<id:incident_id>/close")
+@document(
+    "Close a crisis incident",
+    tag=TAG,
+    description="The body is optional: without `ended_at` it ends now.",
+    body=w.IncidentClose,
+    body_required=False,
+    responses={200: w.IncidentOut},
+    errors={409: "The incident is already closed."},
+)
+@requires(Role.ADMIN)
+def close_incident(incident_id: int) -> Response:
+    body = optional_json_body(w.IncidentClose)
+    incident = incidents.close_incident(
+        context().db.store.engine, actor(), incident_id, ended_at=body.ended_at if body else None
+    )
+    return reply(incident_out(incident))

@@ -1,0 +1,44 @@
+"""A request id for every request, so an audit entry can be traced to its log lines.
+
+A caller (or the load balancer in front) may send `X-Request-Id`; a value of 1-64
+letters, digits, `.`, `_` or `-` is kept, anything else is replaced by a fresh
+random id, so a client cannot write arbitrary text into the audit log through it.
+The id is echoed in the response's `X-Request-Id` header and stored with every
+audit entry the request writes (`actor()`).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from flask import Flask, Response, g, request
+
+from api.auth import principal
+from hashdb.workflow.actor import Actor
+
+HEADER = "X-Request-Id"
+_ACCEPTED = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+def current() -> str:
+    """The id of the request being handled."""
+    found = g.get("request_id")
+    if not isinstance(found, str):
+        sent = request.headers.get(HEADER, "")
+        found = sent if _ACCEPTED.fullmatch(sent) else uuid.uuid4().hex
+        g.request_id = found
+    return found
+
+
+def actor() -> Actor:
+    """The caller of the current request as the workflow's acting `Actor` (inside a
+    `requires` view): member, key id and request id, for the audit log."""
+    return Actor.of(principal(), current())
+
+
+def register(app: Flask) -> None:
+    @app.after_request
+    def _echo(response: Response) -> Response:
+        response.headers[HEADER] = current()
+        return response
