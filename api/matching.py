@@ -29,7 +29,7 @@ from api import schemas as s
 from api.auth import principal, requires
 from api.context import ApiContext, context
 from api.openapi import document
-from api.uploads import form_fields, image_hashes, uploaded_file
+from api.uploads import form_fields, uploaded_file
 from api.video import VideoQuery, hash_query, query_frames, video_hashes, video_match, video_query
 from api.web import json_body, reply
 from hashdb.errors import InvalidInput, OutsideFailure
@@ -41,7 +41,7 @@ from hashdb.signals.vpdq import VPDQ
 from hashdb.store import Role
 from hashdb.video_match import VideoThresholds
 from ingest.image import ImageHashes
-from ingest.records import queries as image_queries
+from ingest.probes import FULL, PLAIN, ProbeKind, ProbeOptions, probe_queries
 from ingest.video import is_video
 
 bp = Blueprint("matching", __name__)
@@ -224,11 +224,31 @@ def match_media() -> Response:
     data = uploaded_file()
     if is_video(data):
         return _match_uploaded_video(ctx, data, form)
-    h = image_hashes(ctx.settings, data, dihedral=form.dihedral)
-    queries = image_queries(
-        h, pdq_threshold=form.pdq_threshold, phash_threshold=form.phash_threshold
+    probed = probe_queries(data, probe_options(form), max_pixels=ctx.settings.max_image_pixels)
+    queries = probed.queries(pdq_threshold=form.pdq_threshold, phash_threshold=form.phash_threshold)
+    return reply(
+        s.MediaMatchResponse(hashes=media_hashes(probed.hashes), results=_match(ctx, queries))
     )
-    return reply(s.MediaMatchResponse(hashes=media_hashes(h), results=_match(ctx, queries)))
+
+
+def probe_options(form: s.MediaMatchForm) -> ProbeOptions:
+    """The probe set a request asks for (see MediaMatchForm.probes)."""
+    if form.probes is None:
+        kinds = ["content", "dihedral", "content_dihedral"] if form.dihedral else ["content"]
+        return ProbeOptions.of(kinds)
+    names = [n.strip() for n in form.probes.split(",") if n.strip()]
+    if names == ["all"]:
+        return FULL
+    if names in (["none"], []):
+        return PLAIN
+    try:
+        return ProbeOptions.of(names)
+    except ValueError:
+        known = ", ".join(k.value for k in ProbeKind)
+        raise InvalidInput(
+            f"unknown probe kind in {form.probes!r}; expected {known}, all or none",
+            field="probes",
+        ) from None
 
 
 def _match_uploaded_video(ctx: ApiContext, data: bytes, form: s.MediaMatchForm) -> Response:

@@ -231,6 +231,15 @@ class VideoMatchResponse(Response):
 
 class MediaMatchForm(Form):
     dihedral: bool = Field(default=False, description="Images: also match rotations and flips.")
+    probes: str | None = Field(
+        default=None,
+        max_length=200,
+        description="Images: the probe kinds to look up besides the whole image, "
+        "comma-separated from dihedral, content, content_dihedral, crops; `all` or `none`. "
+        "Default: content (the picture with borders, bars and captions stripped), plus "
+        "dihedral and content_dihedral when `dihedral` is true. Each match names the "
+        "probe that found it in `variant`.",
+    )
     pdq_threshold: int | None = Field(
         default=None, ge=0, description="PDQ threshold (for a video, per frame)."
     )

@@ -6,10 +6,12 @@ hash id, distance, labels, status and when it was added.
 
 from __future__ import annotations
 
+import io
 import random
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from PIL import Image
 
 if TYPE_CHECKING:
     from api_fixtures import Api, MakeApi
@@ -220,3 +222,34 @@ def test_a_featureless_image_is_answered_low_quality(api: Api, flat_image: bytes
     assert body is not None
     pdq_result = next(r for r in body["results"] if r["signal_type"] == "pdq")
     assert pdq_result["low_quality"] is True
+
+
+def _letterboxed(photo: bytes) -> bytes:
+    """The photo with black bars above and below, as re-uploaders pad it."""
+    image = Image.open(io.BytesIO(photo)).convert("RGB")
+    bar = image.height // 4
+    canvas = Image.new("RGB", (image.width, image.height + 2 * bar), "black")
+    canvas.paste(image, (0, bar))
+    out = io.BytesIO()
+    canvas.save(out, "PNG")
+    return out.getvalue()
+
+
+def test_a_letterboxed_upload_matches_its_original_through_the_content_probe(
+    api: Api, photo: bytes
+) -> None:
+    api.upload("/v1/media", photo)
+    padded = _letterboxed(photo)
+    plain = api.upload("/v1/match/media", padded, probes="none").json
+    assert plain is not None
+    assert next(r for r in plain["results"] if r["signal_type"] == "pdq")["matches"] == []
+    body = api.upload("/v1/match/media", padded).json
+    assert body is not None
+    (match,) = next(r for r in body["results"] if r["signal_type"] == "pdq")["matches"]
+    assert match["variant"] == "content"
+
+
+def test_an_unknown_probe_kind_is_a_400_naming_the_field(api: Api, photo: bytes) -> None:
+    response = api.upload("/v1/match/media", photo, probes="content,wobble")
+    assert response.status_code == 400
+    assert response.json["error"]["details"]["field"] == "probes"  # type: ignore[index]
