@@ -2,9 +2,10 @@
 
 Only counts are kept, never the members' queries or content. Labels are not
 stored here: a hash's labels are joined in when a report asks for matches by
-label. Counting costs one upsert per match batch (a multi-row
-`INSERT ... ON CONFLICT DO UPDATE`, in pieces of `ROWS_PER_STATEMENT` rows for a
-very large batch), aggregated first so that no row appears twice in a statement.
+label. Counting costs one `INSERT ... ON CONFLICT DO UPDATE` per match batch,
+executed with many rows (aggregated first, so each hash appears once) from a
+statement compiled once: a multi-row VALUES statement would be compiled anew for
+every batch, which cost more than the search itself.
 An hour is the finest time a report can ask about matches.
 """
 
@@ -13,16 +14,26 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, Insert
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hashdb.matching import QueryResult
 from hashdb.store.clock import now, utc
 from hashdb.store.schema import match_counts
 
-# SQLite allows 32766 bound parameters per statement; 4 per row leaves headroom.
-ROWS_PER_STATEMENT = 5000
+
+@cache
+def _upsert(dialect_name: str) -> Insert:
+    """One statement per dialect, built once: executed with many rows, SQLAlchemy
+    compiles it once and the driver pipelines the rows (this is the match path)."""
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    statement = dialect.insert(match_counts)
+    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+        index_elements=["bucket", "member_id", "hash_id"],
+        set_={"count": match_counts.c.count + statement.excluded.count},
+    )
 
 
 def bucket_of(at: datetime) -> datetime:
@@ -42,16 +53,6 @@ def record(
         {"bucket": bucket, "member_id": member_id, "hash_id": h, "count": n}
         for h, n in sorted(counted.items())
     ]
-    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     with engine.begin() as conn:
-        for start in range(0, len(rows), ROWS_PER_STATEMENT):
-            statement = dialect.insert(match_counts).values(
-                rows[start : start + ROWS_PER_STATEMENT]
-            )
-            conn.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["bucket", "member_id", "hash_id"],
-                    set_={"count": match_counts.c.count + statement.excluded.count},
-                )
-            )
+        conn.execute(_upsert(engine.dialect.name), rows)
     return sum(counted.values())
