@@ -19,7 +19,7 @@ from hashdb.matching import Match, Matcher, Query, QueryResult, VideoMatch
 from hashdb.settings import Settings
 from hashdb.signals import SIGNAL_TYPES
 from hashdb.signals.vpdq import VPDQ, Frame, frames_digest
-from hashdb.store import MATCHABLE, Added, HashRecord, Member, NewHash, NewVideo, Status, Store
+from hashdb.store import MATCHABLE, Added, Member, NewHash, NewVideo, Status, Store
 from hashdb.video_match import VideoThresholds
 from hashdb.workflow import contributions, export, match_counts, vetting
 from hashdb.workflow.actor import Actor
@@ -104,6 +104,3 @@ class HashDB:
         that followers get their tombstones."""
         vetting.expire_due(self.store.engine)
         return export.feed(self.store.engine, since, limit)
-
-    def retire(self, hash_id: int) -> HashRecord:
-        return self.store.hashes.set_status([hash_id], Status.RETIRED)[0]
