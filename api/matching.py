@@ -30,7 +30,7 @@ from api.auth import principal, requires
 from api.context import ApiContext, context
 from api.openapi import document
 from api.uploads import form_fields, uploaded_file
-from api.video import VideoQuery, hash_query, query_frames, video_hashes, video_match, video_query
+from api.video import VideoQuery, hash_query, video_hashes, video_match, video_query
 from api.web import json_body, reply
 from hashdb.errors import InvalidInput, OutsideFailure
 from hashdb.matching import Query, QueryResult
@@ -42,6 +42,7 @@ from hashdb.store import Role
 from hashdb.video_match import VideoThresholds
 from ingest.image import ImageHashes
 from ingest.probes import FULL, PLAIN, ProbeKind, ProbeOptions, probe_queries
+from ingest.records import video_frames
 from ingest.video import is_video
 
 bp = Blueprint("matching", __name__)
@@ -91,12 +92,16 @@ def to_queries(settings: Settings, items: Sequence[s.MatchQuery]) -> list[Query 
     return out
 
 
-def _match(ctx: ApiContext, queries: Sequence[Query]) -> list[s.QueryResult]:
+def _match(
+    ctx: ApiContext, queries: Sequence[Query], positions: Sequence[int] | None = None
+) -> list[s.QueryResult]:
+    """Answer a batch; `positions` are the queries' indexes in the request (default 0..n)."""
     if not ctx.loader.ready:
         raise OutsideFailure("the indexes are still loading; retry shortly")
     results = ctx.db.match(queries, member=principal().member)
     _count(ctx, results)
-    return [_result(i, r) for i, r in enumerate(results)]
+    where = range(len(results)) if positions is None else positions
+    return [_result(i, r) for i, r in zip(where, results, strict=True)]
 
 
 def _match_mixed(ctx: ApiContext, queries: Sequence[Query | VideoQuery]) -> list[s.QueryResult]:
@@ -104,9 +109,8 @@ def _match_mixed(ctx: ApiContext, queries: Sequence[Query | VideoQuery]) -> list
     plain = [(i, q) for i, q in enumerate(queries) if isinstance(q, Query)]
     out: dict[int, s.QueryResult] = {}
     if plain:
-        answered = _match(ctx, [q for _, q in plain])
-        for (i, _), result in zip(plain, answered, strict=True):
-            out[i] = result.model_copy(update={"index": i})
+        answered = _match(ctx, [q for _, q in plain], [i for i, _ in plain])
+        out.update((r.index, r) for r in answered)
     for i, q in enumerate(queries):
         if isinstance(q, VideoQuery):
             out[i] = _video_result(ctx, i, q)
@@ -125,7 +129,7 @@ def _video_result(ctx: ApiContext, index: int, q: VideoQuery) -> s.QueryResult:
     return s.QueryResult(
         index=index,
         signal_type=VPDQ.name,
-        value=q.digest.hex(),
+        value=VPDQ.format(q.digest),
         low_quality=not q.frames,
         matches=[],
         videos=[video_match(m) for m in found],
@@ -170,11 +174,11 @@ def _result(index: int, result: QueryResult) -> s.QueryResult:
 
 def media_hashes(h: ImageHashes) -> s.MediaHashes:
     return s.MediaHashes(
-        pdq=h.pdq.hex(),
+        pdq=PDQ.format(h.pdq),
         pdq_quality=h.pdq_quality,
-        phash=h.phash.hex(),
-        md5=h.md5.hex(),
-        sha256=h.sha256.hex(),
+        phash=PHASH.format(h.phash),
+        md5=MD5.format(h.md5),
+        sha256=SHA256.format(h.sha256),
         width=h.width,
         height=h.height,
     )
@@ -257,7 +261,7 @@ def _match_uploaded_video(ctx: ApiContext, data: bytes, form: s.MediaMatchForm) 
         min_query_share=form.min_query_share, min_reference_share=form.min_reference_share
     )
     found = ctx.db.match_video(
-        query_frames(v),
+        video_frames(v),
         threshold=form.pdq_threshold,
         thresholds=thresholds,
         member=principal().member,

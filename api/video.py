@@ -24,6 +24,7 @@ from api import schemas as s
 from hashdb.errors import InvalidInput, MediaError
 from hashdb.matching import VideoMatch
 from hashdb.settings import Settings
+from hashdb.signals import MD5, SHA256
 from hashdb.signals.vpdq import Frame, frames_digest, parse_frames
 from hashdb.video_match import TimeRange, VideoThresholds
 from ingest.video import (
@@ -103,14 +104,10 @@ def video_query(settings: Settings, item: s.MatchQuery, index: int) -> VideoQuer
     )
 
 
-def query_frames(v: VideoHashes) -> tuple[Frame, ...]:
-    return tuple(Frame(f.index, f.timestamp, f.pdq, f.quality) for f in v.frames)
-
-
 def video_hashes(v: VideoHashes) -> s.VideoHashes:
     return s.VideoHashes(
-        md5=v.md5.hex(),
-        sha256=v.sha256.hex(),
+        md5=MD5.format(v.md5),
+        sha256=SHA256.format(v.sha256),
         duration=v.duration,
         fps=v.fps,
         width=v.width,

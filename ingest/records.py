@@ -44,12 +44,17 @@ def queries(
     ]
 
 
+def video_frames(v: VideoHashes) -> tuple[Frame, ...]:
+    """A hashed video's matchable frames, as hashdb stores and matches them."""
+    return tuple(Frame(f.index, f.timestamp, f.pdq, f.quality) for f in v.frames)
+
+
 def video_contributions(
     v: VideoHashes, labels: tuple[str, ...], reference: str | None
 ) -> tuple[NewVideo, list[NewHash]]:
     """A video to store: its frame list (as one vpdq hash) and its file digests."""
     video = NewVideo(
-        frames=tuple(Frame(f.index, f.timestamp, f.pdq, f.quality) for f in v.frames),
+        frames=video_frames(v),
         duration=v.duration,
         fps=v.fps,
         width=v.width,

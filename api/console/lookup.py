@@ -18,13 +18,14 @@ from werkzeug.datastructures import FileStorage
 
 from api.console.session import EVERYONE, page, user
 from api.context import ApiContext, context
+from api.video import hash_query
 from hashdb.errors import HashdbError, InvalidInput, OutsideFailure
 from hashdb.matching import Query, QueryResult, VideoMatch
 from hashdb.signals import MD5, PDQ, SHA256, Matching, get_signal_type
-from hashdb.signals.vpdq import Frame
 from ingest.image import hash_image
 from ingest.records import queries as image_queries
-from ingest.video import EVERY_FRAME, VideoHashes, hash_video, is_video
+from ingest.records import video_frames
+from ingest.video import VideoHashes, is_video
 
 MAX_PASTED = 1000
 
@@ -67,10 +68,11 @@ def parse_pasted(text: str) -> list[Query]:
 
 
 def _lookup_video(ctx: ApiContext, data: bytes, name: str) -> Outcome:
-    video = hash_video(data, frames_per_second=EVERY_FRAME)
-    frames = [Frame(f.index, f.timestamp, f.pdq, f.quality) for f in video.frames]
+    # The same request-time limits and match counting as POST /v1/match/media.
+    video = hash_query(ctx.settings, data)
+    frames = video_frames(video)
     outcome = Outcome(source=f"video {name}", video=video)
-    outcome.videos = ctx.db.matcher.match_video(frames)
+    outcome.videos = ctx.db.match_video(frames, member=user().member)
     outcome.results = ctx.db.match(
         [Query(MD5, video.md5), Query(SHA256, video.sha256)], member=user().member
     )
