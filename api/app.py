@@ -43,6 +43,7 @@ from api import (
 )
 from api.context import EXTENSION, ApiContext
 from api.import_runner import ImportRunner
+from api.keycache import KeyCache
 from api.loader import IndexLoader
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
@@ -74,6 +75,7 @@ def create_app(settings: Settings, hashdb: HashDB | None = None) -> Flask:
         settings=settings,
         db=db,
         limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        keys=KeyCache(db.store.members),
         metrics=metrics,
         loader=IndexLoader(db.matcher, on_ready=lambda: _loaded(ctx)),
         owns_db=hashdb is None,

@@ -1,9 +1,12 @@
 """Who is calling, and may they: bearer keys, roles and the per-key rate limit.
 
 Every `/v1` view is wrapped in `requires(...)` with the roles it admits; `admin`
-is admitted everywhere. The key is looked up in the database on every request
-(one indexed read of its SHA-256 digest), so a revoked or expired key fails on the
-very next request in every worker and on every server: no cache to invalidate.
+is admitted everywhere. Each request first reads the heads of the hash and auth
+change logs (one round trip, hashdb/store/heads.py): the matcher replays hash
+changes it has not seen, and the worker's key cache (api/keycache.py) is emptied
+if the auth log moved. So a revoked key, a deleted hash or a vetting decision
+takes effect on the very next request in every worker and on every server, and a
+request with a known key costs that one read, not a key lookup.
 
 Order of checks: 401 (no key, unknown, revoked or expired), then 403 (role), then
 429 (rate limit), so a caller is told the most fundamental problem first.
@@ -52,9 +55,10 @@ def requires(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             ctx = context()
-            who = ctx.db.store.members.authenticate(
-                bearer_secret(request.headers.get("Authorization"))
-            )
+            secret = bearer_secret(request.headers.get("Authorization"))
+            heads = ctx.db.store.heads()
+            ctx.db.matcher.catch_up(heads.changes)
+            who = ctx.keys.principal(secret, heads.auth)
             g.principal = who
             if who.member.role not in allowed:
                 names = ", ".join(sorted(r.value for r in allowed))

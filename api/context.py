@@ -13,6 +13,7 @@ from typing import Any
 from flask import Flask, current_app
 
 from api.import_runner import ImportRunner
+from api.keycache import KeyCache
 from api.loader import IndexLoader
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
@@ -27,6 +28,7 @@ class ApiContext:
     settings: Settings
     db: HashDB
     limiter: RateLimiter
+    keys: KeyCache
     metrics: Metrics
     loader: IndexLoader
     owns_db: bool  # close the database with the app (it was opened by create_app)

@@ -4,6 +4,8 @@ A worker starts serving `/healthz` immediately; `/readyz` and the match endpoint
 answer 503 until the matcher has built its indexes from the database. If the
 database is unreachable at start the load is retried every few seconds rather
 than killing the worker: a load balancer keeps it out of rotation meanwhile.
+Once ready, the loader fills the matcher's row cache (`Matcher.warm_records`),
+so that matches are answered without reading their rows from the database.
 """
 
 from __future__ import annotations
@@ -53,4 +55,12 @@ class IndexLoader:
                 continue
             log.info("indexes loaded: %s", self._matcher.sizes())
             self._on_ready()
-            return
+            break
+        if not self.ready:
+            return  # stopped before the indexes loaded
+        try:
+            cached = self._matcher.warm_records()
+        except Exception:  # the cache fills on misses instead
+            log.exception("warming the row cache failed")
+        else:
+            log.info("row cache holds %d rows", cached)

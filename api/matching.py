@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from flask import Blueprint, Response
 
@@ -31,7 +32,7 @@ from api.context import ApiContext, context
 from api.openapi import document
 from api.uploads import form_fields, uploaded_file
 from api.video import VideoQuery, hash_query, video_hashes, video_match, video_query
-from api.web import json_body, reply
+from api.web import json_body, reply, reply_data
 from hashdb.errors import InvalidInput, OutsideFailure
 from hashdb.matching import Query, QueryResult
 from hashdb.settings import Settings
@@ -46,6 +47,9 @@ from ingest.records import video_frames
 from ingest.video import is_video
 
 bp = Blueprint("matching", __name__)
+
+# One result of POST /v1/match as plain JSON-ready data (see `_result`).
+Result = dict[str, Any]
 
 TAG = "matching"
 
@@ -94,7 +98,7 @@ def to_queries(settings: Settings, items: Sequence[s.MatchQuery]) -> list[Query 
 
 def _match(
     ctx: ApiContext, queries: Sequence[Query], positions: Sequence[int] | None = None
-) -> list[s.QueryResult]:
+) -> list[Result]:
     """Answer a batch; `positions` are the queries' indexes in the request (default 0..n)."""
     if not ctx.loader.ready:
         raise OutsideFailure("the indexes are still loading; retry shortly")
@@ -104,16 +108,16 @@ def _match(
     return [_result(i, r) for i, r in zip(where, results, strict=True)]
 
 
-def _match_mixed(ctx: ApiContext, queries: Sequence[Query | VideoQuery]) -> list[s.QueryResult]:
+def _match_mixed(ctx: ApiContext, queries: Sequence[Query | VideoQuery]) -> list[Result]:
     """Hash queries answered in one batch, each video query on its own; query order."""
     plain = [(i, q) for i, q in enumerate(queries) if isinstance(q, Query)]
-    out: dict[int, s.QueryResult] = {}
+    out: dict[int, Result] = {}
     if plain:
         answered = _match(ctx, [q for _, q in plain], [i for i, _ in plain])
-        out.update((r.index, r) for r in answered)
+        out.update((r["index"], r) for r in answered)
     for i, q in enumerate(queries):
         if isinstance(q, VideoQuery):
-            out[i] = _video_result(ctx, i, q)
+            out[i] = _video_result(ctx, i, q).model_dump()
     return [out[i] for i in range(len(queries))]
 
 
@@ -150,26 +154,30 @@ def _count(ctx: ApiContext, results: Sequence[QueryResult]) -> None:
     ctx.metrics.set_index_sizes(ctx.db.matcher.sizes())
 
 
-def _result(index: int, result: QueryResult) -> s.QueryResult:
+def _result(index: int, result: QueryResult) -> Result:
+    """One result as plain data shaped like `schemas.QueryResult`. Plain data, not
+    the model: building (even without validating) 1,000 results and their
+    matches as pydantic objects cost more than the search itself; the shape is
+    held to the documented schema by the schema tests."""
     q = result.query
-    name = q.signal_type.name
-    return s.QueryResult(
-        index=index,
-        signal_type=name,
-        value=q.signal_type.format(q.value),
-        low_quality=result.low_quality,
-        matches=[
-            s.MatchOut(
-                id=m.record.id,
-                distance=m.distance,
-                variant=m.variant,
-                labels=list(m.record.labels),
-                status=m.record.status.value,
-                added_at=m.record.created_at,
-            )
+    return {
+        "index": index,
+        "signal_type": q.signal_type.name,
+        "value": q.signal_type.format(q.value),
+        "low_quality": result.low_quality,
+        "matches": [
+            {
+                "id": m.record.id,
+                "distance": m.distance,
+                "variant": m.variant,
+                "labels": list(m.record.labels),
+                "status": m.record.status.value,
+                "added_at": m.record.created_at,
+            }
             for m in result.matches
         ],
-    )
+        "videos": None,
+    }
 
 
 def media_hashes(h: ImageHashes) -> s.MediaHashes:
@@ -199,7 +207,7 @@ def match() -> Response:
     ctx = context()
     request = json_body(s.MatchRequest)
     queries = to_queries(ctx.settings, request.queries)
-    return reply(s.MatchResponse(results=_match_mixed(ctx, queries)))
+    return reply_data({"results": _match_mixed(ctx, queries)})
 
 
 @bp.post("/v1/match/media")
@@ -231,7 +239,9 @@ def match_media() -> Response:
     probed = probe_queries(data, probe_options(form), max_pixels=ctx.settings.max_image_pixels)
     queries = probed.queries(pdq_threshold=form.pdq_threshold, phash_threshold=form.phash_threshold)
     return reply(
-        s.MediaMatchResponse(hashes=media_hashes(probed.hashes), results=_match(ctx, queries))
+        s.MediaMatchResponse.model_validate(
+            {"hashes": media_hashes(probed.hashes), "results": _match(ctx, queries)}
+        )
     )
 
 
@@ -270,7 +280,7 @@ def _match_uploaded_video(ctx: ApiContext, data: bytes, form: s.MediaMatchForm) 
     if found:
         ctx.metrics.matches.labels(VPDQ.name).inc(len(found))
     digests = _match(ctx, [Query(MD5, v.md5), Query(SHA256, v.sha256)])
-    body = s.VideoMatchResponse(
-        hashes=video_hashes(v), videos=[video_match(m) for m in found], results=digests
+    body = s.VideoMatchResponse.model_validate(
+        {"hashes": video_hashes(v), "videos": [video_match(m) for m in found], "results": digests}
     )
     return reply(body)

@@ -14,6 +14,7 @@ from typing import TypeVar, get_origin
 
 from flask import Response, request
 from pydantic import BaseModel, ValidationError
+from pydantic_core import to_json
 
 from api.schemas import QueryArgs, invalid_input, parse_json
 from hashdb.errors import InvalidInput, UnsupportedMedia
@@ -33,6 +34,13 @@ def json_body(model: type[M]) -> M:
 
 def reply(model: BaseModel, status: int = 200) -> Response:
     return Response(model.model_dump_json(), status=status, mimetype="application/json")
+
+
+def reply_data(data: object, status: int = 200) -> Response:
+    """A response from plain data already shaped like its documented model, for the
+    hot path (no model objects built); serialised by pydantic's own encoder, so
+    dates and numbers read exactly as `reply` writes them."""
+    return Response(to_json(data), status=status, mimetype="application/json")
 
 
 def optional_json_body(model: type[M]) -> M | None:

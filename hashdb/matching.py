@@ -3,10 +3,17 @@
 The `Matcher` keeps one Hamming index per perceptual signal type (pdq, phash),
 built from the database at start and kept current by replaying the change log
 (`refresh`). Exact digests (md5, sha256) are looked up in the database, one
-statement per batch. Matched ids are hydrated from the database in one statement
-per batch, which also drops any hash whose status stopped being matchable (or
-whose expiry passed) since the last refresh: a retired hash stops matching at once
-in every process, while additions show up within the refresh interval.
+statement per batch.
+
+Matched ids are hydrated from a cache of their rows: up to RECORD_CACHE rows,
+filled in the background after a load (`warm_records`: a collection that fits is
+answered without reading the database at all) and on a miss (one statement per
+batch). Every change to a row that a match shows (status, labels, expiry) is in
+the change log, and replaying it evicts the row, so the cache never serves a
+stale row once the matcher has caught up. An API worker catches up before every request
+(`catch_up` with the head it read, hashdb/store/heads.py): a retired hash stops
+matching on the next request in every worker; other users replay at least every
+`sync_interval` seconds. Expiry is checked against the clock at every match.
 
 A PDQ query below quality 50 is answered `low_quality` and not matched: such an
 image is too featureless for its hash to mean anything.
@@ -14,6 +21,7 @@ image is too featureless for its hash to mean anything.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -55,6 +63,8 @@ class Probe(NamedTuple):
 
 
 log = logging.getLogger(__name__)
+
+RECORD_CACHE = 250_000  # rows kept for hydration (about 500 bytes each)
 
 
 @dataclass(frozen=True)
@@ -107,6 +117,14 @@ class VideoMatch:
     score: VideoScore
 
 
+def _warm_up(indexes: dict[str, HammingIndex]) -> None:
+    """Search each index once, so that loading its compiled kernels is paid at start
+    (before `ready`), not by the first request."""
+    for name, index in indexes.items():
+        signal = SIGNAL_TYPES[name]
+        index.search(np.zeros((1, signal.nbytes), np.uint8), signal.default_threshold or 0)
+
+
 class Matcher:
     """In-memory indexes over the store, kept current from the change log."""
 
@@ -130,6 +148,9 @@ class Matcher:
         self._cursor = 0
         self._synced_at = 0.0
         self._lock = threading.Lock()
+        self._records: dict[int, HashRecord] = {}
+        self._evictions = 0  # bumped whenever rows leave the cache (see _cached_records)
+        self._evicted: set[int] | None = None  # ids evicted while warm_records reads
         self.ready = False
 
     @property
@@ -150,7 +171,10 @@ class Matcher:
                 indexes = self._build()
             else:
                 indexes, cursor = restored
+            _warm_up(indexes)
             self._indexes, self._cursor = indexes, cursor
+            self._records.clear()
+            self._evictions += 1
             self._synced_at = time.monotonic()
             self.ready = True
         # Changes committed while we were reading are replayed now; replay is idempotent.
@@ -222,7 +246,14 @@ class Matcher:
         if time.monotonic() - self._synced_at >= self._sync_interval:
             self.refresh()
 
+    def catch_up(self, head: int) -> None:
+        """Replay the change log if it has moved past what the indexes reflect
+        (`head`: its newest sequence number, as read by the caller)."""
+        if head > self._cursor and self.ready:
+            self.refresh()
+
     def _apply(self, hash_ids: set[int]) -> None:
+        self._evict(hash_ids)
         records = self._hashes.get_many(hash_ids)
         self._apply_videos([r for r in records.values() if r.signal_type == VPDQ.name])
         for name, index in self._indexes.items():
@@ -356,6 +387,55 @@ class Matcher:
         )
         return [VideoMatch(records[video], score) for video, score in ranked]
 
+    def _evict(self, hash_ids: Iterable[int]) -> None:
+        """Forget cached rows that a change touched (called under `_lock`)."""
+        self._evictions += 1
+        for hash_id in hash_ids:
+            self._records.pop(hash_id, None)
+            if self._evicted is not None:
+                self._evicted.add(hash_id)
+
+    def warm_records(self) -> int:
+        """Fill the row cache with matchable rows of the indexed signal types (up to
+        RECORD_CACHE); returns how many rows it holds then. Rows that a replay
+        touches while they are read are left out (they will be read on a miss)."""
+        with self._lock:
+            self._evicted = set()
+        try:
+            ids: list[int] = []
+            for signal in self._hamming_signals():
+                codes = self._hashes.iter_codes(signal.name, signal.nbytes, self._statuses)
+                for part, _ in codes:
+                    ids.extend(part.tolist()[: RECORD_CACHE - len(ids)])
+                    if len(ids) >= RECORD_CACHE:
+                        break
+            fresh = self._hashes.get_many(ids)
+        finally:
+            with self._lock:
+                evicted, self._evicted = self._evicted or set(), None
+        with self._lock:
+            room = RECORD_CACHE - len(self._records)
+            for hash_id, record in itertools.islice(fresh.items(), max(room, 0)):
+                if hash_id not in evicted:
+                    self._records.setdefault(hash_id, record)
+            return len(self._records)
+
+    def _cached_records(self, wanted: set[int]) -> dict[int, HashRecord]:
+        """The rows of `wanted`, from the cache or (the missing ones) the database.
+        Rows read while a replay evicted anything are not cached: they may be from
+        before the change the replay applied."""
+        found = {i: r for i in wanted if (r := self._records.get(i)) is not None}
+        missing = wanted - found.keys()
+        if missing:
+            evictions = self._evictions
+            fresh = self._hashes.get_many(missing)
+            found.update(fresh)
+            with self._lock:
+                room = RECORD_CACHE - len(self._records)
+                if evictions == self._evictions and room >= len(fresh):
+                    self._records.update(fresh)
+        return found
+
     def _hydrate(
         self, queries: Sequence[Query], raw: list[list[tuple[int, int, str | None]]]
     ) -> list[QueryResult]:
@@ -364,7 +444,7 @@ class Matcher:
         frames = {-i for i in ids if i < 0}
         owners = self._videos.frame_owners(frames) if frames and self._videos else {}
         wanted = {i for i in ids if i > 0} | {video for video, _ in owners.values()}
-        records = self._hashes.get_many(wanted) if wanted else {}
+        records = self._cached_records(wanted) if wanted else {}
         at = datetime.now(UTC)
         results = []
         for q, hits in zip(queries, raw, strict=True):

@@ -7,7 +7,8 @@ contribution: below quality 50 a hash matches unrelated featureless images.
 Contributions then go through the consortium workflow (hashdb/workflow): labels
 checked against the taxonomy, a member's hashes start `pending` and an admin's,
 a trusted flagger's or a crisis incident's `active`. Whether pending hashes match
-is HASHDB_PENDING_MATCHES; a member's matches are counted for the reports.
+is HASHDB_PENDING_MATCHES; a member's matches are counted for the reports (in
+memory, written every HASHDB_COUNT_FLUSH_SECONDS by `match_counts.Tally`).
 """
 
 from __future__ import annotations
@@ -42,12 +43,14 @@ class HashDB:
             sync_interval=settings.sync_interval,
             snapshot_dir=settings.snapshot_dir,
         )
+        self.tally = match_counts.Tally(store.engine, settings.count_flush_seconds)
 
     @classmethod
     def open(cls, settings: Settings) -> HashDB:
         return cls(settings, Store.open(settings.resolved_database_url()))
 
     def close(self) -> None:
+        self.tally.close()
         self.store.close()
 
     def contribute(self, who: Member | Actor, items: Sequence[NewHash]) -> list[Added]:
@@ -89,14 +92,14 @@ class HashDB:
         if member is not None and found:
             query = Query(VPDQ, frames_digest(frames))
             counted = QueryResult(query, [Match(v.record, 0) for v in found])
-            match_counts.record(self.store.engine, member.id, [counted])
+            self.tally.add(member.id, [counted])
         return found
 
     def match(self, queries: Sequence[Query], *, member: Member | None = None) -> list[QueryResult]:
         """Answer a batch; with `member`, its matches are counted (per hash and hour)."""
         results = self.matcher.match(queries)
         if member is not None:
-            match_counts.record(self.store.engine, member.id, results)
+            self.tally.add(member.id, results)
         return results
 
     def export_page(self, since: int, limit: int) -> export.FeedPage:

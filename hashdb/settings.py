@@ -45,8 +45,16 @@ class Settings(BaseSettings):
         default=2.0,
         ge=0.0,
         le=3600.0,
-        description="Longest delay, in seconds, before a change made through one worker "
-        "or server is seen by every other (they replay the change log).",
+        description="Longest delay, in seconds, before a matcher replays changes made "
+        "elsewhere. API workers also check the change log's head on every request, so "
+        "a change is seen by the next request in every worker and on every server.",
+    )
+    count_flush_seconds: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=60.0,
+        description="How often, in seconds, a process writes the match counts it "
+        "accumulated (for the transparency reports); 0 writes them with every request.",
     )
     max_batch: int = Field(
         default=10_000, ge=1, le=1_000_000, description="Most queries or hashes in one request."

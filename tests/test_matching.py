@@ -64,19 +64,21 @@ def test_a_batch_matches_like_the_brute_force_oracle(
         )
 
 
-def test_additions_are_seen_after_a_refresh_and_retirements_at_once(
+def test_changes_are_seen_once_the_matcher_catches_up_with_the_log(
     store: Store, member: Member
 ) -> None:
+    """Additions and retirements alike: an API worker catches up before every
+    request (tests/test_freshness.py), other users every sync interval."""
     matcher = Matcher(store.hashes, store.changes, sync_interval=3600)
     matcher.load()
     value = bytes(range(32))
     (added,) = store.hashes.add(member.id, [NewHash("pdq", value)])
     assert matcher.match([Query(PDQ, value)])[0].matches == []  # not yet replayed
-    matcher.refresh()
+    matcher.catch_up(store.heads().changes)
     assert [m.record.id for m in matcher.match([Query(PDQ, value)])[0].matches] == [added.id]
     store.hashes.set_status([added.id], Status.RETIRED)
-    assert matcher.match([Query(PDQ, value)])[0].matches == []  # before any refresh
-    matcher.refresh()
+    matcher.catch_up(store.heads().changes)
+    assert matcher.match([Query(PDQ, value)])[0].matches == []
     assert matcher.sizes()["pdq"] == 0
 
 

@@ -209,6 +209,7 @@ def test_every_match_is_counted_per_member_hash_and_hour(
     db.match(queries[:1], member=people["a"].member)
     db.match(queries[:1], member=people["b"].member)
     db.match(queries[:1])  # not on behalf of a member: not counted
+    db.tally.flush()  # written every HASHDB_COUNT_FLUSH_SECONDS; now, for the test
     with store.engine.connect() as conn:
         rows = conn.execute(
             select(

@@ -22,6 +22,7 @@ bp = Blueprint("dashboard", __name__)
 def show() -> str:
     ctx = context()
     engine = ctx.db.store.engine
+    ctx.db.tally.flush()  # this worker's latest matches in the chart too
     held = figures.holdings(engine)
     used = figures.activity(engine)
     fresh = figures.freshness(engine, ctx.db.matcher, ctx.loader.ready)

@@ -27,6 +27,7 @@ bp = Blueprint("hashes", __name__)
 def detail(hash_id: int) -> str:
     ctx = context()
     engine, who = ctx.db.store.engine, user()
+    ctx.db.tally.flush()
     record = ctx.db.store.hashes.get(hash_id)
     video = ctx.db.store.videos.info([hash_id]).get(hash_id)
     picture = (

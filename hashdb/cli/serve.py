@@ -72,6 +72,16 @@ def run_gunicorn(settings: Settings) -> None:
 
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
+    def worker_exit(server: Any, worker: Any) -> None:
+        # A worker stopping gracefully writes its pending match counts and closes
+        # its database (api.context.ApiContext.close).
+        from api.context import EXTENSION
+
+        app = getattr(worker, "wsgi", None)
+        extensions = getattr(app, "extensions", {})
+        if EXTENSION in extensions:
+            extensions[EXTENSION].close()
+
     class _Server(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             options: dict[str, Any] = {
@@ -82,6 +92,7 @@ def run_gunicorn(settings: Settings) -> None:
                 "loglevel": settings.log_level,
                 "preload_app": False,
                 "child_exit": child_exit,
+                "worker_exit": worker_exit,
                 "proc_name": "hashdb",
                 "control_socket_disable": True,  # two servers on one host would share it
             }

@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 from hashdb.store.changes import Change, ChangeLog
 from hashdb.store.engine import migrate, open_engine
 from hashdb.store.hashes import MATCHABLE, Added, ChangeOp, HashRecord, HashStore, NewHash, Status
+from hashdb.store.heads import HeadReader, Heads
 from hashdb.store.imports import (
     FileState,
     ImportCounts,
@@ -33,6 +34,7 @@ class Store:
         self.changes = ChangeLog(engine)
         self.videos = VideoStore(engine, self.hashes)
         self.imports = ImportStore(engine)
+        self._heads = HeadReader(engine)
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
@@ -41,7 +43,12 @@ class Store:
             migrate(engine)
         return cls(engine)
 
+    def heads(self) -> Heads:
+        """Where the hash and auth change logs end (one round trip)."""
+        return self._heads.read()
+
     def close(self) -> None:
+        self._heads.close()
         self.engine.dispose()
 
 
@@ -55,6 +62,7 @@ __all__ = [
     "FileState",
     "HashRecord",
     "HashStore",
+    "Heads",
     "ImportCounts",
     "ImportFile",
     "ImportJob",

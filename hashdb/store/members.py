@@ -4,8 +4,13 @@ A key is `hdb_` plus 43 random URL-safe characters (256 bits from `secrets`). It
 shown once, when created; the database keeps only its SHA-256 digest (a slow
 password hash buys nothing for a 256-bit random secret) and an 8-character prefix
 so people can tell keys apart. Rotation issues a new key and lets the old ones
-live on for an overlap; revocation takes effect on the next request, because every
-request looks its key up.
+live on for an overlap.
+
+Every change that takes a key's validity away (a revocation, a disabled member, a
+rotation setting expiries) appends a row to `auth_changes` in the same
+transaction. API workers cache authenticated keys and check the head of that log
+on every request (hashdb/store/heads.py), so a revocation takes effect on the very
+next request in every worker and on every server, without a key lookup per request.
 """
 
 from __future__ import annotations
@@ -16,13 +21,13 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, func, insert, or_, select, update
+from sqlalchemy import Engine, bindparam, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from hashdb.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from hashdb.store.clock import now, utc
-from hashdb.store.schema import api_keys, members
+from hashdb.store.schema import api_keys, auth_changes, members
 
 KEY_PREFIX = "hdb_"
 
@@ -75,10 +80,12 @@ class NewKey:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the member behind a valid key."""
+    """Who is calling: the member behind a valid key (valid until `expires_at`, if
+    set, unless the auth change log moves first)."""
 
     member: Member
     key_id: int
+    expires_at: datetime | None = None
 
 
 def digest(secret: str) -> str:
@@ -105,6 +112,19 @@ def _key(row: RowMapping) -> ApiKey:
         expires_at=utc(row["expires_at"]) if row["expires_at"] else None,
         revoked_at=utc(row["revoked_at"]) if row["revoked_at"] else None,
     )
+
+
+# The key and its member in one read; built once, it runs on every uncached key.
+_AUTHENTICATE = (
+    select(api_keys, *[c.label(f"m_{c.name}") for c in members.c])
+    .join(members, members.c.id == api_keys.c.member_id)
+    .where(api_keys.c.digest == bindparam("digest"))
+)
+
+
+def log_auth_change(conn: Connection, member_id: int) -> None:
+    """Tell every API worker to forget the keys it has cached (see the docstring)."""
+    conn.execute(insert(auth_changes).values(member_id=member_id, at=now()))
 
 
 class MemberStore:
@@ -185,16 +205,19 @@ class MemberStore:
                     )
                     .values(expires_at=until)
                 )
+                log_auth_change(conn, member_id)
             return self._issue(conn, member_id)
 
     def revoke_key(self, member_id: int, key_id: int) -> ApiKey:
         with self._engine.begin() as conn:
-            conn.execute(
+            revoked = conn.execute(
                 update(api_keys)
                 .where(api_keys.c.id == key_id, api_keys.c.member_id == member_id)
                 .where(api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=now())
             )
+            if revoked.rowcount:
+                log_auth_change(conn, member_id)
             row = (
                 conn.execute(
                     select(api_keys).where(
@@ -212,7 +235,7 @@ class MemberStore:
         """Revoke every key of the member and mark it disabled."""
         at = now()
         with self._engine.begin() as conn:
-            conn.execute(
+            disabled = conn.execute(
                 update(members)
                 .where(members.c.id == member_id, members.c.disabled_at.is_(None))
                 .values(disabled_at=at)
@@ -222,6 +245,8 @@ class MemberStore:
                 .where(api_keys.c.member_id == member_id, api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=at)
             )
+            if disabled.rowcount:
+                log_auth_change(conn, member_id)
         return self.get(member_id)
 
     def authenticate(self, secret: str) -> Principal:
@@ -229,22 +254,14 @@ class MemberStore:
         if not secret.startswith(KEY_PREFIX):
             raise Unauthenticated("invalid API key")
         with self._engine.connect() as conn:
-            row = (
-                conn.execute(
-                    select(api_keys, *[c.label(f"m_{c.name}") for c in members.c])
-                    .join(members, members.c.id == api_keys.c.member_id)
-                    .where(api_keys.c.digest == digest(secret))
-                )
-                .mappings()
-                .one_or_none()
-            )
+            row = conn.execute(_AUTHENTICATE, {"digest": digest(secret)}).mappings().one_or_none()
         if row is None:
             raise Unauthenticated("invalid API key")
         key = _key(row)
         member = _member({c.name: row[f"m_{c.name}"] for c in members.c})  # type: ignore[arg-type]
         if not key.is_valid(now()) or member.disabled_at is not None:
             raise Unauthenticated("API key revoked or expired")
-        return Principal(member=member, key_id=key.id)
+        return Principal(member=member, key_id=key.id, expires_at=key.expires_at)
 
     @staticmethod
     def _issue(conn: Connection, member_id: int) -> NewKey:

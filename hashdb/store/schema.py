@@ -55,6 +55,17 @@ api_keys = Table(
     Column("revoked_at", DateTime(timezone=True), nullable=True),
 )
 
+# One row per change to who may call: a key revoked, a member disabled, keys set
+# to expire by a rotation. API workers cache authenticated keys and drop the cache
+# when this log moves, which they check on every request (hashdb/store/heads.py).
+auth_changes = Table(
+    "auth_changes",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("member_id", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+)
+
 hashes = Table(
     "hashes",
     metadata,

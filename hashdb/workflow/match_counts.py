@@ -7,10 +7,21 @@ executed with many rows (aggregated first, so each hash appears once) from a
 statement compiled once: a multi-row VALUES statement would be compiled anew for
 every batch, which cost more than the search itself.
 An hour is the finest time a report can ask about matches.
+
+The match path does not write: a serving process adds each batch's matches to a
+`Tally` in memory, and a background thread writes what accumulated once every
+`interval` seconds (HASHDB_COUNT_FLUSH_SECONDS, default 1) in one upsert, and when
+the process closes its database. A write per matching request (a transaction and
+a commit on PostgreSQL) cost more than the rest of a single-hash lookup together;
+the price is that counts reach the reports up to a second late, and that a
+process killed without warning loses at most that second of counts (counts only:
+nothing a member sent is kept anyway).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
@@ -22,6 +33,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from hashdb.matching import QueryResult
 from hashdb.store.clock import now, utc
 from hashdb.store.schema import match_counts
+
+log = logging.getLogger(__name__)
+
+# (hour bucket, member id, hash id)
+Key = tuple[datetime, int, int]
 
 
 @cache
@@ -41,18 +57,89 @@ def bucket_of(at: datetime) -> datetime:
     return utc(at).replace(minute=0, second=0, microsecond=0)
 
 
-def record(
-    engine: Engine, member_id: int, results: Sequence[QueryResult], at: datetime | None = None
-) -> int:
-    """Count every match of one member's batch; returns how many were counted."""
-    counted = Counter(m.record.id for r in results for m in r.matches)
+def tally_of(
+    member_id: int, results: Sequence[QueryResult], at: datetime | None = None
+) -> Counter[Key]:
+    """The matches of one member's batch, keyed by hour, member and hash."""
+    bucket = bucket_of(at or now())
+    return Counter((bucket, member_id, m.record.id) for r in results for m in r.matches)
+
+
+def write(engine: Engine, counted: Counter[Key]) -> int:
+    """Add `counted` to the stored counts; returns how many matches that was."""
     if not counted:
         return 0
-    bucket = bucket_of(at or now())
     rows = [
-        {"bucket": bucket, "member_id": member_id, "hash_id": h, "count": n}
-        for h, n in sorted(counted.items())
+        {"bucket": bucket, "member_id": member, "hash_id": hash_id, "count": n}
+        for (bucket, member, hash_id), n in sorted(counted.items())
     ]
     with engine.begin() as conn:
         conn.execute(_upsert(engine.dialect.name), rows)
     return sum(counted.values())
+
+
+def record(
+    engine: Engine, member_id: int, results: Sequence[QueryResult], at: datetime | None = None
+) -> int:
+    """Count every match of one member's batch now; returns how many were counted."""
+    return write(engine, tally_of(member_id, results, at))
+
+
+class Tally:
+    """Match counts of this process, written every `interval` seconds in the
+    background (at once when `interval` is 0) and on `close`."""
+
+    def __init__(self, engine: Engine, interval: float = 1.0) -> None:
+        self._engine = engine
+        self._interval = interval
+        self._pending: Counter[Key] = Counter()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def add(
+        self, member_id: int, results: Sequence[QueryResult], at: datetime | None = None
+    ) -> None:
+        counted = tally_of(member_id, results, at)
+        if not counted:
+            return
+        if self._interval <= 0:
+            write(self._engine, counted)
+            return
+        with self._lock:
+            self._pending.update(counted)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="hashdb-match-counts", daemon=True
+                )
+                self._thread.start()
+
+    @property
+    def pending(self) -> int:
+        """Matches counted but not written yet."""
+        with self._lock:
+            return sum(self._pending.values())
+
+    def flush(self) -> int:
+        """Write what accumulated; returns how many matches that was."""
+        with self._lock:
+            counted, self._pending = self._pending, Counter()
+        try:
+            return write(self._engine, counted)
+        except Exception:
+            with self._lock:  # keep them for the next try
+                self._pending.update(counted)
+            raise
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.flush()
+            except Exception:
+                log.exception("writing match counts failed; retrying")
