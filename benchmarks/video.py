@@ -16,6 +16,24 @@ figure is the median of N runs after one warm-up (the best run in brackets).
 Conformance: for the frames ours samples at 1 per second, the Hamming distance
 to the reference frame at the same frame number in vpdq-expected/, where the
 reference's quality is >= 50.
+
+Measured (2 shared cores, other jobs running; medians of 9 runs, two runs of
+the whole benchmark each, old and new code alternating):
+
+    taskset -c 0 .venv/bin/python -m benchmarks.video --repeat 9
+
+    video (size)                 ours 1/s        naive 1/s  ours every  dist med/max
+    doorknob-hd-no-bar (720p)    49-50x (51)     9x         14x         1 / 2
+    chair-* (480x720)            81-84x          21x        23-26x      2 / 4
+    pattern-sd-* (480x720)       69x             19-20x     21-22x      2 / 4
+    test-padded-dim (1080x1080)  81-83x          9-10x      22x         2 / 4
+
+The same runs of the code before its last change (the probe decoding the first
+frames, pass 2 seeking back and reading the file again, PDQ's downsampling as
+numpy einsums) gave 41-43x on the 720p sample, 74-77x on chair, 62x on pattern,
+64-67x on the padded one, 12-13x every frame at 720p. At 720p about 88% of the
+CPU is now FFmpeg decoding the 37 frames the sampled ones need
+(`ingest.video_decode`).
 """
 
 from __future__ import annotations

@@ -8,12 +8,31 @@ two passes over the file:
 
 1. Index: read the packets, without decoding, for timestamps and keyframe flags,
    and plan (`ingest.video_plan`): which frames to sample, which packets to decode.
+   The packets read are kept (up to `_KEEP_PACKET_BYTES`) so that pass 2 replays
+   them instead of seeking back and reading the file again.
 2. Decode: packets outside the plan are never sent to the decoder; inside it,
    FFmpeg skips non-reference frames (`skip_frame = NONREF`, safe by definition:
    nothing is predicted from them) except the sampled frames themselves. On the
-   720p sample 62 of 120 packets reach the decoder, which skips the
-   non-reference ones among them; hashing runs at about 50x real time per core
-   there, against 11-15x for OpenCV reading every frame (benchmarks/video.py).
+   720p sample 62 of 120 packets reach the decoder, which decodes 37 frames.
+
+Opening a file runs FFmpeg's probe (`avformat_find_stream_info`), which decodes the
+first frame(s) of each stream with a decoder of its own, up to 7 for H.264 to
+guess the reorder depth: 4-5 ms at 720p, for pixels we decode again. Where the
+container declares its streams in its header (MP4, MOV, Matroska, WebM, AVI) the
+probe is told to skip every frame, and the reorder depth it would have guessed
+is measured from the packet index instead (`DecodePlan.reorder_depth`, at least
+as large as the decoder needs) and given to our decoder before its first packet;
+a decoder that learns the depth as it goes (H.264 without VUI reorder info) could
+otherwise drop early frames. The fallback for packets without timestamps opens
+the file again with the full probe.
+
+Where the CPU goes now, 720p sample at 1 frame per second (4 s of video, about
+80 ms of one core): H.264 decoding of those 37 frames about 88%, PDQ 3%, opening
+and demuxing 4%, digests 2% (`benchmarks.video`). Decoding is FFmpeg's and exact;
+the rest is small. Skipping the deblocking filter
+(`skip_loop_filter`) would cut decoding by about 28%, but it applies to every
+frame (PyAV sets it only when the decoder opens), and the drift it causes reached
+28 bits from Meta's vPDQ when hashing every frame: rejected.
 
 Decoding runs on one thread. Throughput comes from hashing many files at once
 (one process per core); and a per-packet `skip_frame` is only exact when the
@@ -48,7 +67,7 @@ import numpy.typing as npt
 from hashdb.errors import InvalidInput, MediaError, UnsupportedMedia
 from ingest.video_limits import EndReason, VideoLimits
 from ingest.video_pdq import luma_from_rgb
-from ingest.video_plan import DecodePlan, interval_of, plan_decoding
+from ingest.video_plan import DecodePlan, interval_at, plan_decoding
 from ingest.video_sniff import is_video
 
 T = TypeVar("T")
@@ -68,6 +87,13 @@ _JPEG_RANGE = 2  # AVCOL_RANGE_JPEG: full-range YUV
 # The index pass reads this far past max_duration: in decode order, B-frames
 # arrive after frames shown later than them.
 _REORDER_SLACK = 5.0  # seconds
+# FFmpeg's probe decodes the first frame(s) of each stream, up to 7 for H.264 to
+# guess the reorder depth: 4-5 ms at 720p, for pixels we would decode again. The
+# index pass measures that depth from the packets instead (`DecodePlan`).
+_PROBE_WITHOUT_DECODING = {"skip_frame": "all"}
+# Pass 1 keeps the packets it reads, for pass 2, while they add up to no more than
+# this; past it they are dropped and pass 2 reads the file again.
+_KEEP_PACKET_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -119,26 +145,31 @@ def sample_frames(
     if not (math.isfinite(frames_per_second) and frames_per_second > 0):
         raise InvalidInput("frames_per_second must be a positive number", field="frames_per_second")
     budget = _Budget(limits.max_seconds_of_work, time.monotonic() if started is None else started)
-    with _open(source) as container:
+    with _open(source, probe_decodes=False) as container:
         stream = _video_stream(container)
         _check_size(stream.codec_context.width, stream.codec_context.height, limits)
-        plan = _index(container, stream, frames_per_second, limits, budget)
+        plan, kept = _index(container, stream, frames_per_second, limits, budget)
         decoder = _Decoder(stream, plan, visit, frames_per_second, limits)
-        # Pass 2 rewinds the same container: opening again costs a probe decode.
-        packets = _rewind(container, stream, plan)
+        # Pass 2 replays the packets pass 1 kept, or rewinds the same container.
+        packets = iter(kept) if plan and kept is not None else _rewind(container, stream, plan)
         if packets is not None:
             decoder.run(packets, budget)
             return decoder.sampling()
-    with _open(source) as container:  # the rewind did not land on the first packet
+    # The rewind did not land on the first packet, or there is no plan: open again,
+    # this time letting FFmpeg's probe guess the reorder depth by decoding.
+    with _open(source, probe_decodes=True) as container:
         decoder = _Decoder(_video_stream(container), plan, visit, frames_per_second, limits)
         decoder.run(_packets(container, decoder.stream), budget)
     return decoder.sampling()
 
 
-def _open(source: Path | bytes) -> av.container.InputContainer:
+def _open(source: Path | bytes, *, probe_decodes: bool) -> av.container.InputContainer:
     file: str | io.BytesIO = str(source) if isinstance(source, Path) else io.BytesIO(source)
+    # The options reach the probe's own decoders (avformat_find_stream_info), not
+    # ours; they apply only where the container declares its streams in its header.
+    options = None if probe_decodes else _PROBE_WITHOUT_DECODING
     try:
-        return av.open(file, mode="r", metadata_errors="ignore")
+        return av.open(file, mode="r", options=options, metadata_errors="ignore")
     except av.FFmpegError as exc:
         if is_video(source):
             raise MediaError(f"damaged video file: {exc.strerror}") from None
@@ -196,11 +227,14 @@ def _index(
     rate: float,
     limits: VideoLimits,
     budget: _Budget,
-) -> DecodePlan | None:
-    """Pass 1: the decode plan, or None when packets lack timestamps."""
+) -> tuple[DecodePlan | None, list[av.Packet[VideoStream]] | None]:
+    """Pass 1: the decode plan (None when packets lack timestamps) and, when they
+    fit in `_KEEP_PACKET_BYTES`, every packet read."""
     if not stream.time_base:
-        return None
+        return None, None
     time_base = float(stream.time_base)
+    kept: list[av.Packet[VideoStream]] | None = []
+    kept_bytes = 0
     pts: list[int] = []
     ends: list[int] = []
     keys: list[bool] = []
@@ -209,7 +243,7 @@ def _index(
     try:
         for packet in _packets(container, stream):
             if packet.pts is None:
-                return None
+                return None, None
             if budget.spent():
                 ended_by = EndReason.TIME_BUDGET
                 break
@@ -217,6 +251,12 @@ def _index(
             pts.append(packet.pts)
             ends.append(packet.pts + max(packet.duration or 0, 0))
             keys.append(packet.is_keyframe)
+            if kept is not None:
+                kept_bytes += packet.size
+                if kept_bytes > _KEEP_PACKET_BYTES:
+                    kept = None
+                else:
+                    kept.append(packet)
             if (packet.pts - earliest) * time_base > limits.max_duration + _REORDER_SLACK:
                 ended_by = EndReason.MAX_DURATION
                 break
@@ -224,7 +264,7 @@ def _index(
         ended_by = EndReason.DAMAGED
     if not pts:
         raise MediaError("the video stream has no frames", reason=ended_by.value)
-    return plan_decoding(
+    plan = plan_decoding(
         np.array(pts, dtype=np.int64),
         np.array(ends, dtype=np.int64),
         np.array(keys, dtype=np.bool_),
@@ -234,6 +274,7 @@ def _index(
         ended_by=ended_by,
         declared_frames=stream.frames,
     )
+    return plan, kept
 
 
 class _Decoder(Generic[T]):
@@ -254,6 +295,9 @@ class _Decoder(Generic[T]):
         self._limits = limits
         self._time_base = float(stream.time_base or 0)
         self._start_pts = plan.start_pts if plan else None
+        # Python sets: the run loop asks once per packet.
+        self._decodes = frozenset(plan.decode_pts.tolist()) if plan else frozenset[int]()
+        self._samples = frozenset(plan.target_pts.tolist()) if plan else frozenset[int]()
         self._results: list[T] = []
         self._ended_by = plan.ended_by if plan else EndReason.COMPLETE
         self._errors = 0
@@ -265,14 +309,18 @@ class _Decoder(Generic[T]):
         codec = self.stream.codec_context
         plan = self._plan
         targets_left = len(plan.target_pts) if plan else -1
+        if plan:
+            # Without the probe's guess, a decoder that learns the depth as it goes
+            # (H.264 lacking VUI reorder info) may drop early frames; tell it first.
+            codec.reorder_depth = max(codec.reorder_depth, plan.reorder_depth)
         try:
             for packet in packets:
                 if plan and packet.pts is not None:
                     if targets_left == 0:
                         break  # nothing after the last target's packet is needed
-                    if not plan.decodes(packet.pts):
+                    if packet.pts not in self._decodes:
                         continue
-                    sampled = plan.samples(packet.pts)
+                    sampled = packet.pts in self._samples
                     targets_left -= sampled
                     codec.skip_frame = "DEFAULT" if sampled else "NONREF"
                 if budget.spent():
@@ -322,7 +370,7 @@ class _Decoder(Generic[T]):
             self._frames_out += 1
             seconds = self._seconds(frame, ordinal)
             self._latest = max(self._latest, seconds)
-            interval = int(interval_of(np.array([seconds]), self._rate)[0])
+            interval = interval_at(seconds, self._rate)
             if interval <= self._last_interval:
                 continue
             if seconds >= self._limits.max_duration:

@@ -15,7 +15,9 @@ reference in facebook/ThreatExchange, `pdq/cpp/hashing/pdqhashing.cpp`):
    left), then keeps 64 x 64 samples, at input index floor((i + 0.5) * n / 64).
    Per axis that is a 64 x n matrix with at most 2 * ceil(n / 128) - 1 non-zero
    taps per row, so the whole 64 x 64 buffer is `rows @ luma @ cols.T`, computed
-   here as a gather of the few rows and columns that matter (0.4 ms at 720p).
+   here by a compiled loop (`_downsample`, numba) over the few rows and columns
+   that matter, straight from the uint8 plane: 0.12 ms at 720p, against 0.4 ms for
+   the same sums as numpy gathers and einsums (identical float32 results).
 2. The decoder's Y plane already is that luminance. Converting limited-range
    BT.601 YUV to RGB and back with the same weights gives Y' = (Y - 16) * 255 /
    219, the identity for full-range ("J") formats; only pixels whose RGB would
@@ -31,10 +33,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import pdqhash
+from numba import njit
 
 _SIDE = 64  # PDQ's downsampled buffer is 64 x 64
 _PASSES = 2  # box-filter passes per axis in the reference
@@ -66,13 +70,13 @@ def pdq_from_luma(luma: npt.NDArray[np.uint8], *, limited_range: bool) -> FrameP
     if min(height, width) < _MIN_HASHABLE_SIDE:
         return FramePdq(bytes(32), 0)
     rows, cols = _axis_filter(height), _axis_filter(width)
-    # (64, taps, width) gathered rows -> (64, width) -> (64, 64)
-    reduced = np.einsum("it,itw->iw", rows.weight, luma[rows.index], dtype=np.float32)
-    buffer = np.einsum("jt,ijt->ij", cols.weight, reduced[:, cols.index], dtype=np.float32)
+    buffer: npt.NDArray[np.float32] = _downsample(
+        luma, rows.index, rows.weight, cols.index, cols.weight
+    )
     if limited_range:
         buffer = (buffer - 16.0) * np.float32(255.0 / 219.0)
     # C order matters: pdqhash reads its luminance buffer as C-contiguous memory and
-    # silently hashes the transpose of a Fortran-ordered array (einsum returns one).
+    # silently hashes the transpose of a Fortran-ordered array.
     grey = np.ascontiguousarray(np.clip(np.rint(buffer), 0, 255), dtype=np.uint8)
     # pdqhash wants H x W x 3 and takes the luminance itself; that of (v, v, v) is v.
     bits, quality = pdqhash.compute(np.broadcast_to(grey[:, :, np.newaxis], (_SIDE, _SIDE, 3)))
@@ -112,3 +116,27 @@ def _axis_filter(n: int) -> _AxisFilter:
     index = start[:, np.newaxis] + np.arange(taps)
     weight = np.take_along_axis(matrix, index, axis=1).astype(np.float32)
     return _AxisFilter(index=index, weight=weight)
+
+
+@njit(nogil=True, cache=True)
+def _downsample(
+    luma: Any, row_index: Any, row_weight: Any, col_index: Any, col_weight: Any
+) -> Any:  # pragma: no cover - compiled
+    """(64, 64) float32: for output row i, the weighted sum of its taps' rows of
+    `luma` (uint8, any strides), then for column j that of the sum's taps."""
+    width = luma.shape[1]
+    out = np.empty((row_index.shape[0], col_index.shape[0]), dtype=np.float32)
+    line = np.empty(width, dtype=np.float32)
+    for i in range(row_index.shape[0]):
+        line[:] = 0
+        for t in range(row_index.shape[1]):
+            weight = row_weight[i, t]
+            row = luma[row_index[i, t]]
+            for x in range(width):
+                line[x] += weight * np.float32(row[x])
+        for j in range(col_index.shape[0]):
+            total = np.float32(0)
+            for t in range(col_index.shape[1]):
+                total += col_weight[j, t] * line[col_index[j, t]]
+            out[i, j] = total
+    return out

@@ -13,10 +13,16 @@ at or before the target *in time*, so that the leading B-frames of an open group
 (shown before their keyframe, decoded after it) get the previous group as
 reference. Everything outside those ranges is never sent to the decoder; inside
 them, packets other than the targets may be decoded with FFmpeg's `NONREF` skip.
+
+Reorder depth: how many frames a decoder must hold back to emit frames in
+presentation order, the largest (decode position - presentation rank) over the
+frames; 2 for x264's B-pyramid. FFmpeg's probe guesses it by decoding a few
+frames; `ingest.video_decode` skips that decode and passes this number instead.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +39,7 @@ class DecodePlan:
     decode_pts: npt.NDArray[np.int64]  # sorted pts of the packets to send to the decoder
     target_pts: npt.NDArray[np.int64]  # sorted pts of the frames to sample (decoded in full)
     start_pts: int  # the earliest pts, time zero
+    reorder_depth: int  # frames a decoder must hold back: max(decode pos - display rank)
     first_pts: int  # pts of the first packet in decode order (checks a rewind)
     duration: float  # seconds from the earliest frame's start to the last one's end
     ended_by: EndReason
@@ -40,22 +47,19 @@ class DecodePlan:
     def frame_number(self, pts: int) -> int:
         return int(np.searchsorted(self.frame_pts, pts))
 
-    def decodes(self, pts: int) -> bool:
-        return _contains(self.decode_pts, pts)
 
-    def samples(self, pts: int) -> bool:
-        return _contains(self.target_pts, pts)
-
-
-def _contains(sorted_values: npt.NDArray[np.int64], value: int) -> bool:
-    at = int(np.searchsorted(sorted_values, value))
-    return at < len(sorted_values) and int(sorted_values[at]) == value
+# Absorbs float error at exact interval boundaries (frame 30 of 30 fps is 1.0 s).
+_BOUNDARY_EPSILON = 1e-6
 
 
 def interval_of(seconds: npt.NDArray[np.float64], rate: float) -> npt.NDArray[np.int64]:
     """The sampling interval k of each timestamp (seconds from the first frame)."""
-    # The epsilon absorbs float error at exact boundaries (frame 30 of 30 fps is 1.0 s).
-    return np.floor(seconds * rate + 1e-6).astype(np.int64)
+    return np.floor(seconds * rate + _BOUNDARY_EPSILON).astype(np.int64)
+
+
+def interval_at(seconds: float, rate: float) -> int:
+    """`interval_of` for one timestamp (same float64 arithmetic, without numpy)."""
+    return math.floor(seconds * rate + _BOUNDARY_EPSILON)
 
 
 def plan_decoding(
@@ -105,6 +109,8 @@ def plan_decoding(
         decode_pts=np.sort(pts[decode]),
         target_pts=np.sort(pts[targets]),
         start_pts=start,
+        # A frame of presentation rank r decoded at position p must wait p - r frames.
+        reorder_depth=max(0, int((order - np.arange(len(order))).max())),
         first_pts=int(pts[0]),
         duration=(end - start) * time_base,
         ended_by=ended_by,

@@ -25,6 +25,7 @@ import pdqhash
 import pytest
 
 from hashdb.errors import InvalidInput, MediaError, UnsupportedMedia
+from ingest import video_decode
 from ingest.video import (
     EVERY_FRAME,
     MIN_QUALITY,
@@ -157,6 +158,15 @@ def test_skipping_frames_does_not_change_the_sampled_ones(testdata: Path) -> Non
         every = {f.index: f for f in hash_video_file(path, frames_per_second=EVERY_FRAME).frames}
         for frame in hash_video_file(path).frames:
             assert every[frame.index] == frame
+
+
+def test_reading_the_packets_again_gives_the_same_hashes(
+    testdata: Path, hashed: dict[str, VideoHashes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past `_KEEP_PACKET_BYTES`, pass 2 rewinds the file instead of replaying pass 1."""
+    monkeypatch.setattr(video_decode, "_KEEP_PACKET_BYTES", 0)
+    for name in ("doorknob-hd-no-bar", "test-padded-dimensions"):
+        assert hash_video_file(sample(testdata, name)) == hashed[name]
 
 
 @pytest.mark.parametrize(
@@ -517,6 +527,25 @@ def test_the_plan_starts_an_open_gop_leading_frame_at_the_previous_keyframe() ->
     plan = plan_decoding(pts, pts + 1, keys, time_base=1.0, rate=1 / 4, limits=VideoLimits())
     assert plan.target_pts.tolist() == [0, 4]
     assert plan.decode_pts.tolist() == [0, 1, 2, 3, 4, 6]  # B4 needs P3 and I6; B5 is not needed
+    assert plan.reorder_depth == 1  # each B-frame arrives one frame after its turn
+
+
+def test_the_plan_measures_how_far_decode_order_runs_ahead() -> None:
+    """The decoder is told this depth, since the probe no longer decodes to guess it."""
+    in_order = np.arange(10, dtype=np.int64)
+    keys = in_order == 0
+    limits = VideoLimits()
+    assert (
+        plan_decoding(
+            in_order, in_order + 1, keys, time_base=1.0, rate=1, limits=limits
+        ).reorder_depth
+        == 0
+    )
+    # x264's B-pyramid: P4 B2 b1 b3 - frame 1 is shown first but decoded third.
+    pyramid = np.array([0, 4, 2, 1, 3, 8, 6, 5, 7], dtype=np.int64)
+    keys = pyramid == 0
+    plan = plan_decoding(pyramid, pyramid + 1, keys, time_base=1.0, rate=1, limits=limits)
+    assert plan.reorder_depth == 2
 
 
 def test_the_plan_reports_frames_missing_from_the_index() -> None:
