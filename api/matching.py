@@ -151,7 +151,7 @@ def _count(ctx: ApiContext, results: Sequence[QueryResult]) -> None:
         ctx.metrics.queries.labels(name).inc(count)
         if matched[name]:
             ctx.metrics.matches.labels(name).inc(matched[name])
-    ctx.metrics.set_index_sizes(ctx.db.matcher.sizes())
+    ctx.metrics.note_index(ctx.db.matcher)
 
 
 def _result(index: int, result: QueryResult) -> Result:

@@ -23,6 +23,8 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from hashdb.matching import Matcher
+
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 # Seconds; the match path should answer a single hash in about a millisecond.
@@ -34,6 +36,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
+        self._sizes_at = -1  # the matcher cursor the index size gauges reflect
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "hashdb_http_requests",
@@ -77,6 +80,13 @@ class Metrics:
     def set_index_sizes(self, sizes: dict[str, int]) -> None:
         for name, size in sizes.items():
             self.index_size.labels(name).set(size)
+
+    def note_index(self, matcher: Matcher) -> None:
+        """Index sizes again, if the matcher replayed changes since they were set
+        (a request calls this; most find nothing new)."""
+        if matcher.cursor != self._sizes_at:
+            self._sizes_at = matcher.cursor
+            self.set_index_sizes(matcher.sizes())
 
     def render(self) -> bytes:
         if not self.multiprocess:
