@@ -2,11 +2,12 @@
 
 Every `/v1` view is wrapped in `requires(...)` with the roles it admits; `admin`
 is admitted everywhere. Each request first reads the heads of the hash and auth
-change logs (one round trip, hashdb/store/heads.py): the matcher replays hash
-changes it has not seen, and the worker's key cache (api/keycache.py) is emptied
-if the auth log moved. So a revoked key, a deleted hash or a vetting decision
-takes effect on the very next request in every worker and on every server, and a
-request with a known key costs that one read, not a key lookup.
+change logs (one round trip, hashdb/store/heads.py): the worker's key cache
+(api/keycache.py) is emptied if the auth log moved, and a view that matches hands
+them on (`heads()`) so the matcher replays hash changes it has not seen. So a
+revoked key, a deleted hash or a vetting decision takes effect on the very next
+request in every worker and on every server, and a request with a known key costs
+that one read, not a key lookup.
 
 Order of checks: 401 (no key, unknown, revoked or expired), then 403 (role), then
 429 (rate limit), so a caller is told the most fundamental problem first.
@@ -22,7 +23,7 @@ from flask import g, request
 
 from api.context import context
 from hashdb.errors import Forbidden, Unauthenticated
-from hashdb.store import Principal, Role
+from hashdb.store import Heads, Principal, Role
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,6 +38,16 @@ def bearer_secret(header: str | None) -> str:
     if scheme.lower() != "bearer" or not secret.strip():
         raise Unauthenticated("Authorization header must be `Bearer <key>`")
     return secret.strip()
+
+
+def heads() -> Heads:
+    """The log heads read at the start of the current request (inside a `requires`
+    view): matching catches up to them, so that it sees every change committed
+    before the request began, without reading them again."""
+    found = g.get("heads")
+    if not isinstance(found, Heads):
+        raise RuntimeError("heads() called outside an authenticated view")
+    return found
 
 
 def principal() -> Principal:
@@ -56,8 +67,7 @@ def requires(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             ctx = context()
             secret = bearer_secret(request.headers.get("Authorization"))
-            heads = ctx.db.store.heads()
-            ctx.db.matcher.catch_up(heads.changes)
+            g.heads = heads = ctx.db.store.heads()
             who = ctx.keys.principal(secret, heads.auth)
             g.principal = who
             if who.member.role not in allowed:

@@ -27,7 +27,7 @@ from typing import Any
 from flask import Blueprint, Response
 
 from api import schemas as s
-from api.auth import principal, requires
+from api.auth import heads, principal, requires
 from api.context import ApiContext, context
 from api.openapi import document
 from api.uploads import form_fields, uploaded_file
@@ -102,7 +102,7 @@ def _match(
     """Answer a batch; `positions` are the queries' indexes in the request (default 0..n)."""
     if not ctx.loader.ready:
         raise OutsideFailure("the indexes are still loading; retry shortly")
-    results = ctx.db.match(queries, member=principal().member)
+    results = ctx.db.match(queries, member=principal().member, heads=heads())
     _count(ctx, results)
     where = range(len(results)) if positions is None else positions
     return [_result(i, r) for i, r in zip(where, results, strict=True)]
@@ -125,7 +125,11 @@ def _video_result(ctx: ApiContext, index: int, q: VideoQuery) -> s.QueryResult:
     if not ctx.loader.ready:
         raise OutsideFailure("the indexes are still loading; retry shortly")
     found = ctx.db.match_video(
-        q.frames, threshold=q.threshold, thresholds=q.thresholds, member=principal().member
+        q.frames,
+        threshold=q.threshold,
+        thresholds=q.thresholds,
+        member=principal().member,
+        heads=heads(),
     )
     ctx.metrics.queries.labels(VPDQ.name).inc()
     if found:
@@ -275,6 +279,7 @@ def _match_uploaded_video(ctx: ApiContext, data: bytes, form: s.MediaMatchForm) 
         threshold=form.pdq_threshold,
         thresholds=thresholds,
         member=principal().member,
+        heads=heads(),
     )
     ctx.metrics.queries.labels(VPDQ.name).inc()
     if found:

@@ -20,7 +20,7 @@ from hashdb.matching import Match, Matcher, Query, QueryResult, VideoMatch
 from hashdb.settings import Settings
 from hashdb.signals import SIGNAL_TYPES
 from hashdb.signals.vpdq import VPDQ, Frame, frames_digest
-from hashdb.store import MATCHABLE, Added, Member, NewHash, NewVideo, Status, Store
+from hashdb.store import MATCHABLE, Added, Heads, Member, NewHash, NewVideo, Status, Store
 from hashdb.video_match import VideoThresholds
 from hashdb.workflow import contributions, export, match_counts, vetting
 from hashdb.workflow.actor import Actor
@@ -85,9 +85,12 @@ class HashDB:
         threshold: int | None = None,
         thresholds: VideoThresholds | None = None,
         member: Member | None = None,
+        heads: Heads | None = None,
     ) -> list[VideoMatch]:
         """Stored videos matching a query video's frames; with `member`, each matched
-        video is counted once for the reports, as an image match is."""
+        video is counted once for the reports, as an image match is. `heads` as
+        for `match`."""
+        self.catch_up(heads)
         found = self.matcher.match_video(frames, threshold=threshold, thresholds=thresholds)
         if member is not None and found:
             query = Query(VPDQ, frames_digest(frames))
@@ -95,12 +98,22 @@ class HashDB:
             self.tally.add(member.id, [counted])
         return found
 
-    def match(self, queries: Sequence[Query], *, member: Member | None = None) -> list[QueryResult]:
-        """Answer a batch; with `member`, its matches are counted (per hash and hour)."""
+    def match(
+        self, queries: Sequence[Query], *, member: Member | None = None, heads: Heads | None = None
+    ) -> list[QueryResult]:
+        """Answer a batch; with `member`, its matches are counted (per hash and hour).
+        `heads`: the log heads the caller read for this request (the API reads them
+        once per request); read here if not given."""
+        self.catch_up(heads)
         results = self.matcher.match(queries)
         if member is not None:
             self.tally.add(member.id, results)
         return results
+
+    def catch_up(self, heads: Heads | None = None) -> None:
+        """Replay any change committed anywhere (any process, any server) before a
+        match, so that it answers from the database as it is now."""
+        self.matcher.catch_up((heads or self.store.heads()).changes)
 
     def export_page(self, since: int, limit: int) -> export.FeedPage:
         """A page of the export feed; hashes past their expiry are retired first, so
