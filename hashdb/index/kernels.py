@@ -31,6 +31,9 @@ from numba.extending import intrinsic
 CHUNK_BITS = 16
 BUCKETS = 1 << CHUNK_BITS
 JOIN_BLOCK = 4096  # stored rows per pass of `join` over the tables: 128 KB of PDQ codes
+GROUPS = BUCKETS // 64  # 64-bucket groups of a `query_tables` occupancy bitmap
+QUERY_SHIFT = 18  # a `query_tables` entry: query << 18 | own distance << 16 | sibling
+JOIN_QUERIES = 1 << (32 - QUERY_SHIFT)  # queries per `query_tables` (entries are uint32)
 
 
 @intrinsic
@@ -287,36 +290,58 @@ def _chunk(code: Any, chunk: int) -> Any:  # pragma: no cover
 
 @njit(nogil=True, cache=True)
 def query_tables(queries: Any, radii: Any, flips: Any, flips_upto: Any) -> Any:  # pragma: no cover
-    """Tables over a batch of at most 65536 queries, each query filed under every key
-    within its table's radius. Table j's bucket v is
-    entries[base[j] + offsets[j, v] : base[j] + offsets[j, v + 1]], queries ascending;
-    an entry is (query index << 16) | the query's sibling substring (j ^ 1)."""
+    """Tables over a batch of at most `JOIN_QUERIES` queries, each query filed under
+    every key within its table's radius, in a rank-indexed form (`join` reads it).
+
+    Table j: bit v % 64 of `bits[j, v // 64]` says whether bucket v holds queries; an
+    occupied bucket's slot is `rank[j, v // 64]` plus the occupied buckets before it
+    in its 64-bucket group, and its entries are `entries[starts[slot]:starts[slot + 1]]`
+    (slots are global across tables; each table ends with a sentinel slot). An entry
+    is query index << QUERY_SHIFT | min(own, 3) << 16 | the query's sibling substring
+    (j ^ 1), where own is the key's distance from the query's own substring j."""
     nq = queries.shape[0]
     chunks = radii.shape[0]
-    base = np.zeros(chunks + 1, dtype=np.int64)
+    slots = chunks
+    total = 0
     for j in range(chunks):
-        base[j + 1] = base[j] + nq * flips_upto[radii[j]]
-    offsets = np.zeros((chunks, BUCKETS + 1), dtype=np.int32)
-    entries = np.empty(base[chunks], dtype=np.uint32)
+        slots += min(BUCKETS, nq * flips_upto[radii[j]])
+        total += nq * flips_upto[radii[j]]
+    bits = np.zeros((chunks, GROUPS), dtype=np.uint64)
+    rank = np.zeros((chunks, GROUPS), dtype=np.int32)
+    starts = np.empty(slots, dtype=np.int32)
+    entries = np.empty(total, dtype=np.uint32)
+    counts = np.empty(BUCKETS, dtype=np.int32)
+    s = e = 0
     for j in range(chunks):
         keys = flips_upto[radii[j]]
-        counts = offsets[j]
+        counts[:] = 0
         for qi in range(nq):
             key = _chunk(queries[qi], j)
             for f in range(keys):
-                counts[(key ^ flips[f]) + 1] += 1
-        for v in range(BUCKETS):
-            counts[v + 1] += counts[v]
-        cursor = counts[:BUCKETS].copy()
+                counts[key ^ flips[f]] += 1
+        for g in range(GROUPS):
+            rank[j, g] = s
+            occupied = np.uint64(0)
+            for v in range(g * 64, g * 64 + 64):
+                if counts[v]:
+                    occupied |= np.uint64(1) << np.uint64(v & 63)
+                    starts[s] = e
+                    e += counts[v]
+                    counts[v] = starts[s]  # from here on: the bucket's fill cursor
+                    s += 1
+            bits[j, g] = occupied
+        starts[s] = e
+        s += 1
         for qi in range(nq):
             q = queries[qi]
             key = _chunk(q, j)
-            entry = np.uint32((qi << 16) | _chunk(q, j ^ 1))
+            entry = np.uint32((qi << QUERY_SHIFT) | _chunk(q, j ^ 1))
             for f in range(keys):
                 probe = key ^ flips[f]
-                entries[base[j] + cursor[probe]] = entry
-                cursor[probe] += 1
-    return offsets, entries, base
+                own = np.uint32(min(_popcount(flips[f]), 3))  # type: ignore[call-arg]
+                entries[counts[probe]] = entry | (own << np.uint32(16))
+                counts[probe] += 1
+    return bits, rank, starts, entries
 
 
 @njit(inline="always")
@@ -342,29 +367,38 @@ def join(  # pragma: no cover - compiled
     live: Any,
     lo: int,
     hi: int,
-    offsets: Any,
+    bits: Any,
+    rank: Any,
+    starts: Any,
     entries: Any,
-    base: Any,
     radii: Any,
     pair_radii: Any,
     word_radii: Any,
 ) -> Any:
-    """Every (query, stored row in [lo, hi)) pair within `threshold`, found by
-    streaming the stored codes through the batch's `query_tables`, a block of rows at
-    a time so that one table's offsets and the block stay in cache together.
+    """Every (query, live stored row in [lo, hi)) pair within `threshold`, found by
+    streaming the stored codes through the batch's `query_tables`, a block of rows
+    at a time so that one table and the block stay in cache together.
+
+    Per block and table, three passes: (1) branch-free over the rows, the occupancy
+    bit of each row's bucket (an 8 KB bitmap, in L1) and its slot; (2) branch-free
+    over the rows that hit, their entry ranges (independent loads that overlap);
+    (3) over those ranges, the sibling filter, then the full codes.
 
     A pair met in table j is verified only if its 32-bit substring j // 2 is within
-    `pair_radii` and its word j // 4 within `word_radii` (see `layout.py` for why
-    this loses no match), and reported only from the first table that accepts it.
+    `pair_radii` (own distance + sibling distance) and its word j // 4 within
+    `word_radii` (see `layout.py` for why this loses no match), and reported only
+    from the first table that accepts it.
     Returns (query index int32, id int64, distance int32) arrays, unordered.
     """
     words = codes.shape[1]
-    chunks = offsets.shape[0]
+    chunks = bits.shape[0]
     mask = np.uint64(BUCKETS - 1)
+    one = np.uint64(1)
     out_q = np.empty(1024, dtype=np.int32)
     out_ids = np.empty(1024, dtype=np.int64)
     out_dists = np.empty(1024, dtype=np.int32)
     hit_rows = np.empty(JOIN_BLOCK, dtype=np.int64)
+    hit_slots = np.empty(JOIN_BLOCK, dtype=np.int64)
     hit_lo = np.empty(JOIN_BLOCK, dtype=np.int64)
     hit_hi = np.empty(JOIN_BLOCK, dtype=np.int64)
     pend_q = np.empty(JOIN_BLOCK, dtype=np.int64)  # pairs within the threshold, to report
@@ -375,32 +409,41 @@ def join(  # pragma: no cover - compiled
     for start in range(lo, hi, JOIN_BLOCK):
         stop = min(hi, start + JOIN_BLOCK)
         for j in range(chunks):
-            table = offsets[j]
-            first = base[j]
+            occupied = bits[j]
+            ranks = rank[j]
             word = j >> 2
             shift = np.uint64((j & 3) * CHUNK_BITS)
+            sibling_word = (j ^ 1) >> 2
             sibling_shift = np.uint64(((j ^ 1) & 3) * CHUNK_BITS)
             limit = np.int64(pair_radii[j >> 1])
-            # Pass 1, branch-free: the rows of the block whose bucket holds queries.
+            # Pass 1: the rows whose bucket holds queries, and the bucket's slot.
             k = 0
             for r in range(start, stop):
                 key = (codes[r, word] >> shift) & mask
-                a, b = table[key], table[key + 1]
-                hit_rows[k], hit_lo[k], hit_hi[k] = r, first + a, first + b
-                k += (a != b) & live[r]
-            # Pass 2: filter on the sibling substring, then verify the survivors.
+                group = key >> np.uint64(6)
+                bit = key & np.uint64(63)
+                below = occupied[group] & ((one << bit) - one)
+                hit_rows[k] = r
+                hit_slots[k] = ranks[group] + _popcount(below)  # type: ignore[call-arg]
+                k += np.int64((occupied[group] >> bit) & one)
+            # Pass 2: their entry ranges.
+            for c in range(k):
+                hit_lo[c] = starts[hit_slots[c]]
+                hit_hi[c] = starts[hit_slots[c] + 1]
+            # Pass 3: filter on the sibling substring, then verify the survivors.
             for c in range(k):
                 r = hit_rows[c]
-                sibling = (codes[r, word] >> sibling_shift) & mask
+                sibling = (codes[r, sibling_word] >> sibling_shift) & mask
                 for e in range(hit_lo[c], hit_hi[c]):
                     entry = np.uint64(entries[e])
-                    if _popcount((entry ^ sibling) & mask) > limit:  # type: ignore[call-arg]
+                    own = np.int64((entry >> np.uint64(16)) & np.uint64(3))
+                    if own + _popcount((entry ^ sibling) & mask) > limit:  # type: ignore[call-arg]
                         continue
-                    qi = np.int64(entry >> np.uint64(16))
+                    qi = np.int64(entry >> np.uint64(QUERY_SHIFT))
                     d = 0
                     for w in range(words):
                         d += _popcount(queries[qi, w] ^ codes[r, w])
-                    if d > threshold:
+                    if d > threshold or not live[r]:
                         continue
                     if p == len(pend_q):
                         out_q, out_ids, out_dists, h = _report(

@@ -28,8 +28,10 @@ is within R_k on some 32-bit substring k, and then within t_j on one of its halv
 word j // 4 within the word radius, and no match is lost. For PDQ at 31: 16-bit
 radius 1, 32-bit radius 3, 64-bit radius 7. A random candidate that agrees on 16
 bits passes the 32-bit test with probability about 137 / 65536, so the JOIN plan
-(mih.py) rejects 97.5% of its candidate pairs on a 16-bit sibling substring it keeps
-inline with each entry, before touching either full code.
+(mih.py) rejects 98% of its candidate pairs (on the corpus) on a 16-bit sibling
+substring it keeps inline with each entry, with the entry's own distance to the key
+(a pair one bit off on its own substring may be at most 2 off on the sibling),
+before touching either full code.
 """
 
 from __future__ import annotations
@@ -124,12 +126,13 @@ class Plan(enum.Enum):
 # candidate verified by PROBE (a random read of its code, memory-latency bound); a
 # stored row scanned by SCAN; a (row, table) step of JOIN and a (query, candidate)
 # pair it meets (both in cache); a query key filed by JOIN. JOIN_ROW_NS is set above
-# the ~6 ns measured alone so that the switch falls where the benchmark crosses over
-# (PROBE faster at 500 queries, JOIN at 1000, on the shared machine). Candidates are estimated
+# the ~2 ns of the first pass measured alone (it also carries the hits' passes) so
+# that the switch falls where the benchmark crosses over (about 500 queries since
+# the rank-indexed query tables, 1.6x faster per row; 20 ns before). Candidates are estimated
 # as uniform codes would give, times BUCKET_SKEW (measured 1.15 on the corpus after
 # the bit permutation; 1.5 leaves room for collections more skewed than it).
 PROBE_NS, CANDIDATE_NS, SCAN_NS = 4.0, 80.0, 1.5
-JOIN_ROW_NS, JOIN_PAIR_NS, JOIN_KEY_NS = 20.0, 6.0, 2.0
+JOIN_ROW_NS, JOIN_PAIR_NS, JOIN_KEY_NS = 13.0, 6.0, 2.0
 BUCKET_SKEW = 1.5
 
 

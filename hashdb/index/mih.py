@@ -1,9 +1,10 @@
 """Exact Hamming radius search by multi-index hashing, with live updates.
 
 Why multi-index hashing: a flat scan reads every stored code for every query (FAISS
-`IndexBinaryFlat.range_search`: 715 batched queries/s at 1M PDQ hashes on the 2-core
-development machine), while the pigeonhole principle (see `layout.py`) lets a query
-read only the codes that share a nearly equal 16-bit substring with it: for PDQ at
+`IndexBinaryFlat.range_search`: 715-1,113 batched queries/s at 1M PDQ hashes on the
+2-core development machine, with the load of other processes), while the pigeonhole
+principle (see `layout.py`) lets a query read only the codes that share a nearly
+equal 16-bit substring with it: for PDQ at
 threshold 31, 16 tables probed at radius 1, 272 probes and about 4,800 candidates per
 query at 1M hashes of the synthetic corpus (uniform random codes would give about
 4,150; the corpus has skewed buckets and near-duplicate clusters). Every candidate is
@@ -23,23 +24,32 @@ keys: ~1,400 probes and ~2,800 candidates at 1M, about the same number of misses
 JOIN, for batches (from a few hundred queries): turn the index around. File the
 batch's queries in 16-bit tables of their own, each query under its 17 keys
 (`kernels.query_tables`: 2000 queries are 2 MB of entries), then stream the stored
-codes through them, 4,096 rows at a time per table so the block and one table's
-offsets share the cache. The ~4,800 candidate pairs per query are the same pairs
-PROBE meets, but the stored code is in a register and the query side is in cache,
-and each entry carries the query's sibling 16-bit substring, so 97.5% of pairs fail
-the 32-bit filter (`layout.filter_radii`) on one popcount, without touching either
-full code. A first pass over the block collects the rows whose bucket is occupied
-without branching (rows over occupied-or-empty buckets are a coin toss for a branch
-predictor), a second walks their entries. What it costs is a fixed ~90 ns per stored
-row (16 lookups) plus ~6 ns per candidate pair. Measured at 1M hashes of the corpus,
-2000 queries, threshold 31, one thread (`kernels.join` alone): a first version
-verifying every pair against the full codes took 480 ms; with the 4,096-row blocks
-400 ms; with the sibling filter and the branch-free first pass 175 ms (11,000
-queries/s on one thread). Through `search` with 2 threads, while another process
-kept one core busy: 11,600 queries/s at 2000 queries, against 5,600 for PROBE in the
-same run. In the full benchmark run (1M, `--queries 2000`) by batch size: 1 query
-6,895 q/s, 100: 6,182 (PROBE), 500: 4,204, 1000: 8,608, 2000: 12,157 (JOIN), so the
-cost model (`JOIN_ROW_NS` in `layout.py`) switches to JOIN from about 700 queries.
+codes through them, 4,096 rows at a time per table so the block and one table share
+the cache. The ~4,800 candidate pairs per query are the same pairs PROBE meets, but
+the stored code is in a register and the query side is in cache, and each entry
+carries the query's sibling 16-bit substring and its own distance to the key, so 98%
+of pairs fail the 32-bit filter (`layout.filter_radii`) on one popcount, without
+touching either full code. A query table is rank-indexed: an 8 KB occupancy bitmap
+per table (in L1) and a slot per occupied bucket, so the first, branch-free pass over
+a block (which rows hit an occupied bucket: 40% of (row, table) steps at 2000
+queries) reads L1 only, where the 256 KB offsets it used to read (one L2 access per
+step) cost three times as much; a second branch-free pass fetches the hits' entry
+ranges with independent loads, a third walks them. Measured at 1M hashes of the
+corpus, 2000 queries, threshold 31, one thread (`kernels.join` alone, thread CPU
+time): a first version verifying every pair against the full codes took 480 ms;
+with the 4,096-row blocks 400 ms; with the sibling filter and a branch-free first
+pass 175 ms on a quiet machine (240-260 ms in the runs below); with the bitmap, the
+separate range pass and the own-distance bit 150-155 ms in the same runs (1.6x). Per
+row: 6.9 of 16 tables hit, 9.6 pairs are filtered, 0.2 verified. (Pushing filter
+survivors to a list branch-free, or keeping a bucket's first two entries inline with
+its slot, measured slower.)
+Full benchmark (`.venv/bin/python -m benchmarks.index --size 1000000 --queries
+2000`, two runs on a quiet machine): batched 17,312 and 20,838 q/s against FAISS
+flat's 995 and 1,113 (17.4x, 18.7x; before this change 9.3x-12.9x); by batch size in
+the second run 1: 7,857, 100: 4,912 (PROBE), 500: 14,296, 1000: 18,468, 2000: 21,839
+(JOIN), so the cost model (`JOIN_ROW_NS` in `layout.py`) switches to JOIN from about
+450 queries. Standalone, searches and FAISS alternating in one process (median of 5
+each, 3 rounds): 20.1x, 21.9x, 22.4x.
 The join needs no memory
 beyond the batch's own tables: per stored hash the index holds what PROBE needs,
 109 bytes at 1M and 105.4 at 10M (32 code, 8 id, 1 live flag, 64 table rows, plus
@@ -96,7 +106,7 @@ MAX_BUFFER = 65536  # ... or at most this many; in between, 1/256 of the indexed
 DEAD_SHARE = 8  # compact when more than 1/8 of the indexed rows are dead
 PARALLEL_MIN = 64  # queries per thread before a batch is split across threads
 JOIN_ENTRIES = 1 << 22  # query keys per JOIN pass (16 MB); larger batches take several
-JOIN_QUERIES = 1 << 16  # and at most this many queries (an entry holds a 16-bit index)
+JOIN_QUERIES = kernels.JOIN_QUERIES  # and at most this many (an entry holds a 14-bit index)
 
 
 @dataclass(frozen=True)
