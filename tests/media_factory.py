@@ -8,6 +8,18 @@ import cv2
 import numpy as np
 from PIL import Image
 
+# The PIL transpose that turns a picture into each dihedral form of its PDQ hash
+# (hashdb.signals.pdq_dihedral.DIHEDRAL_FORMS).
+TURN_INTO_FORM = {
+    "rotate90": Image.Transpose.ROTATE_90,
+    "rotate180": Image.Transpose.ROTATE_180,
+    "rotate270": Image.Transpose.ROTATE_270,
+    "flip_x": Image.Transpose.FLIP_TOP_BOTTOM,
+    "flip_y": Image.Transpose.FLIP_LEFT_RIGHT,
+    "transpose": Image.Transpose.TRANSPOSE,
+    "transverse": Image.Transpose.TRANSVERSE,
+}
+
 
 def detailed_image(seed: int, size: int = 256) -> Image.Image:
     """A random blocky picture: enough structure for PDQ quality well above 50."""

@@ -20,12 +20,14 @@ import pdqhash
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from media_factory import TURN_INTO_FORM
 from PIL import Image
 
 from hashdb.errors import MediaError, UnsupportedMedia
 from hashdb.signals.pdq_dihedral import DIHEDRAL_FORMS
 from ingest.decode import decode
 from ingest.image import ImageHashes, hash_image, hash_image_file
+from ingest.pdq import pdq
 
 Transpose = Image.Transpose
 
@@ -219,16 +221,6 @@ def test_corrupt_exif_is_ignored_and_no_warning_escapes(photo: Image.Image) -> N
 
 # --- dihedral forms ----------------------------------------------------------------
 
-_TRANSPOSE_OF_FORM = {
-    "rotate90": Transpose.ROTATE_90,
-    "rotate180": Transpose.ROTATE_180,
-    "rotate270": Transpose.ROTATE_270,
-    "flip_x": Transpose.FLIP_TOP_BOTTOM,
-    "flip_y": Transpose.FLIP_LEFT_RIGHT,
-    "transpose": Transpose.TRANSPOSE,
-    "transverse": Transpose.TRANSVERSE,
-}
-
 
 def test_dihedral_forms_are_the_hashes_of_the_rotated_and_flipped_picture(
     photo: Image.Image,
@@ -237,8 +229,39 @@ def test_dihedral_forms_are_the_hashes_of_the_rotated_and_flipped_picture(
     assert h.pdq == hash_image(encode(photo)).pdq
     assert tuple(name for name, _ in h.dihedral) == DIHEDRAL_FORMS
     for name, value in h.dihedral:
-        turned = hash_image(encode(photo.transpose(_TRANSPOSE_OF_FORM[name])))
+        turned = hash_image(encode(photo.transpose(TURN_INTO_FORM[name])))
         assert value == turned.pdq, name
+
+
+def _labelme_q0122(testdata: Path) -> Image.Image:
+    """256 x 256: PDQ's box filter window is 2 pixels both ways, off centre, so forms
+    derived from one hash's DCT were 66-100 bits from the hash of the turned picture."""
+    path = testdata / "pdq" / "reference" / "labelme-subset" / "q0122.jpg"
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def _labelme_300x256(testdata: Path) -> Image.Image:
+    """q0122 at 300 x 256: symmetric across the width (window 3), not top to bottom."""
+    return _labelme_q0122(testdata).resize((300, 256), Image.Resampling.BILINEAR)
+
+
+def _bridge_decoded(testdata: Path) -> Image.Image:
+    """The bridge photo as decoded, 1600 x 1004 (flipping top to bottom was 8 bits off)."""
+    data = (testdata / "pdq" / "bridge-mods" / "aaa-orig.jpg").read_bytes()
+    return decode(data, max_pixels=100_000_000).image
+
+
+@pytest.mark.parametrize("picture", [_labelme_q0122, _labelme_300x256, _bridge_decoded])
+def test_dihedral_forms_are_exactly_the_hashes_of_the_picture_really_turned(
+    testdata: Path, picture: Callable[[Path], Image.Image]
+) -> None:
+    image = picture(testdata)
+    result = pdq(image, dihedral=True)
+    assert result.hash == pdq(image).hash
+    assert tuple(name for name, _ in result.dihedral) == DIHEDRAL_FORMS
+    for name, value in result.dihedral:
+        assert value == pdq(image.transpose(TURN_INTO_FORM[name])).hash, name
 
 
 # --- reduced decoding --------------------------------------------------------------

@@ -12,14 +12,18 @@ dihedral forms from a hash's bits alone.
 from __future__ import annotations
 
 import csv
+import statistics
 from pathlib import Path
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from media_factory import TURN_INTO_FORM
+from PIL import Image
 
 from hashdb.signals.pdq_dihedral import DIHEDRAL_FORMS, dihedral_variants
 from ingest.image import hash_image_file
+from ingest.pdq import pdq
 
 MATCH_THRESHOLD = 31  # hashdb.signals.PDQ.default_threshold
 CONFORMANCE_BITS = 10
@@ -120,18 +124,24 @@ def test_bit_derived_forms_match_what_hashing_the_files_gives(reference: Path) -
     assert max(distances.values()) <= 20, distances  # measured: 14, 8, 8, 8, 14, 0, 8
 
 
-def test_bit_derived_forms_stay_within_the_match_threshold_of_image_derived_ones(
-    reference: Path, testdata: Path
-) -> None:
-    photos = [*reference.rglob("*.jpg"), *(testdata / "pdq" / "bridge-mods").glob("*.jpg")]
+def test_bit_derived_forms_mostly_match_the_picture_really_turned(reference: Path) -> None:
+    """An approximation (see hashdb.signals.pdq_dihedral): most forms match."""
+    photos = [*reference.rglob("*.jpg"), *(reference.parent / "bridge-mods").glob("*.jpg")]
+    distances = []
     for path in photos:
-        h = hash_image_file(path, dihedral=True)
-        if h.pdq_quality < 80:
+        with Image.open(path) as opened:
+            image = opened.convert("RGB")
+        own = pdq(image)
+        if own.quality < 80:
             continue
-        derived = dict(dihedral_variants(h.pdq))
-        for form, value in h.dihedral:
-            assert hamming(derived[form], value) <= MATCH_THRESHOLD, (path.name, form)
-            # measured: max 20 (labelme q0746), median 4
+        derived = dict(dihedral_variants(own.hash))
+        distances += [
+            hamming(derived[form], pdq(image.transpose(TURN_INTO_FORM[form])).hash)
+            for form in derived
+        ]
+    within = sum(d <= MATCH_THRESHOLD for d in distances) / len(distances)
+    assert within >= 0.8  # measured: 151 of 175 forms (86%)
+    assert statistics.median(distances) <= 16  # measured: 12
 
 
 hashes = st.binary(min_size=32, max_size=32)

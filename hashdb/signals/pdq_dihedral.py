@@ -26,13 +26,13 @@ Measured (PDQ from this repository's decoder unless noted; Hamming distances):
 - derived against the hash of the actually rotated/flipped image: max 16 bits on
   the 8 dihedral reference images and the full-size bridge edits, 10 on the 12 MP
   photo, 24 on SD/HD video frames. On small pictures (512 x 512 and below) it
-  reaches 26-96 bits, but there PDQ itself is not dihedral-invariant: hashing the
-  rotated image and `compute_dihedral` of the original differ by as much (up to
-  100 bits), because its tent filter and decimation grid are not symmetric at
-  those sizes. So a hash-only dihedral query is about as good as an image-based
-  one: wherever the image-based form was within the match threshold of 31 of the
-  rotated file's hash, the derived one was too, but for one 160 x 100 picture
-  (32 bits, against 28 for the image-based form).
+  reaches 26-96 bits: PDQ's box filter is off centre where its window
+  (ceil(side / 128) pixels) is even, so hashing the turned picture and turning
+  the coefficients of the picture differ by as much (up to 100 bits). A media
+  query does not have that error (ingest.pdq hashes the picture turned); a
+  hash-only one does: on the reference photos of the test data (quality >= 80)
+  151 of 175 derived forms were within the match threshold of 31 of the turned
+  picture's hash (median 12 bits).
 
 `transpose` is exact (no coefficient changes sign). The forms compose exactly:
 rotate90 applied twice is rotate180, flip_x then flip_y is rotate180, and so on.
