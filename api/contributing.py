@@ -7,7 +7,10 @@ incident's start `active`, and the write is audited with the key and request id.
 Adding the same hash twice from one member returns the same
 id with `created: false`, so a pipeline can retry a batch safely. A PDQ hash below
 quality 50 is refused (400, naming the item); from an uploaded image of low
-quality only the file digests are added, and the answer says so.
+quality only the file digests are added, and the answer says so. An uploaded
+image also stores its variants (hashdb/variants.py: content region, crop windows)
+as internal rows that follow the image's PDQ row; they are not hashes of their
+own: `GET /v1/hashes/<id>` does not know them.
 
 Hash records show `reference` and `contributor_id` only to admins and to the
 member who contributed the hash: a reference may name a case or a source that
@@ -26,15 +29,15 @@ from api.context import context
 from api.matching import media_hashes
 from api.openapi import document
 from api.request_id import actor
-from api.uploads import form_fields, image_hashes, uploaded_file
+from api.uploads import form_fields, uploaded_file
 from api.video import hash_reference, video_hashes
 from api.web import json_body, reply
-from hashdb.errors import InvalidInput
+from hashdb.errors import InvalidInput, NotFound
 from hashdb.settings import Settings
 from hashdb.signals import SIGNAL_TYPES, Matching, get_signal_type
 from hashdb.signals.vpdq import VPDQ
 from hashdb.store import Added, HashRecord, NewHash, NewVideo, Role
-from ingest.records import contributions, usable_perceptual, video_contributions
+from ingest.records import image_contributions, usable_perceptual, video_contributions
 from ingest.video import is_video
 
 bp = Blueprint("contributing", __name__)
@@ -144,8 +147,9 @@ def contribute_media() -> Response:
             hashes=video_hashes(v), added=_added(items, added), low_quality=not video.frames
         )
         return reply(body, 201)
-    h = image_hashes(ctx.settings, data)
-    hashes = contributions(h, tuple(form.labels), form.reference)
+    h, hashes = image_contributions(
+        data, tuple(form.labels), form.reference, max_pixels=ctx.settings.max_image_pixels
+    )
     added = ctx.db.contribute(actor(), hashes)
     body = s.MediaContributeResponse(
         hashes=media_hashes(h), added=_added(hashes, added), low_quality=not usable_perceptual(h)
@@ -158,6 +162,8 @@ def contribute_media() -> Response:
 @requires(Role.MEMBER)
 def get_hash(hash_id: int) -> Response:
     record = context().db.store.hashes.get(hash_id)
+    if record.derived_from is not None:  # a stored variant: internal, not a hash of its own
+        raise NotFound(f"no hash with id {hash_id}")
     who = principal().member
     full = who.role is Role.ADMIN or who.id == record.contributor_id
     return reply(hash_out(record, full=full))

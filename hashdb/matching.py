@@ -15,6 +15,11 @@ stale row once the matcher has caught up. An API worker catches up before every 
 matching on the next request in every worker; other users replay at least every
 `sync_interval` seconds. Expiry is checked against the clock at every match.
 
+A hit on a stored variant of a contributed image (a row derived from its PDQ row:
+its content region, a crop window; hashdb/variants.py) is reported as a match of
+the parent row, named `stored:<variant>` (after the query probe's own name, if
+any), and only within that variant's STORED_THRESHOLDS.
+
 A PDQ query below quality 50 is answered `low_quality` and not matched: such an
 image is too featureless for its hash to mean anything.
 """
@@ -32,6 +37,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import numpy.typing as npt
 
 from hashdb.errors import InvalidInput
 from hashdb.index import (
@@ -45,6 +51,7 @@ from hashdb.index import (
 from hashdb.signals import PDQ, SIGNAL_TYPES, Matching, SignalType
 from hashdb.signals.vpdq import VPDQ, Frame
 from hashdb.store import MATCHABLE, ChangeLog, HashRecord, HashStore, Status, VideoStore
+from hashdb.variants import STORED_THRESHOLDS
 from hashdb.video_match import (
     DEFAULT_INTERVAL,
     VideoScore,
@@ -123,6 +130,11 @@ def _warm_up(indexes: dict[str, HammingIndex]) -> None:
     for name, index in indexes.items():
         signal = SIGNAL_TYPES[name]
         index.search(np.zeros((1, signal.nbytes), np.uint8), signal.default_threshold or 0)
+
+
+# The hits of one query: per probe, the index ids and distances it found and the
+# probe's name (None for the query as given).
+Hits = list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], str | None]]
 
 
 class Matcher:
@@ -285,7 +297,7 @@ class Matcher:
         if not self.ready:
             self.load()
         self.maybe_refresh()
-        raw: list[list[tuple[int, int, str | None]]] = [[] for _ in queries]
+        raw: list[Hits] = [[] for _ in queries]
         by_type: dict[str, list[int]] = {}
         for i, q in enumerate(queries):
             if q.signal_type.matching is Matching.VIDEO:
@@ -309,18 +321,21 @@ class Matcher:
         signal: SignalType,
         queries: Sequence[Query],
         positions: list[int],
-        raw: list[list[tuple[int, int, str | None]]],
+        raw: list[Hits],
     ) -> None:
         found = self._hashes.find_exact(signal.name, (queries[i].value for i in positions))
         for i in positions:
-            raw[i].extend((r.id, 0, None) for r in found.get(queries[i].value, []))
+            rows = found.get(queries[i].value, [])
+            if rows:
+                ids = np.array([r.id for r in rows], np.int64)
+                raw[i].append((ids, np.zeros(len(rows), np.int32), None))
 
     def _match_hamming(
         self,
         signal: SignalType,
         queries: Sequence[Query],
         positions: list[int],
-        raw: list[list[tuple[int, int, str | None]]],
+        raw: list[Hits],
     ) -> None:
         index = self._indexes[signal.name]
         # One probe per (query, variant); probes sharing a threshold are searched together.
@@ -336,9 +351,8 @@ class Matcher:
             codes = np.frombuffer(b"".join(code for _, _, code in group), np.uint8)
             hits = index.search(codes.reshape(len(group), signal.nbytes), threshold)
             for (i, variant, _), hit in zip(group, hits, strict=True):
-                raw[i].extend(
-                    (int(h), int(d), variant) for h, d in zip(hit.ids, hit.distances, strict=True)
-                )
+                if len(hit.ids):
+                    raw[i].append((hit.ids, hit.distances, variant))
 
     def match_video(
         self,
@@ -436,31 +450,47 @@ class Matcher:
                     self._records.update(fresh)
         return found
 
-    def _hydrate(
-        self, queries: Sequence[Query], raw: list[list[tuple[int, int, str | None]]]
-    ) -> list[QueryResult]:
-        ids = {hash_id for hits in raw for hash_id, _, _ in hits}
+    def _hydrate(self, queries: Sequence[Query], raw: list[Hits]) -> list[QueryResult]:
+        chunks = [ids for hits in raw for ids, _, _ in hits]
+        ids = set(np.unique(np.concatenate(chunks)).tolist()) if chunks else set()
         # Negative index ids are frames of stored videos (see hashdb.store.videos).
         frames = {-i for i in ids if i < 0}
         owners = self._videos.frame_owners(frames) if frames and self._videos else {}
         wanted = {i for i in ids if i > 0} | {video for video, _ in owners.values()}
         records = self._cached_records(wanted) if wanted else {}
+        # A stored variant (hashdb/variants.py) is reported as its parent.
+        parents = {r.derived_from for r in records.values() if r.derived_from is not None}
+        if parents - records.keys():
+            records.update(self._cached_records(parents - records.keys()))
         at = datetime.now(UTC)
         results = []
         for q, hits in zip(queries, raw, strict=True):
             best: dict[int, Match] = {}
-            for index_id, distance, variant in hits:
-                hash_id, frame_at = index_id, None
-                if index_id < 0:
-                    if -index_id not in owners:
+            for hit_ids, distances, variant in hits:
+                for index_id, distance in zip(hit_ids.tolist(), distances.tolist(), strict=True):
+                    hash_id, frame_at, how = index_id, None, variant
+                    if index_id < 0:
+                        if -index_id not in owners:
+                            continue
+                        hash_id, frame_at = owners[-index_id]
+                    record = records.get(hash_id)
+                    if record is not None and record.derived_from is not None:
+                        kind = record.variant or ""
+                        if distance > STORED_THRESHOLDS.get(kind, -1):
+                            continue
+                        how = f"{variant}+stored:{kind}" if variant else f"stored:{kind}"
+                        hash_id = record.derived_from
+                        record = records.get(hash_id)
+                    if record is None or not self._live(record, at):
                         continue
-                    hash_id, frame_at = owners[-index_id]
-                record = records.get(hash_id)
-                if record is None or record.status not in self._statuses or record.expired(at):
-                    continue
-                seen = best.get(hash_id)
-                if seen is None or distance < seen.distance:
-                    best[hash_id] = Match(record, distance, variant, frame_at)
-            ordered = sorted(best.values(), key=lambda m: (m.distance, m.record.id))
-            results.append(QueryResult(q, ordered))
+                    seen = best.get(hash_id)
+                    if seen is None or distance < seen.distance:
+                        best[hash_id] = Match(record, distance, how, frame_at)
+            found = list(best.values())
+            if len(found) > 1:
+                found.sort(key=lambda m: (m.distance, m.record.id))
+            results.append(QueryResult(q, found))
         return results
+
+    def _live(self, record: HashRecord, at: datetime) -> bool:
+        return record.status in self._statuses and not record.expired(at)

@@ -34,8 +34,7 @@ from hashdb.store import (
     Status,
     Store,
 )
-from ingest.image import ImageHashes
-from ingest.media import Failure, MediaHashes, MediaOptions, hash_media_safely
+from ingest.media import Failure, HashedImage, MediaHashes, MediaOptions, hash_media_safely
 from ingest.pool import Pool
 from ingest.records import contributions, video_contributions
 
@@ -137,8 +136,8 @@ def _store_result(
     labels = tuple(dict.fromkeys(job.labels + f.labels))
     reference = f.reference or f.path
     with store.engine.begin() as conn:
-        if isinstance(result, ImageHashes):
-            items = contributions(result, labels, reference)
+        if isinstance(result, HashedImage):
+            items = contributions(result.hashes, labels, reference, result.variants)
             added = store.hashes.add_in(conn, job.member_id, items, status)
             ids = [a.id for a in added]
             kind, frames = "image", None

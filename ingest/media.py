@@ -11,10 +11,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hashdb.errors import HashdbError
-from ingest.image import ImageHashes, hash_image_file
+from hashdb.store.hashes import NewVariant
+from ingest.image import ImageHashes
+from ingest.records import hash_with_variants
 from ingest.video import VideoHashes, VideoLimits, hash_video_file, is_video
 
-MediaHashes = ImageHashes | VideoHashes
+
+@dataclass(frozen=True)
+class HashedImage:
+    """An image's hashes and the stored variants of its PDQ row (hashdb/variants.py),
+    computed in the worker: they cost more than the hashes themselves."""
+
+    hashes: ImageHashes
+    variants: tuple[NewVariant, ...]
+
+
+MediaHashes = HashedImage | VideoHashes
 
 
 @dataclass(frozen=True)
@@ -35,7 +47,7 @@ def hash_media_file(path: Path, options: MediaOptions) -> MediaHashes:
         return hash_video_file(
             path, frames_per_second=options.frames_per_second, limits=options.video_limits
         )
-    return hash_image_file(path, max_pixels=options.max_image_pixels)
+    return HashedImage(*hash_with_variants(path.read_bytes(), max_pixels=options.max_image_pixels))
 
 
 def hash_media_safely(path: str, options: MediaOptions) -> MediaHashes | Failure:

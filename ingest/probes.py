@@ -1,30 +1,46 @@
-"""A bounded set of PDQ probes for one query image, each with its own threshold.
+"""PDQ probes for one query image, each with its own threshold, and the variants
+stored for a contributed image: the two halves of matching re-uploads.
 
-Our lookups cost well under a millisecond, so one query image can afford several:
-the whole picture, its content region (ingest/canonical.py: without borders,
-caption bars or the screenshot around it), its 7 other dihedral forms (a mirrored
-copy is about 128 bits away otherwise), the dihedral forms of the content region,
-and a few centred and corner crops (for a query that shows more than the stored
-picture). Every added probe widens the net, so each kind has its own threshold in
-THRESHOLDS, set from the distances of unrelated pictures measured by
-benchmarks/quality.py (see there and the report it prints), and the set is bounded
-(at most MAX_PROBES = 21 probes: 1 whole + 7 dihedral + 1 content + 7 content
-dihedral + 5 crops).
+**Query side.** Our lookups cost well under a millisecond, so one query image can
+afford several probes: the whole picture, its content region (ingest/canonical.py:
+without borders, caption bars or the screenshot around it), its 7 other dihedral
+forms (a mirrored copy is about 128 bits away otherwise), the dihedral forms of the
+content region, and a few centred and corner crops (for a query that shows more
+than the stored picture). Every added probe widens the net, so each kind has its
+own threshold in THRESHOLDS, set from the distances of unrelated pictures measured
+by benchmarks/quality.py (see there and the report it prints), and the set is
+bounded (at most MAX_PROBES = 21 probes: 1 whole + 7 dihedral + 1 content + 7
+content dihedral + 5 crops).
 
-Low detail never matches loosely: a probe whose own PDQ quality is below 50 (a
-near-uniform crop, a flat content region) is left out, and a threshold above
-PDQ's default 31 is only used for probes of quality at least LOOSE_MIN_QUALITY = 80;
-others are held to 31. The image as a whole is still gated by the Matcher (whole
-quality below 50: answered `low_quality`, nothing matched).
+**Store side.** A query that shows *less* than the stored picture (a crop) cannot
+be recovered by probing the query: the missing part is gone. So a contributed
+image also stores, as rows derived from its PDQ row (hashdb/store/hashes.py), the
+hashes of what a cropped re-upload could show (`stored_variants`, names and
+thresholds in hashdb/variants.py): its content region, and windows keeping 90% of
+each side at a 7 x 7 grid of positions and 95% at a 5 x 5 grid (74 windows). PDQ
+moves fast as a window slides: against crop_10 queries (10% of each side cut, split
+at random between opposite sides) the nearest stored 90% window was within 31 bits
+for 20% of references with a 3 x 3 grid, 63% with 5 x 5, 92% with 7 x 7 and 93%
+with 13 x 7; crop_5 needs the 95% windows (96% recall with 5 x 5, under 10%
+from the 90% ones); crop_20 would need 80% windows, not stored (13% with 5 x 5 of
+80% at 31 bits). Measured on the 75 usable references of benchmarks/quality.py's
+corpus (seed 0) with the query edits of benchmarks/quality_transforms.py, window
+by window; the harness prints the end-to-end figures.
 
-Probes are hashed on a working copy whose long side is at most WORK_SIDE = 512
-CROP_SIDE = 256
-pixels (the scale at which the reduced decode keeps PDQ within a few bits, see
-ingest/decode.py); the whole image and its dihedral forms are hashed as
-`ingest.image.hash_image` does, from the decoded picture.
+Low detail never matches loosely: a probe or stored window whose own PDQ quality is
+below 50 (a near-uniform crop, a flat content region) is left out, and a threshold
+above PDQ's default 31 is only used for probes of quality at least
+LOOSE_MIN_QUALITY = 80; others are held to 31. The image as a whole is still gated
+by the Matcher (whole quality below 50: answered `low_quality`, nothing matched).
 
-The store side (`content_contribution`) hashes the content region of a contributed
-image the same way, so that a clean query matches a stored meme or screenshot too.
+Sizes, because PDQ is not scale-free at the precision we need: the whole image is
+hashed from the decoded picture, as `ingest.image.hash_image` does; the content
+region is cut from the decoded picture to the pixel and hashed at that size (cut
+from a reduced copy it came out up to 30 bits further from the stored hash); the
+crop probes and the stored windows are hashed from a working copy whose long side
+is at most WORK_SIDE = 512 pixels (CROP_SIDE = 256 for the query's crop probes). The
+dihedral forms are those `ingest.pdq.pdq` gives for the decoded picture and for the
+content region at their own size: the hashes of those pictures really turned.
 """
 
 from __future__ import annotations
@@ -38,8 +54,9 @@ from PIL import Image
 from hashdb.matching import Probe, Query
 from hashdb.signals import MD5, PDQ, PHASH, SHA256
 from hashdb.signals.pdq_dihedral import DIHEDRAL_FORMS
-from hashdb.store import NewHash
-from ingest.canonical import Box, content_box
+from hashdb.store.hashes import NewVariant
+from hashdb.variants import CONTENT, CROP_WINDOWS
+from ingest.canonical import Box, content_region
 from ingest.decode import decode
 from ingest.image import DEFAULT_MAX_PIXELS, ImageHashes, hash_decoded
 from ingest.pdq import pdq
@@ -60,8 +77,9 @@ CROPS: dict[str, tuple[float, float]] = {
 
 # Per-probe thresholds (bits of 256). Measured by benchmarks/quality.py
 # (`--references 80 --unrelated 12000`): the nearest any unrelated probe came to any
-# of the 81 stored hashes was whole 86 bits (12,000 probes), content 88 (3,381),
-# dihedral 76 (80,255), content dihedral 76 (23,667), crops 84 (56,747); none within
+# of the 5,631 stored PDQ rows (75 images, 6 content regions, 5,550 crop windows)
+# was whole 72 bits (12,000 probes), content 64 (3,456), dihedral 66 (80,255),
+# content dihedral 64 (24,192), crops 52 (56,747, against the windows); none within
 # 40, and no false match for any kind at these thresholds. So 31 holds for the kinds
 # that carry recall; content dihedral forms and crops add 7 and 5 probes per query
 # each and recover few edits, so they are kept 3 bits tighter.
@@ -155,18 +173,19 @@ def probe_queries(
     hashes = hash_decoded(data, decoded, dihedral=ProbeKind.DIHEDRAL in options.kinds)
     raw: list[tuple[str, bytes, int]] = [("whole", hashes.pdq, hashes.pdq_quality)]
     raw += [(name, code, hashes.pdq_quality) for name, code in hashes.dihedral]
-    work = _working_copy(picture)
-    box = None
+    found = None
     if options.kinds & {ProbeKind.CONTENT, ProbeKind.CONTENT_DIHEDRAL}:
-        box = content_box(picture)
-    if box is not None:
-        region = pdq(_crop(work, box, picture.size), dihedral=True)
+        found = content_region(picture)
+    box = None if found is None else found.box
+    if found is not None:
+        cropped = found.picture
+        region = pdq(cropped, dihedral=ProbeKind.CONTENT_DIHEDRAL in options.kinds)
         if ProbeKind.CONTENT in options.kinds:
             raw.append(("content", region.hash, region.quality))
         if ProbeKind.CONTENT_DIHEDRAL in options.kinds:
             raw += [(f"content_{n}", code, region.quality) for n, code in region.dihedral]
     if ProbeKind.CROPS in options.kinds:
-        small = _working_copy(work, CROP_SIDE)
+        small = _working_copy(_working_copy(picture), CROP_SIDE)
         for name, (fx, fy) in CROPS.items():
             crop = pdq(_window(small, fx, fy))
             raw.append((name, crop.hash, crop.quality))
@@ -176,22 +195,24 @@ def probe_queries(
     return ProbedImage(hashes, box, (first, *(p for p in others if p is not None)))
 
 
-def content_contribution(
-    data: bytes, labels: tuple[str, ...], reference: str | None, *, max_pixels: int
-) -> NewHash | None:
-    """The extra PDQ row to store for a contributed image: the hash of its content
-    region, when one is found, differs from the whole image's hash and is usable
-    (quality >= 50). Same labels and reference as the image's own rows."""
-    decoded = decode(data, max_pixels=max_pixels)
-    box = content_box(decoded.image)
-    if box is None:
-        return None
-    region = pdq(_crop(_working_copy(decoded.image), box, decoded.image.size))
-    if region.quality < (PDQ.min_quality or 0):
-        return None
-    if region.hash == pdq(decoded.image).hash:
-        return None
-    return NewHash(PDQ.name, region.hash, labels, region.quality, reference)
+def stored_variants(picture: Image.Image, whole: bytes) -> tuple[NewVariant, ...]:
+    """The stored variants of a contributed picture (hashdb/variants.py): the PDQ of its
+    content region, when one is found (hashed as the query's content probe is), and
+    of each crop window in CROP_WINDOWS (cut from the working copy); those of quality
+    below 50 or equal to `whole` (the picture's own PDQ) are left out."""
+    work = _working_copy(picture)
+    found: list[NewVariant] = []
+    content = content_region(picture)
+    if content is not None:
+        region = pdq(content.picture)
+        found.append(NewVariant(CONTENT, region.hash, region.quality))
+    for name, window in CROP_WINDOWS.items():
+        crop = pdq(_window(work, window.x, window.y, window.keep))
+        found.append(NewVariant(name, crop.hash, crop.quality))
+    floor = PDQ.min_quality or 0
+    return tuple(
+        v for v in found if v.quality is not None and v.quality >= floor and v.value != whole
+    )
 
 
 def _probe(options: ProbeOptions, name: str, code: bytes, quality: int) -> ProbeHash | None:
@@ -212,15 +233,8 @@ def _working_copy(picture: Image.Image, side: int = WORK_SIDE) -> Image.Image:
     return picture.resize(size, Image.Resampling.BOX)
 
 
-def _crop(work: Image.Image, box: Box, size: tuple[int, int]) -> Image.Image:
-    sx, sy = work.width / size[0], work.height / size[1]
-    return work.crop(
-        (round(box.left * sx), round(box.top * sy), round(box.right * sx), round(box.bottom * sy))
-    )
-
-
-def _window(work: Image.Image, fx: float, fy: float) -> Image.Image:
+def _window(work: Image.Image, fx: float, fy: float, keep: float = CROP_KEEP) -> Image.Image:
     w, h = work.size
-    cw, ch = w * CROP_KEEP, h * CROP_KEEP
+    cw, ch = w * keep, h * keep
     x, y = (w - cw) * fx, (h - ch) * fy
     return work.crop((round(x), round(y), round(x + cw), round(y + ch)))

@@ -4,6 +4,10 @@ One image yields up to four hashes (PDQ, pHash, MD5, SHA-256). Perceptual hashes
 a low-quality image (PDQ quality < 50) are left out of contributions, since they
 would match unrelated featureless images; the digests still identify the file.
 A video yields one vpdq hash (its frames) plus its two digests.
+
+A contributed image also stores its variants (hashdb/variants.py: content region,
+crop windows) as rows derived from its PDQ row; `image_contributions` hashes a file
+and computes them from one decode.
 """
 
 from __future__ import annotations
@@ -12,7 +16,10 @@ from hashdb.matching import Query
 from hashdb.signals import MD5, PDQ, PHASH, SHA256
 from hashdb.signals.vpdq import Frame
 from hashdb.store import NewHash, NewVideo
-from ingest.image import ImageHashes
+from hashdb.store.hashes import NewVariant
+from ingest.decode import decode
+from ingest.image import DEFAULT_MAX_PIXELS, ImageHashes, hash_decoded
+from ingest.probes import stored_variants
 from ingest.video import VideoHashes
 
 
@@ -20,15 +27,44 @@ def usable_perceptual(h: ImageHashes) -> bool:
     return PDQ.min_quality is None or h.pdq_quality >= PDQ.min_quality
 
 
-def contributions(h: ImageHashes, labels: tuple[str, ...], reference: str | None) -> list[NewHash]:
-    """The hashes of an image to store, digests always, perceptual ones if usable."""
+def contributions(
+    h: ImageHashes,
+    labels: tuple[str, ...],
+    reference: str | None,
+    variants: tuple[NewVariant, ...] = (),
+) -> list[NewHash]:
+    """The hashes of an image to store, digests always, perceptual ones if usable; the
+    PDQ row carries `variants` (see `image_contributions`)."""
     items = []
     if usable_perceptual(h):
-        items.append(NewHash(PDQ.name, h.pdq, labels, h.pdq_quality, reference))
+        items.append(NewHash(PDQ.name, h.pdq, labels, h.pdq_quality, reference, variants=variants))
         items.append(NewHash(PHASH.name, h.phash, labels, None, reference))
     items.append(NewHash(MD5.name, h.md5, labels, None, reference))
     items.append(NewHash(SHA256.name, h.sha256, labels, None, reference))
     return items
+
+
+def hash_with_variants(
+    data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> tuple[ImageHashes, tuple[NewVariant, ...]]:
+    """Hash the image file `data` (errors as ingest.image.hash_image) and compute the
+    stored variants of its PDQ row, from one decode (none for a low-quality image)."""
+    decoded = decode(data, max_pixels=max_pixels)
+    h = hash_decoded(data, decoded)
+    return h, stored_variants(decoded.image, h.pdq) if usable_perceptual(h) else ()
+
+
+def image_contributions(
+    data: bytes,
+    labels: tuple[str, ...],
+    reference: str | None,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> tuple[ImageHashes, list[NewHash]]:
+    """Hash the image file `data` and give the rows to store for it: `contributions`
+    with the PDQ row's stored variants."""
+    h, variants = hash_with_variants(data, max_pixels=max_pixels)
+    return h, contributions(h, labels, reference, variants)
 
 
 def queries(

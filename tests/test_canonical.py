@@ -135,3 +135,35 @@ def test_greyscale_pictures_are_handled(photo: Image.Image) -> None:
     w, h = photo.size
     image = on_canvas(photo, (w, h + 200), (0, 100), "black").convert("L")
     assert_near(content_box(image), Box(0, 100, w, 100 + h))
+
+
+def starfield(width: int, height: int, seed: int = 5) -> Image.Image:
+    """A dark picture with small bright dots: no solid block for the opening to keep."""
+    rng = np.random.default_rng(seed)
+    sky = rng.integers(0, 18, (height, width, 3)).astype(np.uint8)
+    for y, x in zip(rng.integers(0, height, 400), rng.integers(0, width, 400), strict=True):
+        sky[max(0, y - 1) : y + 2, max(0, x - 1) : x + 2] = rng.integers(120, 256, 3)
+    return Image.fromarray(sky)
+
+
+@pytest.mark.parametrize("pillarbox", [False, True], ids=["letterbox", "pillarbox"])
+def test_a_dark_picture_in_bars_of_its_own_colour_is_found_by_its_bars(pillarbox: bool) -> None:
+    stars = starfield(420, 300)
+    if pillarbox:
+        image, expected = on_canvas(stars, (740, 300), (160, 0), "black"), Box(160, 0, 580, 300)
+    else:
+        image, expected = on_canvas(stars, (420, 760), (0, 230), "black"), Box(0, 230, 420, 530)
+    assert_near(content_box(image), expected, tolerance=1)
+
+
+def test_dark_bars_on_one_side_only_are_not_taken_for_a_letterbox() -> None:
+    stars = starfield(420, 300)
+    assert content_box(on_canvas(stars, (420, 500), (0, 200), "black")) is None
+
+
+def test_edges_are_found_to_the_pixel_on_a_large_picture(photo: Image.Image) -> None:
+    """The analysis copy is 256 pixels; the box is placed on the full-size picture."""
+    w, h = photo.size
+    big = photo.resize((3 * w, 3 * h))
+    image = on_canvas(big, (3 * w + 2 * 157, 3 * h), (157, 0), "black")
+    assert_near(content_box(image), Box(157, 0, 157 + 3 * w, 3 * h), tolerance=1)

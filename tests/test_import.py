@@ -64,6 +64,22 @@ def test_a_folder_is_imported_once_with_duplicates_and_failures_reported(
     assert labels == {("attack_footage",)}
 
 
+def test_imported_images_store_their_variants_like_any_contribution(
+    store: Store, ops: Member, collection: Path
+) -> None:
+    """The crop windows (hashdb/variants.py) are hashed in the worker processes."""
+    job = start_or_resume(store, ops.id, str(collection), (), plan_files(collection, (), None))
+    with open_pool(1) as pool:
+        run_import(store, job, collection, pool)
+    with store.engine.connect() as conn:
+        parents = conn.execute(
+            select(func.count(func.distinct(hashes.c.derived_from))).where(
+                hashes.c.derived_from.is_not(None)
+            )
+        ).scalar_one()
+    assert parents == 5  # the PDQ row of each distinct image
+
+
 def test_importing_again_stores_nothing_twice(store: Store, ops: Member, collection: Path) -> None:
     for _ in range(2):
         job = start_or_resume(store, ops.id, str(collection), (), plan_files(collection, (), None))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,9 +22,10 @@ from ingest.probes import (
     THRESHOLDS,
     ProbeKind,
     ProbeOptions,
-    content_contribution,
     probe_queries,
+    stored_variants,
 )
+from ingest.records import image_contributions
 
 MAX_PIXELS = 10**8
 
@@ -83,10 +85,9 @@ def matcher(store: Store) -> Matcher:
 
 
 def store_image(store: Store, member: Member, data: bytes, reference: str) -> None:
-    h = hash_image(data)
-    rows = [NewHash(PDQ.name, h.pdq, (), h.pdq_quality, reference)]
-    extra = content_contribution(data, (), reference, max_pixels=MAX_PIXELS)
-    store.hashes.add(member.id, rows + ([extra] if extra else []))
+    """Store an image's PDQ row with its stored variants, as a contribution does."""
+    _, rows = image_contributions(data, (), reference, max_pixels=MAX_PIXELS)
+    store.hashes.add(member.id, [r for r in rows if r.signal_type == PDQ.name])
 
 
 def test_the_probe_set_is_bounded_named_and_starts_with_the_whole_image(
@@ -127,7 +128,31 @@ def test_every_probe_carries_its_own_threshold_into_the_query(photo: Image.Image
 
 def test_the_whole_probe_is_the_hash_stored_for_the_same_file(photo: Image.Image) -> None:
     data = jpeg(photo)
-    assert probe_queries(data, FULL).hashes == hash_image(data, dihedral=True)
+    probed = probe_queries(data, FULL).hashes
+    assert replace(probed, dihedral=()) == hash_image(data)
+
+
+@pytest.mark.parametrize(
+    ("form", "transpose"),
+    [
+        ("flip_x", Image.Transpose.FLIP_TOP_BOTTOM),
+        ("rotate180", Image.Transpose.ROTATE_180),
+        ("rotate270", Image.Transpose.ROTATE_270),
+        ("transverse", Image.Transpose.TRANSVERSE),
+        ("flip_y", Image.Transpose.FLIP_LEFT_RIGHT),
+    ],
+)
+def test_a_dihedral_probe_is_within_a_few_bits_of_the_turned_picture(
+    testdata: Path, form: str, transpose: Image.Transpose
+) -> None:
+    """pdqhash derives the forms from one downsample that is not symmetric top to
+    bottom; the forms that flip vertically come from the flipped picture instead."""
+    photo = Image.open(testdata / "pdq" / "bridge-mods" / "aaa-orig.jpg").convert("RGB")
+    odd = photo.crop((81, 64, 1509, 817)).resize((351, 185))  # pdqhash's forms: 34 bits off
+    probes = {p.name: p.pdq for p in probe_queries(jpeg(odd), FULL).probes}
+    turned = hash_image(jpeg(odd.transpose(transpose))).pdq
+    distance = (int.from_bytes(probes[form]) ^ int.from_bytes(turned)).bit_count()
+    assert distance <= 16
 
 
 def test_low_detail_probes_are_left_out_and_never_loose() -> None:
@@ -138,7 +163,7 @@ def test_low_detail_probes_are_left_out_and_never_loose() -> None:
     probed = probe_queries(data, FULL)
     assert all(p.quality >= 50 for p in probed.probes[1:])
     assert "content" not in {p.name for p in probed.probes}
-    assert content_contribution(data, (), None, max_pixels=MAX_PIXELS) is None
+    assert "content" not in {v.name for v in stored_variants(captioned(flat), b"")}
 
 
 def test_a_threshold_above_31_only_applies_to_detailed_probes(photo: Image.Image) -> None:
@@ -214,12 +239,12 @@ def test_a_copy_showing_10_percent_more_than_the_stored_crop_matches_by_a_crop_p
     assert [(m.record.reference, m.variant) for m in full.matches] == [("cropped", "crop_c90")]
 
 
-def test_a_stored_meme_matches_the_clean_picture_through_its_content_row(
+def test_a_stored_meme_matches_the_clean_picture_through_its_stored_content_region(
     store: Store, member: Member, matcher: Matcher, photo: Image.Image
 ) -> None:
     store_image(store, member, jpeg(captioned(photo)), "meme")
     (result,) = matcher.match([probe_queries(jpeg(photo), PLAIN).pdq_query()])
-    assert [(m.record.reference, m.variant) for m in result.matches] == [("meme", None)]
+    assert [(m.record.reference, m.variant) for m in result.matches] == [("meme", "stored:content")]
 
 
 def test_unrelated_pictures_do_not_match(

@@ -64,8 +64,10 @@ class Freshness:
 
 def holdings(engine: Engine) -> Holdings:
     labels_text = cast(hashes.c.labels, Text)
-    query = select(hashes.c.signal_type, hashes.c.status, labels_text, func.count()).group_by(
-        hashes.c.signal_type, hashes.c.status, labels_text
+    query = (
+        select(hashes.c.signal_type, hashes.c.status, labels_text, func.count())
+        .where(hashes.c.derived_from.is_(None))  # stored variants are internal
+        .group_by(hashes.c.signal_type, hashes.c.status, labels_text)
     )
     by_type: Counter[str] = Counter()
     by_status: Counter[str] = Counter()

@@ -56,8 +56,7 @@ def add(
     as_json: bool,
 ) -> None:
     """Add image files, folders or hashes (TYPE:HEX) to the database, active at once."""
-    from ingest.image import hash_image_file
-    from ingest.records import contributions, usable_perceptual
+    from ingest.records import image_contributions, usable_perceptual
 
     db = open_db()
     try:
@@ -72,11 +71,11 @@ def add(
                 rows.append(_added(db, member, item.text, new))
                 continue
             try:
-                h = hash_image_file(item)
+                h, items = image_contributions(item.read_bytes(), labels, reference or item.name)
             except (HashdbError, OSError) as exc:
                 rows.append(_file_error(item, exc))
                 continue
-            row = _added(db, member, str(item), contributions(h, labels, reference or item.name))
+            row = _added(db, member, str(item), items)
             if not usable_perceptual(h):
                 row["warning"] = f"pdq quality {h.pdq_quality} < 50: only digests added"
             rows.append(row)

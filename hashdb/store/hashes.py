@@ -7,6 +7,17 @@ appends to the change log in the same transaction, so the log and the table neve
 disagree. Each status change (creation included) is also written to
 `hash_transitions` with who, when and why; which changes are allowed is a workflow
 rule (hashdb/workflow/vetting.py), not a storage one.
+
+A contributed image may also store *variants*: PDQ rows derived from its own PDQ
+row (its content region, crop windows; hashdb/variants.py), so that a re-upload
+showing less than the stored picture still lands near one of its hashes. A derived
+row points at its parent (`derived_from`) and names its kind (`variant`); it is
+stored with the parent in one transaction, with the parent's contributor, labels,
+reference, expiry and status, and it follows the parent: every status change of
+the parent moves its derived rows too, with change-log entries (so the index adds
+or drops them) but no history of their own (the parent's history is theirs).
+Re-contributing an image adds only the variants its row does not hold yet.
+Derived rows are internal: listings, counts and the export feed leave them out.
 """
 
 from __future__ import annotations
@@ -48,6 +59,15 @@ class ChangeOp(enum.StrEnum):
 
 
 @dataclass(frozen=True)
+class NewVariant:
+    """A hash derived from a contributed one (same signal type), stored with it."""
+
+    name: str  # its kind, as hashdb/variants.py names them ("content", "crop_c90", ...)
+    value: bytes
+    quality: int | None = None
+
+
+@dataclass(frozen=True)
 class NewHash:
     signal_type: str
     value: bytes
@@ -56,6 +76,7 @@ class NewHash:
     reference: str | None = None
     expires_at: datetime | None = None  # never matched from then on
     incident_id: int | None = None  # contributed under this crisis incident
+    variants: tuple[NewVariant, ...] = ()  # stored as rows derived from this one
 
 
 @dataclass(frozen=True)
@@ -72,6 +93,8 @@ class HashRecord:
     updated_at: datetime
     expires_at: datetime | None = None
     incident_id: int | None = None
+    derived_from: int | None = None  # the parent row of a stored variant
+    variant: str | None = None  # the variant's kind (hashdb/variants.py)
 
     def expired(self, at: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= at
@@ -97,6 +120,8 @@ def _record(row: RowMapping) -> HashRecord:
         updated_at=utc(row["updated_at"]),
         expires_at=utc(row["expires_at"]) if row["expires_at"] else None,
         incident_id=row["incident_id"],
+        derived_from=row["derived_from"],
+        variant=row["variant"],
     )
 
 
@@ -173,10 +198,13 @@ class HashStore:
         reason: str | None = None,
     ) -> list[Added]:
         """`add` inside the caller's transaction (so related rows commit together).
-        New rows get a creation entry in the history, credited to the contributor."""
+        New rows get a creation entry in the history, credited to the contributor;
+        each item's variants are stored as rows derived from it (see the module
+        docstring), once."""
         at = now()
         lock_change_log(conn)
         known = self._existing(conn, contributor_id, items)
+        known.update(self._promote(conn, contributor_id, items, known, at))
         fresh: dict[tuple[str, bytes], NewHash] = {}
         for item in items:
             key = (item.signal_type, item.value)
@@ -221,22 +249,151 @@ class HashStore:
                 reported.add(key)
             else:
                 results.append(Added(known.get(key) or created[key], False))
+        self._add_variants(conn, contributor_id, items, {**known, **created}, at)
         return results
 
     @staticmethod
     def _existing(
         conn: Connection, contributor_id: int, items: Sequence[NewHash]
     ) -> dict[tuple[str, bytes], int]:
+        """The contributor's own (not derived) rows among `items`."""
         found: dict[tuple[str, bytes], int] = {}
         values = sorted({h.value for h in items})
         for part in _chunks(values):
             rows = conn.execute(
                 select(hashes.c.id, hashes.c.signal_type, hashes.c.value).where(
-                    hashes.c.contributor_id == contributor_id, hashes.c.value.in_(part)
+                    hashes.c.contributor_id == contributor_id,
+                    hashes.c.value.in_(part),
+                    hashes.c.derived_from.is_(None),
                 )
             )
             for hash_id, signal_type, value in rows:
                 found[(signal_type, bytes(value))] = hash_id
+        return found
+
+    @staticmethod
+    def _promote(
+        conn: Connection,
+        contributor_id: int,
+        items: Sequence[NewHash],
+        known: dict[tuple[str, bytes], int],
+        at: datetime,
+    ) -> dict[tuple[str, bytes], int]:
+        """Derived rows of the contributor whose value it now contributes in its own
+        right become ordinary rows (one row per value and contributor), keeping their
+        status; the change log tells the export feed."""
+        wanted = {(h.signal_type, h.value) for h in items} - set(known)
+        found: dict[tuple[str, bytes], int] = {}
+        for part in _chunks(sorted({value for _, value in wanted})):
+            rows = conn.execute(
+                select(hashes.c.id, hashes.c.signal_type, hashes.c.value).where(
+                    hashes.c.contributor_id == contributor_id,
+                    hashes.c.value.in_(part),
+                    hashes.c.derived_from.is_not(None),
+                )
+            )
+            for hash_id, signal_type, value in rows:
+                if (signal_type, bytes(value)) in wanted:
+                    found[(signal_type, bytes(value))] = hash_id
+        if found:
+            ids = sorted(found.values())
+            conn.execute(
+                update(hashes)
+                .where(hashes.c.id.in_(ids))
+                .values(derived_from=None, variant=None, updated_at=at)
+            )
+            log_changes(conn, ids, ChangeOp.UPDATE)
+        return found
+
+    @staticmethod
+    def _add_variants(
+        conn: Connection,
+        contributor_id: int,
+        items: Sequence[NewHash],
+        ids: dict[tuple[str, bytes], int],
+        at: datetime,
+    ) -> None:
+        """Store the variants of `items` that their parent rows do not hold yet, as
+        copies of the parent's contributor, labels, reference, expiry and status. A
+        variant whose value the contributor already has in another row is skipped:
+        that row matches it already."""
+        wanted: dict[int, dict[str, NewVariant]] = {}
+        for item in items:
+            for v in item.variants:
+                parent = ids[(item.signal_type, item.value)]
+                wanted.setdefault(parent, {}).setdefault(v.name, v)
+        if not wanted:
+            return
+        parents: dict[int, RowMapping] = {}
+        held: set[tuple[int, str]] = set()
+        for part in _chunks(sorted(wanted)):
+            parents.update(
+                (row["id"], row)
+                for row in conn.execute(select(hashes).where(hashes.c.id.in_(part))).mappings()
+            )
+            held.update(
+                (int(parent), str(name))
+                for parent, name in conn.execute(
+                    select(hashes.c.derived_from, hashes.c.variant).where(
+                        hashes.c.derived_from.in_(part)
+                    )
+                )
+            )
+        values = sorted({v.value for by_name in wanted.values() for v in by_name.values()})
+        taken: set[tuple[str, bytes]] = set()
+        for part in _chunks(values):
+            taken.update(
+                (signal_type, bytes(value))
+                for signal_type, value in conn.execute(
+                    select(hashes.c.signal_type, hashes.c.value).where(
+                        hashes.c.contributor_id == contributor_id, hashes.c.value.in_(part)
+                    )
+                )
+            )
+        rows = []
+        for parent_id, by_name in sorted(wanted.items()):
+            p = parents[parent_id]
+            for name, v in by_name.items():
+                key = (p["signal_type"], v.value)
+                if (parent_id, name) in held or key in taken:
+                    continue
+                taken.add(key)
+                rows.append(
+                    {
+                        "signal_type": p["signal_type"],
+                        "value": v.value,
+                        "quality": v.quality,
+                        "labels": list(p["labels"]),
+                        "contributor_id": contributor_id,
+                        "status": p["status"],
+                        "reference": p["reference"],
+                        "created_at": at,
+                        "updated_at": at,
+                        "expires_at": p["expires_at"],
+                        "incident_id": p["incident_id"],
+                        "derived_from": parent_id,
+                        "variant": name,
+                    }
+                )
+        if rows:
+            derived = (
+                conn.execute(
+                    insert(hashes).returning(hashes.c.id, sort_by_parameter_order=True), rows
+                )
+                .scalars()
+                .all()
+            )
+            log_changes(conn, derived, ChangeOp.ADD)
+
+    @staticmethod
+    def derived_in(conn: Connection, parent_ids: Iterable[int]) -> list[int]:
+        """The ids of the rows derived from `parent_ids`, inside the caller's
+        transaction."""
+        found: list[int] = []
+        for part in _chunks(sorted(set(parent_ids))):
+            found += conn.execute(
+                select(hashes.c.id).where(hashes.c.derived_from.in_(part)).order_by(hashes.c.id)
+            ).scalars()
         return found
 
     def get(self, hash_id: int) -> HashRecord:
@@ -337,17 +494,19 @@ class HashStore:
         reason: str | None = None,
     ) -> dict[int, Status]:
         """`set_status` inside the caller's transaction; returns the previous statuses.
-        Ids whose status really changes get a history entry."""
+        Ids whose status really changes get a history entry; the rows derived from
+        them move with them (change-log entries, no history)."""
         op = ChangeOp.UPDATE if status in MATCHABLE else ChangeOp.REMOVE
         lock_change_log(conn)
         before = self.current_status_in(conn, hash_ids)
-        for part in _chunks(sorted(before)):
+        derived = [i for i in self.derived_in(conn, before) if i not in before]
+        for part in _chunks([*sorted(before), *derived]):
             conn.execute(
                 update(hashes)
                 .where(hashes.c.id.in_(part))
                 .values(status=status.value, updated_at=now())
             )
-        log_changes(conn, hash_ids, op)
+        log_changes(conn, [*hash_ids, *derived], op)
         moved = [(i, old, status) for i, old in sorted(before.items()) if old is not status]
         record_transitions(conn, moved, actor_id, reason)
         return before

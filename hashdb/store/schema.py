@@ -161,6 +161,17 @@ import_files = Table(
 hashes.append_column(Column("expires_at", DateTime(timezone=True), nullable=True))
 hashes.append_column(Column("incident_id", BigInteger, nullable=True))
 
+# Stored variants (migration 0005): a PDQ row derived from a contributed image's own
+# PDQ row (its content region, a crop window), so that a re-upload showing less
+# than the stored picture still lands near one of its hashes. `derived_from` is the
+# parent row, `variant` the variant's name (hashdb/variants.py). Derived rows are
+# internal: they follow the parent's status and never appear in listings, counts
+# or the export feed.
+hashes.append_column(
+    Column("derived_from", BigInteger, ForeignKey("hashes.id"), nullable=True, index=True)
+)
+hashes.append_column(Column("variant", String(32), nullable=True))
+
 # The label taxonomy; `value_kind` says whether a label takes a `:value` suffix
 # ("none", "optional", "required"), e.g. `terrorist_entity:<name>`.
 labels = Table(

@@ -19,6 +19,11 @@ remove-by-id, ends with exactly the exported list (`replay`). Pending hashes are
 left out on purpose: a local copy should hold vetted hashes only; disputed ones
 stay in (they still match centrally) and say so in `status`.
 
+A contributed image's stored variants (PDQ rows derived from its own, see
+hashdb/store/hashes.py) are internal to this service and never exported: their
+changes are skipped (the cursor still moves past them). A follower that wants to
+match re-uploads as we do computes its own.
+
 Formats (`FeedFormat`):
 
 - `jsonl`: one JSON object per line with the fields of `FeedEntry`.
@@ -186,7 +191,11 @@ def feed(engine: Engine, since: int, limit: int = 1000) -> FeedPage:
     records = HashStore(engine).get_many(latest)
     at = now()
     entries = sorted(
-        (entry(seq, op, records[h], at) for h, (seq, op) in latest.items() if h in records),
+        (
+            entry(seq, op, records[h], at)
+            for h, (seq, op) in latest.items()
+            if h in records and records[h].derived_from is None
+        ),
         key=lambda e: e.seq,
     )
     return FeedPage(entries, int(rows[-1][0]), len(rows) == limit)

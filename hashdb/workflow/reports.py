@@ -157,7 +157,7 @@ def _holdings(conn: Connection, end: datetime, scope: int | None) -> dict[str, A
             func.count(),
         )
         .join(members, members.c.id == hashes.c.contributor_id)
-        .where(hashes.c.created_at < end)
+        .where(hashes.c.created_at < end, hashes.c.derived_from.is_(None))
         .group_by(hashes.c.signal_type, hashes.c.status, members.c.name, labels_text)
     )
     if scope is not None:
@@ -317,7 +317,7 @@ def _incidents(
     found = list(rows)
     count_query = (
         select(hashes.c.incident_id, func.count())
-        .where(hashes.c.incident_id.in_([r["id"] for r in found]))
+        .where(hashes.c.incident_id.in_([r["id"] for r in found]), hashes.c.derived_from.is_(None))
         .group_by(hashes.c.incident_id)
     )
     if scope is not None:

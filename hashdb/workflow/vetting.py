@@ -22,6 +22,10 @@ transaction as the move itself.
 A hash may carry an expiry time: from then on it never matches (the matcher drops
 it at once), and `expire_due` retires it for good, which puts a tombstone in the
 export feed.
+
+A contributed image's stored variants (rows derived from its PDQ row, see
+hashdb/store/hashes.py) follow it: every move and expiry of the image's row applies
+to them in the same transaction, and they never appear in the review queue.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from datetime import datetime
 from sqlalchemy import Engine, and_, select, update
 from sqlalchemy.engine import Connection
 
-from hashdb.errors import Conflict, Forbidden, InvalidInput
+from hashdb.errors import Conflict, Forbidden, InvalidInput, NotFound
 from hashdb.store import MATCHABLE, ChangeOp, HashRecord, HashStore, Member, Role, Status
 from hashdb.store.clock import now, utc
 from hashdb.store.hashes import lock_change_log, log_changes
@@ -107,6 +111,15 @@ def move_in(
     store = HashStore(conn.engine)
     lock_change_log(conn)
     before = store.current_status_in(conn, hash_ids)
+    internal = sorted(
+        conn.execute(
+            select(hashes.c.id).where(
+                hashes.c.id.in_(sorted(before)), hashes.c.derived_from.is_not(None)
+            )
+        ).scalars()
+    )
+    if internal:  # a stored variant moves with its image, never by itself
+        raise NotFound(f"no hash with id {internal[0]}", ids=internal)
     refused = sorted(
         i
         for i, s in before.items()
@@ -209,10 +222,11 @@ def set_expiry(
             raise Forbidden("only admins or the contributor may set a hash's expiry")
         if status not in MATCHABLE:
             raise Conflict(f"hash {hash_id} is {status.value}: it no longer matches")
+        moved = [hash_id, *store.derived_in(conn, [hash_id])]
         conn.execute(
-            update(hashes).where(hashes.c.id == hash_id).values(expires_at=when, updated_at=now())
+            update(hashes).where(hashes.c.id.in_(moved)).values(expires_at=when, updated_at=now())
         )
-        log_changes(conn, [hash_id], ChangeOp.UPDATE)
+        log_changes(conn, moved, ChangeOp.UPDATE)
         audit.append(
             conn,
             actor,
@@ -235,6 +249,7 @@ def expire_due(engine: Engine, at: datetime | None = None) -> list[int]:
                         hashes.c.expires_at.is_not(None),
                         hashes.c.expires_at <= moment,
                         hashes.c.status.in_([s.value for s in MATCHABLE]),
+                        hashes.c.derived_from.is_(None),  # they follow their parent
                     )
                 )
             ).scalars()
@@ -285,7 +300,11 @@ def queue(
         ids = list(
             conn.execute(
                 select(hashes.c.id)
-                .where(hashes.c.status == status.value, hashes.c.id > after_id)
+                .where(
+                    hashes.c.status == status.value,
+                    hashes.c.id > after_id,
+                    hashes.c.derived_from.is_(None),
+                )
                 .order_by(hashes.c.id)
                 .limit(limit)
             ).scalars()
