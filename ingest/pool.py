@@ -7,11 +7,18 @@ forked: forking a process that holds OpenCV or FAISS threads is unsafe). With a
 scheduler address the work goes to that Dask cluster instead; its workers must see
 the same file paths (shared storage), and only the coordinator writes to the
 database.
+
+A local worker exits when the process that started it dies: it waits on its task
+queue, whose write end it holds itself, so a killed `hashdb import` (SIGKILL, the
+OOM killer) would otherwise leave its workers waiting for ever.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
+import os
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from types import TracebackType
@@ -30,11 +37,27 @@ class Pool(Protocol):
     def close(self) -> None: ...
 
 
+def _exit_with_parent() -> None:
+    """Worker initializer: a thread that ends the worker when its parent dies."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    sentinel = parent.sentinel
+
+    def watch() -> None:
+        multiprocessing.connection.wait([sentinel])
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 class LocalPool:
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self._executor = ProcessPoolExecutor(
-            max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+            max_workers=workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_exit_with_parent,
         )
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:

@@ -174,6 +174,20 @@ def _done_count(store: Store, job_id: int) -> int:
         )
 
 
+def _children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()]
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting to be reaped."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def test_an_import_killed_midway_finishes_when_run_again(
     db_url: str, tmp_path: Path, store: Store
 ) -> None:
@@ -193,8 +207,15 @@ def test_an_import_killed_midway_finishes_when_run_again(
             if _done_count(store, job_id) >= 3:
                 break
         time.sleep(0.05)
+    workers = _children(first.pid)
+    assert workers  # the hashing pool (and multiprocessing's resource tracker)
     first.send_signal(signal.SIGKILL)
     first.wait()
+    # Its workers do not outlive it.
+    deadline = time.monotonic() + 10
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_running(pid) for pid in workers)
     assert job_id is not None
     interrupted = store.imports.get(job_id)
     assert interrupted.status is JobStatus.RUNNING and interrupted.counts.pending > 0
