@@ -50,7 +50,7 @@ class Settings(BaseSettings):
         "a change is seen by the next request in every worker and on every server.",
     )
     count_flush_seconds: float = Field(
-        default=1.0,
+        default=5.0,
         ge=0.0,
         le=60.0,
         description="How often, in seconds, a process writes the match counts it "

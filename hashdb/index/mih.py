@@ -420,4 +420,7 @@ class MIHIndex:
 
 def _hits(lims: npt.NDArray[np.int64], ids: Ids, dists: npt.NDArray[np.int32]) -> list[SearchHits]:
     bounds = lims.tolist()
-    return [SearchHits(ids[a:b], dists[a:b]) for a, b in itertools.pairwise(bounds)]
+    none = SearchHits(ids[:0], dists[:0])  # shared by the queries that found nothing
+    return [
+        SearchHits(ids[a:b], dists[a:b]) if b > a else none for a, b in itertools.pairwise(bounds)
+    ]
