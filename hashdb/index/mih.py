@@ -44,12 +44,14 @@ row: 6.9 of 16 tables hit, 9.6 pairs are filtered, 0.2 verified. (Pushing filter
 survivors to a list branch-free, or keeping a bucket's first two entries inline with
 its slot, measured slower.)
 Full benchmark (`.venv/bin/python -m benchmarks.index --size 1000000 --queries
-2000`, two runs on a quiet machine): batched 17,312 and 20,838 q/s against FAISS
+2000`, two runs on a busy machine): batched 17,312 and 20,838 q/s against FAISS
 flat's 995 and 1,113 (17.4x, 18.7x; before this change 9.3x-12.9x); by batch size in
 the second run 1: 7,857, 100: 4,912 (PROBE), 500: 14,296, 1000: 18,468, 2000: 21,839
 (JOIN), so the cost model (`JOIN_ROW_NS` in `layout.py`) switches to JOIN from about
 450 queries. Standalone, searches and FAISS alternating in one process (median of 5
-each, 3 rounds): 20.1x, 21.9x, 22.4x.
+each, 3 rounds): 20.1x, 21.9x, 22.4x. On a quiet machine (`--repeat 5`): 34,880 q/s
+against FAISS flat's 1,777 (19.6x), PDQIndex2's 30 (1,169x); single query p50
+0.17 ms, p99 0.33 ms.
 The join needs no memory
 beyond the batch's own tables: per stored hash the index holds what PROBE needs,
 109 bytes at 1M and 105.4 at 10M (32 code, 8 id, 1 live flag, 64 table rows, plus

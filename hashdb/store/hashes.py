@@ -239,8 +239,7 @@ class HashStore:
         docstring), once."""
         at = now()
         lock_change_log(conn)
-        known = self._existing(conn, contributor_id, items)
-        known.update(self._promote(conn, contributor_id, items, known, at))
+        known = self._existing(conn, contributor_id, items, at)
         fresh: dict[tuple[str, bytes], NewHash] = {}
         for item in items:
             key = (item.signal_type, item.value)
@@ -291,55 +290,34 @@ class HashStore:
 
     @staticmethod
     def _existing(
-        conn: Connection, contributor_id: int, items: Sequence[NewHash]
+        conn: Connection, contributor_id: int, items: Sequence[NewHash], at: datetime
     ) -> dict[tuple[str, bytes], int]:
-        """The contributor's own (not derived) rows among `items`."""
+        """The contributor's rows holding `items`' values. A derived one among them
+        (a stored variant of another of its images) becomes an ordinary row, as the
+        contributor now contributes that value in its own right (one row per value
+        and contributor), keeping its status; the change log tells the export feed."""
         found: dict[tuple[str, bytes], int] = {}
+        promoted: list[int] = []
         for signal_type, part in _values_by_type((h.signal_type, h.value) for h in items):
             rows = conn.execute(
-                select(hashes.c.id, hashes.c.value).where(
+                select(hashes.c.id, hashes.c.value, hashes.c.derived_from).where(
                     hashes.c.signal_type == signal_type,
                     hashes.c.value.in_(part),
                     hashes.c.contributor_id == contributor_id,
-                    hashes.c.derived_from.is_(None),
                 )
             )
-            for hash_id, value in rows:
+            for hash_id, value, derived_from in rows:
                 found[(signal_type, bytes(value))] = hash_id
-        return found
-
-    @staticmethod
-    def _promote(
-        conn: Connection,
-        contributor_id: int,
-        items: Sequence[NewHash],
-        known: dict[tuple[str, bytes], int],
-        at: datetime,
-    ) -> dict[tuple[str, bytes], int]:
-        """Derived rows of the contributor whose value it now contributes in its own
-        right become ordinary rows (one row per value and contributor), keeping their
-        status; the change log tells the export feed."""
-        wanted = {(h.signal_type, h.value) for h in items} - set(known)
-        found: dict[tuple[str, bytes], int] = {}
-        for signal_type, part in _values_by_type(wanted):
-            rows = conn.execute(
-                select(hashes.c.id, hashes.c.value).where(
-                    hashes.c.signal_type == signal_type,
-                    hashes.c.value.in_(part),
-                    hashes.c.contributor_id == contributor_id,
-                    hashes.c.derived_from.is_not(None),
-                )
-            )
-            for hash_id, value in rows:
-                found[(signal_type, bytes(value))] = hash_id
-        if found:
-            ids = sorted(found.values())
+                if derived_from is not None:
+                    promoted.append(hash_id)
+        if promoted:
+            promoted.sort()
             conn.execute(
                 update(hashes)
-                .where(hashes.c.id.in_(ids))
+                .where(hashes.c.id.in_(promoted))
                 .values(derived_from=None, variant=None, updated_at=at)
             )
-            log_changes(conn, ids, ChangeOp.UPDATE)
+            log_changes(conn, promoted, ChangeOp.UPDATE)
         return found
 
     @staticmethod
