@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PIL import Image
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -31,6 +32,15 @@ def testdata() -> Path:
     if not TESTDATA.is_dir():
         pytest.fail(f"test data not found at {TESTDATA}")
     return TESTDATA
+
+
+@pytest.fixture(scope="session")
+def bridge_picture(testdata: Path) -> Image.Image:
+    """The bridge photo of the test data, at most 600 pixels a side (read, never
+    changed: crop or copy it)."""
+    image = Image.open(testdata / "pdq" / "bridge-mods" / "aaa-orig.jpg").convert("RGB")
+    image.thumbnail((600, 600))
+    return image
 
 
 @pytest.fixture(scope="session")

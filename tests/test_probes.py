@@ -67,13 +67,6 @@ def crop(picture: Image.Image, keep: float) -> Image.Image:
     return picture.crop((round(x), round(y), round(w - x), round(h - y)))
 
 
-@pytest.fixture(scope="module")
-def photo(testdata: Path) -> Image.Image:
-    image = Image.open(testdata / "pdq" / "bridge-mods" / "aaa-orig.jpg").convert("RGB")
-    image.thumbnail((600, 600))
-    return image
-
-
 @pytest.fixture
 def member(store: Store) -> Member:
     return store.members.create("A", Role.ADMIN)[0]
@@ -91,9 +84,9 @@ def store_image(store: Store, member: Member, data: bytes, reference: str) -> No
 
 
 def test_the_probe_set_is_bounded_named_and_starts_with_the_whole_image(
-    photo: Image.Image,
+    bridge_picture: Image.Image,
 ) -> None:
-    probed = probe_queries(jpeg(captioned(photo)), FULL)
+    probed = probe_queries(jpeg(captioned(bridge_picture)), FULL)
     names = [p.name for p in probed.probes]
     assert names[0] == "whole"
     assert len(names) == len(set(names)) <= MAX_PROBES
@@ -103,8 +96,8 @@ def test_the_probe_set_is_bounded_named_and_starts_with_the_whole_image(
     assert probed.content is not None
 
 
-def test_options_choose_the_probe_kinds(photo: Image.Image) -> None:
-    data = jpeg(captioned(photo))
+def test_options_choose_the_probe_kinds(bridge_picture: Image.Image) -> None:
+    data = jpeg(captioned(bridge_picture))
     assert [p.name for p in probe_queries(data, PLAIN).probes] == ["whole"]
     default = {p.name for p in probe_queries(data, DEFAULT).probes}
     assert "content" in default and "flip_y" in default
@@ -115,8 +108,8 @@ def test_options_choose_the_probe_kinds(photo: Image.Image) -> None:
         ProbeOptions.of(["rotate"])
 
 
-def test_every_probe_carries_its_own_threshold_into_the_query(photo: Image.Image) -> None:
-    probed = probe_queries(jpeg(captioned(photo)), FULL)
+def test_every_probe_carries_its_own_threshold_into_the_query(bridge_picture: Image.Image) -> None:
+    probed = probe_queries(jpeg(captioned(bridge_picture)), FULL)
     query = probed.pdq_query()
     assert query.value == probed.hashes.pdq and query.threshold is None
     for variant in query.variants:
@@ -126,8 +119,8 @@ def test_every_probe_carries_its_own_threshold_into_the_query(photo: Image.Image
     assert all(isinstance(v, Probe) and v.threshold == 20 for v in capped.variants)
 
 
-def test_the_whole_probe_is_the_hash_stored_for_the_same_file(photo: Image.Image) -> None:
-    data = jpeg(photo)
+def test_the_whole_probe_is_the_hash_stored_for_the_same_file(bridge_picture: Image.Image) -> None:
+    data = jpeg(bridge_picture)
     probed = probe_queries(data, FULL).hashes
     assert replace(probed, dihedral=()) == hash_image(data)
 
@@ -147,8 +140,10 @@ def test_a_dihedral_probe_is_within_a_few_bits_of_the_turned_picture(
 ) -> None:
     """pdqhash derives the forms from one downsample that is not symmetric top to
     bottom; the forms that flip vertically come from the flipped picture instead."""
-    photo = Image.open(testdata / "pdq" / "bridge-mods" / "aaa-orig.jpg").convert("RGB")
-    odd = photo.crop((81, 64, 1509, 817)).resize((351, 185))  # pdqhash's forms: 34 bits off
+    bridge_picture = Image.open(testdata / "pdq" / "bridge-mods" / "aaa-orig.jpg").convert("RGB")
+    odd = bridge_picture.crop((81, 64, 1509, 817)).resize(
+        (351, 185)
+    )  # pdqhash's forms: 34 bits off
     probes = {p.name: p.pdq for p in probe_queries(jpeg(odd), FULL).probes}
     turned = hash_image(jpeg(odd.transpose(transpose))).pdq
     distance = (int.from_bytes(probes[form]) ^ int.from_bytes(turned)).bit_count()
@@ -166,9 +161,9 @@ def test_low_detail_probes_are_left_out_and_never_loose() -> None:
     assert "content" not in {v.name for v in stored_variants(captioned(flat), b"")}
 
 
-def test_a_threshold_above_31_only_applies_to_detailed_probes(photo: Image.Image) -> None:
+def test_a_threshold_above_31_only_applies_to_detailed_probes(bridge_picture: Image.Image) -> None:
     loose = ProbeOptions(frozenset(ProbeKind), thresholds=dict.fromkeys(THRESHOLDS, 45))
-    for probe in probe_queries(jpeg(captioned(photo)), loose).probes[1:]:
+    for probe in probe_queries(jpeg(captioned(bridge_picture)), loose).probes[1:]:
         assert probe.threshold == (45 if probe.quality >= 80 else 31)
 
 
@@ -209,15 +204,15 @@ def test_an_edited_copy_matches_the_stored_original_and_names_the_probe(
     store: Store,
     member: Member,
     matcher: Matcher,
-    photo: Image.Image,
+    bridge_picture: Image.Image,
     edit: Callable[[Image.Image], Image.Image],
     variants: set[str],
 ) -> None:
-    store_image(store, member, jpeg(photo), "original")
+    store_image(store, member, jpeg(bridge_picture), "original")
     plain, full = matcher.match(
         [
-            probe_queries(jpeg(edit(photo)), PLAIN).pdq_query(),
-            probe_queries(jpeg(edit(photo))).pdq_query(),
+            probe_queries(jpeg(edit(bridge_picture)), PLAIN).pdq_query(),
+            probe_queries(jpeg(edit(bridge_picture))).pdq_query(),
         ]
     )
     assert plain.matches == []  # plain PDQ misses it
@@ -226,13 +221,13 @@ def test_an_edited_copy_matches_the_stored_original_and_names_the_probe(
 
 
 def test_a_copy_showing_10_percent_more_than_the_stored_crop_matches_by_a_crop_probe(
-    store: Store, member: Member, matcher: Matcher, photo: Image.Image
+    store: Store, member: Member, matcher: Matcher, bridge_picture: Image.Image
 ) -> None:
-    store_image(store, member, jpeg(crop(photo, 0.9)), "cropped")
+    store_image(store, member, jpeg(crop(bridge_picture, 0.9)), "cropped")
     plain, full = matcher.match(
         [
-            probe_queries(jpeg(photo), PLAIN).pdq_query(),
-            probe_queries(jpeg(photo), FULL).pdq_query(),
+            probe_queries(jpeg(bridge_picture), PLAIN).pdq_query(),
+            probe_queries(jpeg(bridge_picture), FULL).pdq_query(),
         ]
     )
     assert plain.matches == []
@@ -240,17 +235,17 @@ def test_a_copy_showing_10_percent_more_than_the_stored_crop_matches_by_a_crop_p
 
 
 def test_a_stored_meme_matches_the_clean_picture_through_its_stored_content_region(
-    store: Store, member: Member, matcher: Matcher, photo: Image.Image
+    store: Store, member: Member, matcher: Matcher, bridge_picture: Image.Image
 ) -> None:
-    store_image(store, member, jpeg(captioned(photo)), "meme")
-    (result,) = matcher.match([probe_queries(jpeg(photo), PLAIN).pdq_query()])
+    store_image(store, member, jpeg(captioned(bridge_picture)), "meme")
+    (result,) = matcher.match([probe_queries(jpeg(bridge_picture), PLAIN).pdq_query()])
     assert [(m.record.reference, m.variant) for m in result.matches] == [("meme", "stored:content")]
 
 
 def test_unrelated_pictures_do_not_match(
-    store: Store, member: Member, matcher: Matcher, photo: Image.Image, testdata: Path
+    store: Store, member: Member, matcher: Matcher, bridge_picture: Image.Image, testdata: Path
 ) -> None:
-    store_image(store, member, jpeg(captioned(photo)), "meme")
+    store_image(store, member, jpeg(captioned(bridge_picture)), "meme")
     others = sorted((testdata / "pdq" / "reference" / "labelme-subset").glob("*.jpg"))
     results = matcher.match([probe_queries(p.read_bytes(), FULL).pdq_query() for p in others])
     assert [r.matches for r in results] == [[] for _ in others]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -43,13 +42,6 @@ def jpeg(image: Image.Image, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture(scope="module")
-def photo(testdata: Path) -> Image.Image:
-    image = Image.open(testdata / "pdq" / "bridge-mods" / "aaa-orig.jpg").convert("RGB")
-    image.thumbnail((600, 600))
-    return image
-
-
 @pytest.fixture
 def db(store: Store) -> HashDB:
     return HashDB(Settings(sync_interval=0.0), store)
@@ -84,9 +76,9 @@ def derived(store: Store, parent_id: int) -> list[HashRecord]:
 
 
 def test_an_image_contribution_stores_its_crop_windows_as_rows_derived_from_its_pdq_row(
-    db: HashDB, store: Store, admin: Actor, photo: Image.Image
+    db: HashDB, store: Store, admin: Actor, bridge_picture: Image.Image
 ) -> None:
-    parent_id = contribute_image(db, admin, jpeg(photo), "case-1")
+    parent_id = contribute_image(db, admin, jpeg(bridge_picture), "case-1")
     parent = store.hashes.get(parent_id)
     rows = derived(store, parent_id)
     assert {r.variant for r in rows} <= set(STORED_KINDS)
@@ -104,10 +96,10 @@ def test_an_image_contribution_stores_its_crop_windows_as_rows_derived_from_its_
 
 
 def test_a_meme_stores_its_content_region(
-    db: HashDB, store: Store, admin: Actor, photo: Image.Image
+    db: HashDB, store: Store, admin: Actor, bridge_picture: Image.Image
 ) -> None:
-    meme = Image.new("RGB", (photo.width, photo.height + 140), "white")
-    meme.paste(photo, (0, 140))
+    meme = Image.new("RGB", (bridge_picture.width, bridge_picture.height + 140), "white")
+    meme.paste(bridge_picture, (0, 140))
     parent_id = contribute_image(db, admin, jpeg(meme), "meme")
     assert CONTENT in {r.variant for r in derived(store, parent_id)}
 
@@ -118,9 +110,9 @@ def test_a_bare_hash_has_no_variants(db: HashDB, store: Store, admin: Actor) -> 
 
 
 def test_contributing_the_same_image_again_adds_no_variants(
-    db: HashDB, store: Store, admin: Actor, photo: Image.Image
+    db: HashDB, store: Store, admin: Actor, bridge_picture: Image.Image
 ) -> None:
-    data = jpeg(photo)
+    data = jpeg(bridge_picture)
     first = contribute_image(db, admin, data, "case-1")
     before = derived(store, first)
     _, rows = image_contributions(data, ("attack_footage",), "case-1", max_pixels=MAX_PIXELS)
@@ -174,9 +166,9 @@ def test_contributing_a_value_held_as_a_variant_makes_it_a_hash_of_its_own(
 
 
 def test_retiring_an_image_retires_its_variants_and_logs_them_for_the_index(
-    db: HashDB, store: Store, admin: Actor, photo: Image.Image
+    db: HashDB, store: Store, admin: Actor, bridge_picture: Image.Image
 ) -> None:
-    parent_id = contribute_image(db, admin, jpeg(photo), "case-1")
+    parent_id = contribute_image(db, admin, jpeg(bridge_picture), "case-1")
     rows = derived(store, parent_id)
     cursor = store.changes.head()
     vetting.retire(store.engine, admin, [parent_id], "false positive")
@@ -191,9 +183,9 @@ def test_retiring_an_image_retires_its_variants_and_logs_them_for_the_index(
 
 
 def test_a_variant_cannot_be_moved_by_itself(
-    db: HashDB, store: Store, admin: Actor, photo: Image.Image
+    db: HashDB, store: Store, admin: Actor, bridge_picture: Image.Image
 ) -> None:
-    parent_id = contribute_image(db, admin, jpeg(photo), "case-1")
+    parent_id = contribute_image(db, admin, jpeg(bridge_picture), "case-1")
     variant = derived(store, parent_id)[0]
     with pytest.raises(NotFound):
         vetting.retire(store.engine, admin, [variant.id], "not a hash of its own")
@@ -201,9 +193,9 @@ def test_a_variant_cannot_be_moved_by_itself(
 
 
 def test_approving_and_expiring_an_image_move_its_variants(
-    db: HashDB, store: Store, admin: Actor, member: Actor, photo: Image.Image
+    db: HashDB, store: Store, admin: Actor, member: Actor, bridge_picture: Image.Image
 ) -> None:
-    parent_id = contribute_image(db, member, jpeg(photo), "case-1")
+    parent_id = contribute_image(db, member, jpeg(bridge_picture), "case-1")
     assert {r.status for r in derived(store, parent_id)} == {Status.PENDING}
     vetting.approve(store.engine, admin, [parent_id])
     assert {r.status for r in derived(store, parent_id)} == {Status.ACTIVE}
@@ -215,9 +207,9 @@ def test_approving_and_expiring_an_image_move_its_variants(
 
 
 def test_variants_stay_out_of_the_feed_the_queue_and_the_figures(
-    db: HashDB, store: Store, admin: Actor, member: Actor, photo: Image.Image
+    db: HashDB, store: Store, admin: Actor, member: Actor, bridge_picture: Image.Image
 ) -> None:
-    parent_id = contribute_image(db, member, jpeg(photo), "case-1")
+    parent_id = contribute_image(db, member, jpeg(bridge_picture), "case-1")
     queued = vetting.queue(store.engine, admin)
     assert parent_id in [r.id for r in queued]
     assert all(r.derived_from is None for r in queued)
@@ -231,11 +223,13 @@ def test_variants_stay_out_of_the_feed_the_queue_and_the_figures(
 
 
 def test_a_cropped_copy_matches_the_stored_image(
-    db: HashDB, store: Store, admin: Actor, photo: Image.Image
+    db: HashDB, store: Store, admin: Actor, bridge_picture: Image.Image
 ) -> None:
-    parent_id = contribute_image(db, admin, jpeg(photo), "case-1")
-    w, h = photo.size
-    cropped = photo.crop((round(0.03 * w), round(0.07 * h), round(0.93 * w), round(0.97 * h)))
+    parent_id = contribute_image(db, admin, jpeg(bridge_picture), "case-1")
+    w, h = bridge_picture.size
+    cropped = bridge_picture.crop(
+        (round(0.03 * w), round(0.07 * h), round(0.93 * w), round(0.97 * h))
+    )
     matcher = Matcher(store.hashes, store.changes, sync_interval=0.0)
     (result,) = matcher.match([probe_queries(jpeg(cropped, 85), PLAIN).pdq_query()])
     (match,) = result.matches
@@ -245,9 +239,9 @@ def test_a_cropped_copy_matches_the_stored_image(
 
 
 def test_an_uploaded_image_stores_variants_that_the_api_does_not_show(
-    api: Api, photo: Image.Image
+    api: Api, bridge_picture: Image.Image
 ) -> None:
-    body = api.upload("/v1/media", jpeg(photo), labels=["manifesto"]).json
+    body = api.upload("/v1/media", jpeg(bridge_picture), labels=["manifesto"]).json
     assert body is not None
     assert [a["signal_type"] for a in body["added"]] == ["pdq", "phash", "md5", "sha256"]
     rows = derived(api.store, body["added"][0]["id"])
