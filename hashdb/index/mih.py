@@ -49,9 +49,9 @@ flat's 995 and 1,113 (17.4x, 18.7x; before this change 9.3x-12.9x); by batch siz
 the second run 1: 7,857, 100: 4,912 (PROBE), 500: 14,296, 1000: 18,468, 2000: 21,839
 (JOIN), so the cost model (`JOIN_ROW_NS` in `layout.py`) switches to JOIN from about
 450 queries. Standalone, searches and FAISS alternating in one process (median of 5
-each, 3 rounds): 20.1x, 21.9x, 22.4x. On a quiet machine (`--repeat 5`): 34,880 q/s
-against FAISS flat's 1,777 (19.6x), PDQIndex2's 30 (1,169x); single query p50
-0.17 ms, p99 0.33 ms.
+each, 3 rounds): 20.1x, 21.9x, 22.4x. On a quiet machine (`--repeat 5`, two runs):
+34,880 and 35,899 q/s against FAISS flat's 1,777 and 2,172 (19.6x, 16.5x),
+PDQIndex2's 30 (1,169x); single query p50 0.16-0.17 ms, p99 0.33-0.37 ms.
 The join needs no memory
 beyond the batch's own tables: per stored hash the index holds what PROBE needs,
 109 bytes at 1M and 105.4 at 10M (32 code, 8 id, 1 live flag, 64 table rows, plus
