@@ -68,12 +68,11 @@ def pdq(image: Image.Image, *, dihedral: bool = False) -> PdqResult:
     for rows, cols in ((True, False), (False, True), (True, True)):
         mirrored = array[:: -1 if rows else 1, :: -1 if cols else 1]
         hashed[rows, cols], _ = pdqhash.compute_dihedral(np.ascontiguousarray(mirrored))
-    forms = tuple(
-        (name, _pack(hashed[rows, cols][_TRANSPOSE if transposed else 0]))
-        for name in DIHEDRAL_FORMS
-        for rows, cols, transposed in [FORM_OF[name]]
-    )
-    return PdqResult(hash=_pack(vectors[0]), quality=int(quality), dihedral=forms)
+    forms = []
+    for name in DIHEDRAL_FORMS:
+        rows, cols, transposed = FORM_OF[name]
+        forms.append((name, _pack(hashed[rows, cols][_TRANSPOSE if transposed else 0])))
+    return PdqResult(hash=_pack(vectors[0]), quality=int(quality), dihedral=tuple(forms))
 
 
 def _rgb_array(image: Image.Image) -> npt.NDArray[np.uint8]:
