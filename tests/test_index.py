@@ -260,6 +260,27 @@ def test_join_in_several_passes_equals_oracle(monkeypatch: pytest.MonkeyPatch) -
         assert same(index.search(queries, threshold), oracle.search(queries, threshold))
 
 
+def test_join_over_several_blocks_of_stored_rows_equals_oracle() -> None:
+    """More stored rows than one block of the join streams at a time
+    (`kernels.JOIN_BLOCK`), split between threads off the block boundaries, with
+    matches in every block."""
+    from hashdb.index.kernels import JOIN_BLOCK
+
+    rng = np.random.default_rng(24)
+    n = 2 * JOIN_BLOCK + 1001
+    stored = random_codes(n, 256, seed=25)
+    picked = rng.choice(n, size=60, replace=False)
+    queries = np.array([flip(stored[i], int(rng.integers(0, 40)), rng) for i in picked])
+    for threads in (1, 3):
+        index, oracle = MIHIndex(256, threads=threads, plan=Plan.JOIN), BruteForceIndex(256)
+        for i in (index, oracle):
+            i.add(np.arange(n), stored)
+        index.compact()
+        found = index.search(queries, 31)
+        assert same(found, oracle.search(queries, 31))
+        assert sum(len(h) for h in found) >= 30
+
+
 def test_join_filters_keep_matches_at_the_threshold() -> None:
     """Matches whose distance is spread as evenly as the filters allow: exactly
     radius + 1 bits on all but one 32-bit substring, the rest on the last."""

@@ -84,6 +84,7 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -102,6 +103,8 @@ from hashdb.index.layout import (
     probe_radii,
 )
 from hashdb.index.segment import Buffer, Segment
+
+T = TypeVar("T")
 
 MIN_BUFFER = 4096  # rows scanned unindexed before a compaction starts ...
 MAX_BUFFER = 65536  # ... or at most this many; in between, 1/256 of the indexed rows
@@ -333,16 +336,18 @@ class MIHIndex:
         for codes, ids, live, size in (view.frozen, view.delta):
             if size:
                 parts.append((codes, ids, live, 0, size))
+        cuts = np.linspace(0, len(radii), min(self._threads, len(radii)) + 1).astype(int)
+        table_ranges = list(itertools.pairwise(cuts.tolist()))
         out: list[SearchHits] = []
         for start in range(0, len(words), step):
             batch = words[start : start + step]
-            filed = (*kernels.query_tables(batch, radii, FLIPS, FLIPS_UPTO), radii, *filters)
-            calls = [(batch, threshold, *part, *filed) for part in parts]
-            if self._threads == 1:
-                found = [kernels.join(*call) for call in calls]
-            else:
-                executor = self._pool()
-                found = [f.result() for f in [executor.submit(kernels.join, *c) for c in calls]]
+            tables = kernels.query_tables(batch, radii, FLIPS, FLIPS_UPTO)
+            self._map(
+                kernels.file_tables,
+                [(batch, radii, FLIPS, FLIPS_UPTO, a, b, *tables) for a, b in table_ranges],
+            )
+            filed = (*tables, radii, *filters)
+            found = self._map(kernels.join, [(batch, threshold, *part, *filed) for part in parts])
             qidx, ids, dists = (np.concatenate(column) for column in zip(*found, strict=True))
             out.extend(_hits(*kernels.group_hits(len(batch), qidx, ids, dists)))
         return out
@@ -378,6 +383,14 @@ class MIHIndex:
     def _run(self, tasks: Iterable[Callable[[], None]]) -> None:
         for future in [self._pool().submit(task) for task in tasks]:
             future.result()
+
+    def _map(self, kernel: Callable[..., T], calls: list[tuple[Any, ...]]) -> list[T]:
+        """`kernel` applied to each argument tuple, on the pool's threads when there
+        are several (the kernels release the GIL)."""
+        if self._threads == 1 or len(calls) == 1:
+            return [kernel(*call) for call in calls]
+        futures = [self._pool().submit(kernel, *call) for call in calls]
+        return [future.result() for future in futures]
 
     # -- state for snapshots ------------------------------------------------------
 
