@@ -36,6 +36,9 @@ BUCKETS = 1 << CHUNK_BITS
 # every block, so larger blocks fetch them less often: 4,096 rows measured 5-10%
 # slower, 65,536 no faster.
 JOIN_BLOCK = 16384
+# Hits ahead whose query entries `join` prefetches: 5% faster at 2,000 queries, 5-12%
+# at 8,000 (one thread, 1M stored).
+PREFETCH_HITS = 24
 GROUPS = BUCKETS // 64  # 64-bucket groups of a `query_tables` occupancy bitmap
 QUERY_SHIFT = 18  # a `query_tables` entry: query << 18 | own distance << 16 | sibling
 JOIN_QUERIES = 1 << (32 - QUERY_SHIFT)  # queries per `query_tables` (entries are uint32)
@@ -459,6 +462,8 @@ def join(  # pragma: no cover - compiled
                 hit_hi[c] = starts[hit_slots[c] + 1]
             # Pass 3: filter on the sibling substring, then verify the survivors.
             for c in range(k):
+                if c + PREFETCH_HITS < k:  # the entries are in L2 or further: ask early
+                    _prefetch(entries, hit_lo[c + PREFETCH_HITS])  # type: ignore[call-arg]
                 r = hit_rows[c]
                 sibling = (codes[r, sibling_word] >> sibling_shift) & mask
                 for e in range(hit_lo[c], hit_hi[c]):
