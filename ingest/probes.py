@@ -78,8 +78,8 @@ CROPS: dict[str, tuple[float, float]] = {
 # Per-probe thresholds (bits of 256). Measured by benchmarks/quality.py
 # (`--references 80 --unrelated 12000`): the nearest any unrelated probe came to any
 # of the 5,631 stored PDQ rows (75 images, 6 content regions, 5,550 crop windows)
-# was whole 72 bits (12,000 probes), content 64 (3,456), dihedral 66 (80,255),
-# content dihedral 64 (24,192), crops 52 (56,747, against the windows); none within
+# was whole 72 bits (12,000 probes), content 64 (3,427), dihedral 66 (80,255),
+# content dihedral 66 (23,989), crops 52 (56,747, against the windows); none within
 # 40, and no false match for any kind at these thresholds. So 31 holds for the kinds
 # that carry recall; content dihedral forms and crops add 7 and 5 probes per query
 # each and recover few edits, so they are kept 3 bits tighter.

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-from ingest.canonical import Box, content_box
+from ingest.canonical import Box, content_box, content_region
+from ingest.pdq import pdq
 
 TEXT = "WHEN THEY SAY IT CANNOT HAPPEN HERE"
 
@@ -43,12 +45,13 @@ def captioned(picture: Image.Image, top: int, bottom: int) -> Image.Image:
     return out
 
 
-def screenshot(picture: Image.Image, dark: bool) -> Image.Image:
+def screenshot(picture: Image.Image, dark: bool, status_bar: bool = True) -> Image.Image:
     bg, ink = ("#15202b", "#e7e9ea") if dark else ("white", "#0f1419")
     width, margin = picture.width + 40, 20
     out = Image.new("RGB", (width, picture.height + 220), bg)
     draw = ImageDraw.Draw(out)
-    draw.rectangle((0, 0, width, 36), fill="black")  # phone status bar
+    if status_bar:
+        draw.rectangle((0, 0, width, 36), fill="black")  # phone status bar
     draw.text((14, 8), "9:41", fill="white", font=font(18))
     draw.ellipse((margin, 46, margin + 44, 90), fill="#1d9bf0")  # avatar
     draw.text((margin + 56, 50), "Some Account @some · 2h", fill=ink, font=font(18))
@@ -167,3 +170,64 @@ def test_edges_are_found_to_the_pixel_on_a_large_picture(photo: Image.Image) -> 
     big = photo.resize((3 * w, 3 * h))
     image = on_canvas(big, (3 * w + 2 * 157, 3 * h), (157, 0), "black")
     assert_near(content_box(image), Box(157, 0, 157 + 3 * w, 3 * h), tolerance=1)
+
+
+def toned(picture: Image.Image, gain: float, towards: tuple[int, int, int]) -> Image.Image:
+    """`picture` with its contrast cut to `gain`, the rest of the way to `towards`."""
+    pixels = np.asarray(picture, dtype=np.float32) * gain + (1 - gain) * np.array(towards)
+    return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
+
+
+def hamming(a: bytes, b: bytes) -> int:
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).bit_count()
+
+
+def jpeg(image: Image.Image, quality: int = 85) -> Image.Image:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=quality)
+    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+
+
+@pytest.mark.parametrize("status_bar", [True, False], ids=["status-bar", "no-status-bar"])
+@pytest.mark.parametrize("compressed", [False, True], ids=["png", "jpeg"])
+def test_a_picture_as_dark_as_the_post_around_it_is_found(
+    photo: Image.Image, status_bar: bool, compressed: bool
+) -> None:
+    """Along its edges a quarter of the way from the dark theme's canvas, the picture
+    breaks up at the coarse tolerance (and a black status bar would join the canvas
+    to it); a drawn canvas is flat, so the picture is found at the fine one."""
+    night = toned(photo, 0.25, (21, 32, 43))  # the dark theme's #15202b
+    image = screenshot(night, dark=True, status_bar=status_bar)
+    if compressed:
+        image = jpeg(image)
+    w, h = night.size
+    assert_near(content_box(image), Box(20, 140, 20 + w, 140 + h), tolerance=2)
+
+
+def test_a_night_photo_with_flat_dark_edges_is_not_cut(testdata: Path) -> None:
+    """Flat dark edges on a photo are not a canvas: the fine tolerance is only for a
+    colour flat on three edges or more, else the photo's dark band is cut off."""
+    photo = Image.open(testdata / "pdq" / "reference" / "labelme-subset" / "q0291.jpg")
+    photo = photo.convert("RGB")
+    photo.thumbnail((480, 480))
+    for gain in (0.3, 0.22):
+        night = toned(photo, gain, (10, 18, 28))
+        assert content_box(night) is None, gain
+
+
+def test_rounded_corners_are_painted_over_to_their_rim(testdata: Path) -> None:
+    """A post shows its picture with rounded corners; the region's corners, rim and
+    all, are painted over from the picture, so its PDQ stays near the picture's."""
+    photo = Image.open(testdata / "pdq" / "reference" / "labelme-subset" / "q0004.jpg")
+    photo = photo.convert("RGB")
+    photo.thumbnail((480, 480))
+    w, h = photo.size
+    mask = Image.new("L", photo.size, 0)
+    ImageDraw.Draw(mask).rounded_rectangle((0, 0, w - 1, h - 1), radius=14, fill=255)
+    post = Image.new("RGB", (w + 48, h + 200), "white")
+    ImageDraw.Draw(post).text((24, 40), "you will not believe what happened", fill="black")
+    post.paste(photo, (24, 110), mask)
+    region = content_region(jpeg(post))
+    assert region is not None
+    assert_near(region.box, Box(24, 110, 24 + w, 110 + h), tolerance=1)
+    assert hamming(pdq(region.picture).hash, pdq(photo).hash) <= 20
