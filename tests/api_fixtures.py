@@ -108,12 +108,6 @@ def api(make_api: MakeApi) -> Api:
 # ---- images -----------------------------------------------------------------------
 
 
-def jpeg(image: Image.Image, quality: int = 90) -> bytes:
-    out = io.BytesIO()
-    image.convert("RGB").save(out, "JPEG", quality=quality)
-    return out.getvalue()
-
-
 def png(image: Image.Image) -> bytes:
     out = io.BytesIO()
     image.save(out, "PNG")

@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import cv2
 import numpy as np
 from PIL import Image
+
+
+def hamming(a: bytes, b: bytes) -> int:
+    """Bits that differ between two hashes of the same length."""
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).bit_count()
+
+
+def jpeg(image: Image.Image, quality: int = 90) -> bytes:
+    """`image` as the JPEG file a platform would receive."""
+    out = io.BytesIO()
+    image.convert("RGB").save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
 
 # The PIL transpose that turns a picture into each dihedral form of its PDQ hash
 # (hashdb.signals.pdq_dihedral.DIHEDRAL_FORMS).

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from media_factory import hamming, jpeg
 from PIL import Image, ImageDraw, ImageFont
 
 from ingest.canonical import Box, content_box, content_region
@@ -178,14 +179,8 @@ def toned(picture: Image.Image, gain: float, towards: tuple[int, int, int]) -> I
     return Image.fromarray(pixels.clip(0, 255).astype(np.uint8))
 
 
-def hamming(a: bytes, b: bytes) -> int:
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).bit_count()
-
-
-def jpeg(image: Image.Image, quality: int = 85) -> Image.Image:
-    buf = io.BytesIO()
-    image.save(buf, "JPEG", quality=quality)
-    return Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+def jpeg_picture(image: Image.Image, quality: int = 85) -> Image.Image:
+    return Image.open(io.BytesIO(jpeg(image, quality))).convert("RGB")
 
 
 @pytest.mark.parametrize("status_bar", [True, False], ids=["status-bar", "no-status-bar"])
@@ -199,7 +194,7 @@ def test_a_picture_as_dark_as_the_post_around_it_is_found(
     night = toned(photo, 0.25, (21, 32, 43))  # the dark theme's #15202b
     image = screenshot(night, dark=True, status_bar=status_bar)
     if compressed:
-        image = jpeg(image)
+        image = jpeg_picture(image)
     w, h = night.size
     assert_near(content_box(image), Box(20, 140, 20 + w, 140 + h), tolerance=2)
 
@@ -227,7 +222,7 @@ def test_rounded_corners_are_painted_over_to_their_rim(testdata: Path) -> None:
     post = Image.new("RGB", (w + 48, h + 200), "white")
     ImageDraw.Draw(post).text((24, 40), "you will not believe what happened", fill="black")
     post.paste(photo, (24, 110), mask)
-    region = content_region(jpeg(post))
+    region = content_region(jpeg_picture(post))
     assert region is not None
     assert_near(region.box, Box(24, 110, 24 + w, 110 + h), tolerance=1)
     assert hamming(pdq(region.picture).hash, pdq(photo).hash) <= 20

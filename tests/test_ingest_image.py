@@ -20,7 +20,7 @@ import pdqhash
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from media_factory import TURN_INTO_FORM
+from media_factory import TURN_INTO_FORM, hamming
 from PIL import Image
 
 from hashdb.errors import MediaError, UnsupportedMedia
@@ -30,10 +30,6 @@ from ingest.image import ImageHashes, hash_image, hash_image_file
 from ingest.pdq import pdq
 
 Transpose = Image.Transpose
-
-
-def hamming(a: bytes, b: bytes) -> int:
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).bit_count()
 
 
 def encode(image: Image.Image, fmt: str = "PNG", **params: object) -> bytes:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from media_factory import TURN_INTO_FORM
+from media_factory import TURN_INTO_FORM, hamming
 from PIL import Image
 
 from hashdb.signals.pdq_dihedral import DIHEDRAL_FORMS, dihedral_variants
@@ -39,10 +39,6 @@ DIH_FILES = {
     "transpose": "dih/bridge-7-flip-plus-1.jpg",
     "transverse": "dih/bridge-8-flip-minus-1.jpg",
 }
-
-
-def hamming(a: bytes, b: bytes) -> int:
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).bit_count()
 
 
 def expected_cpp() -> dict[str, bytes]:

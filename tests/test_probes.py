@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from media_factory import jpeg
 from PIL import Image, ImageDraw, ImageFont
 
 from hashdb.matching import Matcher, Probe, Query
@@ -28,12 +28,6 @@ from ingest.probes import (
 from ingest.records import image_contributions
 
 MAX_PIXELS = 10**8
-
-
-def jpeg(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, "JPEG", quality=90)
-    return buf.getvalue()
 
 
 def captioned(picture: Image.Image, band: int = 120) -> Image.Image:

@@ -3,13 +3,13 @@ windows as rows derived from its PDQ row, which follow it and stay internal."""
 
 from __future__ import annotations
 
-import io
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
 from alembic import command
 from alembic.config import Config
+from media_factory import jpeg
 from PIL import Image
 from sqlalchemy import Engine, insert, inspect, select
 
@@ -34,12 +34,6 @@ if TYPE_CHECKING:
 pytest_plugins = ["api_fixtures"]
 
 MAX_PIXELS = 10**8
-
-
-def jpeg(image: Image.Image, quality: int = 90) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import pdqhash
 import pytest
+from media_factory import hamming
 
 from hashdb.errors import InvalidInput, MediaError, UnsupportedMedia
 from ingest import video_decode
@@ -47,10 +48,6 @@ SAMPLES = [
     "pattern-sd-with-small-logo-bar",
     "test-padded-dimensions",
 ]
-
-
-def hamming(a: bytes, b: bytes) -> int:
-    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).bit_count()
 
 
 @dataclass(frozen=True)
