@@ -67,7 +67,7 @@ STORED_KINDS: tuple[str, ...] = (CONTENT, *CROP_WINDOWS)
 # match of its parent, by variant name. In benchmarks/quality.py (`--references 80
 # --unrelated 12000`) the nearest any probe of the 12,000 unrelated pictures came
 # to any of the 5,550 stored windows was 52 bits (whole-image probes: 72), to a
-# content region 90, and no unrelated query matched; the windows' recall barely
+# content region 92, and no unrelated query matched; the windows' recall barely
 # moves between 28 and 31 (crop_10: 91% and 92% of references, window by window),
 # so both kinds keep PDQ's 31. The matcher also holds each probe to its own
 # threshold (ingest.probes.THRESHOLDS).

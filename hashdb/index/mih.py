@@ -23,35 +23,46 @@ keys: ~1,400 probes and ~2,800 candidates at 1M, about the same number of misses
 
 JOIN, for batches (from a few hundred queries): turn the index around. File the
 batch's queries in 16-bit tables of their own, each query under its 17 keys
-(`kernels.query_tables`: 2000 queries are 2 MB of entries), then stream the stored
-codes through them, 4,096 rows at a time per table so the block and one table share
-the cache. The ~4,800 candidate pairs per query are the same pairs PROBE meets, but
-the stored code is in a register and the query side is in cache, and each entry
-carries the query's sibling 16-bit substring and its own distance to the key, so 98%
-of pairs fail the 32-bit filter (`layout.filter_radii`) on one popcount, without
-touching either full code. A query table is rank-indexed: an 8 KB occupancy bitmap
-per table (in L1) and a slot per occupied bucket, so the first, branch-free pass over
-a block (which rows hit an occupied bucket: 40% of (row, table) steps at 2000
-queries) reads L1 only, where the 256 KB offsets it used to read (one L2 access per
-step) cost three times as much; a second branch-free pass fetches the hits' entry
-ranges with independent loads, a third walks them. Measured at 1M hashes of the
-corpus, 2000 queries, threshold 31, one thread (`kernels.join` alone, thread CPU
-time): a first version verifying every pair against the full codes took 480 ms;
+(`kernels.query_tables`: 2000 queries are 2 MB of entries, filed by all threads, a
+range of tables each), then stream the stored codes through them, 16,384 rows at a
+time: a block is read from memory once and from L2 for each table, while a table's
+entries (about 240 KB at 2000 queries; the 16 do not fit L2 together) are fetched
+again for every block, so larger blocks fetch them less often. The ~4,800 candidate
+pairs per query are the same pairs PROBE meets, but the stored code is in a register
+and the query side is in cache, and each entry carries the query's sibling 16-bit
+substring and its own distance to the key, so 98% of pairs fail the 32-bit filter
+(`layout.filter_radii`) on one popcount, without touching either full code. A query
+table is rank-indexed: an 8 KB occupancy bitmap per table (in L1) and a slot per
+occupied bucket, so the first, branch-free pass over a block (which rows hit an
+occupied bucket: 40% of (row, table) steps at 2000 queries) reads L1 only, where the
+256 KB offsets it used to read (one L2 access per step) cost three times as much; a
+second branch-free pass fetches the hits' entry ranges with independent loads, a
+third walks them, prefetching the entries of the hit 24 ahead. Measured at 1M hashes
+of the corpus, 2000 queries, threshold 31, one thread (`kernels.join` alone, thread
+CPU time): a first version verifying every pair against the full codes took 480 ms;
 with the 4,096-row blocks 400 ms; with the sibling filter and a branch-free first
 pass 175 ms on a quiet machine (240-260 ms in the runs below); with the bitmap, the
 separate range pass and the own-distance bit 150-155 ms in the same runs (1.6x). Per
 row: 6.9 of 16 tables hit, 9.6 pairs are filtered, 0.2 verified. (Pushing filter
 survivors to a list branch-free, or keeping a bucket's first two entries inline with
 its slot, measured slower.)
-Full benchmark (`.venv/bin/python -m benchmarks.index --size 1000000 --queries
-2000`, two runs on a busy machine): batched 17,312 and 20,838 q/s against FAISS
-flat's 995 and 1,113 (17.4x, 18.7x; before this change 9.3x-12.9x); by batch size in
-the second run 1: 7,857, 100: 4,912 (PROBE), 500: 14,296, 1000: 18,468, 2000: 21,839
-(JOIN), so the cost model (`JOIN_ROW_NS` in `layout.py`) switches to JOIN from about
-450 queries. Standalone, searches and FAISS alternating in one process (median of 5
-each, 3 rounds): 20.1x, 21.9x, 22.4x. On a quiet machine (`--repeat 5`, two runs):
-34,880 and 35,899 q/s against FAISS flat's 1,777 and 2,172 (19.6x, 16.5x),
-PDQIndex2's 30 (1,169x); single query p50 0.16-0.17 ms, p99 0.33-0.37 ms.
+Full benchmark (`.venv/bin/python -m benchmarks.index --size 1000000 --queries 2000`,
+two runs on a busy machine): batched 17,312 and 20,838 q/s against FAISS flat's 995
+and 1,113 (17.4x, 18.7x; before this change 9.3x-12.9x); by batch size in the second
+run 1: 7,857, 100: 4,912 (PROBE), 500: 14,296, 1000: 18,468, 2000: 21,839 (JOIN), so
+the cost model (`JOIN_ROW_NS` in `layout.py`) switches to JOIN from about 450
+queries. Standalone, searches and FAISS alternating in one process (median of 5 each,
+3 rounds): 20.1x, 21.9x, 22.4x. On a quiet machine (`--repeat 5`, two runs): 34,880
+and 35,899 q/s against FAISS flat's 1,777 and 2,172 (19.6x, 16.5x), PDQIndex2's 30
+(1,169x); single query p50 0.16-0.17 ms, p99 0.33-0.37 ms. With 16,384-row blocks
+(4,096 before: 5-10% faster, one thread, 1M stored, alternating runs), the prefetch
+(5%) and the tables filed in parallel (filing took 5 ms of a 2000-query batch's 57),
+two runs of the full benchmark on a quiet machine, batches of 10,000 queries
+(`--repeat 5`): 66,576 and 62,530 q/s against FAISS flat's 1,694 and 1,801 (39.3x,
+34.7x), PDQIndex2's 13; at 2000 queries 42,896 and 43,548 q/s (25.3x, 24.2x of the
+same FAISS runs). Batches grow cheaper per query with size (the passes over the
+stored rows serve more queries at once): 1,000 queries 34,287-34,780 q/s, 5,000
+50,402-51,372, 10,000 63,891-68,102.
 The join needs no memory
 beyond the batch's own tables: per stored hash the index holds what PROBE needs,
 109 bytes at 1M and 105.4 at 10M (32 code, 8 id, 1 live flag, 64 table rows, plus
