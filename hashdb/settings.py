@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hashdb.errors import InvalidInput
@@ -41,6 +41,33 @@ class Settings(BaseSettings):
     )
     workers: int = Field(default=2, ge=1, le=64, description="Gunicorn worker processes.")
     threads: int = Field(default=4, ge=1, le=256, description="Threads per worker.")
+    header_timeout: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=3600.0,
+        description="Seconds a client has to send a request's head (request line and "
+        "headers), from its first chance to; a request still incomplete then is answered "
+        "408 and its connection closed. Requests are read whole before a thread serves them.",
+    )
+    body_timeout: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=3600.0,
+        description="Seconds a client has to send a request's body once its head came, "
+        "beyond the time its length takes at HASHDB_BODY_MIN_RATE; 408 after that.",
+    )
+    body_min_rate: int = Field(
+        default=64 * 1024,
+        ge=1,
+        description="Slowest rate, in bytes per second, at which a request body is waited "
+        "for (see HASHDB_BODY_TIMEOUT).",
+    )
+    request_buffer_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=64 * 1024,
+        description="Most bytes of requests still arriving that one worker process holds, "
+        "all connections together; a request that would need more is answered 503.",
+    )
     sync_interval: float = Field(
         default=2.0,
         ge=0.0,
@@ -78,6 +105,16 @@ class Settings(BaseSettings):
         ge=1,
         description="Images declaring more pixels than this are refused as decompression bombs.",
     )
+    max_decoded_bytes: int = Field(
+        default=256 * 1024 * 1024,
+        ge=1024,
+        le=256 * 1024 * 1024,
+        description="Images whose pixels would take more bytes than this once decoded "
+        "(width x height, after JPEG's reduced decode, x the bytes per pixel Pillow keeps: "
+        "4 for RGB and RGBA) are refused (422) from their header, before decoding. The "
+        "default, also the most allowed (the CLI and imports apply it), admits a "
+        "64-megapixel photo and refuses a 10000 x 10000 RGBA picture.",
+    )
     rate_limit_per_minute: int = Field(
         default=6000,
         ge=0,
@@ -85,6 +122,26 @@ class Settings(BaseSettings):
     )
     rate_limit_burst: int = Field(
         default=600, ge=1, description="Requests a key may make at once before it is throttled."
+    )
+    max_request_cost: int = Field(
+        default=50_000,
+        ge=1,
+        description="Most index work one match request may cost, in query units (one plain "
+        "query at the default threshold is 1; higher thresholds and dihedral forms cost more, "
+        "see hashdb/budget.py); a request above it is refused with 413 before any index work.",
+    )
+    key_cost_per_second: float = Field(
+        default=10_000.0,
+        ge=0.0,
+        description="Query units of index work per second allowed per API key, in each "
+        "worker process (0 disables this limit); beyond it requests get 429.",
+    )
+    key_cost_burst: int | None = Field(
+        default=None,
+        ge=1,
+        description="Query units a key may spend at once before it is throttled; unset means "
+        "HASHDB_MAX_REQUEST_COST. At least HASHDB_MAX_REQUEST_COST, so that every admitted "
+        "request can be served.",
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
     pending_matches: bool = Field(
@@ -114,6 +171,57 @@ class Settings(BaseSettings):
         description="Most frames hashed from one video uploaded to the API (9,000 is five "
         "minutes at 30 fps, every frame), and most frames in one vpdq query.",
     )
+    media_workers: int = Field(
+        default=4,
+        ge=1,
+        le=256,
+        description="Sandbox processes per API worker that decode and hash uploads, one "
+        "upload at a time each (the API worker never decodes itself); as many as its "
+        "threads, so that no request waits for one.",
+    )
+    media_wait_seconds: float = Field(
+        default=30.0,
+        gt=0.0,
+        le=3600.0,
+        description="Longest wait, in seconds, for a free sandbox process before an upload "
+        "is answered 503.",
+    )
+    media_memory_mib: int = Field(
+        default=1024,
+        ge=64,
+        le=1_048_576,
+        description="Memory, in MiB, one upload's decoding and hashing may allocate in its "
+        "sandbox process (beyond what the process holds idle); beyond it the upload is "
+        "refused (422).",
+    )
+    media_image_cpu_seconds: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=3600.0,
+        description="CPU time, in seconds, hashing one uploaded image may take (422 beyond).",
+    )
+    media_image_wall_seconds: float = Field(
+        default=20.0,
+        gt=0.0,
+        le=3600.0,
+        description="Wall-clock time, in seconds, hashing one uploaded image may take "
+        "(422 beyond; its sandbox process is killed).",
+    )
+    media_video_cpu_seconds: float = Field(
+        default=45.0,
+        gt=0.0,
+        le=3600.0,
+        description="CPU time, in seconds, hashing one uploaded video may take (422 beyond). "
+        "HASHDB_VIDEO_MAX_SECONDS stops hashing first, with a partial result.",
+    )
+    media_video_wall_seconds: float = Field(
+        default=60.0,
+        gt=0.0,
+        le=3600.0,
+        description="Wall-clock time, in seconds, hashing one uploaded video may take (422 "
+        "beyond; its sandbox process is killed). Video hashing is cut short, with a "
+        "partial result, at HASHDB_VIDEO_MAX_SECONDS or at 80% of this, whichever is first.",
+    )
     import_root: Path | None = Field(
         default=None,
         description="Folder under which `POST /v1/imports` may import server-side paths; "
@@ -121,6 +229,31 @@ class Settings(BaseSettings):
     )
     import_workers: int = Field(
         default=2, ge=1, le=256, description="Hashing processes of an import started over HTTP."
+    )
+    import_max_unpacked_bytes: int = Field(
+        default=256 * 1024**3,
+        ge=1,
+        description="Most bytes one imported archive (HTTP or `hashdb import`) may unpack "
+        "to, counted as they are written; 256 GiB holds a reference collection of about "
+        "5,000 videos of 50 MB. Unpacking stops and the import is refused beyond it.",
+    )
+    import_max_compression_ratio: float = Field(
+        default=100.0,
+        ge=1.0,
+        description="Most bytes an imported archive may unpack to per byte of its own "
+        "size. Images and videos are already compressed (a ratio near 1); beyond this "
+        "the archive is refused as a decompression bomb.",
+    )
+    import_max_entries: int = Field(
+        default=100_000,
+        ge=1,
+        description="Most members (files and folders) in one imported archive.",
+    )
+    import_max_depth: int = Field(
+        default=32,
+        ge=1,
+        le=1024,
+        description="Most folder levels of a member's path in an imported archive.",
     )
     dask_scheduler: str | None = Field(
         default=None,
@@ -134,6 +267,15 @@ class Settings(BaseSettings):
         "characters). Unset: one is generated on first use and kept in "
         "`console-secret-key` in the data directory; set it when several servers "
         "share the database, so that a login on one is valid on all.",
+    )
+
+    audit_key: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description="Key (at least 32 characters) signing audit-log checkpoints with "
+        "HMAC-SHA256: `hashdb audit head` and `GET /v1/audit/head` print one to publish, "
+        "`hashdb audit verify --head` checks the log against it. Unset: checkpoints are "
+        "unsigned.",
     )
 
     @field_validator("log_level")
@@ -150,6 +292,20 @@ class Settings(BaseSettings):
         if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError("must be host:port, for example 127.0.0.1:5000")
         return value
+
+    @model_validator(mode="after")
+    def _burst_holds_a_request(self) -> Settings:
+        if self.key_cost_burst is not None and self.key_cost_burst < self.max_request_cost:
+            raise ValueError(
+                f"HASHDB_KEY_COST_BURST ({self.key_cost_burst}) must be at least "
+                f"HASHDB_MAX_REQUEST_COST ({self.max_request_cost})"
+            )
+        return self
+
+    @property
+    def key_cost_capacity(self) -> int:
+        """Query units a key's bucket holds (`key_cost_burst`, default max_request_cost)."""
+        return self.max_request_cost if self.key_cost_burst is None else self.key_cost_burst
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to the SQLite file in the data directory."""
