@@ -22,6 +22,11 @@ colour, fades, black frames) are left out of `frames`, as vPDQ's quality filter
 does before comparing, and only counted in `low_quality_frames`, so a mostly black
 video does not match every other mostly black video.
 
+A stream whose timestamps restart part-way (`cat a.ts b.ts`, a splice) is hashed
+segment after segment, each segment's timestamps continuing where the previous
+one's ended (`ingest.video_plan.Timeline`); frame numbers and timestamps run on
+across the restart, and a change of frame size there is followed frame by frame.
+
 Decoding lives in `ingest.video_decode` (with its plan in `ingest.video_plan`),
 the per-file budget in `ingest.video_limits`, the per-frame PDQ in
 `ingest.video_pdq`, the container sniffing behind `is_video` in

@@ -38,6 +38,13 @@ Decoding runs on one thread. Throughput comes from hashing many files at once
 (one process per core); and a per-packet `skip_frame` is only exact when the
 decoder is not pipelining frames over threads.
 
+Both passes read packets through `_packets`, which shifts the timestamps of a
+stream that restarts them (`cat a.ts b.ts`) so that each segment follows the one
+before (`ingest.video_plan.Timeline`): the plan, the decoder and the sampled
+frames all see one timeline, and a size change at a segment boundary is the
+decoder's business (each frame is checked against `max_frame_pixels`). The
+reorder depth given to the decoder never exceeds 16, above which FFmpeg aborts.
+
 Frames are handed over as their 8-bit luma plane, a view into FFmpeg's buffer (no
 copy) for YUV and grey formats, computed from RGB for the rest. Rotation metadata
 is not applied, as in Meta's vPDQ reference, so hashes stay comparable with it.
@@ -67,7 +74,7 @@ import numpy.typing as npt
 from hashdb.errors import InvalidInput, MediaError, UnsupportedMedia
 from ingest.video_limits import EndReason, VideoLimits
 from ingest.video_pdq import luma_from_rgb
-from ingest.video_plan import DecodePlan, interval_at, plan_decoding
+from ingest.video_plan import MAX_REORDER_DEPTH, DecodePlan, Timeline, interval_at, plan_decoding
 from ingest.video_sniff import is_video
 
 T = TypeVar("T")
@@ -94,6 +101,9 @@ _PROBE_WITHOUT_DECODING = {"skip_frame": "all"}
 # Pass 1 keeps the packets it reads, for pass 2, while they add up to no more than
 # this; past it they are dropped and pass 2 reads the file again.
 _KEEP_PACKET_BYTES = 32 << 20
+# Timestamps beyond this (in time-base units) are garbage, and would overflow the
+# plan's int64 arithmetic: such a file is refused as damaged.
+_MAX_TIMESTAMP = 1 << 60
 
 
 @dataclass(frozen=True)
@@ -111,7 +121,7 @@ class Sampling(Generic[T]):
     """What `sample_frames` saw: one visit result per sampled frame, and the stream."""
 
     results: tuple[T, ...]
-    width: int
+    width: int  # of the first sampled frame (the size may change mid-stream)
     height: int
     fps: float  # average frame rate of the stream
     duration: float  # seconds, from the first frame's start to the last one's end
@@ -198,10 +208,21 @@ def _check_size(width: int, height: int, limits: VideoLimits) -> None:
 def _packets(
     container: av.container.InputContainer, stream: VideoStream
 ) -> Iterator[av.Packet[VideoStream]]:
-    """The stream's packets that carry data (the demuxer ends with an empty one)."""
+    """The stream's packets that carry data (the demuxer ends with an empty one), their
+    timestamps shifted so that decode order never goes back in time (`Timeline`)."""
+    timeline = Timeline()
     for packet in container.demux(stream):
-        if packet.size:
-            yield packet
+        if not packet.size:
+            continue
+        if packet.pts is not None:
+            offset = timeline.shift(packet.pts, packet.dts, packet.duration or 0)
+            pts, dts = packet.pts + offset, packet.dts
+            dts = None if dts is None else dts + offset
+            if abs(pts) > _MAX_TIMESTAMP or abs(dts or 0) > _MAX_TIMESTAMP:
+                raise MediaError("damaged video: timestamps out of range")
+            if offset:
+                packet.pts, packet.dts = pts, dts
+        yield packet
 
 
 def _rewind(
@@ -249,7 +270,7 @@ def _index(
                 break
             earliest = packet.pts if not pts else min(earliest, packet.pts)
             pts.append(packet.pts)
-            ends.append(packet.pts + max(packet.duration or 0, 0))
+            ends.append(packet.pts + min(max(packet.duration or 0, 0), _MAX_TIMESTAMP))
             keys.append(packet.is_keyframe)
             if kept is not None:
                 kept_bytes += packet.size
@@ -304,6 +325,8 @@ class _Decoder(Generic[T]):
         self._last_interval = -1
         self._frames_out = 0
         self._latest = 0.0
+        self._size: tuple[int, int] | None = None  # the first sampled frame's
+        self._went_back = False  # a frame earlier than one before it (no plan to fix it)
 
     def run(self, packets: Iterator[av.Packet[VideoStream]], budget: _Budget) -> None:
         codec = self.stream.codec_context
@@ -312,7 +335,9 @@ class _Decoder(Generic[T]):
         if plan:
             # Without the probe's guess, a decoder that learns the depth as it goes
             # (H.264 lacking VUI reorder info) may drop early frames; tell it first.
-            codec.reorder_depth = max(codec.reorder_depth, plan.reorder_depth)
+            codec.reorder_depth = min(
+                max(codec.reorder_depth, plan.reorder_depth), MAX_REORDER_DEPTH
+            )
         try:
             for packet in packets:
                 if plan and packet.pts is not None:
@@ -342,21 +367,22 @@ class _Decoder(Generic[T]):
         if not self._results:
             raise MediaError("no video frame could be decoded", reason=self._ended_by.value)
         ended_by = self._ended_by
-        if self._errors and ended_by is EndReason.COMPLETE:
+        if (self._errors or self._went_back) and ended_by is EndReason.COMPLETE:
             ended_by = EndReason.DAMAGED
         if self._plan:
             duration, frames = self._plan.duration, len(self._plan.frame_pts)
         else:
             duration, frames = self._latest + 1 / _frame_rate(self.stream), self._frames_out
         codec = self.stream.codec_context
+        width, height = self._size or (codec.width, codec.height)
         if self.stream.average_rate:
             fps = float(self.stream.average_rate)
         else:
             fps = frames / duration if duration > 0 else 0.0
         return Sampling(
             results=tuple(self._results),
-            width=codec.width,
-            height=codec.height,
+            width=width,
+            height=height,
             fps=fps,
             duration=duration,
             ended_by=ended_by,
@@ -372,6 +398,7 @@ class _Decoder(Generic[T]):
             self._latest = max(self._latest, seconds)
             interval = interval_at(seconds, self._rate)
             if interval <= self._last_interval:
+                self._went_back |= interval < self._last_interval and not self._plan
                 continue
             if seconds >= self._limits.max_duration:
                 self._ended_by = EndReason.MAX_DURATION
@@ -381,6 +408,8 @@ class _Decoder(Generic[T]):
                 return False
             self._last_interval = interval
             _check_size(frame.width, frame.height, self._limits)
+            if self._size is None:
+                self._size = frame.width, frame.height
             if self._plan and frame.pts is not None:
                 ordinal = self._plan.frame_number(frame.pts)
             luma, limited_range = _luma(frame)

@@ -18,6 +18,19 @@ Reorder depth: how many frames a decoder must hold back to emit frames in
 presentation order, the largest (decode position - presentation rank) over the
 frames; 2 for x264's B-pyramid. FFmpeg's probe guesses it by decoding a few
 frames; `ingest.video_decode` skips that decode and passes this number instead.
+FFmpeg aborts the process when told more than 16 (`MAX_DELAYED_PIC_COUNT`, also
+the most H.264 and HEVC allow), so a larger measure is cut to 16 and the plan
+says DAMAGED: no valid stream needs more, and frames shown that far out of
+decode order cannot all come out in order.
+
+Timeline: a stream's decode timestamps (dts) increase, packet after packet. Where
+they go back, the timestamps restarted: `cat a.ts b.ts` (what a careless
+re-muxer produces), a spliced broadcast, a wrapped 33-bit MPEG-TS clock. Those
+frames are real, so rather than refuse the file, `Timeline` starts a new segment
+there and shifts its timestamps to begin where the previous segment's frames
+ended; every timestamp the plan and the decoder see is shifted. Forward jumps
+are left as they are: they only make the video longer, which `max_duration`
+bounds.
 """
 
 from __future__ import annotations
@@ -29,6 +42,42 @@ import numpy as np
 import numpy.typing as npt
 
 from ingest.video_limits import EndReason, VideoLimits
+
+# FFmpeg's MAX_DELAYED_PIC_COUNT: a decoder told to hold back more frames aborts.
+MAX_REORDER_DEPTH = 16
+
+
+class Timeline:
+    """Shifts packet timestamps so that decode order never goes back in time.
+
+    Feed it every packet in decode order (`shift`); it answers the offset to add
+    to that packet's pts and dts: 0 in the first segment, and in each later one
+    the offset that starts the segment's first packet at the end of the frames
+    seen so far (and its dts after the last dts).
+    """
+
+    def __init__(self) -> None:
+        self.segments = 1
+        self._offset = 0
+        self._last_dts: int | None = None  # as read, before shifting
+        self._step = 1  # the latest increase of dts: one frame, usually
+        self._end: int | None = None  # the latest shifted end of a frame
+
+    def shift(self, pts: int, dts: int | None, duration: int) -> int:
+        """The offset for a packet; `dts` None (not stored) keeps the current one."""
+        last = self._last_dts
+        if dts is not None and last is not None:
+            if dts < last:
+                after_frames = (self._end if self._end is not None else 0) - pts
+                self._offset = max(after_frames, last + self._offset + self._step - dts)
+                self.segments += 1
+            elif dts > last:
+                self._step = dts - last
+        if dts is not None:
+            self._last_dts = dts
+        end = pts + self._offset + (duration if duration > 0 else self._step)
+        self._end = end if self._end is None else max(self._end, end)
+        return self._offset
 
 
 @dataclass(frozen=True)
@@ -96,6 +145,12 @@ def plan_decoding(
         ended_by = EndReason.MAX_FRAMES
     if ended_by is EndReason.COMPLETE and declared_frames > len(pts):
         ended_by = EndReason.DAMAGED  # the container's index promised frames the data lacks
+    # A frame of presentation rank r decoded at position p must wait p - r frames.
+    reorder_depth = max(0, int((order - np.arange(len(order))).max()))
+    if reorder_depth > MAX_REORDER_DEPTH:
+        reorder_depth = MAX_REORDER_DEPTH
+        if ended_by is EndReason.COMPLETE:
+            ended_by = EndReason.DAMAGED
 
     targets = order[chosen]  # decode positions
     starts = _range_starts(pts, keys, targets)
@@ -109,8 +164,7 @@ def plan_decoding(
         decode_pts=np.sort(pts[decode]),
         target_pts=np.sort(pts[targets]),
         start_pts=start,
-        # A frame of presentation rank r decoded at position p must wait p - r frames.
-        reorder_depth=max(0, int((order - np.arange(len(order))).max())),
+        reorder_depth=reorder_depth,
         first_pts=int(pts[0]),
         duration=(end - start) * time_base,
         ended_by=ended_by,
