@@ -6,7 +6,8 @@ request id (the member and key stores do not audit on their own).
 
 Keys: `POST /v1/members/<id>/keys` issues a new key (with `overlap_seconds`, the
 member's other keys expire after that overlap: rotation); `DELETE
-.../keys/<key_id>` revokes one, effective on the next request.
+.../keys/<key_id>` revokes one, effective on the next request, unless it is the
+consortium's last valid admin key (409: `MemberStore` keeps that rule for every edge).
 """
 
 from __future__ import annotations
@@ -132,8 +133,11 @@ def issue_key(member_id: int) -> Response:
 @document(
     "Revoke a key",
     tag=TAG,
-    description="The key stops working on its next request, on every worker and server.",
+    description="The key stops working on its next request, on every worker and server. "
+    "Refused when it is the last valid key of an enabled admin: the consortium would "
+    "have nobody left to administer it.",
     responses={200: s.KeyRevoked},
+    errors={409: "No enabled admin would have a valid key left."},
 )
 @requires(Role.ADMIN)
 def revoke_key(member_id: int, key_id: int) -> Response:

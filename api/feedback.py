@@ -103,7 +103,8 @@ def list_feedback(hash_id: int) -> Response:
 @document(
     "Report what you did with a match",
     tag=TAG,
-    description="Times in order (uploaded <= matched <= actioned), not in the future.",
+    description="Times in order (uploaded <= matched <= actioned), none before "
+    "2000-01-01 and none in the future (5 minutes of clock skew allowed).",
     body=w.OutcomeIn,
     responses={201: w.OutcomeOut},
 )

@@ -12,14 +12,30 @@ the errors name the field and the index of the bad item in the batch.
 A validation error becomes `InvalidInput` with `field` (the name inside the item,
 for example `value`) and `index` (the item's position in the batch), and a message
 spelling out the whole path (`queries[3].value: ...`).
+
+No text that comes in holds a C0 control character (U+0000-U+001F) other than tab,
+line feed and carriage return: PostgreSQL text cannot store NUL at all, and the
+others only hide things in logs and pages. Every request, query-string and form
+model inherits that check (`_Text`), so a new field cannot forget it; one-line text
+(names, labels) is declared with `LINE_PATTERN` and refuses those three as well.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar, cast
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    StringConstraints,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from hashdb.errors import InvalidInput
 from hashdb.signals import SIGNAL_TYPES
@@ -35,10 +51,50 @@ MAX_LABELS = 32
 MAX_LABEL_CHARS = 100
 MAX_REFERENCE_CHARS = 2000
 
+# Free text may hold tab, line feed and carriage return; one-line text none of C0.
+FREE_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]*$"
+LINE_PATTERN = r"^[^\x00-\x1f]*$"
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f]")
+_CONTROL_IN_LINE = re.compile(r"[\x00-\x1f]")
+
 M = TypeVar("M", bound=BaseModel)
 
 
-class Request(BaseModel):
+def control_character(text: str, *, line: bool = False) -> str | None:
+    """Where `text` holds a control character it may not (tab and line breaks are
+    allowed unless `line`), as words for an error message; None if it holds none."""
+    found = (_CONTROL_IN_LINE if line else _CONTROL).search(text)
+    if found is None:
+        return None
+    return f"control character U+{ord(found.group()):04X} at position {found.start()}"
+
+
+def _refuse_control(value: object) -> None:
+    if isinstance(value, str):
+        if (where := control_character(value)) is not None:
+            raise ValueError(f"{where} is not allowed")
+    elif isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            _refuse_control(item)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_control(key)
+            _refuse_control(item)
+    # Nested models checked their own fields; numbers, times and None hold no text.
+
+
+class _Text(BaseModel):
+    """Every field of every incoming model: no C0 control character but tab and
+    line breaks, however deep in lists and objects the text is."""
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _no_control_characters(cls, value: object, info: ValidationInfo) -> object:
+        _refuse_control(value)
+        return value
+
+
+class Request(_Text):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
@@ -46,14 +102,14 @@ class Response(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
-class QueryArgs(BaseModel):
+class QueryArgs(_Text):
     """Query-string parameters: strings coerced to the field's type ("12", "true");
     unknown parameters are refused by `api.web.query_args`."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-class Form(BaseModel):
+class Form(_Text):
     """The text fields of a multipart upload: form values are strings, so types are
     coerced ("true", "12"); the `file` field is added to the documented schema by
     `api/openapi.py`."""
@@ -61,12 +117,17 @@ class Form(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
 
-# Text stored in the database: no NUL characters (PostgreSQL text cannot hold them).
+# Text stored in the database: a label is one line; a reference is free text.
 Label = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_LABEL_CHARS, pattern=r"^[^\x00]+$")
+    str, StringConstraints(min_length=1, max_length=MAX_LABEL_CHARS, pattern=r"^[^\x00-\x1f]+$")
 ]
 Reference = Annotated[
-    str, StringConstraints(min_length=1, max_length=MAX_REFERENCE_CHARS, pattern=r"^[^\x00]+$")
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=MAX_REFERENCE_CHARS,
+        pattern=r"^[^\x00-\x08\x0b\x0c\x0e-\x1f]+$",
+    ),
 ]
 
 
@@ -130,7 +191,11 @@ class MatchQuery(Request):
 
 class MatchRequest(Request):
     queries: list[MatchQuery] = Field(
-        min_length=1, description="Hashes to look up (at most the configured batch size)."
+        min_length=1,
+        description="Hashes to look up: at most the configured batch size "
+        "(HASHDB_MAX_BATCH), and at most HASHDB_MAX_REQUEST_COST query units of index "
+        "work (one plain query at the default threshold is 1 unit; each dihedral form and "
+        "vpdq frame is a probe more; higher thresholds cost more per probe; 413 beyond).",
     )
 
 
@@ -343,7 +408,12 @@ class HashOut(Response):
 
 
 class MemberIn(Request):
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00]*\S[^\x00]*$")
+    name: str = Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f]*\S[^\x00-\x1f]*$",
+        description="One line, not blank; no control characters.",
+    )
     role: str = Field(
         default="member",
         description="member (match, contribute), admin (everything), ops (imports).",

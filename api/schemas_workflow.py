@@ -4,8 +4,11 @@ incidents, feedback, outcomes, the export feed, reports and the audit log.
 Same conventions as `api.schemas`: requests are strict and refuse unknown fields,
 query strings are `QueryArgs` models, and these models are the OpenAPI schemas.
 Times must carry a zone (`2024-05-01T12:00:00Z`); a time without one is refused
-rather than guessed, and every time is answered in UTC. Ids are positive 64-bit
-integers, as the database stores them.
+rather than guessed, and every time is answered in UTC. A time that says when
+something happened (`EventTime`: outcomes, incidents) lies between `EARLIEST`
+and a few minutes from now (`CLOCK_SKEW`), and an expiry is not before `EARLIEST`:
+year 0001 would otherwise skew the transparency report's time to action. Ids are
+positive 64-bit integers, as the database stores them.
 """
 
 from __future__ import annotations
@@ -15,10 +18,21 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field
 
-from api.schemas import HashOut, QueryArgs, Request, Response, signal_field, value_field
+from api.schemas import (
+    FREE_TEXT_PATTERN,
+    LINE_PATTERN,
+    HashOut,
+    QueryArgs,
+    Request,
+    Response,
+    signal_field,
+    value_field,
+)
+from hashdb.store.clock import now
 from hashdb.workflow.audit import MAX_READ
 from hashdb.workflow.export import MAX_LIMIT as MAX_EXPORT
 from hashdb.workflow.feedback import MAX_NOTE_CHARS
+from hashdb.workflow.outcomes import CLOCK_SKEW, EARLIEST
 from hashdb.workflow.vetting import MAX_IDS, MAX_REASON_CHARS
 
 MAX_ID = 2**63 - 1
@@ -31,10 +45,25 @@ def _in_utc(value: datetime) -> datetime:
         raise ValueError("time out of range once converted to UTC") from None
 
 
+def _not_before_earliest(value: datetime) -> datetime:
+    if value < EARLIEST:
+        raise ValueError(f"time before {EARLIEST.date().isoformat()}")
+    return value
+
+
+def _not_in_future(value: datetime) -> datetime:
+    if value > now() + CLOCK_SKEW:
+        raise ValueError("time in the future")
+    return value
+
+
 Moment = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+# When something happened: from EARLIEST to now (give or take the clock skew).
+EventTime = Annotated[Moment, AfterValidator(_not_before_earliest), AfterValidator(_not_in_future)]
+ExpiryTime = Annotated[Moment, AfterValidator(_not_before_earliest)]
 Id = Annotated[int, Field(ge=1, le=MAX_ID)]
-Reason = Annotated[str, Field(max_length=MAX_REASON_CHARS, pattern=r"^[^\x00]*$")]
-Text = Annotated[str, Field(max_length=MAX_NOTE_CHARS, pattern=r"^[^\x00]*$")]
+Reason = Annotated[str, Field(max_length=MAX_REASON_CHARS, pattern=FREE_TEXT_PATTERN)]
+Text = Annotated[str, Field(max_length=MAX_NOTE_CHARS, pattern=FREE_TEXT_PATTERN)]
 
 
 # ---- vetting ----------------------------------------------------------------------
@@ -86,7 +115,7 @@ class RetireBody(Request):
 
 
 class Expiry(Request):
-    expires_at: Moment | None = Field(
+    expires_at: ExpiryTime | None = Field(
         description="From then on the hash never matches and is retired; null clears it."
     )
 
@@ -120,7 +149,9 @@ class LabelList(Response):
 
 
 class LabelIn(Request):
-    name: str = Field(max_length=64, description="a-z first, then a-z, 0-9 or _.")
+    name: str = Field(
+        max_length=64, pattern=LINE_PATTERN, description="a-z first, then a-z, 0-9 or _."
+    )
     description: Text
     value_kind: Literal["none", "optional", "required"] = "none"
 
@@ -148,13 +179,13 @@ class IncidentList(Response):
 
 
 class IncidentIn(Request):
-    name: str = Field(max_length=200, pattern=r"^[^\x00]*$")
+    name: str = Field(max_length=200, pattern=LINE_PATTERN)
     description: Text | None = None
-    started_at: Moment | None = Field(default=None, description="Default: now.")
+    started_at: EventTime | None = Field(default=None, description="Default: now.")
 
 
 class IncidentClose(Request):
-    ended_at: Moment | None = Field(default=None, description="Default: now.")
+    ended_at: EventTime | None = Field(default=None, description="Default: now.")
 
 
 # ---- feedback and outcomes ----------------------------------------------------------
@@ -208,9 +239,11 @@ class FeedbackList(Response):
 
 class OutcomeIn(Request):
     action: Literal["removed", "kept", "escalated_to_authorities"]
-    uploaded_at: Moment = Field(description="When the content was uploaded to your platform.")
-    matched_at: Moment = Field(description="When it matched (>= uploaded_at).")
-    actioned_at: Moment = Field(description="When you acted (>= matched_at, not in the future).")
+    uploaded_at: EventTime = Field(
+        description="When the content was uploaded to your platform (not before 2000)."
+    )
+    matched_at: EventTime = Field(description="When it matched (>= uploaded_at).")
+    actioned_at: EventTime = Field(description="When you acted (>= matched_at, not in the future).")
 
 
 class OutcomeOut(Response):
@@ -323,6 +356,18 @@ class IncidentFigures(Response):
 class AuditHead(Response):
     seq: int
     hash: str
+
+
+class AuditCheckpoint(Response):
+    seq: int = Field(description="The newest entry's number (0: the log is empty).")
+    hash: str = Field(description="Its hash, lowercase hex.")
+    signature: str | None = Field(
+        description="HMAC-SHA256 of the checkpoint under HASHDB_AUDIT_KEY; null: no key set."
+    )
+    checkpoint: str = Field(
+        description="The line to publish; `hashdb audit verify --head LINE` checks the log "
+        "against it."
+    )
 
 
 class Transparency(_Aliased):

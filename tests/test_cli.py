@@ -147,3 +147,20 @@ def test_an_unreachable_database_is_an_outside_failure(tmp_path: Path) -> None:
 def test_a_bad_setting_is_a_user_error_naming_the_variable(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["init"], env={"HASHDB_WORKERS": "-1"})
     assert result.exit_code == 2 and "HASHDB_WORKERS" in result.output
+
+
+@pytest.mark.parametrize("name", ["Platform\x00A", "Platform\x1bA", "Platform\nA"])
+def test_a_member_name_with_a_control_character_is_a_user_error(run, name: str) -> None:  # type: ignore[no-untyped-def]
+    result = run("members", "add", name)
+    assert result.exit_code == 2
+    assert "error: member name must not contain control characters" in result.output
+    assert run("members", "list", "--json").output.strip() == "[]"
+
+
+def test_the_last_admin_cannot_be_disabled_from_the_command_line(run) -> None:  # type: ignore[no-untyped-def]
+    assert run("init").exit_code == 0
+    refused = run("members", "revoke", "admin")
+    assert refused.exit_code == 2 and "no enabled admin would have a valid key" in refused.output
+    assert json.loads(run("members", "list", "--json").output)[0]["disabled"] is False
+    assert run("members", "add", "Second", "--role", "admin").exit_code == 0
+    assert run("members", "revoke", "admin").exit_code == 0

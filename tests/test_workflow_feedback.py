@@ -190,6 +190,31 @@ def test_outcome_times_must_be_in_order_and_not_in_the_future(
     assert caught.value.field == field
 
 
+@pytest.mark.parametrize(
+    ("uploaded", "field"),
+    [
+        (datetime(1, 1, 1, tzinfo=UTC), "uploaded_at"),
+        (datetime(1999, 12, 31, 23, 59, tzinfo=UTC), "uploaded_at"),
+        (datetime.now(UTC) + timedelta(hours=1), "uploaded_at"),
+    ],
+)
+def test_outcome_times_before_2000_or_in_the_future_are_refused(
+    store: Store, people: dict[str, Actor], active_id: int, uploaded: datetime, field: str
+) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        outcomes.report(
+            store.engine,
+            people["a"],
+            active_id,
+            outcomes.Action.REMOVED,
+            uploaded_at=uploaded,
+            matched_at=datetime.now(UTC),
+            actioned_at=datetime.now(UTC),
+        )
+    assert caught.value.field == field
+    assert datetime(2000, 1, 1, tzinfo=UTC) == outcomes.EARLIEST
+
+
 def test_an_unknown_action_is_refused_naming_the_field() -> None:
     with pytest.raises(InvalidInput) as caught:
         outcomes.Action.parse("deleted")

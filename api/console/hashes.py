@@ -22,7 +22,7 @@ from hashdb.workflow import feedback, vetting
 bp = Blueprint("hashes", __name__)
 
 
-@bp.get("/hashes/<int:hash_id>")
+@bp.get("/hashes/<id:hash_id>")
 @page(EVERYONE)
 def detail(hash_id: int) -> str:
     ctx = context()
@@ -61,7 +61,7 @@ def detail(hash_id: int) -> str:
     )
 
 
-@bp.post("/hashes/<int:hash_id>/retire")
+@bp.post("/hashes/<id:hash_id>/retire")
 @page(ADMIN)
 def retire(hash_id: int) -> Response:
     try:

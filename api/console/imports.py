@@ -51,13 +51,13 @@ def _job_context(job_id: int) -> dict[str, object]:
     }
 
 
-@bp.get("/imports/<int:job_id>")
+@bp.get("/imports/<id:job_id>")
 @page(STAFF)
 def job(job_id: int) -> str:
     return render_template("console_import.html", **_job_context(job_id))
 
 
-@bp.get("/imports/<int:job_id>/status")
+@bp.get("/imports/<id:job_id>/status")
 @page(STAFF)
 def status(job_id: int) -> str:
     return render_template("console_import_status.html", **_job_context(job_id))

@@ -68,7 +68,7 @@ def create() -> Response:
     return _new_key_page(member, new, created=True)
 
 
-@bp.get("/members/<int:member_id>")
+@bp.get("/members/<id:member_id>")
 @page(ADMIN)
 def detail(member_id: int) -> str:
     store = context().db.store.members
@@ -82,7 +82,7 @@ def detail(member_id: int) -> str:
     )
 
 
-@bp.post("/members/<int:member_id>/keys")
+@bp.post("/members/<id:member_id>/keys")
 @page(ADMIN)
 def issue(member_id: int) -> Response:
     choice = request.form.get("overlap", "keep")
@@ -95,25 +95,29 @@ def issue(member_id: int) -> Response:
     return _new_key_page(store.get(member_id), new, created=False)
 
 
-@bp.post("/members/<int:member_id>/keys/<int:key_id>/revoke")
+@bp.post("/members/<id:member_id>/keys/<id:key_id>/revoke")
 @page(ADMIN)
 def revoke(member_id: int, key_id: int) -> Response:
     try:
         key = context().db.store.members.revoke_key(member_id, key_id)
         flash(f"Key {key.prefix}… revoked: it stops working on its next request.", "info")
         log.info("key %d of member %d revoked by %s", key_id, member_id, user().member.name)
-    except NotFound as exc:
+    except (NotFound, Conflict) as exc:
         flash(exc.message, "error")
     return redirect(url_for(".detail", member_id=member_id))
 
 
-@bp.post("/members/<int:member_id>/disable")
+@bp.post("/members/<id:member_id>/disable")
 @page(ADMIN)
 def disable(member_id: int) -> Response:
     if member_id == user().member.id:
         flash("You cannot disable the member you are logged in as.", "error")
     else:
-        member = context().db.store.members.disable(member_id)
-        flash(f"{member.name} disabled: every key of it is revoked.", "info")
-        log.info("member %d disabled by %s", member_id, user().member.name)
+        try:
+            member = context().db.store.members.disable(member_id)
+        except Conflict as exc:
+            flash(exc.message, "error")
+        else:
+            flash(f"{member.name} disabled: every key of it is revoked.", "info")
+            log.info("member %d disabled by %s", member_id, user().member.name)
     return redirect(url_for(".detail", member_id=member_id))

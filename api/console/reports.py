@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from flask import Blueprint, Response, render_template, request
 
+from api.console.common import parse_id
 from api.console.session import EVERYONE, page, user
 from api.context import context
 from hashdb.errors import InvalidInput
@@ -40,7 +41,10 @@ def _period() -> tuple[date, date, int | None]:
     first = _day("from", today - timedelta(days=DEFAULT_DAYS - 1))
     last = _day("to", today)
     member = request.args.get("member", "")
-    return first, last, int(member) if member.isdigit() else None
+    member_id = parse_id(member) if member else None
+    if member and member_id is None:
+        raise InvalidInput(f"{member!r} is not a member id", field="member")
+    return first, last, member_id
 
 
 def _report(first: date, last: date, member_id: int | None) -> reports.TransparencyReport:

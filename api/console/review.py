@@ -14,7 +14,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
-from api.console.common import form_ids, hex_of, member_names, similar
+from api.console.common import form_ids, hex_of, member_names, parse_id, similar
 from api.console.session import ADMIN, page, user
 from api.console.visual import bit_grid
 from api.context import context
@@ -50,7 +50,7 @@ def queue() -> str:
         ctx.db.store.engine,
         user().actor(),
         Status.PENDING,
-        after_id=int(after) if after.isdigit() else 0,
+        after_id=parse_id(after) or 0,
         limit=QUEUE_PAGE,
     )
     return render_template(
@@ -72,7 +72,10 @@ def decide() -> Response:
     act, _, one = (request.form.get("act") or "").partition(":")
     reason = request.form.get("reason") or None
     try:
-        ids = [int(one)] if one.isdigit() else form_ids()
+        single = parse_id(one) if one else None
+        if one and single is None:
+            raise InvalidInput(f"{one!r} is not a hash id", field="act")
+        ids = [single] if single is not None else form_ids()
         if not ids:
             raise InvalidInput("tick at least one hash first", field="ids")
         engine, actor = context().db.store.engine, user().actor()
@@ -106,7 +109,7 @@ def disputes() -> str:
     )
 
 
-@bp.post("/disputes/<int:hash_id>")
+@bp.post("/disputes/<id:hash_id>")
 @page(ADMIN)
 def resolve(hash_id: int) -> Response:
     choice = request.form.get("resolution", "")

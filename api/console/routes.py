@@ -20,6 +20,7 @@ from api.console import (
     reports,
     review,
 )
+from api.console.common import refuse_control_characters
 from api.console.secret import LazySessions
 from api.console.session import current, load_user
 from api.context import context
@@ -58,6 +59,7 @@ def _guard() -> None:
     if request.endpoint == "console.static":
         return
     csrf.check()  # first: a session that is about to end still had its token
+    refuse_control_characters()
     load_user()
 
 

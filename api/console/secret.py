@@ -13,7 +13,11 @@ and says so: sessions then last as long as the process and do not span workers.
 
 The API itself never uses the session: `LazySessions` opens a session without
 touching the key when the request carries no console cookie, so API requests (and
-the API's tests) never create the key file.
+the API's tests) never create the key file. It also marks the cookie `Secure`
+whenever the request came over HTTPS (`request.is_secure`): behind a reverse
+proxy that is what gunicorn concludes from `X-Forwarded-Proto` sent by an address
+in its `forwarded_allow_ips` (by default the same host). The cookie is always
+`HttpOnly` and `SameSite=Lax` (`api.console.routes`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import threading
 from pathlib import Path
 
 from flask import Flask, Request
+from flask import request as current_request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from itsdangerous import URLSafeTimedSerializer
 
@@ -104,6 +109,9 @@ class LazySessions(SecureCookieSessionInterface):
                 "digest_method": self.digest_method,
             },
         )
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        return current_request.is_secure or super().get_cookie_secure(app)
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
         if not request.cookies.get(self.get_cookie_name(app)):

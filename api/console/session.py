@@ -2,10 +2,12 @@
 each role may open.
 
 Logging in takes an API key (the same keys the API uses; there are no passwords to
-manage) and keeps only the key's id and its member's id in the signed session
-cookie, never the key itself. Every console request reloads that key and member
-from the database: a key revoked or expired, or a member disabled, ends the
-session on its very next request, in every worker, exactly as for the API.
+manage) and opens a session in the database (`console_sessions`, through
+`MemberStore.open_session`); the signed cookie carries only that session's random
+token, never the key. Every console request reloads the session, its key and its
+member from the database: logging out (the row is deleted), a key revoked or
+expired, or a member disabled ends the session on its very next request, in every
+worker and on every server, so a cookie copied before a logout is worthless after.
 
 `PAGES` is the one table of which role sees which page: the navigation is drawn
 from it and `page(...)` enforces it, so a link is never shown for a page that
@@ -14,19 +16,20 @@ would refuse its reader.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ParamSpec, TypeVar
 from urllib.parse import urlsplit
 
-from flask import flash, g, redirect, request, session, url_for
+from flask import current_app, flash, g, redirect, request, session, url_for
 from werkzeug.exceptions import Forbidden
 from werkzeug.wrappers import Response
 
 from api.context import context
 from hashdb.errors import NotFound
-from hashdb.store import Member, Principal, Role
+from hashdb.store import ApiKey, Member, Principal, Role
 from hashdb.store.clock import now
 from hashdb.workflow.actor import Actor
 
@@ -37,7 +40,10 @@ EVERYONE = frozenset(Role)
 ADMIN = frozenset({Role.ADMIN})
 STAFF = frozenset({Role.ADMIN, Role.OPS})
 
-ENDED = "Your session has ended: the key it was opened with is revoked or expired."
+ENDED = (
+    "Your session has ended: you logged out, it expired, or the key it was opened "
+    "with is revoked or expired."
+)
 
 
 @dataclass(frozen=True)
@@ -79,15 +85,21 @@ class PageForbidden(Forbidden):
     pass
 
 
+_SESSION_ID = "sid"
+
+
 def log_in(principal: Principal) -> None:
-    session.clear()  # a fresh session: nothing from before the login carries over
+    log_out()  # a fresh session: nothing from before the login carries over
     session.permanent = True
-    session["member_id"] = principal.member.id
-    session["key_id"] = principal.key_id
+    lifetime = current_app.permanent_session_lifetime
+    session[_SESSION_ID] = context().db.store.members.open_session(principal, lifetime)
     g.user = User(principal.member, principal.key_id)
 
 
 def log_out() -> None:
+    token = session.get(_SESSION_ID)
+    if isinstance(token, str):
+        context().db.store.members.close_session(token)
     session.clear()
     g.user = None
 
@@ -95,20 +107,23 @@ def log_out() -> None:
 def load_user() -> None:
     """Before each console request: `g.user` from the session, if still valid."""
     g.user = None
-    member_id, key_id = session.get("member_id"), session.get("key_id")
-    if not isinstance(member_id, int) or not isinstance(key_id, int):
+    token = session.get(_SESSION_ID)
+    if not isinstance(token, str):
         return
     members = context().db.store.members
-    try:
-        member = members.get(member_id)
-    except NotFound:
-        member = None
-    key = next((k for k in members.keys(member_id) if k.id == key_id), None) if member else None
+    live = members.session(token)
+    member: Member | None = None
+    key: ApiKey | None = None
+    if live is not None:
+        with contextlib.suppress(NotFound):
+            member = members.get(live.member_id)
+        if member is not None:
+            key = next((k for k in members.keys(member.id) if k.id == live.key_id), None)
     if member is None or key is None or not key.is_valid(now()) or member.disabled_at:
         session.clear()
         flash(ENDED, "error")
         return
-    g.user = User(member, key_id)
+    g.user = User(member, key.id)
 
 
 def current() -> User | None:

@@ -11,6 +11,18 @@ rotation setting expiries) appends a row to `auth_changes` in the same
 transaction. API workers cache authenticated keys and check the head of that log
 on every request (hashdb/store/heads.py), so a revocation takes effect on the very
 next request in every worker and on every server, without a key lookup per request.
+
+The consortium is never locked out: a revocation or a disabled member that would
+leave no enabled admin with a valid key is refused with `Conflict`, here, so the
+API, the console and the CLI all refuse it. (Keys that simply expire are not
+prevented; `hashdb members add --role admin` on the database's host is the way
+back then.) PostgreSQL writers lock the admins' rows first, so two revocations at
+once cannot each leave the other's key as the last one.
+
+A member name is one line of 1-200 characters without control characters.
+
+Console logins are rows of `console_sessions` (`open_session`): the browser holds a
+random token, the database its digest, and logging out deletes the row.
 """
 
 from __future__ import annotations
@@ -21,15 +33,20 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, bindparam, func, insert, or_, select, update
+from sqlalchemy import Engine, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from hashdb.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from hashdb.store.clock import now, utc
-from hashdb.store.schema import api_keys, auth_changes, members
+from hashdb.store.schema import api_keys, auth_changes, console_sessions, members
 
 KEY_PREFIX = "hdb_"
+MAX_NAME_CHARS = 200
+LOCKOUT = (
+    "refused: no enabled admin would have a valid key left, and nobody could "
+    "administer the consortium; issue another admin key first"
+)
 
 
 class Role(enum.StrEnum):
@@ -127,15 +144,51 @@ def log_auth_change(conn: Connection, member_id: int) -> None:
     conn.execute(insert(auth_changes).values(member_id=member_id, at=now()))
 
 
+def _checked_name(name: str) -> str:
+    name = name.strip()
+    if not name or len(name) > MAX_NAME_CHARS:
+        raise InvalidInput(f"member name must be 1-{MAX_NAME_CHARS} characters", field="name")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        raise InvalidInput("member name must not contain control characters", field="name")
+    return name
+
+
+def _lock_admins(conn: Connection) -> None:
+    """Serialise changes that could take the last admin key away (PostgreSQL row
+    locks; SQLite lets one writer in at a time anyway)."""
+    conn.execute(select(members.c.id).where(members.c.role == Role.ADMIN).with_for_update())
+
+
+def _admin_keys(conn: Connection, at: datetime) -> int:
+    """Valid keys of enabled admins."""
+    return int(
+        conn.execute(
+            select(func.count())
+            .select_from(api_keys.join(members, members.c.id == api_keys.c.member_id))
+            .where(
+                members.c.role == Role.ADMIN,
+                members.c.disabled_at.is_(None),
+                api_keys.c.revoked_at.is_(None),
+                or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > at),
+            )
+        ).scalar_one()
+    )
+
+
+@dataclass(frozen=True)
+class ConsoleSession:
+    member_id: int
+    key_id: int
+    expires_at: datetime
+
+
 class MemberStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
     def create(self, name: str, role: Role, *, trusted: bool = False) -> tuple[Member, NewKey]:
         """A new member with its first key."""
-        name = name.strip()
-        if not name or len(name) > 200:
-            raise InvalidInput("member name must be 1-200 characters", field="name")
+        name = _checked_name(name)
         try:
             with self._engine.begin() as conn:
                 member_id = conn.execute(
@@ -173,6 +226,7 @@ class MemberStore:
         return _member(found)
 
     def by_name(self, name: str) -> Member:
+        name = _checked_name(name)
         with self._engine.connect() as conn:
             row = conn.execute(select(members).where(members.c.name == name)).mappings()
             found = row.one_or_none()
@@ -209,14 +263,20 @@ class MemberStore:
             return self._issue(conn, member_id)
 
     def revoke_key(self, member_id: int, key_id: int) -> ApiKey:
+        """Revoke one key; Conflict if it is the last valid key of an enabled admin."""
+        at = now()
         with self._engine.begin() as conn:
+            _lock_admins(conn)
+            before = _admin_keys(conn, at)
             revoked = conn.execute(
                 update(api_keys)
                 .where(api_keys.c.id == key_id, api_keys.c.member_id == member_id)
                 .where(api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=now())
+                .values(revoked_at=at)
             )
             if revoked.rowcount:
+                if before and not _admin_keys(conn, at):
+                    raise Conflict(LOCKOUT, key_id=key_id)
                 log_auth_change(conn, member_id)
             row = (
                 conn.execute(
@@ -232,9 +292,12 @@ class MemberStore:
         return _key(row)
 
     def disable(self, member_id: int) -> Member:
-        """Revoke every key of the member and mark it disabled."""
+        """Revoke every key of the member and mark it disabled; Conflict if it is the
+        last enabled admin with a valid key."""
         at = now()
         with self._engine.begin() as conn:
+            _lock_admins(conn)
+            before = _admin_keys(conn, at)
             disabled = conn.execute(
                 update(members)
                 .where(members.c.id == member_id, members.c.disabled_at.is_(None))
@@ -245,9 +308,50 @@ class MemberStore:
                 .where(api_keys.c.member_id == member_id, api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=at)
             )
+            if before and not _admin_keys(conn, at):
+                raise Conflict(LOCKOUT, member_id=member_id)
             if disabled.rowcount:
                 log_auth_change(conn, member_id)
         return self.get(member_id)
+
+    # ---- console sessions -------------------------------------------------------
+
+    def open_session(self, principal: Principal, lifetime: timedelta) -> str:
+        """A new console session for `principal`: its token (the database keeps the
+        digest only). Sessions past their end are swept out here."""
+        token = secrets.token_urlsafe(32)
+        at = now()
+        with self._engine.begin() as conn:
+            conn.execute(delete(console_sessions).where(console_sessions.c.expires_at <= at))
+            conn.execute(
+                insert(console_sessions).values(
+                    digest=digest(token),
+                    member_id=principal.member.id,
+                    key_id=principal.key_id,
+                    created_at=at,
+                    expires_at=at + lifetime,
+                )
+            )
+        return token
+
+    def session(self, token: str) -> ConsoleSession | None:
+        """The live session of `token`, or None (never opened, ended or expired)."""
+        with self._engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(console_sessions).where(console_sessions.c.digest == digest(token))
+                )
+                .mappings()
+                .one_or_none()
+            )
+        if row is None or utc(row["expires_at"]) <= now():
+            return None
+        return ConsoleSession(row["member_id"], row["key_id"], utc(row["expires_at"]))
+
+    def close_session(self, token: str) -> None:
+        """End the session of `token` (logging out); nothing if it is gone already."""
+        with self._engine.begin() as conn:
+            conn.execute(delete(console_sessions).where(console_sessions.c.digest == digest(token)))
 
     def authenticate(self, secret: str) -> Principal:
         """The member behind a key, or Unauthenticated (unknown, revoked or expired)."""

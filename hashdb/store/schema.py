@@ -66,6 +66,19 @@ auth_changes = Table(
     Column("at", DateTime(timezone=True), nullable=False),
 )
 
+# Console logins. The signed session cookie carries a random token; this row (keyed
+# by the token's SHA-256) is what makes it valid, so logging out, in any worker or on
+# any server, ends it by deleting the row, and a copied cookie is worthless after.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("member_id", BigInteger, ForeignKey("members.id"), nullable=False),
+    Column("key_id", BigInteger, ForeignKey("api_keys.id"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+)
+
 hashes = Table(
     "hashes",
     metadata,

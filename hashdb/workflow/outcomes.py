@@ -6,14 +6,16 @@ takedown rate (share of reported outcomes that are removals) and time to action
 (actioned minus uploaded; the EU terrorist-content regulation, 2021/784 art. 3(3),
 requires removal within one hour of a removal order, so the report also gives the
 share of removals within an hour). Times must be in order
-(uploaded <= matched <= actioned) and not in the future beyond `CLOCK_SKEW`.
+(uploaded <= matched <= actioned), none before `EARLIEST` (the service and the
+regulation are younger; a year-0001 upload would otherwise dominate the median)
+and none in the future beyond `CLOCK_SKEW`.
 """
 
 from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.engine import RowMapping
@@ -27,6 +29,8 @@ from hashdb.workflow.actor import Actor
 from hashdb.workflow.incidents import aware
 
 CLOCK_SKEW = timedelta(minutes=5)
+# No content matched a hash of this service before this moment.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class Action(enum.StrEnum):
@@ -88,13 +92,16 @@ def report(
     up = aware(uploaded_at, "uploaded_at")
     matched = aware(matched_at, "matched_at")
     acted = aware(actioned_at, "actioned_at")
+    at = now()
+    for field, value in (("uploaded_at", up), ("matched_at", matched), ("actioned_at", acted)):
+        if value < EARLIEST:
+            raise InvalidInput(f"{field} is before {EARLIEST.date().isoformat()}", field=field)
+        if value > at + CLOCK_SKEW:
+            raise InvalidInput(f"{field} is in the future", field=field)
     if matched < up:
         raise InvalidInput("matched_at is before uploaded_at", field="matched_at")
     if acted < matched:
         raise InvalidInput("actioned_at is before matched_at", field="actioned_at")
-    at = now()
-    if acted > at + CLOCK_SKEW:
-        raise InvalidInput("actioned_at is in the future", field="actioned_at")
     HashStore(engine).get(hash_id)
     with engine.begin() as conn:
         new_id = conn.execute(
