@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@echo "compiling the index kernels once (numba caches them on disk)"
+	$(BIN)/python -c 'from api.loader import warm_kernels; warm_kernels()'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -3,7 +3,9 @@
 Every administrative action and every write made with a key is in the log
 (`hashdb.workflow.audit`), with the key id and the request id (`X-Request-Id`).
 `GET /v1/audit` pages through it oldest first and gives the current head (seq and
-hash), which an admin can publish; `GET /v1/audit/verify` recomputes the whole
+hash); `GET /v1/audit/head` gives it as a checkpoint line, signed under
+`HASHDB_AUDIT_KEY` when set, which an admin publishes and later checks the log
+against (`hashdb audit verify --head`); `GET /v1/audit/verify` recomputes the whole
 chain and names the first entry that does not check out.
 """
 
@@ -57,6 +59,30 @@ def read() -> Response:
                 for e in entries
             ],
             head=w.AuditHead(seq=seq, hash=digest),
+        )
+    )
+
+
+@bp.get("/v1/audit/head")
+@document(
+    "A checkpoint of the audit log to publish",
+    tag=TAG,
+    description="The newest entry's number and hash, signed with HMAC-SHA256 under "
+    "HASHDB_AUDIT_KEY when it is set. Publish `checkpoint`; a later rewrite of the log "
+    "or a cut tail fails `hashdb audit verify --head` against it.",
+    responses={200: w.AuditCheckpoint},
+)
+@requires(Role.ADMIN)
+def head() -> Response:
+    ctx = context()
+    key = ctx.settings.audit_key
+    checkpoint = audit.checkpoint(ctx.db.store.engine, key.get_secret_value() if key else None)
+    return reply(
+        w.AuditCheckpoint(
+            seq=checkpoint.seq,
+            hash=checkpoint.hash,
+            signature=checkpoint.signature,
+            checkpoint=str(checkpoint),
         )
     )
 

@@ -1,10 +1,14 @@
 """The public blueprint: liveness, readiness, metrics and the API's own description.
 
 None of these need a key: a load balancer, Prometheus and a developer reading the
-docs must reach them. `/healthz` says the process answers; `/readyz` is 503 until
-the indexes are loaded, so no traffic reaches a worker that would answer 503 to
-every match. Bind the service to a private address (the default is 127.0.0.1) if
-the metrics should not be public.
+docs must reach them. `/healthz` says the process answers (liveness: it touches
+nothing else). `/readyz` is 503 until the indexes are loaded, and 503 whenever the
+database does not answer within `PROBE_TIMEOUT` seconds or its schema is not this
+code's (the one error body, `storage_unavailable`, saying why), so no traffic
+reaches a worker that would answer 503 to every request. The database check opens
+a fresh connection with a deadline, outside the pool (`hashdb.store.probe`). Bind
+the service to a private address (the default is 127.0.0.1) if the metrics should
+not be public.
 """
 
 from __future__ import annotations
@@ -33,11 +37,14 @@ def healthz() -> Response:
 @document(
     "Readiness",
     tag=TAG,
-    description="200 once the indexes are loaded, 503 (same body) before.",
+    description="200 once the indexes are loaded and the database answers; 503 (same "
+    "body) while the indexes load; 503 with the error body, saying why, when the database "
+    "does not answer in time or is not migrated.",
     responses={200: s.Readiness, 503: s.Readiness},
 )
 def readyz() -> Response:
     ctx = context()
+    ctx.db.store.check_ready()  # StorageUnavailable: rendered as a 503 saying why
     matcher = ctx.db.matcher
     ready = ctx.loader.ready
     body = s.Readiness(ready=ready, index_sizes=matcher.sizes(), cursor=matcher.cursor)

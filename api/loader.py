@@ -1,11 +1,20 @@
 """Loading the indexes in the background, so the process answers at once.
 
 A worker starts serving `/healthz` immediately; `/readyz` and the match endpoints
-answer 503 until the matcher has built its indexes from the database. If the
+answer 503 until the matcher has built its indexes from the database. Before that
+build the loader runs every numba kernel a request can reach once on tiny inputs
+(`warm_kernels`), so the compilation, or the load from numba's disk cache, is paid
+before the worker says it is ready rather than by its first request. If the
 database is unreachable at start the load is retried every few seconds rather
 than killing the worker: a load balancer keeps it out of rotation meanwhile.
 Once ready, the loader fills the matcher's row cache (`Matcher.warm_records`),
 so that matches are answered without reading their rows from the database.
+
+The kernels are compiled with `cache=True`: numba keeps them in `__pycache__`
+beside the code, or, where that is not writable, in the user's cache directory,
+or in `NUMBA_CACHE_DIR` when that is set (numba reads it at import, so it must be
+in the environment before the service starts). A cold cache costs tens of seconds
+of compilation per process; `make install` fills it once.
 """
 
 from __future__ import annotations
@@ -14,11 +23,43 @@ import logging
 import threading
 from collections.abc import Callable
 
+import numpy as np
+
+from hashdb.index import MIHIndex
+from hashdb.index.layout import Plan
 from hashdb.matching import Matcher
+from hashdb.signals import SIGNAL_TYPES, Matching
 
 log = logging.getLogger(__name__)
 
 RETRY_SECONDS = 5.0
+
+
+# Rows of the tiny indexes the kernels are warmed on: enough for the tables to hold
+# entries, few enough that warming costs only the compilation.
+_WARM_ROWS = 64
+
+
+def warm_kernels() -> None:
+    """Run once every numba kernel a request can reach, on tiny inputs: the
+    index's three search plans (probe, join, scan) and its build at the width of
+    each Hamming signal type, and the video frame hasher on a contiguous and a
+    strided luma plane (the two layouts decoding yields)."""
+    from ingest.video_pdq import pdq_from_luma
+
+    rng = np.random.default_rng(0)
+    widths = sorted({s.bits for s in SIGNAL_TYPES.values() if s.matching is Matching.HAMMING})
+    for bits in widths:
+        codes = rng.integers(0, 256, (_WARM_ROWS, bits // 8), dtype=np.uint8)
+        for how in Plan:
+            index = MIHIndex(bits, threads=1, background=False, plan=how)
+            index.add(np.arange(1, _WARM_ROWS + 1, dtype=np.int64), codes)
+            index.compact()
+            index.add(np.array([_WARM_ROWS + 1], dtype=np.int64), codes[:1])  # a buffered row
+            index.search(codes[:2], bits // 8)
+    plane = rng.integers(0, 256, (96, 160), dtype=np.uint8)
+    pdq_from_luma(plane, limited_range=True)
+    pdq_from_luma(plane[:, 16:144], limited_range=False)
 
 
 class IndexLoader:
@@ -46,6 +87,10 @@ class IndexLoader:
         return self.ready
 
     def _run(self) -> None:
+        try:
+            warm_kernels()
+        except Exception:  # a kernel that cannot compile fails its requests instead
+            log.exception("warming the numba kernels failed")
         while not self._stop.is_set():
             try:
                 self._matcher.load()

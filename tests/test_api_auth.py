@@ -47,6 +47,7 @@ V1_ENDPOINTS = [
     ("GET", "/v1/reports/transparency", {"member"}),
     ("GET", "/v1/audit", set()),
     ("GET", "/v1/audit/verify", set()),
+    ("GET", "/v1/audit/head", set()),
     ("POST", "/v1/imports", {"ops"}),
     ("GET", "/v1/imports", {"ops"}),
     ("GET", "/v1/imports/1", {"ops"}),

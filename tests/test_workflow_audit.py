@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import text
 
 from hashdb.cli import main
-from hashdb.errors import Forbidden
+from hashdb.errors import Forbidden, InvalidInput
 from hashdb.service import HashDB
 from hashdb.settings import Settings
 from hashdb.signals import PDQ
 from hashdb.store import NewHash, Role, Store
 from hashdb.workflow import audit, incidents, vetting
 from hashdb.workflow.actor import Actor
+
+if TYPE_CHECKING:
+    from api_fixtures import MakeApi
+
+pytest_plugins = ["api_fixtures"]
 
 
 @pytest.fixture
@@ -115,3 +122,158 @@ def test_hashdb_audit_verify_detects_an_edited_row(
     broken = runner.invoke(main, ["audit", "verify"], env=env)
     assert broken.exit_code == 1
     assert "broken at entry 1" in broken.output
+
+
+AUDIT_KEY = "k" * 40
+
+
+def _rewrite_everything(store: Store, admin: Actor) -> None:
+    """What an attacker with write access does: change entry 2, then recompute
+    every hash and link after it, so the chain is consistent again."""
+    prev = audit.GENESIS
+    for entry in audit.read(store.engine, admin):
+        action = "hash.reject" if entry.seq == 2 else entry.action
+        digest = audit.entry_hash(
+            prev,
+            seq=entry.seq,
+            at=entry.at,
+            actor_id=entry.actor_id,
+            key_id=entry.key_id,
+            action=action,
+            target=entry.target,
+            request_id=entry.request_id,
+            details=entry.details,
+        )
+        with store.engine.begin() as conn:
+            conn.execute(
+                text("UPDATE audit_log SET action = :a, prev_hash = :p, hash = :h WHERE seq = :s"),
+                {"a": action, "p": prev, "h": digest, "s": entry.seq},
+            )
+        prev = digest
+
+
+def test_a_checkpoint_line_round_trips_and_is_signed_only_with_a_key(
+    store: Store, history: tuple[Actor, Actor]
+) -> None:
+    unsigned = audit.checkpoint(store.engine, None)
+    assert (unsigned.seq, unsigned.hash) == audit.head(store.engine)
+    assert str(unsigned).endswith(":unsigned") and unsigned.signature is None
+    signed = audit.checkpoint(store.engine, AUDIT_KEY)
+    assert signed.signature is not None and signed.signature_ok(AUDIT_KEY)
+    assert not signed.signature_ok("x" * 40)
+    assert audit.Checkpoint.parse(str(signed)) == signed
+    assert audit.Checkpoint.parse(str(unsigned)) == unsigned
+    for bad in ("", "3:abc", str(signed).upper(), str(signed) + ":extra"):
+        with pytest.raises(InvalidInput):
+            audit.Checkpoint.parse(bad)
+
+
+def test_a_rewritten_log_passes_the_chain_check_but_not_the_checkpoint(
+    store: Store, history: tuple[Actor, Actor]
+) -> None:
+    admin, _ = history
+    published = audit.checkpoint(store.engine, AUDIT_KEY)
+    assert audit.verify(store.engine, against=published, key=AUDIT_KEY).ok
+    _rewrite_everything(store, admin)
+    assert audit.verify(store.engine).ok  # internally consistent: the old check misses it
+    check = audit.verify(store.engine, against=published, key=AUDIT_KEY)
+    assert (check.ok, check.broken_seq) == (False, 3)
+    assert check.reason is not None and "rewritten" in check.reason
+
+
+def test_a_cut_tail_fails_against_the_checkpoint(
+    store: Store, history: tuple[Actor, Actor]
+) -> None:
+    published = audit.checkpoint(store.engine, AUDIT_KEY)
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 3"))
+    assert audit.verify(store.engine).ok
+    check = audit.verify(store.engine, against=published, key=AUDIT_KEY)
+    assert (check.ok, check.broken_seq) == (False, 3)
+    assert check.reason is not None and "cut off" in check.reason
+
+
+def test_entries_after_the_checkpoint_still_verify(
+    store: Store, history: tuple[Actor, Actor]
+) -> None:
+    admin, _ = history
+    published = audit.checkpoint(store.engine, AUDIT_KEY)
+    incidents.open_incident(store.engine, admin, "Attack in Y")
+    check = audit.verify(store.engine, against=published, key=AUDIT_KEY)
+    assert check.ok and check.checked == 4
+
+
+def test_a_forged_checkpoint_is_refused(store: Store, history: tuple[Actor, Actor]) -> None:
+    admin, _ = history
+    genuine = audit.checkpoint(store.engine, AUDIT_KEY)
+    _rewrite_everything(store, admin)
+    # The attacker publishes a checkpoint of the rewritten log, without the key.
+    forged = audit.checkpoint(store.engine, "attacker-key-" + "x" * 30)
+    check = audit.verify(store.engine, against=forged, key=AUDIT_KEY)
+    assert (check.ok, check.broken_seq) == (False, None)
+    assert check.reason is not None and "forged" in check.reason
+    bare = audit.Checkpoint(forged.seq, forged.hash)
+    with pytest.raises(InvalidInput, match="unsigned"):
+        audit.verify(store.engine, against=bare, key=AUDIT_KEY)
+    with pytest.raises(InvalidInput, match="HASHDB_AUDIT_KEY is not set"):
+        audit.verify(store.engine, against=genuine, key=None)
+    # Without a key, an unsigned checkpoint is compared by hash alone.
+    assert audit.verify(store.engine, against=audit.Checkpoint(genuine.seq, genuine.hash)).reason
+
+
+def test_hashdb_audit_head_and_verify_head(
+    store: Store, db_url: str, history: tuple[Actor, Actor]
+) -> None:
+    admin, _ = history
+    runner = CliRunner()
+    env = {"HASHDB_DATABASE_URL": db_url, "HASHDB_AUDIT_KEY": AUDIT_KEY}
+    printed = runner.invoke(main, ["audit", "head"], env=env)
+    assert printed.exit_code == 0, printed.output
+    line = printed.output.strip()
+    assert audit.Checkpoint.parse(line).signature_ok(AUDIT_KEY)
+
+    good = runner.invoke(main, ["audit", "verify", "--head", line], env=env)
+    assert good.exit_code == 0, good.output
+    assert "intact: 3 entries" in good.output and "matches checkpoint 3" in good.output
+
+    garbled = runner.invoke(main, ["audit", "verify", "--head", "not-a-checkpoint"], env=env)
+    assert garbled.exit_code == 2
+    assert "not an audit checkpoint" in garbled.output
+
+    forged_line = str(audit.checkpoint(store.engine, "y" * 40))
+    forged = runner.invoke(main, ["audit", "verify", "--head", forged_line], env=env)
+    assert forged.exit_code == 1
+    assert "audit checkpoint refused" in forged.output and "forged" in forged.output
+
+    _rewrite_everything(store, admin)
+    assert runner.invoke(main, ["audit", "verify"], env=env).exit_code == 0
+    rewritten = runner.invoke(main, ["audit", "verify", "--head", line], env=env)
+    assert rewritten.exit_code == 1
+    assert "broken at entry 3" in rewritten.output and "rewritten" in rewritten.output
+
+    with store.engine.begin() as conn:
+        conn.execute(text("DELETE FROM audit_log WHERE seq = 3"))
+    cut = runner.invoke(main, ["audit", "verify", "--head", line], env=env)
+    assert cut.exit_code == 1
+    assert "cut off" in cut.output
+
+    unkeyed = {"HASHDB_DATABASE_URL": db_url}
+    no_key = runner.invoke(main, ["audit", "verify", "--head", line], env=unkeyed)
+    assert no_key.exit_code == 2
+    assert "HASHDB_AUDIT_KEY is not set" in no_key.output
+
+
+def test_get_v1_audit_head_gives_admins_a_signed_checkpoint(make_api: MakeApi) -> None:
+    api = make_api(audit_key=AUDIT_KEY)
+    assert api.get("/v1/audit/head", "member").status_code == 403
+    response = api.get("/v1/audit/head", "admin")
+    assert response.status_code == 200, response.json
+    body = response.json
+    assert body is not None
+    published = audit.Checkpoint.parse(body["checkpoint"])
+    assert (published.seq, published.hash) == (body["seq"], body["hash"])
+    assert published.seq == audit.head(api.store.engine)[0]
+    assert body["signature"] == published.signature and published.signature_ok(AUDIT_KEY)
+    assert audit.verify(api.store.engine, against=published, key=AUDIT_KEY).ok
+    unsigned = make_api().get("/v1/audit/head", "admin").json
+    assert unsigned is not None and unsigned["signature"] is None

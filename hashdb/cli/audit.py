@@ -1,4 +1,9 @@
-"""`hashdb audit ...`: check the audit chain, list entries."""
+"""`hashdb audit ...`: check the audit chain, print a checkpoint to publish, list entries.
+
+`verify` exits 0 when the chain checks out, 1 when it does not (a finding, named on
+stderr), and 2 for a malformed checkpoint or one that cannot be checked with the
+configured key (a user error, through the CLI's one exit-code map).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import sys
 import click
 
 from hashdb.cli.common import acting_member, emit_json, open_db
+from hashdb.service import HashDB
 from hashdb.workflow import audit as audit_log
 from hashdb.workflow.actor import Actor
 
@@ -19,19 +25,49 @@ def audit() -> None:
     """The tamper-evident audit log."""
 
 
-@audit.command("verify")
-def verify() -> None:
-    """Recompute the hash chain; exit 1 naming the first entry that fails."""
+def _audit_key(db: HashDB) -> str | None:
+    key = db.settings.audit_key
+    return key.get_secret_value() if key else None
+
+
+@audit.command("head")
+def head() -> None:
+    """Print the newest entry as a checkpoint line to publish (signed with
+    HASHDB_AUDIT_KEY when set); check the log against it later with
+    `hashdb audit verify --head`."""
     db = open_db()
     try:
-        check = audit_log.verify(db.store.engine)
+        checkpoint = audit_log.checkpoint(db.store.engine, _audit_key(db))
+    finally:
+        db.close()
+    click.echo(str(checkpoint))
+
+
+@audit.command("verify")
+@click.option(
+    "--head",
+    "published",
+    metavar="CHECKPOINT",
+    help="A checkpoint printed earlier by `hashdb audit head`: the log must still reach "
+    "it with the same hash (catches a rewritten log and a cut tail).",
+)
+def verify(published: str | None) -> None:
+    """Recompute the hash chain; exit 1 naming the first entry that fails."""
+    against = audit_log.Checkpoint.parse(published) if published is not None else None
+    db = open_db()
+    try:
+        check = audit_log.verify(db.store.engine, against=against, key=_audit_key(db))
         head = audit_log.head(db.store.engine)
     finally:
         db.close()
     if not check.ok:
-        click.echo(f"audit chain broken at entry {check.broken_seq}: {check.reason}", err=True)
+        if check.broken_seq is None:
+            click.echo(f"audit checkpoint refused: {check.reason}", err=True)
+        else:
+            click.echo(f"audit chain broken at entry {check.broken_seq}: {check.reason}", err=True)
         sys.exit(EXIT_BROKEN)
-    click.echo(f"audit chain intact: {check.checked} entries, head {head[0]} {head[1]}")
+    versus = f", matches checkpoint {against.seq}" if against is not None else ""
+    click.echo(f"audit chain intact: {check.checked} entries, head {head[0]} {head[1]}{versus}")
 
 
 @audit.command("list")

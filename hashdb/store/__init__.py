@@ -1,16 +1,37 @@
 """Storage: one facade over the SQL database (SQLite or PostgreSQL).
 
-`Store.open(url)` connects and migrates; its parts (`members`, `hashes`, `changes`)
-each own one table family, so code that only reads hashes can take `HashStore`
-alone rather than the whole store.
+`Store.open(url)` connects, checks the schema's Alembic revision and migrates; its
+parts (`members`, `hashes`, `changes`) each own one table family, so code that only
+reads hashes can take `HashStore` alone rather than the whole store.
+
+The schema check runs before anything else touches the tables, so a database in
+the wrong state is one clear `StorageUnavailable` (exit 3 in the CLI, 503 in the
+API) instead of a traceback at the first query:
+
+- no hashdb schema, or an older revision: migrated when `migrate_schema` is true;
+  otherwise, or when migrating fails (a role that may not create tables), the
+  message says to run `hashdb init`;
+- a revision this code does not know (the schema is ahead of the code, written by
+  a newer hashdb): refused, never migrated or read;
+- hashdb's tables without a revision (not made by `hashdb init`): refused, since
+  migrating would collide with them.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from enum import StrEnum
+from functools import cache
+from pathlib import Path
 
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util import CommandError
+from sqlalchemy import Engine, inspect
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from hashdb.errors import StorageUnavailable
 from hashdb.store.changes import Change, ChangeLog
-from hashdb.store.engine import migrate, open_engine
+from hashdb.store.engine import MIGRATIONS, migrate, open_engine
 from hashdb.store.hashes import MATCHABLE, Added, ChangeOp, HashRecord, HashStore, NewHash, Status
 from hashdb.store.heads import HeadReader, Heads
 from hashdb.store.imports import (
@@ -23,7 +44,93 @@ from hashdb.store.imports import (
     PlannedFile,
 )
 from hashdb.store.members import ApiKey, Member, MemberStore, NewKey, Principal, Role
+from hashdb.store.probe import PROBE_TIMEOUT, read_revisions
+from hashdb.store.schema import metadata
 from hashdb.store.videos import NewVideo, VideoInfo, VideoStore, frame_index_id
+
+
+class SchemaState(StrEnum):
+    CURRENT = "current"  # at this code's head revision
+    EMPTY = "empty"  # no hashdb tables and no revision: a new database
+    BEHIND = "behind"  # an older revision this code can upgrade
+    AHEAD = "ahead"  # a revision this code does not know
+    UNVERSIONED = "unversioned"  # hashdb tables without a revision
+
+
+@cache
+def _scripts() -> tuple[frozenset[str], frozenset[str]]:
+    """(every revision, the head revisions) of this code's migrations."""
+    scripts = ScriptDirectory(str(MIGRATIONS))
+    return frozenset(r.revision for r in scripts.walk_revisions()), frozenset(scripts.get_heads())
+
+
+def schema_revisions(engine: Engine) -> tuple[str, ...]:
+    """The Alembic revisions recorded in the database (empty: none)."""
+    try:
+        with engine.connect() as conn:
+            return tuple(MigrationContext.configure(conn).get_current_heads())
+    except OperationalError as exc:
+        raise StorageUnavailable(f"cannot reach the database: {exc.orig}") from None
+
+
+def schema_state(engine: Engine) -> SchemaState:
+    """Where the database's schema stands against this code's migrations."""
+    return _state(engine, set(schema_revisions(engine)))
+
+
+def _state(engine: Engine, current: set[str]) -> SchemaState:
+    known, heads = _scripts()
+    if current == heads:
+        return SchemaState.CURRENT
+    if current - known:
+        return SchemaState.AHEAD
+    if current:
+        return SchemaState.BEHIND
+    try:
+        tables = set(inspect(engine).get_table_names())
+    except OperationalError as exc:
+        raise StorageUnavailable(f"cannot reach the database: {exc.orig}") from None
+    return SchemaState.UNVERSIONED if tables & set(metadata.tables) else SchemaState.EMPTY
+
+
+def check_schema(engine: Engine, *, migrate_schema: bool) -> None:
+    """Raise StorageUnavailable unless the schema is (or, migrating, becomes) current."""
+    revisions = schema_revisions(engine)
+    state = _state(engine, set(revisions))
+    if state is SchemaState.CURRENT:
+        return
+    where = engine.url.render_as_string(hide_password=True)
+    found = ", ".join(revisions) or "none"
+    head = ", ".join(sorted(_scripts()[1]))
+    if state is SchemaState.AHEAD:
+        raise StorageUnavailable(
+            f"the database {where} has schema revision {found}, newer than this hashdb "
+            f"knows (its newest is {head}): upgrade hashdb, or point HASHDB_DATABASE_URL "
+            "at the right database",
+            schema=state.value,
+        )
+    if state is SchemaState.UNVERSIONED:
+        raise StorageUnavailable(
+            f"the database {where} has hashdb tables but no schema revision (no "
+            "alembic_version row), so it was not set up by `hashdb init` and cannot be "
+            "migrated safely: restore its alembic_version, or use an empty database and "
+            "run `hashdb init`",
+            schema=state.value,
+        )
+    not_migrated = (
+        f"the database {where} is not migrated (schema revision {found}, this hashdb needs {head})"
+    )
+    if not migrate_schema:
+        raise StorageUnavailable(f"{not_migrated}: run `hashdb init`", schema=state.value)
+    try:
+        migrate(engine)
+    except (DBAPIError, CommandError) as exc:
+        reason = exc.orig if isinstance(exc, DBAPIError) else exc
+        raise StorageUnavailable(
+            f"{not_migrated} and migrating it failed: {reason}; run `hashdb init` as a "
+            "database role that may create tables",
+            schema=state.value,
+        ) from None
 
 
 class Store:
@@ -38,10 +145,30 @@ class Store:
 
     @classmethod
     def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
+        """Connect to `url` and check its schema (see the module docstring),
+        migrating it to this code's head if `migrate_schema`."""
         engine = open_engine(url)
-        if migrate_schema:
-            migrate(engine)
+        try:
+            _make_parent(engine)
+            check_schema(engine, migrate_schema=migrate_schema)
+        except BaseException:
+            engine.dispose()
+            raise
         return cls(engine)
+
+    def check_ready(self, timeout: float = PROBE_TIMEOUT) -> None:
+        """Raise StorageUnavailable, saying why, unless the database answers on a
+        fresh connection within about `timeout` seconds and its schema is this
+        code's (for readiness probes: see `hashdb.store.probe`)."""
+        revisions = read_revisions(self.engine, timeout)
+        state = _state(self.engine, revisions) if revisions else SchemaState.EMPTY
+        if state is not SchemaState.CURRENT:
+            found = ", ".join(sorted(revisions)) or "none"
+            raise StorageUnavailable(
+                f"the database schema is {state.value} (revision {found}; this hashdb "
+                f"needs {', '.join(sorted(_scripts()[1]))})",
+                schema=state.value,
+            )
 
     def heads(self) -> Heads:
         """Where the hash and auth change logs end (one round trip)."""
@@ -50,6 +177,12 @@ class Store:
     def close(self) -> None:
         self._heads.close()
         self.engine.dispose()
+
+
+def _make_parent(engine: Engine) -> None:
+    """SQLite creates its file but not the folder it goes in."""
+    if engine.url.get_backend_name() == "sqlite" and engine.url.database:
+        Path(engine.url.database).parent.mkdir(parents=True, exist_ok=True)
 
 
 __all__ = [
@@ -76,6 +209,7 @@ __all__ = [
     "PlannedFile",
     "Principal",
     "Role",
+    "SchemaState",
     "Status",
     "Store",
     "VideoInfo",

@@ -16,9 +16,28 @@ as lowercase hex, where canonical JSON is UTF-8 with sorted keys, no whitespace
 (`separators=(",", ":")`), ASCII-escaped, and `at` written as ISO 8601 UTC with
 microseconds (`2024-05-01T12:00:00.000000+00:00`). `verify` recomputes the chain
 and returns the first entry whose number, link or hash does not check out: an
-edited, inserted or deleted row breaks the chain there. Cutting entries off the
-end is only detectable against a published head (`head()`; the transparency
-report carries it), as with any hash chain.
+edited, inserted or deleted row breaks the chain there.
+
+The chain alone cannot tell a rewrite of the whole table (every hash recomputed)
+or a cut tail (the newest entries deleted) from the truth: both are consistent
+chains. Those are caught against a checkpoint published earlier: `checkpoint()`
+gives the newest entry's number and hash, signed with HMAC-SHA256 under the
+`audit_key` setting when one is set, as one line an admin publishes (format
+below). `verify(..., against=checkpoint)` then also fails if the log ends before
+the checkpoint's entry (cut tail), if that entry's recomputed hash differs
+(rewrite), or if the signature does not verify under the configured key (a forged
+checkpoint). A checkpoint is an entry number and hash, so checking one needs no
+table and no migration; the key never enters the chain, so entries written
+before a key was set verify unchanged.
+
+Checkpoint line (version 1):
+
+    hashdb-audit-v1:<seq>:<hash>:<signature>
+
+where `<signature>` is the lowercase hex HMAC-SHA256, under the audit key, of
+`hashdb-audit-v1:<seq>:<hash>`, or `unsigned` when no key is set. A signed
+checkpoint is checked only with the key; an unsigned one is refused once a key
+is configured (anyone could have written it).
 
 Appends are serialised: on PostgreSQL by a transaction-level advisory lock taken
 after the change-log lock (always in that order, so no deadlock); on SQLite by its
@@ -29,7 +48,9 @@ of forking the chain.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -44,6 +65,12 @@ from hashdb.store.schema import audit_log
 from hashdb.workflow.actor import Actor, require_admin
 
 GENESIS = "0" * 64
+CHECKPOINT_VERSION = "hashdb-audit-v1"
+UNSIGNED = "unsigned"
+_CHECKPOINT = re.compile(
+    rf"{CHECKPOINT_VERSION}:(?P<seq>[0-9]{{1,19}}):(?P<hash>[0-9a-f]{{64}}):"
+    rf"(?P<signature>[0-9a-f]{{64}}|{UNSIGNED})"
+)
 _LOCK_KEY = 7267  # the change log uses 7266
 MAX_READ = 1000
 
@@ -64,7 +91,9 @@ class AuditEntry:
 
 @dataclass(frozen=True)
 class ChainCheck:
-    """Result of `verify`: `broken_seq` is the first entry that fails, if any."""
+    """Result of `verify`: `reason` says what failed, if anything; `broken_seq` is
+    the first entry that fails (None when the fault is the checkpoint's own
+    signature, which names no entry)."""
 
     checked: int
     broken_seq: int | None = None
@@ -72,7 +101,47 @@ class ChainCheck:
 
     @property
     def ok(self) -> bool:
-        return self.broken_seq is None
+        return self.reason is None
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The log's newest entry as published: number, hash and, if signed, the
+    HMAC-SHA256 of both under the audit key (None: unsigned)."""
+
+    seq: int
+    hash: str
+    signature: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self._signed_text()}:{self.signature or UNSIGNED}"
+
+    def _signed_text(self) -> str:
+        return f"{CHECKPOINT_VERSION}:{self.seq}:{self.hash}"
+
+    def signed(self, key: str) -> Checkpoint:
+        return Checkpoint(self.seq, self.hash, _mac(key, self._signed_text()))
+
+    def signature_ok(self, key: str) -> bool:
+        expected = _mac(key, self._signed_text())
+        return self.signature is not None and hmac.compare_digest(self.signature, expected)
+
+    @classmethod
+    def parse(cls, line: str) -> Checkpoint:
+        """A checkpoint from its line; InvalidInput if it is not one."""
+        found = _CHECKPOINT.fullmatch(line.strip())
+        if found is None:
+            raise InvalidInput(
+                f"not an audit checkpoint: expected {CHECKPOINT_VERSION}:SEQ:HASH:SIGNATURE "
+                "(as printed by `hashdb audit head`)",
+                field="head",
+            )
+        signature = found["signature"]
+        return cls(int(found["seq"]), found["hash"], None if signature == UNSIGNED else signature)
+
+
+def _mac(key: str, message: str) -> str:
+    return hmac.new(key.encode("utf-8"), message.encode("ascii"), hashlib.sha256).hexdigest()
 
 
 def _stamp(at: datetime) -> str:
@@ -186,8 +255,66 @@ def head(engine: Engine) -> tuple[int, str]:
     return (0, GENESIS) if last is None else (int(last[0]), str(last[1]))
 
 
-def verify(engine: Engine, *, chunk: int = 10_000) -> ChainCheck:
-    """Recompute the whole chain; the first entry that does not check out, if any."""
+def checkpoint(engine: Engine, key: str | None) -> Checkpoint:
+    """The newest entry as a checkpoint to publish, signed if `key` is set."""
+    seq, digest = head(engine)
+    unsigned = Checkpoint(seq, digest)
+    return unsigned.signed(key) if key else unsigned
+
+
+def verify(
+    engine: Engine,
+    *,
+    against: Checkpoint | None = None,
+    key: str | None = None,
+    chunk: int = 10_000,
+) -> ChainCheck:
+    """Recompute the whole chain; the first entry that does not check out, if any.
+
+    With `against`, the chain must also reach the checkpoint's entry and have the
+    checkpoint's hash there, and the checkpoint's signature must verify under
+    `key`. A signed checkpoint without a key, or an unsigned one with a key, is
+    InvalidInput: it cannot be checked as asked."""
+    if against is not None:
+        refused = _signature_fault(against, key)
+        if refused is not None:
+            return ChainCheck(0, None, refused)
+        if against.seq == 0 and against.hash != GENESIS:
+            return ChainCheck(0, None, "a checkpoint of the empty log must name the genesis hash")
+    check = _chain(engine, chunk, against)
+    if check.ok and against is not None and check.checked < against.seq:
+        return ChainCheck(
+            check.checked,
+            check.checked + 1,
+            f"the log ends at entry {check.checked} but the checkpoint names entry "
+            f"{against.seq}: entries were cut off the end",
+        )
+    return check
+
+
+def _signature_fault(against: Checkpoint, key: str | None) -> str | None:
+    if key is None:
+        if against.signature is not None:
+            raise InvalidInput(
+                "the checkpoint is signed but HASHDB_AUDIT_KEY is not set: cannot check it",
+                field="head",
+            )
+        return None
+    if against.signature is None:
+        raise InvalidInput(
+            "the checkpoint is unsigned but HASHDB_AUDIT_KEY is set: only a signed "
+            "checkpoint can be trusted",
+            field="head",
+        )
+    if not against.signature_ok(key):
+        return (
+            "the checkpoint's signature does not verify with HASHDB_AUDIT_KEY: "
+            "a forged checkpoint, or one signed with another key"
+        )
+    return None
+
+
+def _chain(engine: Engine, chunk: int, against: Checkpoint | None) -> ChainCheck:
     expected_seq, prev, checked = 1, GENESIS, 0
     while True:
         with engine.connect() as conn:
@@ -218,5 +345,11 @@ def verify(engine: Engine, *, chunk: int = 10_000) -> ChainCheck:
             )
             if recomputed != entry.hash:
                 return ChainCheck(checked, entry.seq, "content does not match its hash")
+            if against is not None and entry.seq == against.seq and entry.hash != against.hash:
+                return ChainCheck(
+                    checked,
+                    entry.seq,
+                    f"entry {entry.seq} does not have the checkpoint's hash: the log was rewritten",
+                )
             checked += 1
             expected_seq, prev = entry.seq + 1, entry.hash
