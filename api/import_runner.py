@@ -12,9 +12,17 @@ last `STALE_AFTER` seconds). A job whose process died stays `running` with a
 stale heartbeat; starting the same source again resumes it (`start_or_resume`),
 storing nothing twice.
 
+Every file of a folder must resolve inside the root too: a link inside the
+collection that leads out of it is marked failed and never read (`ingest.bulk`).
+An archive is unpacked within the limits of HASHDB_IMPORT_MAX_* (`ingest.sources`)
+into a work folder of its own under `<data_dir>/imports/`, outside the lock (a
+second start of the same archive is refused before and after unpacking); the
+folder is removed when the import ends, or at once when it is refused.
+
 Labels (the request's and the manifest's) are checked against the taxonomy before
-the job is created. Imported hashes are `active`, as with `hashdb import`: ops
-teams import vetted reference collections.
+the job is created; the job is created with its files in one transaction, so a
+refused request leaves no job behind. Imported hashes are `active`, as with
+`hashdb import`: ops teams import vetted reference collections.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ from hashdb.store import ImportJob, JobStatus, PlannedFile, Status
 from hashdb.store.clock import now
 from hashdb.workflow import labels as taxonomy
 from hashdb.workflow.actor import Actor
+from ingest.sources import remove_work_folder
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +99,9 @@ class ImportRunner:
         background; the job as planned."""
         from ingest.bulk import plan_files, start_or_resume
         from ingest.manifest import read_manifest
-        from ingest.sources import is_archive, unpack
+        from ingest.sources import ArchiveLimits, is_archive, unpack, work_folder
 
+        settings = self._db.settings
         root = self.root
         source = inside_root(root, path, "path")
         listed = None
@@ -100,22 +110,37 @@ class ImportRunner:
         self._check_labels(labels, listed)
         key = str(source)
         with self._lock:
-            if key in self._threads and self._threads[key].is_alive():
-                raise Conflict(f"an import of {path} is already running", source=path)
-            self._check_heartbeats(key, path)
-            folder = source
+            self._check_free(key, path)
+        work = None
+        try:
+            folder, within = source, root
             if is_archive(source):
-                work = self._db.settings.data_dir / "imports" / source.name
-                folder = unpack(source, work.resolve())
-            store = self._db.store
-            job = start_or_resume(store, actor.id, key, labels, plan_files(folder, labels, listed))
-            store.imports.touch(job.id)
-            thread = threading.Thread(
-                target=self._run, args=(job, folder), name=f"import-{job.id}", daemon=True
-            )
-            self._threads[key] = thread
-            thread.start()
+                work = work_folder(settings.data_dir)
+                folder = within = unpack(source, work, ArchiveLimits.of(settings))
+            planned = plan_files(folder, labels, listed)
+            with self._lock:
+                self._check_free(key, path)
+                store = self._db.store
+                job = start_or_resume(store, actor.id, key, labels, planned)
+                store.imports.touch(job.id)
+                thread = threading.Thread(
+                    target=self._run,
+                    args=(job, folder, within, work),
+                    name=f"import-{job.id}",
+                    daemon=True,
+                )
+                self._threads[key] = thread
+                thread.start()
+        except BaseException:
+            remove_work_folder(work)
+            raise
         return job
+
+    def _check_free(self, key: str, path: str) -> None:
+        """Conflict if an import of this source runs here or elsewhere (under the lock)."""
+        if key in self._threads and self._threads[key].is_alive():
+            raise Conflict(f"an import of {path} is already running", source=path)
+        self._check_heartbeats(key, path)
 
     def _check_labels(self, labels: tuple[str, ...], listed: list[PlannedFile] | None) -> None:
         with self._db.store.engine.begin() as conn:
@@ -133,7 +158,7 @@ class ImportRunner:
                     job=job.id,
                 )
 
-    def _run(self, job: ImportJob, folder: Path) -> None:
+    def _run(self, job: ImportJob, folder: Path, within: Path, work: Path | None) -> None:
         from ingest.bulk import Progress, run_import
         from ingest.pool import open_pool
 
@@ -149,7 +174,13 @@ class ImportRunner:
         try:
             with open_pool(settings.import_workers, settings.dask_scheduler) as pool:
                 summary = run_import(
-                    store, job, folder, pool, status=Status.ACTIVE, on_progress=heartbeat
+                    store,
+                    job,
+                    folder,
+                    pool,
+                    status=Status.ACTIVE,
+                    on_progress=heartbeat,
+                    within=within,
                 )
             log.info(
                 "import %d done: %d files, %d failed",
@@ -161,6 +192,7 @@ class ImportRunner:
             # The job stays `running`; starting the same source again resumes it.
             log.exception("import %d stopped", job.id)
         finally:
+            remove_work_folder(work)
             with self._lock:
                 self._threads.pop(job.source, None)
 

@@ -52,13 +52,19 @@ def _out(ctx: ApiContext, job: ImportJob) -> dict[str, object]:
     tag=TAG,
     description="Imports every image and video of a folder or archive under the server's "
     "HASHDB_IMPORT_ROOT, in the background; poll `GET /v1/imports/{job_id}`. Starting "
-    "an unfinished import of the same path again resumes it.",
+    "an unfinished import of the same path again resumes it. An archive is unpacked "
+    "within HASHDB_IMPORT_MAX_* (bytes, compression ratio, members, depth); a file "
+    "that resolves outside the import root (a link) is reported failed, never read.",
     body=i.ImportRequest,
     responses={202: i.ImportOut},
     errors={
         403: "The role may not import, or imports over HTTP are disabled "
         "(HASHDB_IMPORT_ROOT unset).",
         409: "An import of this path is already running.",
+        415: "Body is not `application/json`, or the archive is encrypted or uses a "
+        "compression method that cannot be read.",
+        422: "The archive is corrupt, or passes a HASHDB_IMPORT_MAX_* limit (named in "
+        "`details.setting`).",
     },
 )
 @requires(Role.OPS)

@@ -12,11 +12,19 @@
 Killing the process at any point loses at most the files in flight; running the
 same import again resumes the newest unfinished job over the same source and only
 touches `pending` files. Adds are idempotent besides, so nothing is ever stored twice.
+
+Only files inside the import's boundary are read (`within`: HASHDB_IMPORT_ROOT over
+HTTP, the folder given to `hashdb import`, the work folder of an unpacked archive).
+Each file is resolved (following every link) and opened by `ingest.sources.open_inside`
+before its digest; one that resolves outside, or is not a regular file, is marked
+`failed` with the reason and never read. Links that stay inside are followed. The
+hashing worker is handed the resolved path and checks it again before reading it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +45,7 @@ from hashdb.store import (
 from ingest.media import Failure, HashedImage, MediaHashes, MediaOptions, hash_media_safely
 from ingest.pool import Pool
 from ingest.records import contributions, video_contributions
+from ingest.sources import open_inside
 
 # Files in flight per worker: enough to keep workers busy, few enough that a kill
 # loses little and memory stays bounded.
@@ -78,35 +87,46 @@ def plan_files(
 def start_or_resume(
     store: Store, member_id: int, source: str, labels: tuple[str, ...], files: list[PlannedFile]
 ) -> ImportJob:
-    """The unfinished job over `source` (resumed), or a new one; files recorded."""
-    job = store.imports.resumable(member_id, source) or store.imports.create(
-        member_id, source, labels
-    )
+    """The unfinished job over `source` (resumed, new files added), or a new one
+    created with its files in one transaction (a plan that fails leaves no job)."""
+    job = store.imports.resumable(member_id, source)
+    if job is None:
+        return store.imports.create(member_id, source, labels, files)
     store.imports.plan(job.id, files)
     return store.imports.get(job.id)
 
 
-def _sha256(path: Path) -> bytes:
+def _sha256(fd: int) -> bytes:
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with os.fdopen(fd, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.digest()
 
 
-def _dedupe(store: Store, job: ImportJob, root: Path) -> list[ImportFile]:
-    """Digest pending files; mark duplicates; return the files still to hash."""
+def _dedupe(
+    store: Store, job: ImportJob, root: Path, within: Path
+) -> list[tuple[ImportFile, Path]]:
+    """Check and digest pending files; mark duplicates and refusals; return the files
+    still to hash with their resolved paths."""
     seen: dict[bytes, str] = {
         f.sha256: f.path
         for f in store.imports.files(job.id)
         if f.sha256 is not None and f.status is not FileState.PENDING
     }
-    todo: list[tuple[ImportFile, bytes]] = []
+    todo: list[tuple[ImportFile, Path, bytes]] = []
     for f in store.imports.files(job.id, FileState.PENDING):
-        digest = f.sha256
-        if digest is None:
+        try:
+            fd, real = open_inside(root, within, f.path)
+        except InvalidInput as exc:
+            store.imports.mark(f.id, FileState.FAILED, error=exc.message)
+            continue
+        if f.sha256 is not None:  # resumed: digested before
+            os.close(fd)
+            digest = f.sha256
+        else:
             try:
-                digest = _sha256(root / f.path)
+                digest = _sha256(fd)
             except OSError as exc:
                 store.imports.mark(f.id, FileState.FAILED, error=f"cannot read: {exc.strerror}")
                 continue
@@ -115,18 +135,26 @@ def _dedupe(store: Store, job: ImportJob, root: Path) -> list[ImportFile]:
             store.imports.mark(f.id, FileState.DUPLICATE, error=f"same file as {seen[digest]}")
             continue
         seen[digest] = f.path
-        todo.append((f, digest))
-    stored = store.hashes.find_exact(SHA256.name, [d for _, d in todo], statuses=list(Status))
+        todo.append((f, real, digest))
+    stored = store.hashes.find_exact(SHA256.name, [d for *_, d in todo], statuses=list(Status))
     fresh = []
-    for f, digest in todo:
+    for f, real, digest in todo:
         mine = [r for r in stored.get(digest, []) if r.contributor_id == job.member_id]
         if mine:
             store.imports.mark(
                 f.id, FileState.DUPLICATE, error=f"already stored as hash {mine[0].id}"
             )
         else:
-            fresh.append(f)
+            fresh.append((f, real))
     return fresh
+
+
+def hash_inside(path: str, within: str, options: MediaOptions) -> MediaHashes | Failure:
+    """`hash_media_safely` in a worker, once `path` is seen again to resolve inside
+    `within` (it was checked by the coordinator; this narrows the window for a swap)."""
+    if not Path(os.path.realpath(path)).is_relative_to(os.path.realpath(within)):
+        return Failure("invalid_input", "is a link that leads outside the import root; not read")
+    return hash_media_safely(path, options)
 
 
 def _store_result(
@@ -160,14 +188,16 @@ def run_import(
     options: MediaOptions | None = None,
     status: Status = Status.ACTIVE,
     on_progress: Callable[[Progress], None] | None = None,
+    within: Path | None = None,
 ) -> Summary:
-    """Hash and store every pending file of `job`; returns the job's summary."""
+    """Hash and store every pending file of `job` under `root`; returns the job's
+    summary. Files must resolve inside `within` (default: `root`)."""
     if status not in MATCHABLE and status is not Status.PENDING:
         raise InvalidInput(f"imports cannot store hashes as {status.value}", field="status")
     options = options or MediaOptions()
     started = time.monotonic()
     total = store.imports.get(job.id).counts.total
-    todo = _dedupe(store, job, root)
+    todo = _dedupe(store, job, root, within or root)
     images = videos = frames = added = 0
 
     def report() -> None:
@@ -177,7 +207,7 @@ def run_import(
             on_progress(Progress(total, finished, counts.failed, time.monotonic() - started))
 
     report()
-    for f, result in _hash_all(pool, root, todo, options):
+    for f, result in _hash_all(pool, within or root, todo, options):
         if isinstance(result, Failure):
             store.imports.mark(f.id, FileState.FAILED, error=result.message)
         else:
@@ -195,7 +225,7 @@ def run_import(
 
 
 def _hash_all(
-    pool: Pool, root: Path, files: list[ImportFile], options: MediaOptions
+    pool: Pool, within: Path, files: list[tuple[ImportFile, Path]], options: MediaOptions
 ) -> Iterator[tuple[ImportFile, MediaHashes | Failure]]:
     """Results as they complete, keeping a bounded number of files in flight."""
     limit = max(1, pool.workers * IN_FLIGHT_PER_WORKER)
@@ -204,10 +234,11 @@ def _hash_all(
 
     def fill() -> None:
         while len(in_flight) < limit:
-            f = next(queue, None)
-            if f is None:
+            item = next(queue, None)
+            if item is None:
                 return
-            in_flight[pool.submit(hash_media_safely, str(root / f.path), options)] = f
+            f, real = item
+            in_flight[pool.submit(hash_inside, str(real), str(within), options)] = f
 
     fill()
     while in_flight:

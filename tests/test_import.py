@@ -22,7 +22,9 @@ from hashdb.store.schema import hashes, import_files
 from ingest.bulk import plan_files, run_import, start_or_resume
 from ingest.manifest import read_manifest
 from ingest.pool import open_pool
-from ingest.sources import unpack
+from ingest.sources import ArchiveLimits, unpack
+
+LIMITS = ArchiveLimits(max_bytes=1 << 30, max_ratio=100.0, max_entries=1000, max_depth=8)
 
 
 @pytest.fixture
@@ -136,13 +138,14 @@ def test_an_archive_is_unpacked_and_a_member_escaping_it_is_refused(tmp_path: Pa
     good = tmp_path / "good.zip"
     with zipfile.ZipFile(good, "w") as zf:
         zf.write(write_image(tmp_path / "a.png", seed=1), "dir/a.png")
-    assert (unpack(good, tmp_path / "out") / "dir" / "a.png").is_file()
+    assert (unpack(good, tmp_path / "out", LIMITS) / "dir" / "a.png").is_file()
     bad = tmp_path / "bad.zip"
     with zipfile.ZipFile(bad, "w") as zf:
         zf.writestr("../escape.png", b"x")
     with pytest.raises(InvalidInput, match="outside the import folder"):
-        unpack(bad, tmp_path / "out2")
+        unpack(bad, tmp_path / "out2", LIMITS)
     assert not (tmp_path / "escape.png").exists()
+    assert not (tmp_path / "out2").exists()
 
 
 def test_hashing_fans_out_over_a_dask_cluster(store: Store, ops: Member, collection: Path) -> None:

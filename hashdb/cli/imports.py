@@ -1,4 +1,11 @@
-"""`hashdb import`: bulk-import a folder or archive of images and videos."""
+"""`hashdb import`: bulk-import a folder or archive of images and videos.
+
+The folder given is the import's boundary: a file under it that resolves outside
+it (through a link) is reported failed and never read. An archive is unpacked
+within the limits of HASHDB_IMPORT_MAX_* into a work folder under
+`<data_dir>/imports/` that is removed when the command ends, however it ends; a
+refused archive exits with status 2 and names the limit (`ingest.sources`).
+"""
 
 from __future__ import annotations
 
@@ -50,9 +57,10 @@ def import_collection(
     from ingest.bulk import Progress, plan_files, run_import, start_or_resume
     from ingest.manifest import read_manifest
     from ingest.pool import open_pool
-    from ingest.sources import is_archive, unpack
+    from ingest.sources import ArchiveLimits, is_archive, remove_work_folder, unpack, work_folder
 
     db = open_db()
+    work = None
     try:
         member = acting_member(db, as_member)
         if member.role is Role.MEMBER:
@@ -61,8 +69,8 @@ def import_collection(
         planned = read_manifest(manifest, labels) if manifest else None
         root = source
         if is_archive(source):
-            work = db.settings.data_dir / "imports" / source.name
-            root = unpack(source, work.resolve())
+            work = work_folder(db.settings.data_dir)
+            root = unpack(source, work, ArchiveLimits.of(db.settings))
         job = start_or_resume(
             db.store, member.id, str(source), labels, plan_files(root, labels, planned)
         )
@@ -95,6 +103,7 @@ def import_collection(
             else:
                 summary = run_import(db.store, job, root, pool, status=Status.ACTIVE)
     finally:
+        remove_work_folder(work)
         db.close()
     counts = summary.job.counts
     result = {

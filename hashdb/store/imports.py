@@ -5,6 +5,10 @@ in the same transaction as the file's hashes (`complete_in`), so an import kille
 any moment either stored a file and marked it, or did neither; running the job again
 picks up the `pending` files only. Counts (done, failed, duplicates, remaining) are
 computed from the file rows, never kept separately, so they cannot drift.
+
+A new job is created together with its planned files in one transaction
+(`create`), so a plan that cannot be stored leaves no job behind: an orphan
+`running` job would look alive to the next start of the same source and block it.
 """
 
 from __future__ import annotations
@@ -100,7 +104,14 @@ class ImportStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def create(self, member_id: int, source: str, labels: Sequence[str]) -> ImportJob:
+    def create(
+        self,
+        member_id: int,
+        source: str,
+        labels: Sequence[str],
+        files: Sequence[PlannedFile] = (),
+    ) -> ImportJob:
+        """A new running job with its planned files, both or neither."""
         at = now()
         with self._engine.begin() as conn:
             job_id = conn.execute(
@@ -113,6 +124,7 @@ class ImportStore:
                     updated_at=at,
                 )
             ).inserted_primary_key[0]  # type: ignore[index]
+            self._plan_in(conn, int(job_id), files)
         return self.get(int(job_id))
 
     def resumable(self, member_id: int, source: str) -> ImportJob | None:
@@ -173,27 +185,31 @@ class ImportStore:
     def plan(self, job_id: int, files: Sequence[PlannedFile]) -> int:
         """Record the files of a job; paths already recorded are left as they are."""
         with self._engine.begin() as conn:
-            known = set(
-                conn.execute(
-                    select(import_files.c.path).where(import_files.c.job_id == job_id)
-                ).scalars()
-            )
-            at = now()
-            rows = [
-                {
-                    "job_id": job_id,
-                    "path": f.path,
-                    "labels": list(f.labels),
-                    "reference": f.reference,
-                    "notes": f.notes,
-                    "status": FileState.PENDING.value,
-                    "updated_at": at,
-                }
-                for f in files
-                if f.path not in known
-            ]
-            for start in range(0, len(rows), CHUNK):
-                conn.execute(insert(import_files), rows[start : start + CHUNK])
+            return self._plan_in(conn, job_id, files)
+
+    @staticmethod
+    def _plan_in(conn: Connection, job_id: int, files: Sequence[PlannedFile]) -> int:
+        known = set(
+            conn.execute(
+                select(import_files.c.path).where(import_files.c.job_id == job_id)
+            ).scalars()
+        )
+        at = now()
+        rows = [
+            {
+                "job_id": job_id,
+                "path": f.path,
+                "labels": list(f.labels),
+                "reference": f.reference,
+                "notes": f.notes,
+                "status": FileState.PENDING.value,
+                "updated_at": at,
+            }
+            for f in files
+            if f.path not in known
+        ]
+        for start in range(0, len(rows), CHUNK):
+            conn.execute(insert(import_files), rows[start : start + CHUNK])
         return len(rows)
 
     def files(self, job_id: int, state: FileState | None = None) -> list[ImportFile]:
