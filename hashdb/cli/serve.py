@@ -4,8 +4,11 @@ The master process migrates the database and makes sure an admin exists (printin
 its key the first time, so `make run` ends with a URL and a key), then forks the
 workers; each worker builds its own app (`api.create_app`) after the fork, so no
 database connection, thread or index is shared between processes. Workers and
-threads come from settings unless given here; more than one thread selects
-gunicorn's threaded worker, which also keeps client connections alive.
+threads come from settings unless given here. The worker is `api.serving`'s:
+gunicorn's threaded worker (which keeps client connections alive), except that a
+request is read whole in the worker's event loop, within HASHDB_HEADER_TIMEOUT and
+HASHDB_BODY_TIMEOUT, before a thread serves it, so slow clients cannot hold the
+threads.
 
 Metrics: prometheus_client keeps each worker's values in files under
 `PROMETHEUS_MULTIPROC_DIR` so `/metrics` can add up all workers. That variable
@@ -72,7 +75,16 @@ def run_gunicorn(settings: Settings) -> None:
     """Serve until gunicorn's master is told to stop (Ctrl-C, SIGTERM)."""
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
 
+    from api.serving import Limits, worker_class
     from api.wsgi import configure_logging
+
+    limits = Limits(
+        header_timeout=settings.header_timeout,
+        body_timeout=settings.body_timeout,
+        body_min_rate=settings.body_min_rate,
+        max_body_bytes=settings.max_upload_bytes,
+        buffer_bytes=settings.request_buffer_bytes,
+    )
 
     def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
@@ -95,7 +107,7 @@ def run_gunicorn(settings: Settings) -> None:
                 "bind": settings.bind,
                 "workers": settings.workers,
                 "threads": settings.threads,
-                "worker_class": "gthread" if settings.threads > 1 else "sync",
+                "worker_class": worker_class(limits),
                 "loglevel": settings.log_level,
                 "preload_app": False,
                 "child_exit": child_exit,
