@@ -1,8 +1,15 @@
-"""Per-key rate limiting: one token bucket per API key, in this process.
+"""Per-key rate limiting: token buckets per API key, in this process.
 
-Each key has a bucket of `burst` tokens refilled at `per_minute / 60` tokens a
-second; a request takes one token or is refused with 429 and `Retry-After` (whole
-seconds until a token is back).
+Requests: each key has a bucket of `burst` tokens refilled at `per_minute / 60`
+tokens a second; a request takes one token or is refused with 429 and
+`Retry-After` (whole seconds until a token is back).
+
+Index work: each key also has a bucket of query units (hashdb/budget.py: one plain
+query at the default threshold is 1), refilled at `HASHDB_KEY_COST_PER_SECOND` up
+to `HASHDB_KEY_COST_BURST`; a match request spends its cost (`spend`) or is refused
+with 429 and the time until enough units are back. Units, not requests, so that a
+batch of 100 plain queries costs what 100 single lookups cost (100 units) and a
+member's sustained index work is bounded whatever the shape of its requests.
 
 The buckets live in the worker process, not in the database: a shared limiter
 would put a write on the hot path of every request, which costs more than the
@@ -37,6 +44,7 @@ class RateLimiter:
         self.burst = burst
         self._clock = clock
         self._buckets: dict[int, _Bucket] = {}
+        self._costs: dict[int, _Bucket] = {}
         self._lock = threading.Lock()
 
     @property
@@ -44,21 +52,48 @@ class RateLimiter:
         return self.per_second > 0
 
     def take(self, key_id: int) -> None:
-        """Spend one token of `key_id`'s bucket, or raise RateLimited."""
+        """Spend one token of `key_id`'s request bucket, or raise RateLimited."""
         if not self.enabled:
             return
+        wait = self._withdraw(self._buckets, key_id, 1.0, self.per_second, self.burst)
+        if wait is not None:
+            raise RateLimited(
+                f"rate limit of {self.per_second * 60:g} requests a minute exceeded for this key",
+                retry_after=wait,
+            )
+
+    def spend(self, key_id: int, units: int, per_second: float, capacity: int) -> None:
+        """Spend `units` query units of `key_id`'s index-work bucket (refilled at
+        `per_second` up to `capacity`; 0 a second disables it), or raise RateLimited."""
+        if per_second <= 0 or units <= 0:
+            return
+        # A request above the capacity is refused earlier (max_request_cost <= capacity);
+        # clamping keeps one that slips through from waiting forever.
+        need = float(min(units, capacity))
+        wait = self._withdraw(self._costs, key_id, need, per_second, capacity)
+        if wait is not None:
+            raise RateLimited(
+                f"index work budget of {per_second:g} query units a second "
+                f"(HASHDB_KEY_COST_PER_SECOND, burst {capacity}) exceeded for this key; "
+                f"this request costs {units} units",
+                retry_after=wait,
+                cost=units,
+                budget_per_second=per_second,
+            )
+
+    def _withdraw(
+        self, buckets: dict[int, _Bucket], key_id: int, amount: float, rate: float, capacity: float
+    ) -> int | None:
+        """Take `amount` from the key's bucket; None if taken, else whole seconds to wait."""
         now = self._clock()
         with self._lock:
-            bucket = self._buckets.get(key_id)
+            bucket = buckets.get(key_id)
             if bucket is None:
-                bucket = self._buckets[key_id] = _Bucket(float(self.burst), now)
-            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.at) * self.per_second)
+                bucket = buckets[key_id] = _Bucket(float(capacity), now)
+            bucket.tokens = min(capacity, bucket.tokens + (now - bucket.at) * rate)
             bucket.at = now
-            if bucket.tokens >= 1.0:
-                bucket.tokens -= 1.0
-                return
-            wait = (1.0 - bucket.tokens) / self.per_second
-        raise RateLimited(
-            f"rate limit of {self.per_second * 60:g} requests a minute exceeded for this key",
-            retry_after=max(1, math.ceil(wait)),
-        )
+            if bucket.tokens >= amount:
+                bucket.tokens -= amount
+                return None
+            wait = (amount - bucket.tokens) / rate
+        return max(1, math.ceil(wait))

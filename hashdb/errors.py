@@ -12,6 +12,7 @@ needs to know which error is which.
     │   ├── NotFound               404
     │   ├── Conflict               409  the request contradicts current state
     │   ├── PayloadTooLarge        413
+    │   │   └── BudgetExceeded     413  a match request costs more index work than allowed
     │   ├── UnsupportedMedia       415  not a format we decode
     │   ├── MediaError             422  a decodable format that is corrupt, a bomb, ...
     │   └── RateLimited            429  carries retry_after seconds
@@ -82,6 +83,13 @@ class Conflict(UserError):
 class PayloadTooLarge(UserError):
     code = "payload_too_large"
     http_status = 413
+
+
+class BudgetExceeded(PayloadTooLarge):
+    """A request would cost more index work (query units, hashdb/budget.py) than one
+    request may; `details` carry its `cost`, the `maximum` and the `setting`."""
+
+    code = "budget_exceeded"
 
 
 class UnsupportedMedia(UserError):

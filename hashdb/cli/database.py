@@ -9,6 +9,7 @@ from typing import Any
 import click
 from sqlalchemy.engine import make_url
 
+from hashdb.budget import check_threshold
 from hashdb.cli.common import EXIT_PARTIAL, acting_member, any_failed, emit_json, open_db, progress
 from hashdb.cli.inputs import BadArg, HashArg, expand
 from hashdb.errors import HashdbError, InvalidInput
@@ -130,6 +131,7 @@ def match(inputs: tuple[str, ...], threshold: int | None, dihedral: bool, as_jso
 
     db = open_db()
     try:
+        check_threshold(db.settings, PDQ, threshold, "--threshold")
         rows: list[dict[str, Any]] = []
         for item in progress(list(expand(inputs)), "matching", not as_json):
             if isinstance(item, BadArg):
