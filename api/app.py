@@ -7,7 +7,9 @@ administration),
 renders every error through `api.errors`, builds the OpenAPI
 document from the routes (failing at start if a route is undocumented), and starts
 loading the indexes in a background thread: the app answers at once, `/readyz` is
-503 until the indexes are in memory.
+503 until the indexes are in memory. Uploads are decoded and hashed in the media
+sandbox's child processes (`ingest.sandbox`), never in the worker; its first child
+starts in the background too.
 
 FAISS is told to use one thread per search. A worker serves many requests on its
 own threads; OpenMP fanning one search out over every core costs about 20 ms of
@@ -49,6 +51,7 @@ from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from hashdb.service import HashDB
 from hashdb.settings import Settings
+from ingest.sandbox import Sandbox
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +83,7 @@ def create_app(settings: Settings, hashdb: HashDB | None = None) -> Flask:
         loader=IndexLoader(db.matcher, on_ready=lambda: _loaded(ctx)),
         owns_db=hashdb is None,
         imports=ImportRunner(db),
+        media=Sandbox(settings.media_workers, wait_seconds=settings.media_wait_seconds),
     )
     app.extensions[EXTENSION] = ctx
 
@@ -103,6 +107,7 @@ def create_app(settings: Settings, hashdb: HashDB | None = None) -> Flask:
     ctx.openapi = openapi.build(app, settings)
     console.register(app)  # HTML pages for people; not part of the JSON API document
     ctx.loader.start()
+    ctx.media.warm()
     return app
 
 

@@ -19,6 +19,7 @@ from api.metrics import Metrics
 from api.ratelimit import RateLimiter
 from hashdb.service import HashDB
 from hashdb.settings import Settings
+from ingest.sandbox import Sandbox
 
 EXTENSION = "hashdb"
 
@@ -33,11 +34,13 @@ class ApiContext:
     loader: IndexLoader
     owns_db: bool  # close the database with the app (it was opened by create_app)
     imports: ImportRunner
+    media: Sandbox  # decodes and hashes uploads: the API worker never does
     openapi: dict[str, Any] = field(default_factory=dict)
 
     def close(self) -> None:
         self.loader.stop()
         self.imports.join(timeout=30.0)
+        self.media.close()
         if self.owns_db:
             self.db.close()
 

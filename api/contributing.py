@@ -29,7 +29,7 @@ from api.context import context
 from api.matching import media_hashes
 from api.openapi import document
 from api.request_id import actor
-from api.uploads import form_fields, uploaded_file
+from api.uploads import form_fields, image_with_variants, uploaded_file
 from api.video import hash_reference, video_hashes
 from api.web import json_body, reply
 from hashdb.errors import InvalidInput, NotFound
@@ -37,7 +37,7 @@ from hashdb.settings import Settings
 from hashdb.signals import SIGNAL_TYPES, Matching, get_signal_type
 from hashdb.signals.vpdq import VPDQ
 from hashdb.store import Added, HashRecord, NewHash, NewVideo, Role
-from ingest.records import image_contributions, usable_perceptual, video_contributions
+from ingest.records import contributions, usable_perceptual, video_contributions
 from ingest.video import is_video
 
 bp = Blueprint("contributing", __name__)
@@ -136,7 +136,7 @@ def contribute_media() -> Response:
     form = form_fields(s.MediaContributeForm)
     data = uploaded_file()
     if is_video(data):
-        v = hash_reference(ctx.settings, data)
+        v = hash_reference(ctx, data)
         video, digests = video_contributions(v, tuple(form.labels), form.reference)
         if video.frames:
             items: list[NewHash | NewVideo] = [video, *digests]
@@ -147,9 +147,8 @@ def contribute_media() -> Response:
             hashes=video_hashes(v), added=_added(items, added), low_quality=not video.frames
         )
         return reply(body, 201)
-    h, hashes = image_contributions(
-        data, tuple(form.labels), form.reference, max_pixels=ctx.settings.max_image_pixels
-    )
+    h, variants = image_with_variants(ctx, data)
+    hashes = contributions(h, tuple(form.labels), form.reference, variants)
     added = ctx.db.contribute(actor(), hashes)
     body = s.MediaContributeResponse(
         hashes=media_hashes(h), added=_added(hashes, added), low_quality=not usable_perceptual(h)

@@ -30,19 +30,26 @@ from api import schemas as s
 from api.auth import heads, principal, requires
 from api.context import ApiContext, context
 from api.openapi import document
-from api.uploads import form_fields, uploaded_file
+from api.uploads import form_fields, probed_image, uploaded_file
 from api.video import VideoQuery, hash_query, video_hashes, video_match, video_query
 from api.web import json_body, reply, reply_data
+from hashdb.budget import (
+    check_request_cost,
+    check_threshold,
+    probe_cost,
+    request_cost,
+    video_cost,
+)
 from hashdb.errors import InvalidInput, OutsideFailure
 from hashdb.matching import Query, QueryResult
 from hashdb.settings import Settings
-from hashdb.signals import MD5, PDQ, PHASH, SHA256, Matching, SignalType, get_signal_type
+from hashdb.signals import MD5, PDQ, PHASH, SHA256, SIGNAL_TYPES, Matching, get_signal_type
 from hashdb.signals.pdq_dihedral import dihedral_variants
 from hashdb.signals.vpdq import VPDQ
 from hashdb.store import Role
 from hashdb.video_match import VideoThresholds
 from ingest.image import ImageHashes
-from ingest.probes import FULL, PLAIN, ProbeKind, ProbeOptions, probe_queries
+from ingest.probes import FULL, PLAIN, ProbeKind, ProbeOptions
 from ingest.records import video_frames
 from ingest.video import is_video
 
@@ -54,19 +61,34 @@ Result = dict[str, Any]
 TAG = "matching"
 
 
-def check_threshold(
-    settings: Settings, signal: SignalType, threshold: int | None, field: str, index: int | None
-) -> None:
-    if threshold is None:
-        return
-    cap = settings.max_threshold(signal.name)
-    if threshold > cap:
-        raise InvalidInput(
-            f"{signal.name} threshold {threshold} is above the maximum {cap}",
-            field=field,
-            index=index,
-            maximum=cap,
-        )
+def spend_index_work(ctx: ApiContext, cost: int) -> None:
+    """Admit a request costing `cost` query units (hashdb/budget.py), before any index
+    work: 413 above HASHDB_MAX_REQUEST_COST, else the units are taken from the
+    caller's key (429 with Retry-After when its index-work bucket is short). Every
+    view that searches the index calls it with the cost of what it will search
+    (for probed uploads: `spend_index_work(ctx, request_cost(queries))`)."""
+    check_request_cost(ctx.settings, cost)
+    ctx.limiter.spend(
+        principal().key_id, cost, ctx.settings.key_cost_per_second, ctx.settings.key_cost_capacity
+    )
+
+
+def batch_cost(items: Sequence[s.MatchQuery]) -> int:
+    """Query units of a `POST /v1/match` batch priced from the request as sent, so
+    that an unaffordable one is refused before its dihedral forms are derived or its
+    frames parsed (which alone take seconds for 10,000 queries). A vpdq query is
+    priced at one probe per line of its frame list; an unknown signal type at 1
+    (`to_queries` refuses it)."""
+    total = 0
+    for item in items:
+        signal = SIGNAL_TYPES.get(item.signal_type)
+        if signal is None:
+            total += 1
+        elif signal.matching is Matching.VIDEO:
+            total += video_cost(len(item.value.strip().splitlines()), item.threshold)
+        else:
+            total += probe_cost(signal, item.threshold, 8 if item.dihedral else 1)
+    return total
 
 
 def to_queries(settings: Settings, items: Sequence[s.MatchQuery]) -> list[Query | VideoQuery]:
@@ -201,16 +223,33 @@ def media_hashes(h: ImageHashes) -> s.MediaHashes:
     "Match a batch of hashes",
     tag=TAG,
     description="Each query is matched against every active hash of its signal type; "
-    "results come back in query order, nearest match first.",
+    "results come back in query order, nearest match first. A request costs index work "
+    "in query units: one plain query at its signal type's default threshold is 1 unit, "
+    "each dihedral form and each vpdq frame a probe more, and a probe at a higher "
+    "threshold more units (pdq: 1 up to 31, rising steeply above; see hashdb/budget.py). "
+    "A request above the per-request budget (HASHDB_MAX_REQUEST_COST, default "
+    f"{Settings.model_fields['max_request_cost'].default:,} units, so 10,000 plain queries "
+    "pass) is refused with 413 `budget_exceeded` naming its cost and the maximum, before "
+    "any index work; each key also has a budget of units per second "
+    "(HASHDB_KEY_COST_PER_SECOND, burst HASHDB_KEY_COST_BURST), beyond which it gets 429 "
+    "with Retry-After.",
     body=s.MatchRequest,
     responses={200: s.MatchResponse},
     uses_index=True,
+    errors={
+        413: "Request body larger than the configured limit, or (`budget_exceeded`) the "
+        "request costs more than HASHDB_MAX_REQUEST_COST query units; `details` give its "
+        "`cost` and the `maximum`.",
+    },
 )
 @requires(Role.MEMBER)
 def match() -> Response:
     ctx = context()
     request = json_body(s.MatchRequest)
+    cost = batch_cost(request.queries)
+    check_request_cost(ctx.settings, cost)
     queries = to_queries(ctx.settings, request.queries)
+    spend_index_work(ctx, cost)
     return reply_data({"results": _match_mixed(ctx, queries)})
 
 
@@ -240,8 +279,9 @@ def match_media() -> Response:
     data = uploaded_file()
     if is_video(data):
         return _match_uploaded_video(ctx, data, form)
-    probed = probe_queries(data, probe_options(form), max_pixels=ctx.settings.max_image_pixels)
+    probed = probed_image(ctx, data, probe_options(form))
     queries = probed.queries(pdq_threshold=form.pdq_threshold, phash_threshold=form.phash_threshold)
+    spend_index_work(ctx, request_cost(queries))
     return reply(
         s.MediaMatchResponse.model_validate(
             {"hashes": media_hashes(probed.hashes), "results": _match(ctx, queries)}
@@ -270,7 +310,8 @@ def probe_options(form: s.MediaMatchForm) -> ProbeOptions:
 
 
 def _match_uploaded_video(ctx: ApiContext, data: bytes, form: s.MediaMatchForm) -> Response:
-    v = hash_query(ctx.settings, data)
+    v = hash_query(ctx, data)
+    spend_index_work(ctx, video_cost(len(v.frames), form.pdq_threshold))
     thresholds = VideoThresholds(
         min_query_share=form.min_query_share, min_reference_share=form.min_reference_share
     )

@@ -7,23 +7,36 @@ decoded. A video container (`ingest.video.is_video`, magic bytes only) goes to
 `api.video`; anything else is an image for `ingest.image.hash_image`, which
 refuses unsupported formats (415), corrupt files and decompression bombs (422)
 with a message saying which.
+
+Every upload is decoded and hashed in the media sandbox (`ingest.sandbox`), never
+in the API worker: `in_sandbox` runs a job there under the image or video limits
+(HASHDB_MEDIA_*), tagged with the request id for the log. A file that crashes the
+decoder or exceeds a limit is a 422 for its own request only.
 """
 
 from __future__ import annotations
 
-from typing import TypeVar, get_origin
+from collections.abc import Callable
+from typing import Concatenate, ParamSpec, TypeVar, get_origin
 
 from flask import request
 from pydantic import ValidationError
 
+from api import request_id
+from api.context import ApiContext
 from api.schemas import Form, invalid_input
 from hashdb.errors import InvalidInput, UnsupportedMedia
 from hashdb.settings import Settings
-from ingest.image import ImageHashes, hash_image
+from hashdb.store.hashes import NewVariant
+from ingest import sandbox
+from ingest.image import ImageHashes
+from ingest.probes import ProbedImage, ProbeOptions
 
 FILE_FIELD = "file"
 
 F = TypeVar("F", bound=Form)
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 def _require_multipart() -> None:
@@ -63,11 +76,70 @@ def uploaded_file() -> bytes:
     return data
 
 
-def image_hashes(settings: Settings, data: bytes, *, dihedral: bool = False) -> ImageHashes:
+def in_sandbox(
+    ctx: ApiContext,
+    limits: sandbox.JobLimits,
+    job: Callable[Concatenate[bytes, P], T],
+    data: bytes,
+    /,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T:
+    """`job(data, ...)` in the media sandbox, on behalf of the current request."""
+    tag = f"request {request_id.current()}"
+    return ctx.media.run(limits, tag, job, data, *args, **kwargs)
+
+
+def image_limits(settings: Settings) -> sandbox.JobLimits:
+    return sandbox.JobLimits(
+        memory_mib=settings.media_memory_mib,
+        cpu_seconds=settings.media_image_cpu_seconds,
+        wall_seconds=settings.media_image_wall_seconds,
+    )
+
+
+def image_hashes(ctx: ApiContext, data: bytes, *, dihedral: bool = False) -> ImageHashes:
     """Hash an uploaded image (with its dihedral forms if asked)."""
-    return hash_image(data, dihedral=dihedral, max_pixels=settings.max_image_pixels)
+    s = ctx.settings
+    return in_sandbox(
+        ctx,
+        image_limits(s),
+        sandbox.image_hashes,
+        data,
+        dihedral=dihedral,
+        max_pixels=s.max_image_pixels,
+        max_decoded_bytes=s.max_decoded_bytes,
+    )
 
 
-def uploaded_image(settings: Settings, *, dihedral: bool = False) -> ImageHashes:
+def uploaded_image(ctx: ApiContext, *, dihedral: bool = False) -> ImageHashes:
     """Hash the uploaded image (with its dihedral forms if asked)."""
-    return image_hashes(settings, uploaded_file(), dihedral=dihedral)
+    return image_hashes(ctx, uploaded_file(), dihedral=dihedral)
+
+
+def probed_image(ctx: ApiContext, data: bytes, options: ProbeOptions) -> ProbedImage:
+    """Hash an uploaded image and its query probes (`ingest.probes.probe_queries`)."""
+    s = ctx.settings
+    return in_sandbox(
+        ctx,
+        image_limits(s),
+        sandbox.probed_image,
+        data,
+        options,
+        max_pixels=s.max_image_pixels,
+        max_decoded_bytes=s.max_decoded_bytes,
+    )
+
+
+def image_with_variants(ctx: ApiContext, data: bytes) -> tuple[ImageHashes, tuple[NewVariant, ...]]:
+    """Hash an uploaded image to store, with its stored variants
+    (`ingest.records.hash_with_variants`)."""
+    s = ctx.settings
+    return in_sandbox(
+        ctx,
+        image_limits(s),
+        sandbox.image_with_variants,
+        data,
+        max_pixels=s.max_image_pixels,
+        max_decoded_bytes=s.max_decoded_bytes,
+    )

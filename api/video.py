@@ -9,7 +9,9 @@ is 14-25x real time per core, so an upload is hashed under tight limits
 short is matched on what was hashed, and says so (`complete: false`); a
 contribution cut short is refused (422), since a truncated reference would look
 complete to everyone who matches against it. Long reference videos belong in a
-bulk import.
+bulk import. Hashing runs in the media sandbox (`ingest.sandbox`), whose CPU and
+wall-clock limits for videos (HASHDB_MEDIA_VIDEO_*) sit above the hashing budget:
+hashing stops itself first, and the sandbox only stops what would not.
 
 A vpdq query in `POST /v1/match` carries the frames itself as vPDQ text; its
 frames of quality below 50 are left out, as vPDQ does, and a query left with
@@ -21,12 +23,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from api import schemas as s
+from api.context import ApiContext
+from api.uploads import in_sandbox
 from hashdb.errors import InvalidInput, MediaError
 from hashdb.matching import VideoMatch
 from hashdb.settings import Settings
 from hashdb.signals import MD5, SHA256
 from hashdb.signals.vpdq import Frame, frames_digest, parse_frames
 from hashdb.video_match import TimeRange, VideoThresholds
+from ingest.sandbox import JobLimits
 from ingest.video import (
     EVERY_FRAME,
     MIN_QUALITY,
@@ -37,23 +42,46 @@ from ingest.video import (
 )
 
 REFERENCE_RATE = 1.0  # frames per second stored for a contributed video
+# Video jobs run this much nicer than image jobs: they take seconds of CPU, and an
+# image match waiting behind them would take seconds instead of a fraction of one.
+VIDEO_NICE = 10
+# Hashing stops itself, keeping what it sampled, at this share of the sandbox's
+# wall-clock limit, so a slow video gives a partial result rather than a 422.
+_WORK_SHARE = 0.8
 
 
 def limits(settings: Settings) -> VideoLimits:
-    return VideoLimits(
-        max_seconds_of_work=settings.video_max_seconds, max_frames=settings.video_max_frames
+    work = min(settings.video_max_seconds, _WORK_SHARE * settings.media_video_wall_seconds)
+    return VideoLimits(max_seconds_of_work=work, max_frames=settings.video_max_frames)
+
+
+def job_limits(settings: Settings) -> JobLimits:
+    """What hashing one uploaded video may use of its sandbox process."""
+    return JobLimits(
+        memory_mib=settings.media_memory_mib,
+        cpu_seconds=settings.media_video_cpu_seconds,
+        wall_seconds=settings.media_video_wall_seconds,
+        nice=VIDEO_NICE,
     )
 
 
-def hash_query(settings: Settings, data: bytes) -> VideoHashes:
-    """Every frame of an uploaded query video, within the request's limits."""
-    return hash_video(data, frames_per_second=EVERY_FRAME, limits=limits(settings))
+def _hash(ctx: ApiContext, data: bytes, rate: float) -> VideoHashes:
+    s = ctx.settings
+    return in_sandbox(
+        ctx, job_limits(s), hash_video, data, frames_per_second=rate, limits=limits(s)
+    )
 
 
-def hash_reference(settings: Settings, data: bytes) -> VideoHashes:
+def hash_query(ctx: ApiContext, data: bytes) -> VideoHashes:
+    """Every frame of an uploaded query video, within the request's limits (in the
+    media sandbox, as every upload)."""
+    return _hash(ctx, data, EVERY_FRAME)
+
+
+def hash_reference(ctx: ApiContext, data: bytes) -> VideoHashes:
     """An uploaded video to store, at 1 frame per second; MediaError if a limit cut
     it short (damage is reported in `ended_by`, as the import does)."""
-    v = hash_video(data, frames_per_second=REFERENCE_RATE, limits=limits(settings))
+    v = _hash(ctx, data, REFERENCE_RATE)
     if v.ended_by not in (EndReason.COMPLETE, EndReason.DAMAGED):
         raise MediaError(
             f"the video is too long to hash within a request (stopped by {v.ended_by.value} "

@@ -12,6 +12,13 @@ Uploads are untrusted, so decoding is the trust boundary of hashing:
   before any pixel is decoded, so a 30000 x 30000 PNG or GIF of a few hundred bytes
   costs nothing. Pillow also refuses files above 2 x `Image.MAX_IMAGE_PIXELS`
   (about 179 M pixels) whatever `max_pixels` says.
+- **Memory**: the pixels' size once decoded (width x height, after the JPEG draft
+  reduction, x the bytes Pillow stores per pixel of the decoded mode: 1 for "L" and
+  "P", 2 for 16-bit grey, 4 for RGB, RGBA, CMYK and 32-bit modes) is checked
+  against `max_decoded_bytes` from the header alone, so a small, highly compressed
+  16-bit RGBA PNG of 10000 x 10000 is refused before it costs 400 MB and seconds
+  of CPU. `admit` makes the same header checks on their own, for callers whose
+  hashing function decodes internally (the media sandbox, `ingest.sandbox`).
 - **Warnings**: Pillow reports some conditions by `warnings.warn` (a declared size
   above `Image.MAX_IMAGE_PIXELS`, corrupt EXIF, a malformed MPO or APNG). None may
   escape to the caller: they are recorded and logged at DEBUG. Python 3.11's
@@ -66,6 +73,13 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
 MIN_SIDE = 512
+# Admits a 64 MP RGB picture (Pillow stores RGB in 4 bytes a pixel), refuses a
+# 10000 x 10000 RGBA one (400 MB).
+DEFAULT_MAX_DECODED_BYTES = 256 * 1024 * 1024
+
+# Bytes a pixel takes in Pillow's memory, for modes that take other than 4
+# (libImaging/Storage.c: every 2-, 3- and 4-band mode and "I", "F" take 4).
+_STORED_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16L": 2, "I;16B": 2, "I;16N": 2}
 
 # What Pillow raises for malformed input: the exceptions `Image.open` itself treats as
 # "not this format" (SyntaxError, IndexError, TypeError, struct.error), plus OSError
@@ -109,18 +123,35 @@ class Decoded:
     format: str  # Pillow's name: "JPEG", "PNG", ...
 
 
-def decode(data: bytes, *, max_pixels: int) -> Decoded:
-    """Decode `data`; UnsupportedMedia if it is no supported image, MediaError if broken."""
+def decode(
+    data: bytes, *, max_pixels: int, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
+) -> Decoded:
+    """Decode `data`; UnsupportedMedia if it is no supported image, MediaError if broken
+    or over a budget (`max_pixels` declared, `max_decoded_bytes` once decoded)."""
     with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            return _decode(data, max_pixels)
+            return _decode(data, max_pixels, max_decoded_bytes)
         finally:
             for warning in caught:
                 log.debug("Pillow warning while decoding: %s", warning.message)
 
 
-def _decode(data: bytes, max_pixels: int) -> Decoded:
+def admit(data: bytes, *, max_pixels: int, max_decoded_bytes: int) -> None:
+    """Check `data`'s header against the budgets `decode` applies, decoding no pixel:
+    the same errors as `decode` for a file it would refuse before decoding."""
+    with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            _opened(data, max_pixels, max_decoded_bytes)[0].close()
+        finally:
+            for warning in caught:
+                log.debug("Pillow warning while reading a header: %s", warning.message)
+
+
+def _opened(data: bytes, max_pixels: int, max_decoded_bytes: int) -> tuple[Image.Image, int, int]:
+    """The file opened and drafted, within budget, no pixel decoded yet; and its
+    width and height as stored in the file."""
     opened = _open(data)
     width, height = opened.size
     if width * height > max_pixels:
@@ -131,8 +162,34 @@ def _decode(data: bytes, max_pixels: int) -> Decoded:
             height=height,
             max_pixels=max_pixels,
         )
+    try:
+        opened.draft(None, (MIN_SIDE, MIN_SIDE))  # JPEG only; a no-op for other formats
+    except _CORRUPT as exc:
+        raise MediaError(f"image header cannot be read: {exc}") from exc
+    decoded_bytes = _decoded_bytes(opened)
+    if decoded_bytes > max_decoded_bytes:
+        w, h = opened.size
+        raise MediaError(
+            f"image would take {decoded_bytes} bytes of memory once decoded "
+            f"({w} x {h}, mode {opened.mode}), more than the limit of {max_decoded_bytes} "
+            "(setting HASHDB_MAX_DECODED_BYTES)",
+            width=width,
+            height=height,
+            decoded_bytes=decoded_bytes,
+            max_decoded_bytes=max_decoded_bytes,
+        )
+    return opened, width, height
+
+
+def _decoded_bytes(opened: Image.Image) -> int:
+    """What the pixels of `opened` (after draft) take in Pillow's memory."""
+    width, height = opened.size
+    return width * height * _STORED_BYTES.get(opened.mode, 4)
+
+
+def _decode(data: bytes, max_pixels: int, max_decoded_bytes: int) -> Decoded:
+    opened, width, height = _opened(data, max_pixels, max_decoded_bytes)
     file_format = opened.format or "unknown"
-    opened.draft(None, (MIN_SIDE, MIN_SIDE))  # JPEG only; a no-op for other formats
     try:
         opened.load()
         pixels = _reduce(to_8bit(opened))

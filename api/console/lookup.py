@@ -5,7 +5,8 @@ SHA-256, optionally the 8 rotations and flips) and each hash is matched; the
 matches count for the member's reports, as API matches do. A video is hashed at
 every frame (`EVERY_FRAME`, the query rate: see `ingest.video`) and matched frame
 by frame against stored videos, which gives the matched time ranges on both sides;
-its digests are matched too. Pasted hashes are one per line, `TYPE:HEX` or bare
+its digests are matched too. Both are hashed in the media sandbox, as every upload
+(`ingest.sandbox`). Pasted hashes are one per line, `TYPE:HEX` or bare
 64-digit hex for PDQ. The upload is read into memory, hashed and dropped.
 """
 
@@ -18,11 +19,11 @@ from werkzeug.datastructures import FileStorage
 
 from api.console.session import EVERYONE, page, user
 from api.context import ApiContext, context
+from api.uploads import image_hashes
 from api.video import hash_query
 from hashdb.errors import HashdbError, InvalidInput, OutsideFailure
 from hashdb.matching import Query, QueryResult, VideoMatch
 from hashdb.signals import MD5, PDQ, SHA256, Matching, get_signal_type
-from ingest.image import hash_image
 from ingest.records import queries as image_queries
 from ingest.records import video_frames
 from ingest.video import VideoHashes, is_video
@@ -69,7 +70,7 @@ def parse_pasted(text: str) -> list[Query]:
 
 def _lookup_video(ctx: ApiContext, data: bytes, name: str) -> Outcome:
     # The same request-time limits and match counting as POST /v1/match/media.
-    video = hash_query(ctx.settings, data)
+    video = hash_query(ctx, data)
     frames = video_frames(video)
     outcome = Outcome(source=f"video {name}", video=video)
     outcome.videos = ctx.db.match_video(frames, member=user().member)
@@ -90,7 +91,7 @@ def _lookup_upload(ctx: ApiContext, upload: FileStorage, dihedral: bool) -> Outc
         raise InvalidInput("the uploaded file is empty", field="file")
     if is_video(data):
         return _lookup_video(ctx, data, name)
-    h = hash_image(data, dihedral=dihedral, max_pixels=ctx.settings.max_image_pixels)
+    h = image_hashes(ctx, data, dihedral=dihedral)
     outcome = Outcome(source=f"image {name} ({h.width}x{h.height})")
     outcome.results = ctx.db.match(image_queries(h), member=user().member)
     if outcome.results and outcome.results[0].low_quality:
