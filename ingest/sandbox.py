@@ -327,12 +327,17 @@ class Sandbox:
 
     def _borrow(self) -> _Child:
         deadline = time.monotonic() + self._wait
+        dead: _Child | None = None
         with self._cond:
             while True:
                 if self._closed:
                     raise OutsideFailure("the media sandbox is shut down")
                 if self._idle:
-                    return self._idle.pop()
+                    child = self._idle.pop()
+                    if child.process.is_alive():
+                        return child
+                    dead = child  # died while idle: its slot gets a fresh child
+                    break
                 if self._live < self.size:
                     self._live += 1
                     break
@@ -343,6 +348,8 @@ class Sandbox:
                         f"{self._wait:g} s; retry shortly"
                     )
                 self._cond.wait(left)
+        if dead is not None:
+            _stop(dead)
         try:
             return self._start()
         except BaseException:

@@ -17,6 +17,7 @@ import hashlib
 import io
 import logging
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -167,6 +168,22 @@ def test_a_child_is_reused_then_recycled_after_its_jobs() -> None:
     finally:
         sandbox.close()
     assert first == second != third
+
+
+def test_a_child_that_died_while_idle_is_replaced_not_blamed_on_the_next_file() -> None:
+    sandbox = Sandbox(1, wait_seconds=30)
+    try:
+        idle = sandbox.run(LIMITS, "test", pid, b"")
+        os.kill(idle, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and Path(f"/proc/{idle}/stat").exists():
+            if Path(f"/proc/{idle}/stat").read_text().split()[2] == "Z":
+                break
+            time.sleep(0.01)
+        assert sandbox.run(LIMITS, "test", echo, b"ok") == b"ok"
+        assert sandbox.run(LIMITS, "test", pid, b"") != idle
+    finally:
+        sandbox.close()
 
 
 def test_a_caller_waits_for_a_free_child_for_so_long_then_gets_503() -> None:
