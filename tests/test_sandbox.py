@@ -14,7 +14,6 @@ and gunicorn keeps the same workers.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import signal
@@ -28,11 +27,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import av
-import numpy as np
 import pytest
 import requests
 from api_server import Server, start_server
+from hostile_media import png_16bit_bomb, ts_clip
 from media_factory import detailed_image, jpeg
 
 from hashdb.errors import InvalidInput, MediaError, OutsideFailure, UnsupportedMedia
@@ -233,11 +231,6 @@ def test_children_exit_when_the_parent_is_killed(tmp_path: Path) -> None:
 # ---- hostile files ----
 
 
-def png_16bit_rgba(side: int) -> bytes:
-    """A black 16-bit RGBA PNG of side x side pixels, under a megabyte."""
-    return png_rows(side, side, 16, 6, b"\x00" * (1 + side * 8))
-
-
 def png_rows(width: int, height: int, bit_depth: int, colour_type: int, row: bytes) -> bytes:
     """A PNG whose every row is `row` (filter byte first), deflated cheaply: one row
     compressed with a full flush repeats as is (the stream restarts)."""
@@ -260,24 +253,9 @@ def png_rows(width: int, height: int, bit_depth: int, colour_type: int, row: byt
     )
 
 
-def ts_clip(seconds: int = 2, fps: int = 30) -> bytes:
-    """An H.264 MPEG-TS clip with B-frames, a new picture each frame."""
-    width, height = 160, 120
-    base = np.asarray(detailed_image(7, width + seconds * fps))
-    out = io.BytesIO()
-    with av.open(out, "w", format="mpegts") as container:
-        stream = container.add_stream("libx264", rate=fps, options={"bf": "3", "g": str(fps)})
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        for n in range(seconds * fps):
-            picture = np.ascontiguousarray(base[n : n + height, n : n + width])
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")))
-        container.mux(stream.encode(None))
-    return out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def png_bomb() -> bytes:
-    return png_16bit_rgba(10_000)
+    return png_16bit_bomb()
 
 
 def test_the_png_bomb_is_small_and_refused_from_its_header_quickly(png_bomb: bytes) -> None:
