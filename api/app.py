@@ -107,7 +107,6 @@ def create_app(settings: Settings, hashdb: HashDB | None = None) -> Flask:
     ctx.openapi = openapi.build(app, settings)
     console.register(app)  # HTML pages for people; not part of the JSON API document
     ctx.loader.start()
-    ctx.media.warm()
     return app
 
 

@@ -19,6 +19,7 @@ of compilation per process; `make install` fills it once.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -40,11 +41,12 @@ RETRY_SECONDS = 5.0
 _WARM_ROWS = 64
 
 
+@functools.cache
 def warm_kernels() -> None:
-    """Run once every numba kernel a request can reach, on tiny inputs: the
-    index's three search plans (probe, join, scan) and its build at the width of
-    each Hamming signal type, and the video frame hasher on a contiguous and a
-    strided luma plane (the two layouts decoding yields)."""
+    """Once per process (compiled kernels stay compiled), run every numba kernel a
+    request can reach, on tiny inputs: the index's three search plans (probe, join,
+    scan) and its build at the width of each Hamming signal type, and the video frame
+    hasher on a contiguous and a strided luma plane (the two layouts decoding yields)."""
     from ingest.video_pdq import pdq_from_luma
 
     rng = np.random.default_rng(0)

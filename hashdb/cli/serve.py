@@ -121,9 +121,12 @@ def run_gunicorn(settings: Settings) -> None:
 
         def load(self) -> Any:
             from api.app import create_app
+            from api.context import context
 
             configure_logging(settings)
-            return create_app(settings)
+            app = create_app(settings)
+            context(app).media.warm()  # a serving worker's first upload finds a child ready
+            return app
 
     _Server().run()
 
