@@ -154,9 +154,8 @@ def test_readyz_is_503_saying_why_while_the_database_refuses_connections(
         time.sleep(0.1)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # the file case is SQLite's
 def test_readyz_is_503_when_the_sqlite_file_is_gone(make_api: MakeApi, db_url: str) -> None:
-    if not db_url.startswith("sqlite"):
-        pytest.skip("the file case is SQLite's")
     api = make_api()
     assert api.client.get("/readyz").status_code == 200
     path = make_url(db_url).database
