@@ -86,3 +86,14 @@ def start_server(
         time.sleep(0.05)
     server.stop()
     raise RuntimeError(f"server not ready after {timeout}s:\n{server.output()}")
+
+
+def member_key(database_url: str, name: str) -> str:
+    """A new member's API key in the database at `database_url` (migrated first)."""
+    from hashdb.store import Role, Store
+
+    store = Store.open(database_url)
+    try:
+        return store.members.create(name, Role.MEMBER)[1].secret
+    finally:
+        store.close()

@@ -23,12 +23,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from api_server import Server, start_server
+from api_server import Server, member_key, start_server
 from hostile_media import Item, corpus, mp4_clip, ts_clip, valid_images
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from hashdb.store import Role, Store
 
 pytestmark = pytest.mark.slow
 
@@ -70,11 +68,7 @@ def worker_pids(server: Server) -> frozenset[int]:
 def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
     folder = tmp_path_factory.mktemp("hostile")
     url = f"sqlite:///{folder / 'hashdb.sqlite3'}"
-    store = Store.open(url)
-    try:
-        key = store.members.create("hostile-uploader", Role.MEMBER)[1].secret
-    finally:
-        store.close()
+    key = member_key(url, "hostile-uploader")
     server = start_server(
         url, folder, workers=2, threads=4, rate_limit_per_minute=0, max_upload_bytes=4 << 20
     )

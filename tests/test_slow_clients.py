@@ -27,10 +27,8 @@ from typing import Any
 import numpy as np
 import pytest
 import requests
-from api_server import Server, start_server
+from api_server import Server, member_key, start_server
 from PIL import Image
-
-from hashdb.store import Role, Store
 
 pytestmark = pytest.mark.slow
 
@@ -48,11 +46,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, s
     """A real server on SQLite (the serving model does not touch storage) and a key."""
     tmp = tmp_path_factory.mktemp("slow-clients")
     url = f"sqlite:///{tmp / 'hashdb.sqlite3'}"
-    store = Store.open(url)
-    try:
-        secret = store.members.create("slow-clients", Role.MEMBER)[1].secret
-    finally:
-        store.close()
+    secret = member_key(url, "slow-clients")
     server = start_server(
         url,
         tmp,
