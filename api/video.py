@@ -25,10 +25,11 @@ from dataclasses import dataclass
 from api import schemas as s
 from api.context import ApiContext
 from api.uploads import in_sandbox
+from hashdb.budget import check_threshold
 from hashdb.errors import InvalidInput, MediaError
 from hashdb.matching import VideoMatch
 from hashdb.settings import Settings
-from hashdb.signals import MD5, SHA256
+from hashdb.signals import MD5, PDQ, SHA256
 from hashdb.signals.vpdq import Frame, frames_digest, parse_frames
 from hashdb.video_match import TimeRange, VideoThresholds
 from ingest.sandbox import JobLimits
@@ -114,13 +115,7 @@ def video_query(settings: Settings, item: s.MatchQuery, index: int) -> VideoQuer
             index=index,
             maximum=settings.video_max_frames,
         )
-    if item.threshold is not None and item.threshold > settings.max_threshold_pdq:
-        raise InvalidInput(
-            f"pdq threshold {item.threshold} is above the maximum {settings.max_threshold_pdq}",
-            field="threshold",
-            index=index,
-            maximum=settings.max_threshold_pdq,
-        )
+    check_threshold(settings, PDQ, item.threshold, "threshold", index)  # frames are PDQ
     return VideoQuery(
         frames=tuple(f for f in sent if f.quality >= MIN_QUALITY),
         digest=frames_digest(sent),
