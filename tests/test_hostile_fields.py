@@ -81,6 +81,8 @@ REFUSED: list[tuple[str, dict[str, Any], str]] = [
     ("/v1/incidents", {"name": "Attack\x00"}, "name"),
     ("/v1/incidents", {"name": "Attack", "description": "x\x01"}, "description"),
     ("/v1/match", {"queries": [{"signal_type": "pd\x00q", "value": "0" * 64}]}, "signal_type"),
+    ("/v1/match", {"queries": [{"signal_type": "pdq", "value": "0" * 63 + "\x00"}]}, "value"),
+    ("/v1/match", {"queries": [{"signal_type": "vpdq", "value": "0,100,\x00"}]}, "value"),
 ]
 
 
