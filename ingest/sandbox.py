@@ -334,7 +334,7 @@ class Sandbox:
                     raise OutsideFailure("the media sandbox is shut down")
                 if self._idle:
                     child = self._idle.pop()
-                    if child.process.is_alive():
+                    if _idle_and_alive(child):
                         return child
                     dead = child  # died while idle: its slot gets a fresh child
                     break
@@ -428,6 +428,16 @@ class Sandbox:
             child.process.join(timeout=5)
             raise _Lost(_death(child.process.exitcode, limits)) from None
         return reply
+
+
+def _idle_and_alive(child: _Child) -> bool:
+    """Whether an idle child can take a job. An idle child never writes, so a readable
+    pipe is its end-of-file: the kernel closes the pipe the moment the child dies, while
+    `is_alive` waits for the fork server to reap it and report."""
+    try:
+        return child.process.is_alive() and not child.conn.poll(0)
+    except (OSError, ValueError):
+        return False
 
 
 def _death(exitcode: int | None, limits: JobLimits) -> str:
