@@ -30,6 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check hashdb ingest api tests benchmarks
 	$(BIN)/ruff format --check hashdb ingest api tests benchmarks
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.hashing

@@ -23,8 +23,7 @@ from api.context import context
 from api.openapi import document
 from api.request_id import actor
 from api.web import json_body, reply
-from hashdb.store import ApiKey, Member, NewKey, Role
-from hashdb.workflow import audit
+from hashdb.consortium import ApiKey, Member, NewKey, Role, audit
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The application factory: `create_app(settings)` wires one running API.
 
 Nothing happens at import time. `create_app` opens the database (unless handed a
-`HashDB`), registers one blueprint per audience (health, matching, contributing,
+`Consortium`), registers one blueprint per audience (health, matching, contributing,
 vetting, labels and incidents, feedback, export, reports, audit, imports,
 administration),
 renders every error through `api.errors`, builds the OpenAPI
@@ -49,7 +49,7 @@ from api.keycache import KeyCache
 from api.loader import IndexLoader
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
-from hashdb.service import HashDB
+from hashdb.consortium import Consortium
 from hashdb.settings import Settings
 from ingest.sandbox import Sandbox
 
@@ -63,7 +63,7 @@ class IdConverter(IntegerConverter):
         super().__init__(url_map, min=1, max=2**63 - 1)
 
 
-def create_app(settings: Settings, hashdb: HashDB | None = None) -> Flask:
+def create_app(settings: Settings, hashdb: Consortium | None = None) -> Flask:
     """A ready-to-serve Flask app over `hashdb` (opened from `settings` if None)."""
     faiss.omp_set_num_threads(1)
     app = Flask(__name__, static_folder=None)
@@ -72,7 +72,7 @@ def create_app(settings: Settings, hashdb: HashDB | None = None) -> Flask:
     app.url_map.converters["id"] = IdConverter
     app.url_map.strict_slashes = False
 
-    db = hashdb or HashDB.open(settings)
+    db = hashdb or Consortium.open(settings)
     metrics = Metrics()
     ctx = ApiContext(
         settings=settings,

@@ -1,7 +1,7 @@
 """The audit blueprint: admins read the hash-chained audit log and check the chain.
 
 Every administrative action and every write made with a key is in the log
-(`hashdb.workflow.audit`), with the key id and the request id (`X-Request-Id`).
+(`hashdb.consortium.audit`), with the key id and the request id (`X-Request-Id`).
 `GET /v1/audit` pages through it oldest first and gives the current head (seq and
 hash); `GET /v1/audit/head` gives it as a checkpoint line, signed under
 `HASHDB_AUDIT_KEY` when set, which an admin publishes and later checks the log
@@ -19,8 +19,7 @@ from api.context import context
 from api.openapi import document
 from api.request_id import actor
 from api.web import query_args, reply
-from hashdb.store import Role
-from hashdb.workflow import audit
+from hashdb.consortium import Role, audit
 
 bp = Blueprint("audit", __name__)
 

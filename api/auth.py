@@ -22,8 +22,8 @@ from typing import ParamSpec, TypeVar
 from flask import g, request
 
 from api.context import context
+from hashdb.consortium import Heads, Principal, Role
 from hashdb.errors import Forbidden, Unauthenticated
-from hashdb.store import Heads, Principal, Role
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -17,7 +17,7 @@ from api.keycache import KeyCache
 from api.loader import IndexLoader
 from api.metrics import Metrics
 from api.ratelimit import RateLimiter
-from hashdb.service import HashDB
+from hashdb.consortium import Consortium
 from hashdb.settings import Settings
 from ingest.sandbox import Sandbox
 
@@ -27,7 +27,7 @@ EXTENSION = "hashdb"
 @dataclass
 class ApiContext:
     settings: Settings
-    db: HashDB
+    db: Consortium
     limiter: RateLimiter
     keys: KeyCache
     metrics: Metrics

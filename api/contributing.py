@@ -1,6 +1,6 @@
 """The contributing blueprint: members add hashes, or images for the server to hash.
 
-Contributions go through the consortium workflow (`HashDB.contribute`): labels
+Contributions go through the consortium workflow (`Consortium.contribute`): labels
 are checked against the taxonomy, a member's hashes start `pending` until an
 admin approves them, an admin's, a trusted flagger's or an open crisis
 incident's start `active`, and the write is audited with the key and request id.
@@ -32,11 +32,11 @@ from api.request_id import actor
 from api.uploads import form_fields, image_with_variants, uploaded_file
 from api.video import hash_reference, video_hashes
 from api.web import json_body, reply
+from hashdb.consortium import Added, HashRecord, NewHash, NewVideo, Role
 from hashdb.errors import InvalidInput, NotFound
 from hashdb.settings import Settings
 from hashdb.signals import SIGNAL_TYPES, Matching, get_signal_type
 from hashdb.signals.vpdq import VPDQ
-from hashdb.store import Added, HashRecord, NewHash, NewVideo, Role
 from ingest.records import contributions, usable_perceptual, video_contributions
 from ingest.video import is_video
 

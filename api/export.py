@@ -3,7 +3,7 @@
 Members that match locally follow this feed (`hashdb sync --from URL --key KEY`)
 instead of downloading the list again and again: `GET /v1/export?since=<cursor>`
 answers the entries after the cursor, one JSON object per line
-(`hashdb.workflow.export.FeedEntry`); the last entry's `seq` is the next cursor
+(`hashdb.consortium.export.FeedEntry`); the last entry's `seq` is the next cursor
 and an empty answer means the follower is up to date. The cursor and whether the
 page was full are also in the `X-Hashdb-Cursor` and `X-Hashdb-More` headers.
 Pending hashes are never exported: a local copy holds vetted hashes only. Hashes
@@ -21,9 +21,8 @@ from api.auth import requires
 from api.context import context
 from api.openapi import Raw, document
 from api.web import query_args
-from hashdb.store import Role
-from hashdb.workflow import export
-from hashdb.workflow.export import FeedFormat
+from hashdb.consortium import Role, export
+from hashdb.consortium.export import FeedFormat
 
 bp = Blueprint("export", __name__)
 

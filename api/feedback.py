@@ -3,7 +3,7 @@
 Feedback (`agree`, `disagree` with a reason, `false_positive` with the hash of the
 content that matched wrongly) counts once per member; disagreement from
 HASHDB_DISPUTE_THRESHOLD distinct members moves an active hash to `disputed` for
-an admin (`hashdb.workflow.feedback`). Outcomes record what a member did with
+an admin (`hashdb.consortium.feedback`). Outcomes record what a member did with
 content that matched (removed, kept, escalated) and when, for the takedown rate
 and time-to-action figures of the transparency report. Both are audited by the
 workflow in the same transaction.
@@ -19,11 +19,10 @@ from api.context import context
 from api.openapi import document
 from api.request_id import actor
 from api.web import json_body, reply
+from hashdb.consortium import Role, feedback, outcomes
+from hashdb.consortium.feedback import ContentHash, DisagreeReason, Feedback, Kind
+from hashdb.consortium.outcomes import Action
 from hashdb.signals import SIGNAL_TYPES, get_signal_type
-from hashdb.store import Role
-from hashdb.workflow import feedback, outcomes
-from hashdb.workflow.feedback import ContentHash, DisagreeReason, Feedback, Kind
-from hashdb.workflow.outcomes import Action
 
 bp = Blueprint("feedback", __name__)
 

@@ -33,12 +33,9 @@ import time
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
 
+from hashdb.consortium import Actor, Consortium, ImportJob, JobStatus, PlannedFile, Status, now
+from hashdb.consortium import labels as taxonomy
 from hashdb.errors import Conflict, Forbidden, InvalidInput
-from hashdb.service import HashDB
-from hashdb.store import ImportJob, JobStatus, PlannedFile, Status
-from hashdb.store.clock import now
-from hashdb.workflow import labels as taxonomy
-from hashdb.workflow.actor import Actor
 from ingest.sources import remove_work_folder
 
 log = logging.getLogger(__name__)
@@ -67,7 +64,7 @@ def inside_root(root: Path, given: str, field: str) -> Path:
 
 
 class ImportRunner:
-    def __init__(self, db: HashDB) -> None:
+    def __init__(self, db: Consortium) -> None:
         self._db = db
         self._lock = threading.Lock()
         self._threads: dict[str, threading.Thread] = {}

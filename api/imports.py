@@ -18,8 +18,7 @@ from api.context import ApiContext, context
 from api.openapi import document
 from api.request_id import actor
 from api.web import json_body, reply
-from hashdb.store import FileState, ImportJob, Role
-from hashdb.workflow import audit
+from hashdb.consortium import FileState, ImportJob, Role, audit
 
 bp = Blueprint("imports", __name__)
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import threading
 
-from hashdb.store import MemberStore, Principal
-from hashdb.store.clock import now
+from hashdb.consortium import Principal, now
+from hashdb.store import MemberStore
 from hashdb.store.members import digest
 
 CAPACITY = 10_000  # keys; a consortium has a few dozen members with a few keys each

@@ -17,10 +17,9 @@ from api.context import context
 from api.openapi import document
 from api.request_id import actor
 from api.web import json_body, optional_json_body, reply
-from hashdb.store import Role
-from hashdb.workflow import incidents, labels
-from hashdb.workflow.incidents import Incident
-from hashdb.workflow.labels import Label, ValueKind
+from hashdb.consortium import Role, incidents, labels
+from hashdb.consortium.incidents import Incident
+from hashdb.consortium.labels import Label, ValueKind
 
 bp = Blueprint("labels", __name__)
 

@@ -40,13 +40,12 @@ from hashdb.budget import (
     request_cost,
     video_cost,
 )
+from hashdb.consortium import Query, QueryResult, Role
 from hashdb.errors import InvalidInput, OutsideFailure
-from hashdb.matching import Query, QueryResult
 from hashdb.settings import Settings
 from hashdb.signals import MD5, PDQ, PHASH, SHA256, SIGNAL_TYPES, Matching, get_signal_type
 from hashdb.signals.pdq_dihedral import dihedral_variants
 from hashdb.signals.vpdq import VPDQ
-from hashdb.store import Role
 from hashdb.video_match import VideoThresholds
 from ingest.image import ImageHashes
 from ingest.probes import FULL, PLAIN, ProbeKind, ProbeOptions

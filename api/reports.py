@@ -3,7 +3,7 @@
 `GET /v1/reports/transparency?from=...&to=...` reports the period [from, to):
 consortium-wide for an admin (or any one member's figures with `member_id`), and
 a member's own figures for a member; a member asking for another member's is
-refused (403). What each figure means is in `hashdb.workflow.reports`. The
+refused (403). What each figure means is in `hashdb.consortium.reports`. The
 format is `?format=` if given, else the best of the Accept header (`text/csv`,
 `text/markdown`), else JSON.
 """
@@ -18,8 +18,7 @@ from api.context import context
 from api.openapi import Raw, document
 from api.request_id import actor
 from api.web import query_args, reply
-from hashdb.store import Role
-from hashdb.workflow import reports
+from hashdb.consortium import Role, reports
 
 bp = Blueprint("reports", __name__)
 

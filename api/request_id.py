@@ -15,7 +15,7 @@ import uuid
 from flask import Flask, Response, g, request
 
 from api.auth import principal
-from hashdb.workflow.actor import Actor
+from hashdb.consortium import Actor
 
 HEADER = "X-Request-Id"
 _ACCEPTED = re.compile(r"[A-Za-z0-9._-]{1,64}")

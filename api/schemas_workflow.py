@@ -28,12 +28,12 @@ from api.schemas import (
     signal_field,
     value_field,
 )
-from hashdb.store.clock import now
-from hashdb.workflow.audit import MAX_READ
-from hashdb.workflow.export import MAX_LIMIT as MAX_EXPORT
-from hashdb.workflow.feedback import MAX_NOTE_CHARS
-from hashdb.workflow.outcomes import CLOCK_SKEW, EARLIEST
-from hashdb.workflow.vetting import MAX_IDS, MAX_REASON_CHARS
+from hashdb.consortium import now
+from hashdb.consortium.audit import MAX_READ
+from hashdb.consortium.export import MAX_LIMIT as MAX_EXPORT
+from hashdb.consortium.feedback import MAX_NOTE_CHARS
+from hashdb.consortium.outcomes import CLOCK_SKEW, EARLIEST
+from hashdb.consortium.vetting import MAX_IDS, MAX_REASON_CHARS
 
 MAX_ID = 2**63 - 1
 

@@ -25,9 +25,9 @@ from pydantic import ValidationError
 from api import request_id
 from api.context import ApiContext
 from api.schemas import Form, invalid_input
+from hashdb.consortium import NewVariant
 from hashdb.errors import InvalidInput, UnsupportedMedia
 from hashdb.settings import Settings
-from hashdb.store.hashes import NewVariant
 from ingest import sandbox
 from ingest.image import ImageHashes
 from ingest.probes import ProbedImage, ProbeOptions

@@ -27,8 +27,7 @@ from api.contributing import hash_out
 from api.openapi import document
 from api.request_id import actor
 from api.web import json_body, optional_json_body, query_args, reply
-from hashdb.store import HashRecord, Role, Status
-from hashdb.workflow import vetting
+from hashdb.consortium import HashRecord, Role, Status, vetting
 
 log = logging.getLogger(__name__)
 

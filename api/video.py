@@ -26,8 +26,8 @@ from api import schemas as s
 from api.context import ApiContext
 from api.uploads import in_sandbox
 from hashdb.budget import check_threshold
+from hashdb.consortium import VideoMatch
 from hashdb.errors import InvalidInput, MediaError
-from hashdb.matching import VideoMatch
 from hashdb.settings import Settings
 from hashdb.signals import MD5, PDQ, SHA256
 from hashdb.signals.vpdq import Frame, frames_digest, parse_frames

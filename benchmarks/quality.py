@@ -9,7 +9,7 @@ With `--references 80 --unrelated 12000` it runs in about 10 minutes on 2 cores.
 What it does:
 
 1. Makes `--references` reference pictures (benchmarks/quality_corpus.py), saves
-   each as a JPEG and adds it through `hashdb.service.HashDB.contribute` (the
+   each as a JPEG and adds it through `hashdb.consortium.core.Consortium.contribute` (the
    service the HTTP API wraps; a fresh SQLite file) with the rows
    `ingest.records.image_contributions` gives, as `POST /v1/media` does: the
    image's hashes, its PDQ row carrying its stored variants (content region, crop
@@ -30,7 +30,7 @@ What it does:
    windows) it also prints the smallest distance any unrelated probe came and how
    many came within 28, 31, 36 and 40: the measurements behind
    ingest.probes.THRESHOLDS and hashdb.variants.STORED_THRESHOLDS.
-4. Times `probe_queries` + `HashDB.match` for a 1-megapixel JPEG (p50 of 50).
+4. Times `probe_queries` + `Consortium.match` for a 1-megapixel JPEG (p50 of 50).
 
 Last run (`--references 80 --unrelated 12000`, seed 0, a quiet 2-core machine,
 10 minutes): stored 75 images + 6 content regions + 5,550 crop windows (148 ms per
@@ -79,8 +79,8 @@ from PIL import Image
 
 from benchmarks import quality_corpus as qc
 from benchmarks import quality_transforms as qt
+from hashdb.consortium.core import Consortium
 from hashdb.matching import Match, Query, QueryResult
-from hashdb.service import HashDB
 from hashdb.settings import Settings
 from hashdb.signals import PDQ
 from hashdb.store import MATCHABLE, HashRecord, Role, Store
@@ -176,10 +176,10 @@ def run(references: int, unrelated: int, workers: int, seed: int) -> None:
     pdq_from_bytes, pdq_index = _tx()
     tmp = Path(tempfile.mkdtemp(prefix="hashdb-quality-"))
     settings = Settings(database_url=f"sqlite:///{tmp / 'q.sqlite3'}", sync_interval=0.0)
-    db = HashDB(settings, Store.open(settings.resolved_database_url()))
+    db = Consortium(settings, Store.open(settings.resolved_database_url()))
     admin = db.store.members.create("bench", Role.ADMIN)[0]
 
-    print(f"references: {references}; storing through HashDB.contribute (SQLite in {tmp})")
+    print(f"references: {references}; storing through Consortium.contribute (SQLite in {tmp})")
     pictures, files, skipped = [], [], 0
     for i in range(references):
         picture = qt.jpeg(qc.reference(i, seed), 95)
@@ -189,7 +189,7 @@ def run(references: int, unrelated: int, workers: int, seed: int) -> None:
             continue
         pictures.append(picture)
         files.append(data)
-    print(f"left out {skipped} low-quality pictures (PDQ quality < 50, refused by HashDB)")
+    print(f"left out {skipped} low-quality pictures (PDQ quality < 50, refused by Consortium)")
     tx_entries = []
     started = time.perf_counter()
     for i, data in enumerate(files):
@@ -254,7 +254,7 @@ def run(references: int, unrelated: int, workers: int, seed: int) -> None:
     db.close()
 
 
-def _distances(db: HashDB, hashed: list[Hashed]) -> None:
+def _distances(db: Consortium, hashed: list[Hashed]) -> None:
     """For each kind of query probe and each kind of stored row, the nearest any
     unrelated probe came, and how many came within 28, 31, 36 and 40 bits."""
     records = _stored_records(db)
@@ -284,14 +284,14 @@ def _distances(db: HashDB, hashed: list[Hashed]) -> None:
             )
 
 
-def _stored_records(db: HashDB) -> list[HashRecord]:
+def _stored_records(db: Consortium) -> list[HashRecord]:
     """Every matchable stored PDQ row, stored variants included."""
     ids = [int(i) for part, _ in db.store.hashes.iter_codes("pdq", 32, MATCHABLE) for i in part]
     found = db.store.hashes.get_many(ids)
     return [found[i] for i in ids]
 
 
-def _latency(db: HashDB, pictures: list[Image.Image]) -> None:
+def _latency(db: Consortium, pictures: list[Image.Image]) -> None:
     picture = pictures[0].resize((1155, 866), Image.Resampling.LANCZOS)  # 1.0 megapixel
     data = qt.apply("identity", np.random.default_rng(0), picture)
     for label, options in (("full probe set", FULL), ("default probe set", ProbeOptions())):

@@ -31,17 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hashdb.consortium import MATCHABLE, FileState, ImportFile, ImportJob, PlannedFile, Status
 from hashdb.errors import InvalidInput
 from hashdb.signals import SHA256
-from hashdb.store import (
-    MATCHABLE,
-    FileState,
-    ImportFile,
-    ImportJob,
-    PlannedFile,
-    Status,
-    Store,
-)
+from hashdb.store import Store
 from ingest.media import Failure, HashedImage, MediaHashes, MediaOptions, hash_media_safely
 from ingest.pool import Pool
 from ingest.records import contributions, video_contributions

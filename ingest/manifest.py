@@ -23,8 +23,8 @@ import csv
 import io
 from pathlib import Path, PurePosixPath
 
+from hashdb.consortium import PlannedFile
 from hashdb.errors import InvalidInput
-from hashdb.store import PlannedFile
 
 COLUMNS = ("path", "labels", "reference", "notes")
 

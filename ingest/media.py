@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hashdb.consortium import NewVariant
 from hashdb.errors import HashdbError
-from hashdb.store.hashes import NewVariant
 from ingest.image import ImageHashes
 from ingest.records import hash_with_variants
 from ingest.video import VideoHashes, VideoLimits, hash_video_file, is_video

@@ -51,10 +51,9 @@ from enum import StrEnum
 
 from PIL import Image
 
-from hashdb.matching import Probe, Query
+from hashdb.consortium import NewVariant, Probe, Query
 from hashdb.signals import MD5, PDQ, PHASH, SHA256
 from hashdb.signals.pdq_dihedral import DIHEDRAL_FORMS
-from hashdb.store.hashes import NewVariant
 from hashdb.variants import CONTENT, CROP_WINDOWS
 from ingest.canonical import Box, content_region
 from ingest.decode import decode

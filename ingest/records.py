@@ -12,11 +12,9 @@ and computes them from one decode.
 
 from __future__ import annotations
 
-from hashdb.matching import Query
+from hashdb.consortium import NewHash, NewVariant, NewVideo, Query
 from hashdb.signals import MD5, PDQ, PHASH, SHA256
 from hashdb.signals.vpdq import Frame
-from hashdb.store import NewHash, NewVideo
-from hashdb.store.hashes import NewVariant
 from ingest.decode import decode
 from ingest.image import DEFAULT_MAX_PIXELS, ImageHashes, hash_decoded
 from ingest.probes import stored_variants

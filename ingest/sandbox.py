@@ -68,8 +68,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from hashdb.consortium import NewVariant
 from hashdb.errors import HashdbError, MediaError, OutsideFailure
-from hashdb.store.hashes import NewVariant
 from ingest.decode import DEFAULT_MAX_DECODED_BYTES, admit, decode
 from ingest.image import DEFAULT_MAX_PIXELS, ImageHashes, hash_decoded
 from ingest.probes import DEFAULT, ProbedImage, ProbeOptions, probe_queries

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize
     from werkzeug.test import TestResponse
 
-    from hashdb.service import HashDB
+    from hashdb.consortium.core import Consortium
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = os.environ.get("HASHDB_CHROMIUM", "/usr/bin/chromium")
@@ -64,7 +64,7 @@ class Console:
 
     app: Flask
     client: FlaskClient
-    db: HashDB
+    db: Consortium
     keys: dict[str, str] = field(default_factory=dict)  # role -> secret
 
     def token(self) -> str:
@@ -127,12 +127,12 @@ class ConsoleServer:
                 self.process.kill()
                 self.process.wait(timeout=5)
 
-    def open_db(self) -> HashDB:
+    def open_db(self) -> Consortium:
         """The same database, opened in the test process (to seed and to check)."""
-        from hashdb.service import HashDB
+        from hashdb.consortium.core import Consortium
         from hashdb.settings import Settings
 
-        return HashDB.open(Settings(database_url=self.database_url, sync_interval=0.0))
+        return Consortium.open(Settings(database_url=self.database_url, sync_interval=0.0))
 
 
 def _serve() -> None:

@@ -4,7 +4,7 @@ A member contributes a hash and it is pending; an admin approves it; another
 member matches it and reports removing the content 20 minutes after upload; a
 third member disputes it (HASHDB_DISPUTE_THRESHOLD=1, so one member suffices);
 the admin retires it with DELETE; the export feed carries its tombstone; a local
-copy synced from the server's feed (`hashdb.workflow.sync.pull` over HTTP) stops
+copy synced from the server's feed (`hashdb.consortium.sync.pull` over HTTP) stops
 matching it; and the transparency report for the period shows every one of
 those numbers, as JSON and as CSV. The audit log holds each write with the key
 and the request id that made it.
@@ -24,12 +24,12 @@ import pytest
 import requests
 from api_server import Server, start_server
 
+from hashdb.consortium import sync
+from hashdb.consortium.core import Consortium
 from hashdb.matching import Query
-from hashdb.service import HashDB
 from hashdb.settings import Settings
 from hashdb.signals import PDQ
 from hashdb.store import Role, Store
-from hashdb.workflow import sync
 
 pytestmark = pytest.mark.slow
 
@@ -83,20 +83,20 @@ def server(db_url: str, tmp_path: Path, keys: dict[str, str]) -> Iterator[Server
 
 
 @pytest.fixture
-def local(tmp_path: Path) -> Iterator[HashDB]:
+def local(tmp_path: Path) -> Iterator[Consortium]:
     """A small platform's own hashdb, following the server's feed."""
     copy = Store.open(f"sqlite:///{tmp_path / 'local.sqlite3'}")
-    db = HashDB(Settings(sync_interval=0), copy)
+    db = Consortium(Settings(sync_interval=0), copy)
     yield db
     db.close()
 
 
-def local_matches(local: HashDB) -> int:
+def local_matches(local: Consortium) -> int:
     local.matcher.refresh()
     return len(local.match([Query(PDQ, bytes.fromhex(CODE))])[0].matches)
 
 
-def test_the_whole_story_over_http(server: Server, keys: dict[str, str], local: HashDB) -> None:
+def test_the_whole_story_over_http(server: Server, keys: dict[str, str], local: Consortium) -> None:
     start = datetime.now(UTC) - timedelta(hours=1)
     with requests.Session() as session:
         admin, contributor, matcher, disputer = (

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 from media_factory import detailed_image, write_image
 from PIL import Image
 
+from hashdb.consortium import match_counts
+from hashdb.consortium.actor import Actor
+from hashdb.consortium.feedback import DisagreeReason, Kind, give
 from hashdb.matching import Match, Query, QueryResult
 from hashdb.signals import PDQ
 from hashdb.store import NewHash, Status
 from hashdb.store.clock import now
-from hashdb.workflow import match_counts
-from hashdb.workflow.actor import Actor
-from hashdb.workflow.feedback import DisagreeReason, Kind, give
 from ingest.image import hash_image
 from ingest.records import contributions
 

@@ -16,10 +16,10 @@ from api.console.charts import Series, daily_bars, nice_max
 from api.console.secret import KEY_FILE, key_from_file
 from api.console.session import safe_next
 from api.console.visual import bit_grid
+from hashdb.consortium.actor import Actor
+from hashdb.consortium.feedback import DisagreeReason, Kind, give
 from hashdb.signals import PDQ
 from hashdb.store import NewHash, Role, Status
-from hashdb.workflow.actor import Actor
-from hashdb.workflow.feedback import DisagreeReason, Kind, give
 
 if TYPE_CHECKING:
     from console_fixtures import Console

@@ -19,18 +19,18 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from api.keycache import KeyCache
+from hashdb.consortium import vetting
+from hashdb.consortium.actor import Actor
+from hashdb.consortium.core import Consortium
+from hashdb.consortium.match_counts import Tally
 from hashdb.errors import Unauthenticated
 from hashdb.matching import Match, Query, QueryResult
-from hashdb.service import HashDB
 from hashdb.settings import Settings
 from hashdb.signals import PDQ
 from hashdb.store import MemberStore, NewHash, Principal, Role, Status, Store
 from hashdb.store.clock import now
 from hashdb.store.heads import Heads
 from hashdb.store.schema import match_counts
-from hashdb.workflow import vetting
-from hashdb.workflow.actor import Actor
-from hashdb.workflow.match_counts import Tally
 
 if TYPE_CHECKING:
     from api_fixtures import Api
@@ -202,7 +202,7 @@ def test_the_row_cache_is_filled_after_a_load_and_read_from(store: Store) -> Non
     member, _ = store.members.create("platform", Role.ADMIN)
     codes = [bytes([i]) * 32 for i in range(1, 6)]
     store.hashes.add(member.id, [NewHash("pdq", c) for c in codes])
-    db = HashDB(Settings(), store)
+    db = Consortium(Settings(), store)
     db.matcher.load()
     assert db.matcher.warm_records() == 5
     store.close()  # no database from here on: the matches come from memory

@@ -13,9 +13,11 @@ from media_factory import jpeg
 from PIL import Image
 from sqlalchemy import Engine, insert, inspect, select
 
+from hashdb.consortium import export, reports, vetting
+from hashdb.consortium.actor import Actor
+from hashdb.consortium.core import Consortium
 from hashdb.errors import NotFound
 from hashdb.matching import Matcher
-from hashdb.service import HashDB
 from hashdb.settings import Settings
 from hashdb.signals import PDQ
 from hashdb.store import HashRecord, NewHash, Role, Status, Store
@@ -23,8 +25,6 @@ from hashdb.store.engine import MIGRATIONS, migrate
 from hashdb.store.hashes import NewVariant
 from hashdb.store.schema import changes, hash_transitions, hashes, members
 from hashdb.variants import CONTENT, CROP_WINDOWS, STORED_KINDS, STORED_THRESHOLDS
-from hashdb.workflow import export, reports, vetting
-from hashdb.workflow.actor import Actor
 from ingest.probes import PLAIN, probe_queries
 from ingest.records import image_contributions
 
@@ -37,8 +37,8 @@ MAX_PIXELS = 10**8
 
 
 @pytest.fixture
-def db(store: Store) -> HashDB:
-    return HashDB(Settings(sync_interval=0.0), store)
+def db(store: Store) -> Consortium:
+    return Consortium(Settings(sync_interval=0.0), store)
 
 
 @pytest.fixture
@@ -51,7 +51,7 @@ def member(store: Store) -> Actor:
     return Actor(store.members.create("Platform A", Role.MEMBER)[0])
 
 
-def contribute_image(db: HashDB, who: Actor, data: bytes, reference: str) -> int:
+def contribute_image(db: Consortium, who: Actor, data: bytes, reference: str) -> int:
     """Contribute an image as `POST /v1/media` does; the id of its PDQ row."""
     _, rows = image_contributions(data, ("attack_footage",), reference, max_pixels=MAX_PIXELS)
     added = db.contribute(who, rows)
@@ -70,7 +70,7 @@ def derived(store: Store, parent_id: int) -> list[HashRecord]:
 
 
 def test_an_image_contribution_stores_its_crop_windows_as_rows_derived_from_its_pdq_row(
-    db: HashDB, store: Store, admin: Actor, bridge_picture: Image.Image
+    db: Consortium, store: Store, admin: Actor, bridge_picture: Image.Image
 ) -> None:
     parent_id = contribute_image(db, admin, jpeg(bridge_picture), "case-1")
     parent = store.hashes.get(parent_id)
@@ -90,7 +90,7 @@ def test_an_image_contribution_stores_its_crop_windows_as_rows_derived_from_its_
 
 
 def test_a_meme_stores_its_content_region(
-    db: HashDB, store: Store, admin: Actor, bridge_picture: Image.Image
+    db: Consortium, store: Store, admin: Actor, bridge_picture: Image.Image
 ) -> None:
     meme = Image.new("RGB", (bridge_picture.width, bridge_picture.height + 140), "white")
     meme.paste(bridge_picture, (0, 140))
@@ -98,13 +98,13 @@ def test_a_meme_stores_its_content_region(
     assert CONTENT in {r.variant for r in derived(store, parent_id)}
 
 
-def test_a_bare_hash_has_no_variants(db: HashDB, store: Store, admin: Actor) -> None:
+def test_a_bare_hash_has_no_variants(db: Consortium, store: Store, admin: Actor) -> None:
     (added,) = db.contribute(admin, [NewHash(PDQ.name, bytes(range(32)), (), 90)])
     assert derived(store, added.id) == []
 
 
 def test_contributing_the_same_image_again_adds_no_variants(
-    db: HashDB, store: Store, admin: Actor, bridge_picture: Image.Image
+    db: Consortium, store: Store, admin: Actor, bridge_picture: Image.Image
 ) -> None:
     data = jpeg(bridge_picture)
     first = contribute_image(db, admin, data, "case-1")
@@ -160,7 +160,7 @@ def test_contributing_a_value_held_as_a_variant_makes_it_a_hash_of_its_own(
 
 
 def test_retiring_an_image_retires_its_variants_and_logs_them_for_the_index(
-    db: HashDB, store: Store, admin: Actor, bridge_picture: Image.Image
+    db: Consortium, store: Store, admin: Actor, bridge_picture: Image.Image
 ) -> None:
     parent_id = contribute_image(db, admin, jpeg(bridge_picture), "case-1")
     rows = derived(store, parent_id)
@@ -177,7 +177,7 @@ def test_retiring_an_image_retires_its_variants_and_logs_them_for_the_index(
 
 
 def test_a_variant_cannot_be_moved_by_itself(
-    db: HashDB, store: Store, admin: Actor, bridge_picture: Image.Image
+    db: Consortium, store: Store, admin: Actor, bridge_picture: Image.Image
 ) -> None:
     parent_id = contribute_image(db, admin, jpeg(bridge_picture), "case-1")
     variant = derived(store, parent_id)[0]
@@ -187,7 +187,7 @@ def test_a_variant_cannot_be_moved_by_itself(
 
 
 def test_approving_and_expiring_an_image_move_its_variants(
-    db: HashDB, store: Store, admin: Actor, member: Actor, bridge_picture: Image.Image
+    db: Consortium, store: Store, admin: Actor, member: Actor, bridge_picture: Image.Image
 ) -> None:
     parent_id = contribute_image(db, member, jpeg(bridge_picture), "case-1")
     assert {r.status for r in derived(store, parent_id)} == {Status.PENDING}
@@ -201,7 +201,7 @@ def test_approving_and_expiring_an_image_move_its_variants(
 
 
 def test_variants_stay_out_of_the_feed_the_queue_and_the_figures(
-    db: HashDB, store: Store, admin: Actor, member: Actor, bridge_picture: Image.Image
+    db: Consortium, store: Store, admin: Actor, member: Actor, bridge_picture: Image.Image
 ) -> None:
     parent_id = contribute_image(db, member, jpeg(bridge_picture), "case-1")
     queued = vetting.queue(store.engine, admin)
@@ -217,7 +217,7 @@ def test_variants_stay_out_of_the_feed_the_queue_and_the_figures(
 
 
 def test_a_cropped_copy_matches_the_stored_image(
-    db: HashDB, store: Store, admin: Actor, bridge_picture: Image.Image
+    db: Consortium, store: Store, admin: Actor, bridge_picture: Image.Image
 ) -> None:
     parent_id = contribute_image(db, admin, jpeg(bridge_picture), "case-1")
     w, h = bridge_picture.size

@@ -9,13 +9,13 @@ from click.testing import CliRunner
 from sqlalchemy import text
 
 from hashdb.cli import main
+from hashdb.consortium import audit, incidents, vetting
+from hashdb.consortium.actor import Actor
+from hashdb.consortium.core import Consortium
 from hashdb.errors import Forbidden, InvalidInput
-from hashdb.service import HashDB
 from hashdb.settings import Settings
 from hashdb.signals import PDQ
 from hashdb.store import NewHash, Role, Store
-from hashdb.workflow import audit, incidents, vetting
-from hashdb.workflow.actor import Actor
 
 if TYPE_CHECKING:
     from api_fixtures import MakeApi
@@ -30,7 +30,7 @@ def history(store: Store) -> tuple[Actor, Actor]:
     member, key = store.members.create("Platform A", Role.MEMBER)
     principal = store.members.authenticate(key.secret)
     keyed = Actor.of(principal, request_id="req-1")
-    db = HashDB(Settings(), store)
+    db = Consortium(Settings(), store)
     (added,) = db.contribute(keyed, [NewHash(PDQ.name, bytes(32), ("manifesto",), 90)])
     vetting.approve(store.engine, admin, [added.id], "checked")
     incidents.open_incident(store.engine, admin, "Attack in X")

@@ -21,15 +21,15 @@ from threatexchange.exchanges.impl.file_api import (
 from threatexchange.signal_type.pdq.signal import PdqSignal
 
 from hashdb.cli import main
+from hashdb.consortium import export, sync, vetting
+from hashdb.consortium.actor import Actor
+from hashdb.consortium.core import Consortium
+from hashdb.consortium.export import FeedEntry, FeedFormat, FeedOp
 from hashdb.errors import InvalidInput, OutsideFailure, Unauthenticated
 from hashdb.matching import Query
-from hashdb.service import HashDB
 from hashdb.settings import Settings
 from hashdb.signals import MD5, PDQ
 from hashdb.store import NewHash, Role, Status, Store
-from hashdb.workflow import export, sync, vetting
-from hashdb.workflow.actor import Actor
-from hashdb.workflow.export import FeedEntry, FeedFormat, FeedOp
 
 
 def pdq(seed: int) -> bytes:
@@ -51,8 +51,8 @@ def member(store: Store) -> Actor:
 
 
 @pytest.fixture
-def db(store: Store) -> HashDB:
-    return HashDB(Settings(), store)
+def db(store: Store) -> Consortium:
+    return Consortium(Settings(), store)
 
 
 def everything(store: Store) -> list[FeedEntry]:
@@ -60,7 +60,7 @@ def everything(store: Store) -> list[FeedEntry]:
 
 
 def test_an_active_hash_is_an_addition_with_its_fields(
-    db: HashDB, store: Store, admin: Actor
+    db: Consortium, store: Store, admin: Actor
 ) -> None:
     (added,) = db.contribute(admin, [item(1)])
     (entry,) = everything(store)
@@ -75,7 +75,7 @@ def test_an_active_hash_is_an_addition_with_its_fields(
 
 
 def test_pending_and_retired_hashes_are_tombstones_without_values(
-    db: HashDB, store: Store, admin: Actor, member: Actor
+    db: Consortium, store: Store, admin: Actor, member: Actor
 ) -> None:
     (pending,) = db.contribute(member, [item(1)])
     (retired,) = db.contribute(admin, [item(2)])
@@ -86,7 +86,7 @@ def test_pending_and_retired_hashes_are_tombstones_without_values(
 
 
 def test_a_page_ends_at_the_cursor_and_the_next_page_resumes_after_it(
-    db: HashDB, store: Store, admin: Actor
+    db: Consortium, store: Store, admin: Actor
 ) -> None:
     db.contribute(admin, [item(n) for n in range(5)])
     first = export.feed(store.engine, 0, 3)
@@ -108,7 +108,7 @@ def test_bad_paging_is_refused_naming_the_field(
 
 
 def test_replaying_the_feed_from_zero_gives_exactly_the_exported_list(
-    db: HashDB, store: Store, admin: Actor, member: Actor
+    db: Consortium, store: Store, admin: Actor, member: Actor
 ) -> None:
     rng = random.Random(7)
     ids = [a.id for a in db.contribute(member, [item(n) for n in range(30)])]
@@ -136,7 +136,7 @@ def test_replaying_the_feed_from_zero_gives_exactly_the_exported_list(
     assert {e.id for e in export.snapshot(store.engine)} == live
 
 
-def test_jsonl_round_trips_and_csv_has_a_header(db: HashDB, store: Store, admin: Actor) -> None:
+def test_jsonl_round_trips_and_csv_has_a_header(db: Consortium, store: Store, admin: Actor) -> None:
     db.contribute(admin, [item(1), NewHash(MD5.name, bytes(16), ("manifesto",))])
     entries = everything(store)
     text = "".join(export.render(entries, FeedFormat.JSONL))
@@ -147,7 +147,7 @@ def test_jsonl_round_trips_and_csv_has_a_header(db: HashDB, store: Store, admin:
 
 
 def test_the_threatexchange_file_loads_in_python_threatexchange(
-    db: HashDB, store: Store, admin: Actor, tmp_path: Path
+    db: Consortium, store: Store, admin: Actor, tmp_path: Path
 ) -> None:
     db.contribute(admin, [item(1), item(2), NewHash(MD5.name, bytes(16), ("manifesto",))])
     path = tmp_path / "hashdb.te"
@@ -209,19 +209,19 @@ class FeedServer:
 
 
 @pytest.fixture
-def local(tmp_path: Path) -> Iterator[HashDB]:
+def local(tmp_path: Path) -> Iterator[Consortium]:
     copy = Store.open(f"sqlite:///{tmp_path / 'local.sqlite3'}")
-    yield HashDB(Settings(), copy)
+    yield Consortium(Settings(), copy)
     copy.close()
 
 
-def matches(db: HashDB, seed: int) -> int:
+def matches(db: Consortium, seed: int) -> int:
     db.matcher.refresh()
     return len(db.match([Query(PDQ, pdq(seed))])[0].matches)
 
 
 def test_a_local_copy_follows_the_central_feed_over_http(
-    db: HashDB, store: Store, admin: Actor, member: Actor, local: HashDB
+    db: Consortium, store: Store, admin: Actor, member: Actor, local: Consortium
 ) -> None:
     _, key = store.members.create("Small platform", Role.MEMBER)
     _, doomed = db.contribute(admin, [item(1), item(2)])
@@ -242,7 +242,7 @@ def test_a_local_copy_follows_the_central_feed_over_http(
 
 
 def test_an_interrupted_sync_resumes_after_the_last_page_applied(
-    db: HashDB, store: Store, admin: Actor, local: HashDB
+    db: Consortium, store: Store, admin: Actor, local: Consortium
 ) -> None:
     _, key = store.members.create("Small platform", Role.MEMBER)
     db.contribute(admin, [item(n) for n in range(5)])
@@ -255,7 +255,7 @@ def test_an_interrupted_sync_resumes_after_the_last_page_applied(
 
 
 def test_a_refused_key_or_an_unreachable_server_is_a_typed_error(
-    store: Store, local: HashDB
+    store: Store, local: Consortium
 ) -> None:
     with FeedServer(store) as central:
         with pytest.raises(Unauthenticated):
@@ -268,7 +268,7 @@ def test_a_refused_key_or_an_unreachable_server_is_a_typed_error(
 
 
 def test_hashdb_sync_pulls_into_the_configured_database(
-    db: HashDB, store: Store, admin: Actor, tmp_path: Path
+    db: Consortium, store: Store, admin: Actor, tmp_path: Path
 ) -> None:
     _, key = store.members.create("Small platform", Role.MEMBER)
     db.contribute(admin, [item(1), item(2)])
@@ -294,7 +294,7 @@ def test_hashdb_labels_lists_the_taxonomy(db_url: str, store: Store) -> None:
 
 
 def test_serving_a_page_retires_expired_hashes_first_so_followers_get_tombstones(
-    db: HashDB, store: Store, admin: Actor
+    db: Consortium, store: Store, admin: Actor
 ) -> None:
     (added,) = db.contribute(admin, [item(1)])
     cursor = db.export_page(0, 100).cursor

@@ -7,16 +7,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
+from hashdb.consortium import feedback, match_counts, outcomes, vetting
+from hashdb.consortium.actor import Actor
+from hashdb.consortium.core import Consortium
+from hashdb.consortium.feedback import ContentHash, DisagreeReason, Kind
 from hashdb.errors import InvalidInput, NotFound
 from hashdb.matching import Query
-from hashdb.service import HashDB
 from hashdb.settings import Settings
 from hashdb.signals import PDQ
 from hashdb.store import NewHash, Role, Status, Store
 from hashdb.store.schema import match_counts as match_counts_table
-from hashdb.workflow import feedback, match_counts, outcomes, vetting
-from hashdb.workflow.actor import Actor
-from hashdb.workflow.feedback import ContentHash, DisagreeReason, Kind
 
 THRESHOLD = 2
 
@@ -35,7 +35,7 @@ def people(store: Store) -> dict[str, Actor]:
 
 @pytest.fixture
 def active_id(store: Store, people: dict[str, Actor]) -> int:
-    db = HashDB(Settings(), store)
+    db = Consortium(Settings(), store)
     (added,) = db.contribute(people["admin"], [NewHash(PDQ.name, pdq(1), ("manifesto",), 90)])
     return added.id
 
@@ -228,7 +228,7 @@ def test_an_unknown_action_is_refused_naming_the_field() -> None:
 def test_every_match_is_counted_per_member_hash_and_hour(
     store: Store, people: dict[str, Actor], active_id: int
 ) -> None:
-    db = HashDB(Settings(), store)
+    db = Consortium(Settings(), store)
     queries = [Query(PDQ, pdq(1)), Query(PDQ, pdq(1)), Query(PDQ, pdq(9))]
     db.match(queries, member=people["a"].member)
     db.match(queries[:1], member=people["a"].member)

@@ -11,13 +11,13 @@ import pytest
 from click.testing import CliRunner
 
 from hashdb.cli import main
+from hashdb.consortium import incidents, outcomes, reports, vetting
+from hashdb.consortium.actor import Actor
+from hashdb.consortium.core import Consortium
 from hashdb.errors import Forbidden, InvalidInput
-from hashdb.service import HashDB
 from hashdb.settings import Settings
 from hashdb.signals import MD5, PDQ
 from hashdb.store import NewHash, Role, Store
-from hashdb.workflow import incidents, outcomes, reports, vetting
-from hashdb.workflow.actor import Actor
 
 NOW = datetime.now(UTC)
 START, END = NOW - timedelta(days=1), NOW + timedelta(days=1)
@@ -35,7 +35,7 @@ def people(store: Store) -> dict[str, Actor]:
 @pytest.fixture
 def busy(store: Store, people: dict[str, Actor]) -> None:
     """An incident with two fast-tracked hashes, a rejection, and three outcomes."""
-    db = HashDB(Settings(), store)
+    db = Consortium(Settings(), store)
     incident = incidents.open_incident(store.engine, people["admin"], "Attack in X")
     tag = f"crisis_incident:{incident.id}"
     fast = db.contribute(

@@ -15,15 +15,15 @@ from pathlib import Path
 
 import pytest
 
+from hashdb.consortium import audit, export, feedback, outcomes, reports, sync, vetting
+from hashdb.consortium.actor import Actor
+from hashdb.consortium.core import Consortium
+from hashdb.consortium.export import FeedEntry, FeedOp
 from hashdb.errors import Forbidden
 from hashdb.matching import Query
-from hashdb.service import HashDB
 from hashdb.settings import Settings
 from hashdb.signals import PDQ
 from hashdb.store import NewHash, Role, Status, Store
-from hashdb.workflow import audit, export, feedback, outcomes, reports, sync, vetting
-from hashdb.workflow.actor import Actor
-from hashdb.workflow.export import FeedEntry, FeedOp
 
 CODE = bytes.fromhex("f8f8f0cce0f4e84d0e370a22028f67f0b36e2ed596623e1d33e6339c4e9c9b22")
 CENTRAL = "https://central.example"
@@ -40,16 +40,16 @@ class LibraryFeed:
 
 
 @pytest.fixture
-def local(tmp_path: Path) -> Iterator[HashDB]:
+def local(tmp_path: Path) -> Iterator[Consortium]:
     copy = Store.open(f"sqlite:///{tmp_path / 'local.sqlite3'}")
-    yield HashDB(Settings(), copy)
+    yield Consortium(Settings(), copy)
     copy.close()
 
 
-def test_the_whole_story(store: Store, local: HashDB) -> None:
+def test_the_whole_story(store: Store, local: Consortium) -> None:
     start = datetime.now(UTC) - timedelta(hours=1)
     settings = Settings(dispute_threshold=1)
-    central = HashDB(settings, store)
+    central = Consortium(settings, store)
     admin = Actor(store.members.create("Consortium", Role.ADMIN)[0])
     contributor = Actor(store.members.create("Platform A", Role.MEMBER)[0])
     matcher = Actor(store.members.create("Platform B", Role.MEMBER)[0])

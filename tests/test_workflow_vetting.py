@@ -6,14 +6,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from hashdb.consortium import incidents, labels, vetting
+from hashdb.consortium.actor import Actor
+from hashdb.consortium.core import Consortium
 from hashdb.errors import Conflict, Forbidden, InvalidInput, NotFound
 from hashdb.matching import Query
-from hashdb.service import HashDB
 from hashdb.settings import Settings
 from hashdb.signals import PDQ
 from hashdb.store import NewHash, Role, Status, Store
-from hashdb.workflow import incidents, labels, vetting
-from hashdb.workflow.actor import Actor
 
 
 def pdq(seed: int) -> bytes:
@@ -34,8 +34,8 @@ def people(store: Store) -> dict[str, Actor]:
 
 
 @pytest.fixture
-def db(store: Store) -> HashDB:
-    return HashDB(Settings(), store)
+def db(store: Store) -> Consortium:
+    return Consortium(Settings(), store)
 
 
 # ---- labels --------------------------------------------------------------------
@@ -57,7 +57,9 @@ def test_the_default_taxonomy_is_there_with_descriptions(store: Store) -> None:
     assert names["crisis_incident"].value_kind is labels.ValueKind.REQUIRED
 
 
-def test_an_unknown_label_refuses_the_batch_naming_it(db: HashDB, people: dict[str, Actor]) -> None:
+def test_an_unknown_label_refuses_the_batch_naming_it(
+    db: Consortium, people: dict[str, Actor]
+) -> None:
     with pytest.raises(InvalidInput) as caught:
         db.contribute(people["a"], [item(1), item(2, "attack_footage", "cats", "dogs:x")])
     assert caught.value.field == "labels" and caught.value.index == 1
@@ -69,14 +71,16 @@ def test_an_unknown_label_refuses_the_batch_naming_it(db: HashDB, people: dict[s
 @pytest.mark.parametrize(
     "tag", ["attack_footage:extra", "crisis_incident", "crisis_incident:abc", "crisis_incident:99"]
 )
-def test_label_values_follow_the_taxonomy(db: HashDB, people: dict[str, Actor], tag: str) -> None:
+def test_label_values_follow_the_taxonomy(
+    db: Consortium, people: dict[str, Actor], tag: str
+) -> None:
     with pytest.raises(InvalidInput) as caught:
         db.contribute(people["a"], [item(1, tag)])
     assert caught.value.field == "labels"
 
 
 def test_an_entity_name_is_optional_on_terrorist_entity(
-    db: HashDB, people: dict[str, Actor]
+    db: Consortium, people: dict[str, Actor]
 ) -> None:
     added = db.contribute(people["a"], [item(1, "terrorist_entity"), item(2, "terrorist_entity:X")])
     assert [db.store.hashes.get(a.id).labels for a in added] == [
@@ -86,7 +90,7 @@ def test_an_entity_name_is_optional_on_terrorist_entity(
 
 
 def test_admins_manage_labels_and_members_cannot(
-    db: HashDB, store: Store, people: dict[str, Actor]
+    db: Consortium, store: Store, people: dict[str, Actor]
 ) -> None:
     with pytest.raises(Forbidden):
         labels.add(
@@ -107,7 +111,7 @@ def test_admins_manage_labels_and_members_cannot(
 
 
 def test_a_members_contribution_is_pending_and_vetted_ones_are_active(
-    db: HashDB, people: dict[str, Actor]
+    db: Consortium, people: dict[str, Actor]
 ) -> None:
     statuses = {
         who: db.store.hashes.get(db.contribute(people[who], [item(n)])[0].id).status
@@ -117,7 +121,7 @@ def test_a_members_contribution_is_pending_and_vetted_ones_are_active(
 
 
 def test_pending_hashes_match_flagged_pending_by_default(
-    db: HashDB, people: dict[str, Actor]
+    db: Consortium, people: dict[str, Actor]
 ) -> None:
     db.contribute(people["a"], [item(1)])
     (result,) = db.match([Query(PDQ, pdq(1))])
@@ -127,7 +131,7 @@ def test_pending_hashes_match_flagged_pending_by_default(
 def test_a_deployment_can_keep_pending_hashes_from_matching(
     store: Store, people: dict[str, Actor]
 ) -> None:
-    db = HashDB(Settings(pending_matches=False), store)
+    db = Consortium(Settings(pending_matches=False), store)
     (added,) = db.contribute(people["a"], [item(1)])
     assert db.match([Query(PDQ, pdq(1))])[0].matches == []
     vetting.approve(store.engine, people["admin"], [added.id])
@@ -139,7 +143,7 @@ def test_a_deployment_can_keep_pending_hashes_from_matching(
 
 
 def test_an_admin_approves_and_the_history_says_who_when_and_why(
-    db: HashDB, store: Store, people: dict[str, Actor]
+    db: Consortium, store: Store, people: dict[str, Actor]
 ) -> None:
     (added,) = db.contribute(people["a"], [item(1)])
     (record,) = vetting.approve(store.engine, people["admin"], [added.id], "checked")
@@ -156,7 +160,7 @@ def test_an_admin_approves_and_the_history_says_who_when_and_why(
 
 
 def test_a_member_cannot_approve_reject_retire_or_see_the_queue(
-    db: HashDB, store: Store, people: dict[str, Actor]
+    db: Consortium, store: Store, people: dict[str, Actor]
 ) -> None:
     (added,) = db.contribute(people["a"], [item(1)])
     for call in (
@@ -174,7 +178,7 @@ def test_a_member_cannot_approve_reject_retire_or_see_the_queue(
 
 
 def test_rejection_and_retirement_need_a_reason(
-    db: HashDB, store: Store, people: dict[str, Actor]
+    db: Consortium, store: Store, people: dict[str, Actor]
 ) -> None:
     (added,) = db.contribute(people["a"], [item(1)])
     for move in (vetting.reject, vetting.retire):
@@ -184,7 +188,7 @@ def test_rejection_and_retirement_need_a_reason(
 
 
 def test_final_statuses_are_final_and_a_refused_batch_moves_nothing(
-    db: HashDB, store: Store, people: dict[str, Actor]
+    db: Consortium, store: Store, people: dict[str, Actor]
 ) -> None:
     first, second = db.contribute(people["a"], [item(1), item(2)])
     vetting.reject(store.engine, people["admin"], [first.id], "not terrorist content")
@@ -199,7 +203,7 @@ def test_final_statuses_are_final_and_a_refused_batch_moves_nothing(
 
 
 def test_the_queue_lists_pending_hashes_oldest_first(
-    db: HashDB, store: Store, people: dict[str, Actor]
+    db: Consortium, store: Store, people: dict[str, Actor]
 ) -> None:
     added = db.contribute(people["a"], [item(1), item(2), item(3)])
     vetting.approve(store.engine, people["admin"], [added[1].id])
@@ -211,7 +215,7 @@ def test_the_queue_lists_pending_hashes_oldest_first(
 
 
 def test_an_expired_hash_stops_matching_at_once_and_is_retired_by_the_sweep(
-    db: HashDB, store: Store, people: dict[str, Actor]
+    db: Consortium, store: Store, people: dict[str, Actor]
 ) -> None:
     (added,) = db.contribute(people["admin"], [item(1)])
     past = datetime.now(UTC) - timedelta(seconds=1)
@@ -225,7 +229,9 @@ def test_an_expired_hash_stops_matching_at_once_and_is_retired_by_the_sweep(
     assert vetting.history(store.engine, added.id)[-1].reason == "expired"
 
 
-def test_an_expiry_needs_a_time_zone(db: HashDB, store: Store, people: dict[str, Actor]) -> None:
+def test_an_expiry_needs_a_time_zone(
+    db: Consortium, store: Store, people: dict[str, Actor]
+) -> None:
     (added,) = db.contribute(people["a"], [item(1)])
     with pytest.raises(InvalidInput) as caught:
         vetting.set_expiry(store.engine, people["a"], added.id, datetime(2030, 1, 1))
@@ -236,7 +242,7 @@ def test_an_expiry_needs_a_time_zone(db: HashDB, store: Store, people: dict[str,
 
 
 def test_contributions_tagged_with_an_open_incident_are_fast_tracked(
-    db: HashDB, store: Store, people: dict[str, Actor]
+    db: Consortium, store: Store, people: dict[str, Actor]
 ) -> None:
     with pytest.raises(Forbidden):
         incidents.open_incident(store.engine, people["a"], "Attack in X")

@@ -16,10 +16,9 @@ from flask import request
 from api.context import ApiContext
 from api.schemas import control_character
 from api.schemas_workflow import MAX_ID
+from hashdb.consortium import HashRecord, Match, Member, Query, Status
 from hashdb.errors import InvalidInput
-from hashdb.matching import Match, Query
 from hashdb.signals import SIGNAL_TYPES, Matching
-from hashdb.store import HashRecord, Member, Status
 
 
 def member_names(ctx: ApiContext) -> dict[int, str]:

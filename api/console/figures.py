@@ -17,12 +17,12 @@ from datetime import date, datetime, timedelta
 
 from sqlalchemy import Engine, Text, cast, func, select
 
+from hashdb.consortium import Status, now, utc
+from hashdb.consortium.feedback import Kind
+from hashdb.consortium.labels import split
 from hashdb.matching import Matcher
-from hashdb.store import ChangeLog, Status
-from hashdb.store.clock import now, utc
+from hashdb.store import ChangeLog
 from hashdb.store.schema import changes, feedback, hashes, match_counts
-from hashdb.workflow.feedback import Kind
-from hashdb.workflow.labels import split
 
 DAYS = 30
 

@@ -2,7 +2,7 @@
 
 Admins see everything: who contributed it, every status change with actor and
 reason, all feedback, match counts. Other roles see the hash itself and their own
-feedback only, as the API shows them (`hashdb.workflow.feedback.for_hash`).
+feedback only, as the API shows them (`hashdb.consortium.feedback.for_hash`).
 """
 
 from __future__ import annotations
@@ -15,9 +15,8 @@ from api.console.common import hex_of, member_names
 from api.console.session import ADMIN, EVERYONE, page, user
 from api.console.visual import bit_grid
 from api.context import context
+from hashdb.consortium import MATCHABLE, feedback, vetting
 from hashdb.errors import Conflict, InvalidInput, NotFound
-from hashdb.store import MATCHABLE
-from hashdb.workflow import feedback, vetting
 
 bp = Blueprint("hashes", __name__)
 

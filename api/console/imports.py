@@ -14,7 +14,7 @@ from flask import Blueprint, render_template
 from api.console.common import member_names
 from api.console.session import STAFF, page
 from api.context import context
-from hashdb.store import FileState, JobStatus
+from hashdb.consortium import FileState, JobStatus
 
 bp = Blueprint("imports", __name__)
 

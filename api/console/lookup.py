@@ -21,8 +21,8 @@ from api.console.session import EVERYONE, page, user
 from api.context import ApiContext, context
 from api.uploads import image_hashes
 from api.video import hash_query
+from hashdb.consortium import Query, QueryResult, VideoMatch
 from hashdb.errors import HashdbError, InvalidInput, OutsideFailure
-from hashdb.matching import Query, QueryResult, VideoMatch
 from hashdb.signals import MD5, PDQ, SHA256, Matching, get_signal_type
 from ingest.records import queries as image_queries
 from ingest.records import video_frames

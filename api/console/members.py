@@ -18,9 +18,8 @@ from werkzeug.wrappers import Response
 
 from api.console.session import ADMIN, page, user
 from api.context import context
+from hashdb.consortium import Member, NewKey, Role, now
 from hashdb.errors import Conflict, InvalidInput, NotFound
-from hashdb.store import Member, NewKey, Role
-from hashdb.store.clock import now
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 The period is whole UTC days, `from` to `to` inclusive (the report's own period is
 [from 00:00, day after `to` 00:00)). Admins get the consortium's figures or any
-one member's; other roles their own (`hashdb.workflow.reports.transparency`
+one member's; other roles their own (`hashdb.consortium.reports.transparency`
 enforces it). The CSV is the report's own `render_csv`, one row per figure.
 """
 
@@ -17,9 +17,8 @@ from flask import Blueprint, Response, render_template, request
 from api.console.common import parse_id
 from api.console.session import EVERYONE, page, user
 from api.context import context
+from hashdb.consortium import now, reports
 from hashdb.errors import InvalidInput
-from hashdb.store.clock import now
-from hashdb.workflow import reports
 
 bp = Blueprint("reports", __name__)
 

@@ -4,7 +4,7 @@ Pending hashes are shown oldest first with a picture of the hash (the console
 keeps no media; see `visual`), labels, contributor and the existing hashes they
 would match, and are approved or rejected one by one or in bulk. A rejection
 needs a reason; so does resolving a dispute (keep the hash, or retire it). The
-moves themselves are `hashdb.workflow.vetting`'s, which also writes the history
+moves themselves are `hashdb.consortium.vetting`'s, which also writes the history
 and the audit log.
 """
 
@@ -18,10 +18,9 @@ from api.console.common import form_ids, hex_of, member_names, parse_id, similar
 from api.console.session import ADMIN, page, user
 from api.console.visual import bit_grid
 from api.context import context
+from hashdb.consortium import HashRecord, Status, feedback, vetting
+from hashdb.consortium.vetting import Resolution
 from hashdb.errors import Conflict, InvalidInput, NotFound
-from hashdb.store import HashRecord, Status
-from hashdb.workflow import feedback, vetting
-from hashdb.workflow.vetting import Resolution
 
 bp = Blueprint("review", __name__)
 

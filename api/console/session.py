@@ -28,10 +28,8 @@ from werkzeug.exceptions import Forbidden
 from werkzeug.wrappers import Response
 
 from api.context import context
+from hashdb.consortium import Actor, ApiKey, Member, Principal, Role, now
 from hashdb.errors import NotFound
-from hashdb.store import ApiKey, Member, Principal, Role
-from hashdb.store.clock import now
-from hashdb.workflow.actor import Actor
 
 P = ParamSpec("P")
 R = TypeVar("R")

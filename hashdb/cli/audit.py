@@ -12,9 +12,8 @@ import sys
 import click
 
 from hashdb.cli.common import acting_member, emit_json, open_db
-from hashdb.service import HashDB
-from hashdb.workflow import audit as audit_log
-from hashdb.workflow.actor import Actor
+from hashdb.consortium import Actor, Consortium
+from hashdb.consortium import audit as audit_log
 
 # Exit code when the chain does not verify: a finding, not a usage error.
 EXIT_BROKEN = 1
@@ -25,7 +24,7 @@ def audit() -> None:
     """The tamper-evident audit log."""
 
 
-def _audit_key(db: HashDB) -> str | None:
+def _audit_key(db: Consortium) -> str | None:
     key = db.settings.audit_key
     return key.get_secret_value() if key else None
 

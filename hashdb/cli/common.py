@@ -9,9 +9,8 @@ from typing import Any, TypeVar
 
 import click
 
-from hashdb.service import HashDB
+from hashdb.consortium import Consortium, Member, Role
 from hashdb.settings import load_settings
-from hashdb.store import Member, Role
 
 T = TypeVar("T")
 
@@ -22,11 +21,11 @@ EXIT_PARTIAL = 1
 PROGRESS_FROM = 20
 
 
-def open_db() -> HashDB:
-    return HashDB.open(load_settings())
+def open_db() -> Consortium:
+    return Consortium.open(load_settings())
 
 
-def acting_member(db: HashDB, name: str | None) -> Member:
+def acting_member(db: Consortium, name: str | None) -> Member:
     """The member a command acts as: the one named, or the first admin."""
     if name:
         return db.store.members.by_name(name)

@@ -12,12 +12,10 @@ from sqlalchemy.engine import make_url
 from hashdb.budget import check_threshold
 from hashdb.cli.common import EXIT_PARTIAL, acting_member, any_failed, emit_json, open_db, progress
 from hashdb.cli.inputs import BadArg, HashArg, expand
+from hashdb.consortium import Consortium, Member, NewHash, Query, QueryResult
 from hashdb.errors import HashdbError, InvalidInput
-from hashdb.matching import Query, QueryResult
-from hashdb.service import HashDB
 from hashdb.signals import PDQ, SIGNAL_TYPES
 from hashdb.signals.pdq_dihedral import dihedral_variants
-from hashdb.store import Member, NewHash
 
 
 @click.command()
@@ -87,7 +85,7 @@ def add(
         sys.exit(EXIT_PARTIAL)
 
 
-def _added(db: HashDB, member: Member, name: str, items: list[NewHash]) -> dict[str, Any]:
+def _added(db: Consortium, member: Member, name: str, items: list[NewHash]) -> dict[str, Any]:
     try:
         results = db.contribute(member, items)
     except InvalidInput as exc:

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 from hashdb.cli.common import EXIT_PARTIAL, acting_member, emit_json, open_db
-from hashdb.store import Role, Status
+from hashdb.consortium import Role, Status
 
 
 @click.command("import")

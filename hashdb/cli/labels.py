@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from hashdb.cli.common import acting_member, emit_json, open_db
-from hashdb.workflow import labels as taxonomy
-from hashdb.workflow.actor import Actor
+from hashdb.consortium import Actor
+from hashdb.consortium import labels as taxonomy
 
 
 @click.group()

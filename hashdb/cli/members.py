@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from hashdb.cli.common import emit_json, open_db
-from hashdb.store import Role
+from hashdb.consortium import Role
 
 
 @click.group()

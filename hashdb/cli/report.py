@@ -7,9 +7,8 @@ from datetime import UTC, datetime
 import click
 
 from hashdb.cli.common import acting_member, open_db
+from hashdb.consortium import Actor, reports
 from hashdb.errors import InvalidInput
-from hashdb.workflow import reports
-from hashdb.workflow.actor import Actor
 
 RENDERERS = {
     "md": reports.render_markdown,

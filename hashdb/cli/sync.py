@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from hashdb.cli.common import open_db
-from hashdb.workflow import sync as feed_sync
+from hashdb.consortium import sync as feed_sync
 
 
 @click.command()

@@ -6,7 +6,7 @@ same row (idempotent add). Each write that changes whether or how a hash matches
 appends to the change log in the same transaction, so the log and the table never
 disagree. Each status change (creation included) is also written to
 `hash_transitions` with who, when and why; which changes are allowed is a workflow
-rule (hashdb/workflow/vetting.py), not a storage one.
+rule (hashdb/consortium/vetting.py), not a storage one.
 
 A contributed image may also store *variants*: PDQ rows derived from its own PDQ
 row (its content region, crop windows; hashdb/variants.py), so that a re-upload

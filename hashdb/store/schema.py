@@ -169,7 +169,7 @@ import_files = Table(
 
 # ---- consortium workflow (migration 0002): labels, vetting history, incidents,
 # feedback, outcomes, match counts, the audit chain and sync state. The rules that
-# use these tables live in hashdb/workflow/; hashes gained `expires_at` (never
+# use these tables live in hashdb/consortium/; hashes gained `expires_at` (never
 # matched after it) and `incident_id` (contributed under a crisis incident).
 hashes.append_column(Column("expires_at", DateTime(timezone=True), nullable=True))
 hashes.append_column(Column("incident_id", BigInteger, nullable=True))
@@ -260,7 +260,7 @@ match_counts = Table(
     Column("count", BigInteger, nullable=False),
 )
 
-# Append-only, hash-chained (see hashdb/workflow/audit.py for the chain format).
+# Append-only, hash-chained (see hashdb/consortium/audit.py for the chain format).
 audit_log = Table(
     "audit_log",
     metadata,

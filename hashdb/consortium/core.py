@@ -1,10 +1,10 @@
 """The hash database as one object: settings, store and matcher wired together.
 
-Both edges (the CLI and the HTTP API) hold a `HashDB`; it owns the rules that are
+Both edges (the CLI and the HTTP API) hold a `Consortium`; it owns the rules that are
 not storage and not matching, such as which status a contribution starts in and
 which contributions are refused. Low-quality PDQ hashes are refused on
 contribution: below quality 50 a hash matches unrelated featureless images.
-Contributions then go through the consortium workflow (hashdb/workflow): labels
+Contributions then go through the consortium workflow (hashdb/consortium): labels
 checked against the taxonomy, a member's hashes start `pending` and an admin's,
 a trusted flagger's or a crisis incident's `active`. Whether pending hashes match
 is HASHDB_PENDING_MATCHES; a member's matches are counted for the reports (in
@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from hashdb.consortium import contributions, export, match_counts, vetting
+from hashdb.consortium.actor import Actor
 from hashdb.errors import InvalidInput
 from hashdb.matching import Match, Matcher, Query, QueryResult, VideoMatch
 from hashdb.settings import Settings
@@ -22,8 +24,6 @@ from hashdb.signals import SIGNAL_TYPES
 from hashdb.signals.vpdq import VPDQ, Frame, frames_digest
 from hashdb.store import MATCHABLE, Added, Heads, Member, NewHash, NewVideo, Status, Store
 from hashdb.video_match import VideoThresholds
-from hashdb.workflow import contributions, export, match_counts, vetting
-from hashdb.workflow.actor import Actor
 
 
 def matchable_statuses(settings: Settings) -> frozenset[Status]:
@@ -31,7 +31,7 @@ def matchable_statuses(settings: Settings) -> frozenset[Status]:
     return MATCHABLE if settings.pending_matches else MATCHABLE - {Status.PENDING}
 
 
-class HashDB:
+class Consortium:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
@@ -46,7 +46,7 @@ class HashDB:
         self.tally = match_counts.Tally(store.engine, settings.count_flush_seconds)
 
     @classmethod
-    def open(cls, settings: Settings) -> HashDB:
+    def open(cls, settings: Settings) -> Consortium:
         return cls(settings, Store.open(settings.resolved_database_url()))
 
     def close(self) -> None:

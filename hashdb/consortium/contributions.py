@@ -17,11 +17,11 @@ from dataclasses import replace
 from sqlalchemy import Engine, update
 from sqlalchemy.engine import Connection
 
+from hashdb.consortium import audit, incidents, labels, vetting
+from hashdb.consortium.actor import Actor
 from hashdb.errors import InvalidInput
 from hashdb.store import Added, HashStore, NewHash, NewVideo, Status, VideoStore
 from hashdb.store.schema import hashes
-from hashdb.workflow import audit, incidents, labels, vetting
-from hashdb.workflow.actor import Actor
 
 
 def _admit(

@@ -38,14 +38,14 @@ from datetime import datetime
 from sqlalchemy import Engine, and_, select, update
 from sqlalchemy.engine import Connection
 
+from hashdb.consortium import audit
+from hashdb.consortium.actor import Actor, require_admin
+from hashdb.consortium.incidents import aware
 from hashdb.errors import Conflict, Forbidden, InvalidInput, NotFound
 from hashdb.store import MATCHABLE, ChangeOp, HashRecord, HashStore, Member, Role, Status
 from hashdb.store.clock import now, utc
 from hashdb.store.hashes import lock_change_log, log_changes
 from hashdb.store.schema import hash_transitions, hashes
-from hashdb.workflow import audit
-from hashdb.workflow.actor import Actor, require_admin
-from hashdb.workflow.incidents import aware
 
 ALLOWED: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.ACTIVE, Status.REJECTED, Status.RETIRED}),

@@ -59,10 +59,10 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.engine import Connection, RowMapping
 
+from hashdb.consortium.actor import Actor, require_admin
 from hashdb.errors import InvalidInput
 from hashdb.store.clock import now, utc
 from hashdb.store.schema import audit_log
-from hashdb.workflow.actor import Actor, require_admin
 
 GENESIS = "0" * 64
 CHECKPOINT_VERSION = "hashdb-audit-v1"

@@ -16,11 +16,11 @@ from datetime import datetime
 from sqlalchemy import Engine, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
+from hashdb.consortium import audit
+from hashdb.consortium.actor import Actor, require_admin
 from hashdb.errors import Conflict, InvalidInput, NotFound
 from hashdb.store.clock import now, utc
 from hashdb.store.schema import incidents
-from hashdb.workflow import audit
-from hashdb.workflow.actor import Actor, require_admin
 
 
 @dataclass(frozen=True)

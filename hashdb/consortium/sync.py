@@ -31,13 +31,13 @@ from typing import Protocol
 from sqlalchemy import Engine, and_, insert, select, update
 from sqlalchemy.engine import Connection
 
+from hashdb.consortium.export import FeedEntry, FeedOp, parse_jsonl, parse_value
 from hashdb.errors import InvalidInput, OutsideFailure, Unauthenticated
 from hashdb.signals import SIGNAL_TYPES
 from hashdb.store import ChangeOp, HashStore, NewHash, Role, Status
 from hashdb.store.clock import now
 from hashdb.store.hashes import lock_change_log, log_changes
 from hashdb.store.schema import hashes, members, sync_sources, synced_hashes
-from hashdb.workflow.export import FeedEntry, FeedOp, parse_jsonl, parse_value
 
 DEFAULT_PAGE = 1000
 TIMEOUT_S = 60.0

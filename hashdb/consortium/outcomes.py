@@ -20,13 +20,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.engine import RowMapping
 
+from hashdb.consortium import audit
+from hashdb.consortium.actor import Actor
+from hashdb.consortium.incidents import aware
 from hashdb.errors import InvalidInput
 from hashdb.store import HashStore
 from hashdb.store.clock import now, utc
 from hashdb.store.schema import outcomes
-from hashdb.workflow import audit
-from hashdb.workflow.actor import Actor
-from hashdb.workflow.incidents import aware
 
 CLOCK_SKEW = timedelta(minutes=5)
 # No content matched a hash of this service before this moment.

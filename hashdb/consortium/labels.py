@@ -24,11 +24,11 @@ from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
+from hashdb.consortium import audit
+from hashdb.consortium.actor import Actor, require_admin
 from hashdb.errors import Conflict, InvalidInput, NotFound
 from hashdb.store.clock import now, utc
 from hashdb.store.schema import labels
-from hashdb.workflow import audit
-from hashdb.workflow.actor import Actor, require_admin
 
 INCIDENT_LABEL = "crisis_incident"
 NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")

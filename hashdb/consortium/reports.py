@@ -43,6 +43,12 @@ from typing import Any
 from sqlalchemy import Engine, Text, and_, cast, func, or_, select
 from sqlalchemy.engine import Connection
 
+from hashdb.consortium import audit
+from hashdb.consortium.actor import Actor
+from hashdb.consortium.incidents import aware
+from hashdb.consortium.labels import split
+from hashdb.consortium.match_counts import bucket_of
+from hashdb.consortium.outcomes import Action
 from hashdb.errors import Forbidden, InvalidInput
 from hashdb.store import Status
 from hashdb.store.clock import now, utc
@@ -55,12 +61,6 @@ from hashdb.store.schema import (
     members,
     outcomes,
 )
-from hashdb.workflow import audit
-from hashdb.workflow.actor import Actor
-from hashdb.workflow.incidents import aware
-from hashdb.workflow.labels import split
-from hashdb.workflow.match_counts import bucket_of
-from hashdb.workflow.outcomes import Action
 
 ONE_HOUR = timedelta(hours=1)
 

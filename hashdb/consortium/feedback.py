@@ -20,14 +20,14 @@ from datetime import datetime
 from sqlalchemy import Engine, and_, func, insert, select
 from sqlalchemy.engine import Connection, RowMapping
 
+from hashdb.consortium import audit, vetting
+from hashdb.consortium.actor import Actor
 from hashdb.errors import InvalidInput
 from hashdb.signals import get_signal_type
 from hashdb.store import HashStore, Status
 from hashdb.store.clock import now, utc
 from hashdb.store.hashes import lock_change_log
 from hashdb.store.schema import feedback, hash_transitions
-from hashdb.workflow import audit, vetting
-from hashdb.workflow.actor import Actor
 
 MAX_NOTE_CHARS = 2000
 

@@ -1,0 +1,87 @@
+"""The consortium layer: the one door through which every edge changes or reads the list.
+
+The edges (the HTTP API, the console, the CLI, bulk import and sync) hold one
+`Consortium` and call its use cases; none of them imports `hashdb.store`,
+`hashdb.matching` or `hashdb.index` (an import-linter contract in pyproject.toml,
+run by `make lint`). A use case takes the acting `Actor`, checks the rules (role,
+taxonomy, visibility, quality floor, rate budget where it applies), writes, appends
+the change log and the audit entry in one transaction, and returns typed results
+or raises the errors of `hashdb.errors`, so every edge refuses the same way.
+
+One module per job, each owning its tables (declared in hashdb/store/schema.py):
+
+    core           `Consortium`: settings, store and matcher wired together, and the
+                   use cases every edge calls
+    actor          who is acting (member, key, request id) and the admin check
+    labels         the label taxonomy admins manage; contributions must use it
+    contributions  admitting a batch: labels checked, status chosen, history, audit
+    vetting        the status lifecycle: approve, reject, dispute, resolve, retire,
+                   expire; every move recorded with who, when and why
+    incidents      crisis mode: contributions tagged with an open incident go live
+    feedback       agree / disagree / false_positive; disagreement disputes a hash
+    outcomes       what a member did with a match, and how fast
+    match_counts   matches answered, per member, hash (and so label), per hour
+    audit          the append-only, hash-chained audit log
+    export         the change log as a feed of additions, updates and tombstones
+    sync           a local copy that follows a central hashdb's feed over HTTP
+    reports        the transparency report
+
+This package re-exports the value types the edges pass in and get back (members,
+keys, hash records, queries and matches), so that an edge needs nothing else from
+`hashdb` besides signals, settings and errors.
+"""
+
+from hashdb.consortium.actor import Actor
+from hashdb.consortium.core import Consortium
+from hashdb.matching import Match, Probe, Query, QueryResult, VideoMatch
+from hashdb.store import (
+    MATCHABLE,
+    Added,
+    ApiKey,
+    FileState,
+    HashRecord,
+    Heads,
+    ImportFile,
+    ImportJob,
+    JobStatus,
+    Member,
+    NewHash,
+    NewKey,
+    NewVideo,
+    PlannedFile,
+    Principal,
+    Role,
+    Status,
+)
+from hashdb.store.clock import now, utc
+from hashdb.store.hashes import NewVariant
+
+__all__ = [
+    "MATCHABLE",
+    "Actor",
+    "Added",
+    "ApiKey",
+    "Consortium",
+    "FileState",
+    "HashRecord",
+    "Heads",
+    "ImportFile",
+    "ImportJob",
+    "JobStatus",
+    "Match",
+    "Member",
+    "NewHash",
+    "NewKey",
+    "NewVariant",
+    "NewVideo",
+    "PlannedFile",
+    "Principal",
+    "Probe",
+    "Query",
+    "QueryResult",
+    "Role",
+    "Status",
+    "VideoMatch",
+    "now",
+    "utc",
+]
