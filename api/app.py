@@ -48,7 +48,6 @@ from api.import_runner import ImportRunner
 from api.keycache import KeyCache
 from api.loader import IndexLoader
 from api.metrics import Metrics
-from api.ratelimit import RateLimiter
 from hashdb.consortium import Consortium
 from hashdb.settings import Settings
 from ingest.sandbox import Sandbox
@@ -77,7 +76,6 @@ def create_app(settings: Settings, hashdb: Consortium | None = None) -> Flask:
     ctx = ApiContext(
         settings=settings,
         db=db,
-        limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         keys=KeyCache(db.store.members),
         metrics=metrics,
         loader=IndexLoader(db.matcher, on_ready=lambda: _loaded(ctx)),

@@ -76,7 +76,7 @@ def requires(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
                     f"role {who.member.role.value!r} may not call this endpoint (allowed: {names})",
                     role=who.member.role.value,
                 )
-            ctx.limiter.take(who.key_id)
+            ctx.db.limiter.take(who.key_id)
             return view(*args, **kwargs)
 
         setattr(wrapper, ROLES_ATTR, allowed)

@@ -1,7 +1,7 @@
 """What a running API holds for its lifetime, reachable from any request.
 
 One `ApiContext` per Flask app, kept in `app.extensions`, so two apps in one
-process (tests) never share a database, a rate limiter or a metrics registry, and
+process (tests) never share a database or a metrics registry, and
 views take what they need from it instead of from module globals.
 """
 
@@ -16,7 +16,6 @@ from api.import_runner import ImportRunner
 from api.keycache import KeyCache
 from api.loader import IndexLoader
 from api.metrics import Metrics
-from api.ratelimit import RateLimiter
 from hashdb.consortium import Consortium
 from hashdb.settings import Settings
 from ingest.sandbox import Sandbox
@@ -28,7 +27,6 @@ EXTENSION = "hashdb"
 class ApiContext:
     settings: Settings
     db: Consortium
-    limiter: RateLimiter
     keys: KeyCache
     metrics: Metrics
     loader: IndexLoader

@@ -100,7 +100,7 @@ def contribute() -> Response:
     ctx = context()
     request = json_body(s.ContributeRequest)
     items = to_new_hashes(ctx.settings, request.hashes)
-    added = ctx.db.contribute(actor(), items)
+    added = ctx.db.contributions.add(actor(), items)
     return reply(s.ContributeResponse(hashes=_added(items, added)), 201)
 
 
@@ -140,16 +140,16 @@ def contribute_media() -> Response:
         video, digests = video_contributions(v, tuple(form.labels), form.reference)
         if video.frames:
             items: list[NewHash | NewVideo] = [video, *digests]
-            added = ctx.db.contribute_video(actor(), video, digests)
+            added = ctx.db.contributions.add_video(actor(), video, digests)
         else:  # nothing matchable in it: the digests still identify the file
-            items, added = list(digests), ctx.db.contribute(actor(), digests)
+            items, added = list(digests), ctx.db.contributions.add(actor(), digests)
         body: s.Response = s.VideoContributeResponse(
             hashes=video_hashes(v), added=_added(items, added), low_quality=not video.frames
         )
         return reply(body, 201)
     h, variants = image_with_variants(ctx, data)
     hashes = contributions(h, tuple(form.labels), form.reference, variants)
-    added = ctx.db.contribute(actor(), hashes)
+    added = ctx.db.contributions.add(actor(), hashes)
     body = s.MediaContributeResponse(
         hashes=media_hashes(h), added=_added(hashes, added), low_quality=not usable_perceptual(h)
     )

@@ -59,7 +59,7 @@ def feed() -> Response:
     if fmt is FeedFormat.THREATEXCHANGE:
         body = "".join(export.render(export.snapshot(db.store.engine), fmt))
         return Response(body, mimetype=MEDIA_TYPES[fmt])
-    page = db.export_page(args.since, args.limit)
+    page = db.feed.page(args.since, args.limit)
     response = Response("".join(export.render(page.entries, fmt)), mimetype=MEDIA_TYPES[fmt])
     response.headers["X-Hashdb-Cursor"] = str(page.cursor)
     response.headers["X-Hashdb-More"] = "true" if page.more else "false"

@@ -67,7 +67,7 @@ def spend_index_work(ctx: ApiContext, cost: int) -> None:
     view that searches the index calls it with the cost of what it will search
     (for probed uploads: `spend_index_work(ctx, request_cost(queries))`)."""
     check_request_cost(ctx.settings, cost)
-    ctx.limiter.spend(
+    ctx.db.limiter.spend(
         principal().key_id, cost, ctx.settings.key_cost_per_second, ctx.settings.key_cost_capacity
     )
 
@@ -123,7 +123,7 @@ def _match(
     """Answer a batch; `positions` are the queries' indexes in the request (default 0..n)."""
     if not ctx.loader.ready:
         raise OutsideFailure("the indexes are still loading; retry shortly")
-    results = ctx.db.match(queries, member=principal().member, heads=heads())
+    results = ctx.db.matching.match(queries, member=principal().member, heads=heads())
     _count(ctx, results)
     where = range(len(results)) if positions is None else positions
     return [_result(i, r) for i, r in zip(where, results, strict=True)]
@@ -145,7 +145,7 @@ def _match_mixed(ctx: ApiContext, queries: Sequence[Query | VideoQuery]) -> list
 def _video_result(ctx: ApiContext, index: int, q: VideoQuery) -> s.QueryResult:
     if not ctx.loader.ready:
         raise OutsideFailure("the indexes are still loading; retry shortly")
-    found = ctx.db.match_video(
+    found = ctx.db.matching.match_video(
         q.frames,
         threshold=q.threshold,
         thresholds=q.thresholds,
@@ -314,7 +314,7 @@ def _match_uploaded_video(ctx: ApiContext, data: bytes, form: s.MediaMatchForm) 
     thresholds = VideoThresholds(
         min_query_share=form.min_query_share, min_reference_share=form.min_reference_share
     )
-    found = ctx.db.match_video(
+    found = ctx.db.matching.match_video(
         video_frames(v),
         threshold=form.pdq_threshold,
         thresholds=thresholds,

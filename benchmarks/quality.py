@@ -194,7 +194,7 @@ def run(references: int, unrelated: int, workers: int, seed: int) -> None:
     started = time.perf_counter()
     for i, data in enumerate(files):
         ref = f"ref-{i}"
-        db.contribute(admin, image_contributions(data, (), ref, max_pixels=10**8)[1])
+        db.contributions.add(admin, image_contributions(data, (), ref, max_pixels=10**8)[1])
         tx_entries.append((pdq_from_bytes(data)[0], ref))
     per_image = (time.perf_counter() - started) / max(1, len(files))
     tx_index = pdq_index(entries=tx_entries, threshold=31)
@@ -217,7 +217,7 @@ def run(references: int, unrelated: int, workers: int, seed: int) -> None:
             h = hash_query(qt.apply(name, rng, picture))
             ref = f"ref-{i}"
             counts["tx"] += any(m.metadata == ref for m in tx_index.query(h.tx))
-            plain, full = db.match([h.plain, h.full])
+            plain, full = db.matching.match([h.plain, h.full])
             counts["plain"] += _found(plain, ref) is not None
             how = _found(full, ref)
             if how is not None:
@@ -240,8 +240,8 @@ def run(references: int, unrelated: int, workers: int, seed: int) -> None:
     for start in range(0, len(hashed), 1000):
         batch = hashed[start : start + 1000]
         false["tx"] += sum(bool(tx_index.query(h.tx)) for h in batch)
-        plain_results = db.match([h.plain for h in batch])
-        full_results = db.match([h.full for h in batch])
+        plain_results = db.matching.match([h.plain for h in batch])
+        full_results = db.matching.match([h.full for h in batch])
         false["plain"] += sum(_any(r) for r in plain_results)
         false["full"] += sum(_any(r) for r in full_results)
     print(
@@ -298,7 +298,7 @@ def _latency(db: Consortium, pictures: list[Image.Image]) -> None:
         times = []
         for _ in range(50):
             started = time.perf_counter()
-            db.match(probe_queries(data, options).queries())
+            db.matching.match(probe_queries(data, options).queries())
             times.append(time.perf_counter() - started)
         print(
             f"latency, {label}, 1155 x 866 JPEG ({len(data) // 1024} KiB), hash + match: "

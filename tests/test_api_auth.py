@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from api.ratelimit import RateLimiter
+from hashdb.consortium.ratelimit import RateLimiter
 from hashdb.errors import RateLimited
 
 if TYPE_CHECKING:

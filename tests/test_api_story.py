@@ -93,7 +93,7 @@ def local(tmp_path: Path) -> Iterator[Consortium]:
 
 def local_matches(local: Consortium) -> int:
     local.matcher.refresh()
-    return len(local.match([Query(PDQ, bytes.fromhex(CODE))])[0].matches)
+    return len(local.matching.match([Query(PDQ, bytes.fromhex(CODE))])[0].matches)
 
 
 def test_the_whole_story_over_http(server: Server, keys: dict[str, str], local: Consortium) -> None:

@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from api.ratelimit import RateLimiter
 from hashdb.budget import (
     WEIGHTS,
     check_threshold,
@@ -26,6 +25,7 @@ from hashdb.budget import (
     video_cost,
 )
 from hashdb.cli import main
+from hashdb.consortium.ratelimit import RateLimiter
 from hashdb.errors import InvalidInput, RateLimited
 from hashdb.matching import Probe, Query
 from hashdb.settings import Settings, load_settings

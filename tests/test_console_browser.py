@@ -71,7 +71,7 @@ def seed_activity(server: ConsoleServer, photo: bytes) -> None:
         admin = db.store.members.by_name(ADMIN)
         member = db.store.members.by_name(MEMBER)
         items = contributions(hash_image(photo), ("attack_footage",), "dash-1")
-        ids = [a.id for a in db.contribute(admin, items)]
+        ids = [a.id for a in db.contributions.add(admin, items)]
         records = list(db.store.hashes.get_many(ids).values())
         today = now()
         for days_ago in range(28):
@@ -145,7 +145,7 @@ def test_an_admin_approves_a_pending_contribution(
     try:
         member = db.store.members.by_name(MEMBER)
         items = contributions(hash_image(png_of(detailed_image(7))), ("glorification",), "r-1")
-        pdq_id = db.contribute(member, [i for i in items if i.signal_type == PDQ.name])[0].id
+        pdq_id = db.contributions.add(member, [i for i in items if i.signal_type == PDQ.name])[0].id
         assert db.store.hashes.get(pdq_id).status is Status.PENDING
     finally:
         db.close()
@@ -175,7 +175,7 @@ def test_an_admin_resolves_a_dispute(open_page: OpenPage, console_server: Consol
     try:
         admin = db.store.members.by_name(ADMIN)
         value = bytes(range(32))
-        (added,) = db.contribute(admin, [contributions_pdq(value)])
+        (added,) = db.contributions.add(admin, [contributions_pdq(value)])
         for name in (MEMBER, MEMBER_B):
             actor = Actor(db.store.members.by_name(name))
             give(
@@ -220,7 +220,10 @@ def test_a_member_looks_up_an_uploaded_image_and_sees_its_match(
     try:
         admin = db.store.members.by_name(ADMIN)
         items = contributions(hash_image(photo), ("attack_footage",), "lookup-1")
-        ids = {i.signal_type: a.id for i, a in zip(items, db.contribute(admin, items), strict=True)}
+        ids = {
+            i.signal_type: a.id
+            for i, a in zip(items, db.contributions.add(admin, items), strict=True)
+        }
     finally:
         db.close()
     page = open_page()

@@ -33,7 +33,9 @@ EVERYONE_PAGES = ["/console/lookup", "/console/reports", "/console/reports.csv"]
 
 def pending_hash(console: Console, value: bytes = bytes(range(32))) -> int:
     member = console.db.store.members.by_name("test-member")
-    return console.db.contribute(member, [NewHash(PDQ.name, value, ("glorification",), 90)])[0].id
+    return console.db.contributions.add(member, [NewHash(PDQ.name, value, ("glorification",), 90)])[
+        0
+    ].id
 
 
 def test_pages_need_a_login_and_send_you_back_after_it(console: Console) -> None:
@@ -140,7 +142,9 @@ def test_an_admin_approves_in_bulk_and_rejects_only_with_a_reason(console: Conso
 def test_an_admin_resolves_a_dispute_by_retiring_the_hash(console: Console) -> None:
     store = console.db.store
     admin = store.members.by_name("test-admin")
-    hash_id = console.db.contribute(admin, [NewHash(PDQ.name, bytes(32 * [9]), (), 90)])[0].id
+    hash_id = console.db.contributions.add(admin, [NewHash(PDQ.name, bytes(32 * [9]), (), 90)])[
+        0
+    ].id
     for name in ("test-member", "test-ops"):
         give(
             store.engine,
@@ -159,7 +163,9 @@ def test_an_admin_resolves_a_dispute_by_retiring_the_hash(console: Console) -> N
 def test_lookup_of_pasted_hashes_and_a_bad_line(console: Console) -> None:
     admin = console.db.store.members.by_name("test-admin")
     value = bytes(range(100, 132))
-    hash_id = console.db.contribute(admin, [NewHash(PDQ.name, value, ("manifesto",), 90)])[0].id
+    hash_id = console.db.contributions.add(admin, [NewHash(PDQ.name, value, ("manifesto",), 90)])[
+        0
+    ].id
     console.login("member")
     response = console.post("/console/lookup", {"hashes": f"pdq:{value.hex()}\n{'0' * 64}"})
     assert response.status_code == 200

@@ -54,7 +54,7 @@ def member(store: Store) -> Actor:
 def contribute_image(db: Consortium, who: Actor, data: bytes, reference: str) -> int:
     """Contribute an image as `POST /v1/media` does; the id of its PDQ row."""
     _, rows = image_contributions(data, ("attack_footage",), reference, max_pixels=MAX_PIXELS)
-    added = db.contribute(who, rows)
+    added = db.contributions.add(who, rows)
     (pdq_id,) = [a.id for row, a in zip(rows, added, strict=True) if row.signal_type == PDQ.name]
     return pdq_id
 
@@ -99,7 +99,7 @@ def test_a_meme_stores_its_content_region(
 
 
 def test_a_bare_hash_has_no_variants(db: Consortium, store: Store, admin: Actor) -> None:
-    (added,) = db.contribute(admin, [NewHash(PDQ.name, bytes(range(32)), (), 90)])
+    (added,) = db.contributions.add(admin, [NewHash(PDQ.name, bytes(range(32)), (), 90)])
     assert derived(store, added.id) == []
 
 
@@ -110,7 +110,7 @@ def test_contributing_the_same_image_again_adds_no_variants(
     first = contribute_image(db, admin, data, "case-1")
     before = derived(store, first)
     _, rows = image_contributions(data, ("attack_footage",), "case-1", max_pixels=MAX_PIXELS)
-    again = db.contribute(admin, rows)
+    again = db.contributions.add(admin, rows)
     assert not any(a.created for a in again)
     assert derived(store, first) == before
 

@@ -31,7 +31,7 @@ def history(store: Store) -> tuple[Actor, Actor]:
     principal = store.members.authenticate(key.secret)
     keyed = Actor.of(principal, request_id="req-1")
     db = Consortium(Settings(), store)
-    (added,) = db.contribute(keyed, [NewHash(PDQ.name, bytes(32), ("manifesto",), 90)])
+    (added,) = db.contributions.add(keyed, [NewHash(PDQ.name, bytes(32), ("manifesto",), 90)])
     vetting.approve(store.engine, admin, [added.id], "checked")
     incidents.open_incident(store.engine, admin, "Attack in X")
     return admin, Actor(member)

@@ -62,7 +62,7 @@ def everything(store: Store) -> list[FeedEntry]:
 def test_an_active_hash_is_an_addition_with_its_fields(
     db: Consortium, store: Store, admin: Actor
 ) -> None:
-    (added,) = db.contribute(admin, [item(1)])
+    (added,) = db.contributions.add(admin, [item(1)])
     (entry,) = everything(store)
     assert (entry.op, entry.id, entry.signal_type, entry.status) == (
         FeedOp.ADD,
@@ -77,8 +77,8 @@ def test_an_active_hash_is_an_addition_with_its_fields(
 def test_pending_and_retired_hashes_are_tombstones_without_values(
     db: Consortium, store: Store, admin: Actor, member: Actor
 ) -> None:
-    (pending,) = db.contribute(member, [item(1)])
-    (retired,) = db.contribute(admin, [item(2)])
+    (pending,) = db.contributions.add(member, [item(1)])
+    (retired,) = db.contributions.add(admin, [item(2)])
     vetting.retire(store.engine, admin, [retired.id], "wrong")
     entries = {e.id: e for e in everything(store)}
     assert entries[pending.id].op is FeedOp.DELETE and entries[pending.id].value is None
@@ -88,7 +88,7 @@ def test_pending_and_retired_hashes_are_tombstones_without_values(
 def test_a_page_ends_at_the_cursor_and_the_next_page_resumes_after_it(
     db: Consortium, store: Store, admin: Actor
 ) -> None:
-    db.contribute(admin, [item(n) for n in range(5)])
+    db.contributions.add(admin, [item(n) for n in range(5)])
     first = export.feed(store.engine, 0, 3)
     assert (len(first.entries), first.more) == (3, True)
     assert first.cursor == first.entries[-1].seq
@@ -111,8 +111,8 @@ def test_replaying_the_feed_from_zero_gives_exactly_the_exported_list(
     db: Consortium, store: Store, admin: Actor, member: Actor
 ) -> None:
     rng = random.Random(7)
-    ids = [a.id for a in db.contribute(member, [item(n) for n in range(30)])]
-    ids += [a.id for a in db.contribute(admin, [item(n) for n in range(30, 40)])]
+    ids = [a.id for a in db.contributions.add(member, [item(n) for n in range(30)])]
+    ids += [a.id for a in db.contributions.add(admin, [item(n) for n in range(30, 40)])]
     held: dict[int, FeedEntry] = {}
     cursor = 0
     for step in range(40):
@@ -137,7 +137,7 @@ def test_replaying_the_feed_from_zero_gives_exactly_the_exported_list(
 
 
 def test_jsonl_round_trips_and_csv_has_a_header(db: Consortium, store: Store, admin: Actor) -> None:
-    db.contribute(admin, [item(1), NewHash(MD5.name, bytes(16), ("manifesto",))])
+    db.contributions.add(admin, [item(1), NewHash(MD5.name, bytes(16), ("manifesto",))])
     entries = everything(store)
     text = "".join(export.render(entries, FeedFormat.JSONL))
     assert export.parse_jsonl(text) == entries
@@ -149,7 +149,7 @@ def test_jsonl_round_trips_and_csv_has_a_header(db: Consortium, store: Store, ad
 def test_the_threatexchange_file_loads_in_python_threatexchange(
     db: Consortium, store: Store, admin: Actor, tmp_path: Path
 ) -> None:
-    db.contribute(admin, [item(1), item(2), NewHash(MD5.name, bytes(16), ("manifesto",))])
+    db.contributions.add(admin, [item(1), item(2), NewHash(MD5.name, bytes(16), ("manifesto",))])
     path = tmp_path / "hashdb.te"
     path.write_text(
         "".join(export.render(export.snapshot(store.engine), FeedFormat.THREATEXCHANGE))
@@ -217,15 +217,15 @@ def local(tmp_path: Path) -> Iterator[Consortium]:
 
 def matches(db: Consortium, seed: int) -> int:
     db.matcher.refresh()
-    return len(db.match([Query(PDQ, pdq(seed))])[0].matches)
+    return len(db.matching.match([Query(PDQ, pdq(seed))])[0].matches)
 
 
 def test_a_local_copy_follows_the_central_feed_over_http(
     db: Consortium, store: Store, admin: Actor, member: Actor, local: Consortium
 ) -> None:
     _, key = store.members.create("Small platform", Role.MEMBER)
-    _, doomed = db.contribute(admin, [item(1), item(2)])
-    (pending,) = db.contribute(member, [item(3)])
+    _, doomed = db.contributions.add(admin, [item(1), item(2)])
+    (pending,) = db.contributions.add(member, [item(3)])
     with FeedServer(store) as central:
         feed = sync.HttpFeed(central.url, key.secret)
         first = sync.pull(local.store.engine, feed, central.url, limit=2)
@@ -245,7 +245,7 @@ def test_an_interrupted_sync_resumes_after_the_last_page_applied(
     db: Consortium, store: Store, admin: Actor, local: Consortium
 ) -> None:
     _, key = store.members.create("Small platform", Role.MEMBER)
-    db.contribute(admin, [item(n) for n in range(5)])
+    db.contributions.add(admin, [item(n) for n in range(5)])
     with FeedServer(store) as central:
         feed = sync.HttpFeed(central.url, key.secret)
         assert sync.pull(local.store.engine, feed, central.url, limit=2, max_pages=1).entries == 2
@@ -271,7 +271,7 @@ def test_hashdb_sync_pulls_into_the_configured_database(
     db: Consortium, store: Store, admin: Actor, tmp_path: Path
 ) -> None:
     _, key = store.members.create("Small platform", Role.MEMBER)
-    db.contribute(admin, [item(1), item(2)])
+    db.contributions.add(admin, [item(1), item(2)])
     env = {"HASHDB_DATABASE_URL": f"sqlite:///{tmp_path / 'local.sqlite3'}"}
     runner = CliRunner()
     with FeedServer(store) as central:
@@ -296,12 +296,12 @@ def test_hashdb_labels_lists_the_taxonomy(db_url: str, store: Store) -> None:
 def test_serving_a_page_retires_expired_hashes_first_so_followers_get_tombstones(
     db: Consortium, store: Store, admin: Actor
 ) -> None:
-    (added,) = db.contribute(admin, [item(1)])
-    cursor = db.export_page(0, 100).cursor
+    (added,) = db.contributions.add(admin, [item(1)])
+    cursor = db.feed.page(0, 100).cursor
     soon = datetime.now(UTC) + timedelta(milliseconds=50)
     vetting.set_expiry(store.engine, admin, added.id, soon)
     time.sleep(0.1)
-    (tombstone,) = db.export_page(cursor, 100).entries
+    (tombstone,) = db.feed.page(cursor, 100).entries
     assert (tombstone.id, tombstone.op, tombstone.status) == (
         added.id,
         FeedOp.DELETE,

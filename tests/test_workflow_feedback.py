@@ -36,7 +36,9 @@ def people(store: Store) -> dict[str, Actor]:
 @pytest.fixture
 def active_id(store: Store, people: dict[str, Actor]) -> int:
     db = Consortium(Settings(), store)
-    (added,) = db.contribute(people["admin"], [NewHash(PDQ.name, pdq(1), ("manifesto",), 90)])
+    (added,) = db.contributions.add(
+        people["admin"], [NewHash(PDQ.name, pdq(1), ("manifesto",), 90)]
+    )
     return added.id
 
 
@@ -230,10 +232,10 @@ def test_every_match_is_counted_per_member_hash_and_hour(
 ) -> None:
     db = Consortium(Settings(), store)
     queries = [Query(PDQ, pdq(1)), Query(PDQ, pdq(1)), Query(PDQ, pdq(9))]
-    db.match(queries, member=people["a"].member)
-    db.match(queries[:1], member=people["a"].member)
-    db.match(queries[:1], member=people["b"].member)
-    db.match(queries[:1])  # not on behalf of a member: not counted
+    db.matching.match(queries, member=people["a"].member)
+    db.matching.match(queries[:1], member=people["a"].member)
+    db.matching.match(queries[:1], member=people["b"].member)
+    db.matching.match(queries[:1])  # not on behalf of a member: not counted
     db.tally.flush()  # written every HASHDB_COUNT_FLUSH_SECONDS; now, for the test
     with store.engine.connect() as conn:
         rows = conn.execute(

@@ -38,14 +38,14 @@ def busy(store: Store, people: dict[str, Actor]) -> None:
     db = Consortium(Settings(), store)
     incident = incidents.open_incident(store.engine, people["admin"], "Attack in X")
     tag = f"crisis_incident:{incident.id}"
-    fast = db.contribute(
+    fast = db.contributions.add(
         people["a"],
         [
             NewHash(PDQ.name, bytes(range(32)), ("terrorist_entity:Group X", tag), 90),
             NewHash(MD5.name, bytes(16), ("attack_footage", tag)),
         ],
     )
-    (slow,) = db.contribute(people["b"], [NewHash(PDQ.name, bytes(32), ("manifesto",), 90)])
+    (slow,) = db.contributions.add(people["b"], [NewHash(PDQ.name, bytes(32), ("manifesto",), 90)])
     vetting.reject(store.engine, people["admin"], [slow.id], "duplicate")
     incidents.close_incident(store.engine, people["admin"], incident.id)
     up = NOW - timedelta(hours=3)

@@ -56,7 +56,7 @@ def test_the_whole_story(store: Store, local: Consortium) -> None:
     disputer = Actor(store.members.create("Platform C", Role.MEMBER)[0])
 
     # A member contributes: the hash is pending.
-    (added,) = central.contribute(
+    (added,) = central.contributions.add(
         contributor, [NewHash(PDQ.name, CODE, ("attack_footage",), 92, "case 7")]
     )
     hash_id = added.id
@@ -71,11 +71,11 @@ def test_the_whole_story(store: Store, local: Consortium) -> None:
     # A local copy syncs and matches it.
     sync.pull(local.store.engine, LibraryFeed(store), CENTRAL)
     local.matcher.refresh()
-    assert len(local.match([Query(PDQ, CODE)])[0].matches) == 1
+    assert len(local.matching.match([Query(PDQ, CODE)])[0].matches) == 1
 
     # Another member matches it, and reports removal 20 minutes after upload.
     central.matcher.refresh()
-    (result,) = central.match([Query(PDQ, CODE)], member=matcher.member)
+    (result,) = central.matching.match([Query(PDQ, CODE)], member=matcher.member)
     assert [m.record.id for m in result.matches] == [hash_id]
     uploaded = datetime.now(UTC) - timedelta(minutes=30)
     outcomes.report(
@@ -104,7 +104,7 @@ def test_the_whole_story(store: Store, local: Consortium) -> None:
     vetting.resolve_dispute(
         store.engine, admin, hash_id, vetting.Resolution.RETIRE, "news footage, not propaganda"
     )
-    assert central.match([Query(PDQ, CODE)])[0].matches == []
+    assert central.matching.match([Query(PDQ, CODE)])[0].matches == []
     moves = [(t.from_status, t.to_status) for t in vetting.history(store.engine, hash_id)]
     assert moves == [
         (None, Status.PENDING),
@@ -126,7 +126,7 @@ def test_the_whole_story(store: Store, local: Consortium) -> None:
     pulled = sync.pull(local.store.engine, LibraryFeed(store), CENTRAL)
     assert pulled.retired == 1
     local.matcher.refresh()
-    assert local.match([Query(PDQ, CODE)])[0].matches == []
+    assert local.matching.match([Query(PDQ, CODE)])[0].matches == []
 
     # The transparency report for the period shows every one of those numbers
     # (match counts are written every HASHDB_COUNT_FLUSH_SECONDS; now, here).

@@ -61,7 +61,7 @@ def test_an_unknown_label_refuses_the_batch_naming_it(
     db: Consortium, people: dict[str, Actor]
 ) -> None:
     with pytest.raises(InvalidInput) as caught:
-        db.contribute(people["a"], [item(1), item(2, "attack_footage", "cats", "dogs:x")])
+        db.contributions.add(people["a"], [item(1), item(2, "attack_footage", "cats", "dogs:x")])
     assert caught.value.field == "labels" and caught.value.index == 1
     assert caught.value.details["unknown"] == ["cats", "dogs:x"]
     assert "cats" in caught.value.message
@@ -75,14 +75,16 @@ def test_label_values_follow_the_taxonomy(
     db: Consortium, people: dict[str, Actor], tag: str
 ) -> None:
     with pytest.raises(InvalidInput) as caught:
-        db.contribute(people["a"], [item(1, tag)])
+        db.contributions.add(people["a"], [item(1, tag)])
     assert caught.value.field == "labels"
 
 
 def test_an_entity_name_is_optional_on_terrorist_entity(
     db: Consortium, people: dict[str, Actor]
 ) -> None:
-    added = db.contribute(people["a"], [item(1, "terrorist_entity"), item(2, "terrorist_entity:X")])
+    added = db.contributions.add(
+        people["a"], [item(1, "terrorist_entity"), item(2, "terrorist_entity:X")]
+    )
     assert [db.store.hashes.get(a.id).labels for a in added] == [
         ("terrorist_entity",),
         ("terrorist_entity:X",),
@@ -101,10 +103,10 @@ def test_admins_manage_labels_and_members_cannot(
     )
     with pytest.raises(Conflict):
         labels.add(store.engine, people["admin"], "hostage_video", "Again.", labels.ValueKind.NONE)
-    db.contribute(people["a"], [item(1, "hostage_video")])
+    db.contributions.add(people["a"], [item(1, "hostage_video")])
     labels.edit(store.engine, people["admin"], "hostage_video", deprecated=True)
     with pytest.raises(InvalidInput):
-        db.contribute(people["a"], [item(2, "hostage_video")])
+        db.contributions.add(people["a"], [item(2, "hostage_video")])
 
 
 # ---- where a contribution starts -------------------------------------------------
@@ -114,7 +116,7 @@ def test_a_members_contribution_is_pending_and_vetted_ones_are_active(
     db: Consortium, people: dict[str, Actor]
 ) -> None:
     statuses = {
-        who: db.store.hashes.get(db.contribute(people[who], [item(n)])[0].id).status
+        who: db.store.hashes.get(db.contributions.add(people[who], [item(n)])[0].id).status
         for n, who in enumerate(("a", "admin", "flagger"))
     }
     assert statuses == {"a": Status.PENDING, "admin": Status.ACTIVE, "flagger": Status.ACTIVE}
@@ -123,8 +125,8 @@ def test_a_members_contribution_is_pending_and_vetted_ones_are_active(
 def test_pending_hashes_match_flagged_pending_by_default(
     db: Consortium, people: dict[str, Actor]
 ) -> None:
-    db.contribute(people["a"], [item(1)])
-    (result,) = db.match([Query(PDQ, pdq(1))])
+    db.contributions.add(people["a"], [item(1)])
+    (result,) = db.matching.match([Query(PDQ, pdq(1))])
     assert [m.record.status for m in result.matches] == [Status.PENDING]
 
 
@@ -132,11 +134,11 @@ def test_a_deployment_can_keep_pending_hashes_from_matching(
     store: Store, people: dict[str, Actor]
 ) -> None:
     db = Consortium(Settings(pending_matches=False), store)
-    (added,) = db.contribute(people["a"], [item(1)])
-    assert db.match([Query(PDQ, pdq(1))])[0].matches == []
+    (added,) = db.contributions.add(people["a"], [item(1)])
+    assert db.matching.match([Query(PDQ, pdq(1))])[0].matches == []
     vetting.approve(store.engine, people["admin"], [added.id])
     db.matcher.refresh()
-    assert len(db.match([Query(PDQ, pdq(1))])[0].matches) == 1
+    assert len(db.matching.match([Query(PDQ, pdq(1))])[0].matches) == 1
 
 
 # ---- moves ------------------------------------------------------------------------
@@ -145,7 +147,7 @@ def test_a_deployment_can_keep_pending_hashes_from_matching(
 def test_an_admin_approves_and_the_history_says_who_when_and_why(
     db: Consortium, store: Store, people: dict[str, Actor]
 ) -> None:
-    (added,) = db.contribute(people["a"], [item(1)])
+    (added,) = db.contributions.add(people["a"], [item(1)])
     (record,) = vetting.approve(store.engine, people["admin"], [added.id], "checked")
     assert record.status is Status.ACTIVE
     created, approved = vetting.history(store.engine, added.id)
@@ -162,7 +164,7 @@ def test_an_admin_approves_and_the_history_says_who_when_and_why(
 def test_a_member_cannot_approve_reject_retire_or_see_the_queue(
     db: Consortium, store: Store, people: dict[str, Actor]
 ) -> None:
-    (added,) = db.contribute(people["a"], [item(1)])
+    (added,) = db.contributions.add(people["a"], [item(1)])
     for call in (
         lambda: vetting.approve(store.engine, people["a"], [added.id]),
         lambda: vetting.reject(store.engine, people["b"], [added.id], "no"),
@@ -180,7 +182,7 @@ def test_a_member_cannot_approve_reject_retire_or_see_the_queue(
 def test_rejection_and_retirement_need_a_reason(
     db: Consortium, store: Store, people: dict[str, Actor]
 ) -> None:
-    (added,) = db.contribute(people["a"], [item(1)])
+    (added,) = db.contributions.add(people["a"], [item(1)])
     for move in (vetting.reject, vetting.retire):
         with pytest.raises(InvalidInput) as caught:
             move(store.engine, people["admin"], [added.id], "  ")
@@ -190,7 +192,7 @@ def test_rejection_and_retirement_need_a_reason(
 def test_final_statuses_are_final_and_a_refused_batch_moves_nothing(
     db: Consortium, store: Store, people: dict[str, Actor]
 ) -> None:
-    first, second = db.contribute(people["a"], [item(1), item(2)])
+    first, second = db.contributions.add(people["a"], [item(1), item(2)])
     vetting.reject(store.engine, people["admin"], [first.id], "not terrorist content")
     with pytest.raises(Conflict) as caught:
         vetting.approve(store.engine, people["admin"], [second.id, first.id])
@@ -205,7 +207,7 @@ def test_final_statuses_are_final_and_a_refused_batch_moves_nothing(
 def test_the_queue_lists_pending_hashes_oldest_first(
     db: Consortium, store: Store, people: dict[str, Actor]
 ) -> None:
-    added = db.contribute(people["a"], [item(1), item(2), item(3)])
+    added = db.contributions.add(people["a"], [item(1), item(2), item(3)])
     vetting.approve(store.engine, people["admin"], [added[1].id])
     queued = vetting.queue(store.engine, people["admin"])
     assert [r.id for r in queued] == [added[0].id, added[2].id]
@@ -217,13 +219,13 @@ def test_the_queue_lists_pending_hashes_oldest_first(
 def test_an_expired_hash_stops_matching_at_once_and_is_retired_by_the_sweep(
     db: Consortium, store: Store, people: dict[str, Actor]
 ) -> None:
-    (added,) = db.contribute(people["admin"], [item(1)])
+    (added,) = db.contributions.add(people["admin"], [item(1)])
     past = datetime.now(UTC) - timedelta(seconds=1)
-    assert db.match([Query(PDQ, pdq(1))])[0].matches
+    assert db.matching.match([Query(PDQ, pdq(1))])[0].matches
     with pytest.raises(Forbidden):
         vetting.set_expiry(store.engine, people["b"], added.id, past)
     vetting.set_expiry(store.engine, people["admin"], added.id, past)
-    assert db.match([Query(PDQ, pdq(1))])[0].matches == []
+    assert db.matching.match([Query(PDQ, pdq(1))])[0].matches == []
     assert vetting.expire_due(store.engine) == [added.id]
     assert store.hashes.get(added.id).status is Status.RETIRED
     assert vetting.history(store.engine, added.id)[-1].reason == "expired"
@@ -232,7 +234,7 @@ def test_an_expired_hash_stops_matching_at_once_and_is_retired_by_the_sweep(
 def test_an_expiry_needs_a_time_zone(
     db: Consortium, store: Store, people: dict[str, Actor]
 ) -> None:
-    (added,) = db.contribute(people["a"], [item(1)])
+    (added,) = db.contributions.add(people["a"], [item(1)])
     with pytest.raises(InvalidInput) as caught:
         vetting.set_expiry(store.engine, people["a"], added.id, datetime(2030, 1, 1))
     assert caught.value.field == "expires_at"
@@ -249,7 +251,7 @@ def test_contributions_tagged_with_an_open_incident_are_fast_tracked(
     incident = incidents.open_incident(store.engine, people["admin"], "Attack in X")
     assert incident.open
     tag = f"crisis_incident:{incident.id}"
-    (during,) = db.contribute(people["a"], [item(1, "attack_footage", tag)])
+    (during,) = db.contributions.add(people["a"], [item(1, "attack_footage", tag)])
     record = store.hashes.get(during.id)
     assert (record.status, record.incident_id) == (Status.ACTIVE, incident.id)
 
@@ -257,6 +259,6 @@ def test_contributions_tagged_with_an_open_incident_are_fast_tracked(
     assert closed.ended_at is not None and closed.ended_at >= closed.started_at
     with pytest.raises(Conflict):
         incidents.close_incident(store.engine, people["admin"], incident.id)
-    (after,) = db.contribute(people["a"], [item(2, tag)])
+    (after,) = db.contributions.add(people["a"], [item(2, tag)])
     assert store.hashes.get(after.id).status is Status.PENDING
     assert store.hashes.get(after.id).incident_id == incident.id

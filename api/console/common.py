@@ -70,7 +70,7 @@ def similar(ctx: ApiContext, records: Iterable[HashRecord]) -> dict[int, list[Ma
     if not wanted:
         return {}
     queries = [Query(SIGNAL_TYPES[r.signal_type], r.value) for r in wanted]
-    ctx.db.catch_up()
+    ctx.db.matching.catch_up()
     results = ctx.db.matcher.match(queries)
     return {
         r.id: [

@@ -73,8 +73,8 @@ def _lookup_video(ctx: ApiContext, data: bytes, name: str) -> Outcome:
     video = hash_query(ctx, data)
     frames = video_frames(video)
     outcome = Outcome(source=f"video {name}", video=video)
-    outcome.videos = ctx.db.match_video(frames, member=user().member)
-    outcome.results = ctx.db.match(
+    outcome.videos = ctx.db.matching.match_video(frames, member=user().member)
+    outcome.results = ctx.db.matching.match(
         [Query(MD5, video.md5), Query(SHA256, video.sha256)], member=user().member
     )
     if not video.complete:
@@ -93,7 +93,7 @@ def _lookup_upload(ctx: ApiContext, upload: FileStorage, dihedral: bool) -> Outc
         return _lookup_video(ctx, data, name)
     h = image_hashes(ctx, data, dihedral=dihedral)
     outcome = Outcome(source=f"image {name} ({h.width}x{h.height})")
-    outcome.results = ctx.db.match(image_queries(h), member=user().member)
+    outcome.results = ctx.db.matching.match(image_queries(h), member=user().member)
     if outcome.results and outcome.results[0].low_quality:
         outcome.notes.append(
             f"PDQ quality {h.pdq_quality} is below 50: too featureless to match perceptually; "
@@ -124,7 +124,7 @@ def run() -> tuple[str, int]:
             outcome = Outcome(
                 source=f"{len(queries)} pasted hash{'es' if len(queries) != 1 else ''}"
             )
-            outcome.results = ctx.db.match(queries, member=user().member)
+            outcome.results = ctx.db.matching.match(queries, member=user().member)
         else:
             raise InvalidInput("choose a file or paste at least one hash", field="file")
     except HashdbError as exc:

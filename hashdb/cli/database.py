@@ -87,7 +87,7 @@ def add(
 
 def _added(db: Consortium, member: Member, name: str, items: list[NewHash]) -> dict[str, Any]:
     try:
-        results = db.contribute(member, items)
+        results = db.contributions.add(member, items)
     except InvalidInput as exc:
         return {"input": name, "error": exc.message}
     return {
@@ -143,14 +143,14 @@ def match(inputs: tuple[str, ...], threshold: int | None, dihedral: bool, as_jso
                         item.signal_type, item.value, threshold if is_pdq else None, None, variants
                     )
                 ]
-                rows.append(_matched(item.text, db.match(qs)))
+                rows.append(_matched(item.text, db.matching.match(qs)))
                 continue
             try:
                 h = hash_image_file(item, dihedral=dihedral)
             except (HashdbError, OSError) as exc:
                 rows.append(_file_error(item, exc))
                 continue
-            rows.append(_matched(str(item), db.match(queries(h, pdq_threshold=threshold))))
+            rows.append(_matched(str(item), db.matching.match(queries(h, pdq_threshold=threshold))))
         _print_matched(rows, as_json)
     finally:
         db.close()

@@ -1,22 +1,28 @@
-"""The hash database as one object: settings, store and matcher wired together.
+"""The consortium as one object: settings, store and matcher wired together, and a
+topic object per job that every edge calls.
 
-Both edges (the CLI and the HTTP API) hold a `Consortium`; it owns the rules that are
-not storage and not matching, such as which status a contribution starts in and
-which contributions are refused. Low-quality PDQ hashes are refused on
-contribution: below quality 50 a hash matches unrelated featureless images.
-Contributions then go through the consortium workflow (hashdb/consortium): labels
-checked against the taxonomy, a member's hashes start `pending` and an admin's,
-a trusted flagger's or a crisis incident's `active`. Whether pending hashes match
-is HASHDB_PENDING_MATCHES; a member's matches are counted for the reports (in
-memory, written every HASHDB_COUNT_FLUSH_SECONDS by `match_counts.Tally`).
+    consortium.contributions   hashes and videos contributed by a member
+    consortium.matching        queries answered from the live indexes, counted
+
+The internals (store, matcher, tally, rate limiter) live in one `Context` that the
+topic objects share; an edge holds the `Consortium` and never reaches into them.
+Low-quality PDQ hashes are refused on contribution: below quality 50 a hash
+matches unrelated featureless images. Contributions go through the consortium
+rules: labels checked against the taxonomy, a member's hashes start `pending` and
+an admin's, a trusted flagger's or a crisis incident's `active`. Whether pending
+hashes match is HASHDB_PENDING_MATCHES; a member's matches are counted for the
+reports (in memory, written every HASHDB_COUNT_FLUSH_SECONDS by
+`match_counts.Tally`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from hashdb.consortium import contributions, export, match_counts, vetting
 from hashdb.consortium.actor import Actor
+from hashdb.consortium.ratelimit import RateLimiter
 from hashdb.errors import InvalidInput
 from hashdb.matching import Match, Matcher, Query, QueryResult, VideoMatch
 from hashdb.settings import Settings
@@ -31,29 +37,26 @@ def matchable_statuses(settings: Settings) -> frozenset[Status]:
     return MATCHABLE if settings.pending_matches else MATCHABLE - {Status.PENDING}
 
 
-class Consortium:
-    def __init__(self, settings: Settings, store: Store) -> None:
-        self.settings = settings
-        self.store = store
-        self.matcher = Matcher(
-            store.hashes,
-            store.changes,
-            videos=store.videos,
-            statuses=matchable_statuses(settings),
-            sync_interval=settings.sync_interval,
-            snapshot_dir=settings.snapshot_dir,
-        )
-        self.tally = match_counts.Tally(store.engine, settings.count_flush_seconds)
+def _actor(who: Member | Actor) -> Actor:
+    return who if isinstance(who, Actor) else Actor(who)
 
-    @classmethod
-    def open(cls, settings: Settings) -> Consortium:
-        return cls(settings, Store.open(settings.resolved_database_url()))
 
-    def close(self) -> None:
-        self.tally.close()
-        self.store.close()
+@dataclass
+class Context:
+    """What the topic objects share: the consortium's internals."""
 
-    def contribute(self, who: Member | Actor, items: Sequence[NewHash]) -> list[Added]:
+    settings: Settings
+    store: Store
+    matcher: Matcher
+    tally: match_counts.Tally
+    limiter: RateLimiter
+
+
+class Contributions:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def add(self, who: Member | Actor, items: Sequence[NewHash]) -> list[Added]:
         """Store a batch of hashes contributed by `who`, refusing unusable ones and
         unknown labels (InvalidInput naming them); the start status follows the
         vetting rules. Pass an Actor to have its key and request id audited."""
@@ -67,16 +70,31 @@ class Consortium:
                     field="quality",
                     index=i,
                 )
-        actor = who if isinstance(who, Actor) else Actor(who)
-        return contributions.contribute(self.store.engine, actor, items)
+        return contributions.contribute(self._ctx.store.engine, _actor(who), items)
 
-    def contribute_video(
+    def add_video(
         self, who: Member | Actor, video: NewVideo, digests: Sequence[NewHash]
     ) -> list[Added]:
         """Store a video (frames as one vpdq row, plus its file digests) under the
-        same vetting rules as `contribute`; results: the vpdq row, then the digests."""
-        actor = who if isinstance(who, Actor) else Actor(who)
-        return contributions.contribute_video(self.store.engine, actor, video, digests)
+        same vetting rules as `add`; results: the vpdq row, then the digests."""
+        return contributions.contribute_video(self._ctx.store.engine, _actor(who), video, digests)
+
+
+class Matching:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def match(
+        self, queries: Sequence[Query], *, member: Member | None = None, heads: Heads | None = None
+    ) -> list[QueryResult]:
+        """Answer a batch; with `member`, its matches are counted (per hash and hour).
+        `heads`: the log heads the caller read for this request (the API reads them
+        once per request); read here if not given."""
+        self.catch_up(heads)
+        results = self._ctx.matcher.match(queries)
+        if member is not None:
+            self._ctx.tally.add(member.id, results)
+        return results
 
     def match_video(
         self,
@@ -91,32 +109,76 @@ class Consortium:
         video is counted once for the reports, as an image match is. `heads` as
         for `match`."""
         self.catch_up(heads)
-        found = self.matcher.match_video(frames, threshold=threshold, thresholds=thresholds)
+        found = self._ctx.matcher.match_video(frames, threshold=threshold, thresholds=thresholds)
         if member is not None and found:
             query = Query(VPDQ, frames_digest(frames))
             counted = QueryResult(query, [Match(v.record, 0) for v in found])
-            self.tally.add(member.id, [counted])
+            self._ctx.tally.add(member.id, [counted])
         return found
-
-    def match(
-        self, queries: Sequence[Query], *, member: Member | None = None, heads: Heads | None = None
-    ) -> list[QueryResult]:
-        """Answer a batch; with `member`, its matches are counted (per hash and hour).
-        `heads`: the log heads the caller read for this request (the API reads them
-        once per request); read here if not given."""
-        self.catch_up(heads)
-        results = self.matcher.match(queries)
-        if member is not None:
-            self.tally.add(member.id, results)
-        return results
 
     def catch_up(self, heads: Heads | None = None) -> None:
         """Replay any change committed anywhere (any process, any server) before a
         match, so that it answers from the database as it is now."""
-        self.matcher.catch_up((heads or self.store.heads()).changes)
+        self._ctx.matcher.catch_up((heads or self._ctx.store.heads()).changes)
 
-    def export_page(self, since: int, limit: int) -> export.FeedPage:
+
+class Feed:
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def page(self, since: int, limit: int) -> export.FeedPage:
         """A page of the export feed; hashes past their expiry are retired first, so
         that followers get their tombstones."""
-        vetting.expire_due(self.store.engine)
-        return export.feed(self.store.engine, since, limit)
+        vetting.expire_due(self._ctx.store.engine)
+        return export.feed(self._ctx.store.engine, since, limit)
+
+
+class Consortium:
+    def __init__(self, settings: Settings, store: Store) -> None:
+        matcher = Matcher(
+            store.hashes,
+            store.changes,
+            videos=store.videos,
+            statuses=matchable_statuses(settings),
+            sync_interval=settings.sync_interval,
+            snapshot_dir=settings.snapshot_dir,
+        )
+        self._ctx = Context(
+            settings=settings,
+            store=store,
+            matcher=matcher,
+            tally=match_counts.Tally(store.engine, settings.count_flush_seconds),
+            limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        )
+        self.contributions = Contributions(self._ctx)
+        self.matching = Matching(self._ctx)
+        self.feed = Feed(self._ctx)
+
+    # Until every edge goes through the topic objects, these expose the internals.
+    @property
+    def settings(self) -> Settings:
+        return self._ctx.settings
+
+    @property
+    def store(self) -> Store:
+        return self._ctx.store
+
+    @property
+    def matcher(self) -> Matcher:
+        return self._ctx.matcher
+
+    @property
+    def tally(self) -> match_counts.Tally:
+        return self._ctx.tally
+
+    @property
+    def limiter(self) -> RateLimiter:
+        return self._ctx.limiter
+
+    @classmethod
+    def open(cls, settings: Settings) -> Consortium:
+        return cls(settings, Store.open(settings.resolved_database_url()))
+
+    def close(self) -> None:
+        self._ctx.tally.close()
+        self._ctx.store.close()
