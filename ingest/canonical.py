@@ -4,8 +4,8 @@ People who re-upload propaganda rarely change the picture itself; they put thing
 around it: black letterbox or pillarbox bars, a coloured frame, white meme caption
 bands with text above and below, or a whole social-media post around it (a
 screenshot: avatar, name, caption, counters, status bar). Every one of these moves
-PDQ far away (the hash is of the whole 64 x 64 downsample: 20% padding leaves
-about 1% recall in Thorn's published PDQ benchmark), yet the picture is still
+PDQ far away (the hash is of the whole 64 x 64 downsample: in Thorn's published
+PDQ benchmark 20% padding leaves almost nothing of recall), yet the picture is still
 there, axis-aligned, on a canvas of one colour. `content_box` finds it, so that the
 caller can hash the content region as well as the whole image.
 
@@ -19,10 +19,10 @@ scaled back to the caller's picture):
    there is nothing to strip (the common case: a photo bleeds off all four edges).
    A uniform edge is also *flat* when at least FLAT_SHARE = 95% of its pixels of
    that colour are within FLAT = 4 of it: drawn by software, not a photographed
-   sky. On benchmarks/quality.py's screenshots every such edge was flat (97% and
-   more); of the 40 uniform edges of its 75 plain reference photos, one was (the
-   rest 92% and less). A colour flat on at least CANVAS_EDGES = 3 edges is a
-   *canvas* around the picture (a post, a frame), not a band along one side.
+   sky (on benchmarks/quality.py's screenshots and plain photos this separates
+   the two cleanly; docs/measurements.md, "Content region"). A colour flat on at
+   least CANVAS_EDGES = 3 edges is a *canvas* around the picture (a post, a
+   frame), not a band along one side.
 2. **Solid content.** Pixels further than TOLERANCE from the background are
    content. A morphological opening with a square of KERNEL = 6% of the short side
    erases what is thin: text strokes (even meme-sized caption text), icons, rules,
@@ -33,15 +33,15 @@ scaled back to the caller's picture):
    further than FINE_TOLERANCE = 8 from it. A picture as dark as the post around
    it (a night photo on the dark theme) has many pixels within 20 of the canvas,
    so its block breaks up along its dark edges, yet almost none within 6 (a JPEG
-   of a drawn canvas stays within 3 of its colour at 99% of its pixels, 6 at
-   most); a black status bar above the post is then a block apart from the
-   picture's, not one the dark canvas joins to it. TOLERANCE is tried first:
-   at 8, JPEG's colour bleed from a saturated frame widens the block by a pixel
-   and spoils the next round's edges (frame around a captioned meme: 89% recall
-   with 8 tried first, 93% with 20). A canvas, not any flat edge: a night photo
-   can have flat dark edges, and a dark band along one of them was cut off at 8
-   (darkened copies of the plain references: one new box each at gains 0.5 and
-   0.22; none when three edges are asked for).
+   of a drawn canvas stays within a few levels of its colour); a black status
+   bar above the post is then a block apart from the picture's, not one the dark
+   canvas joins to it. TOLERANCE is tried first: at 8, JPEG's colour bleed from a
+   saturated frame widens the block by a pixel and spoils the next round's edges
+   (a frame around a captioned meme loses recall with 8 tried first). A canvas,
+   not any flat edge: a night photo can have flat dark edges, and a dark band
+   along one of them was cut off at 8 (darkened copies of the plain references;
+   none when three edges are asked for). Figures: docs/measurements.md, "Content
+   region".
 3. **Soundness checks**, each of which turns a plain photo's sky or dark corner
    into "nothing found" (None) rather than a wrong crop:
    - the box keeps at least MIN_SIDE = 25% of each side and MIN_AREA = 10% of
@@ -68,16 +68,16 @@ scaled back to the caller's picture):
    FINE_TOLERANCE that blur alone counts as content: a line taken as picture once
    half its pixels were content put such edges a line outside the picture.
 6. **Rounded corners.** A post shows its picture with rounded corners, so the
-   background shows in the region's corners, and that alone moved PDQ by 20-40 bits
-   (benchmarks/quality_transforms.py screenshots, radius 14 px on 530-730 px).
+   background shows in the region's corners, and that alone moved PDQ by a large
+   part of the match threshold (benchmarks/quality_transforms.py screenshots).
    `content_region` paints over background-coloured pixels outside a quarter
    circle of radius CORNER = 5% of the short side, at corners where both sides
    were stripped, and the CORNER_RIM = 2 pixels around them, since the rounding's
    rim is a blend of picture and background (anti-aliased on screen, blurred by
-   JPEG); OpenCV's Telea inpainting fills them from the picture around them. On
-   those screenshots cut at their true boxes, the content region came within 52
-   bits of the stored hash with the rim left in and within 26 with it filled,
-   about as close as the picture merely resized to the post's size.
+   JPEG); OpenCV's Telea inpainting fills them from the picture around them. With
+   the rim filled, the content region of a screenshot cut at its true box comes
+   about as close to the stored hash as the picture merely resized to the post's
+   size; with the rim left in, beyond the threshold.
 7. **Dark pictures in bars.** A picture that is itself near the bar colour along
    its edges (a starfield in black letterbox bars) has no solid block. When steps
    1-4 find nothing, two opposite edges are checked for bars: runs of lines of which
@@ -87,24 +87,13 @@ scaled back to the caller's picture):
    uniform sky ends at a horizon, not at a line mirrored on the other side, so a
    plain photo is left alone.
 
-Measured with benchmarks/quality.py (`--references 80 --unrelated 12000`: 75
-usable references, crops of scikit-image and PDQ test photos plus procedural
-pictures), recall at 31 bits, almost all through the content probe: caption above
-97%, below 96%, both 97%, border 99%, letterbox 100%, pillarbox 100%, screenshot
-99% (plain PDQ: 0% on all; before the pixel refinement, the corner fill and the
-bars rule: 96, 96, 92, 93, 85, 84 and 77%; screenshot 89% before the fine
-tolerance, the rim of the corner fill and the half-step refinement, which took
-screenshot+jpeg from 81 to 89% and screenshot+mirror from 88 to 95%). Of the 75
-screenshots, 72 boxes were found within a pixel of the true one (70 exactly),
-and their content probes came within 26 bits of the stored hash. The one miss is
-a picture whose own pale floor runs into the white post along its bottom edge
-(no sound box; the bars rule then takes the post's side margins for a
-pillarbox); two dark pictures on the dark theme get a box cut short of a side as
-dark as the canvas and match through a stored crop window. On the 80 plain
-reference pictures a box was found 6 times (a dark or pale band along one edge of
-the picture itself, which steps 1-4 take for a bar); the content rows stored for
-them matched no unrelated picture, and no unrelated picture matched at all (the
-nearest unrelated content probe came 64 bits from a stored row).
+What it buys, on benchmarks/quality.py's corpus (`--references 80 --unrelated
+12000`): nearly every caption, border, letterbox, pillarbox and screenshot edit is
+recovered at 31 bits, almost all through the content probe, where plain PDQ
+recovers none; screenshot boxes are found to the pixel in all but a few cases; and
+the content rows stored for plain pictures in which a box is found match no
+unrelated picture. The figures, their history and the known misses are in
+docs/measurements.md, "Content region".
 """
 
 from __future__ import annotations

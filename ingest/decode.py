@@ -31,15 +31,14 @@ Uploads are untrusted, so decoding is the trust boundary of hashing:
   libjpeg at 1/2, 1/4 or 1/8 scale (Pillow's draft mode), the largest reduction
   that keeps both sides at least `MIN_SIDE` = 512 pixels; any other picture whose
   short side is still at least twice that is box-reduced by an integer factor.
-  Measured on the test data (benchmarks/hashing.py, tests/test_ingest_image.py):
-  with 512 the PDQ hash of every test photo of quality >= 50 stays within 2 bits of
-  its full-resolution hash (12 MP photo: 2 bits, at 1008 x 756) and the reference
-  images stay within 8 bits of the C++ hashes; at 256 it is 6 bits from full
-  resolution but 12 bits from the C++ hash for two of the dihedral reference
-  images, over the 10-bit conformance bar. The 12 MP photo then hashes in about
-  50-60 ms instead of about 680 ms with python-threatexchange, which decodes in
-  full (benchmarks/hashing.py; pictures under 1024 pixels on the short side are
-  not reduced, so they cost the same as before). The C++ reference's own
+  Why 512: at that size the PDQ hash of every test photo of quality >= 50 stays
+  within a few bits of its full-resolution hash and the reference images within
+  the 10-bit conformance bar of the C++ hashes (tests/test_ingest_image.py,
+  tests/test_pdq_conformance.py); at 256 some dihedral reference images fall
+  outside it. A camera photo then hashes an order of magnitude faster than with
+  python-threatexchange, which decodes in full (benchmarks/hashing.py; figures in
+  docs/measurements.md, "Decode limits"); pictures under 1024 pixels on the short
+  side are not reduced, so they cost the same as before. The C++ reference's own
   command-line tool shrinks anything over 512 pixels to 512 x 512 before hashing
   (`DOWNSAMPLE_DIMS` in facebook/ThreatExchange `pdq/cpp/io/pdqio.cpp`), so 512 is
   also the scale the reference considers enough.

@@ -30,12 +30,11 @@ across the restart, and a change of frame size there is followed frame by frame.
 Decoding lives in `ingest.video_decode` (with its plan in `ingest.video_plan`),
 the per-file budget in `ingest.video_limits`, the per-frame PDQ in
 `ingest.video_pdq`, the container sniffing behind `is_video` in
-`ingest.video_sniff`. Speed, at 1 frame per second on one core: 49-50x real time
-on the 720p H.264 sample, 69-84x on the SD ones, 14-26x hashing every frame
-(`taskset -c 0 .venv/bin/python -m benchmarks.video --repeat 9`; decoding is
-about 88% of it). Errors: UnsupportedMedia (415) for data that is not a video
-or has no video stream, MediaError (422) for a damaged video or one with no
-decodable frame, InvalidInput for a bad sampling rate.
+`ingest.video_sniff`. Speed (x real time per core, at 1 frame per second and at
+every frame; decoding is most of it): docs/measurements.md, "Video decoding
+speed", re-measured by `benchmarks.video`. Errors: UnsupportedMedia (415) for
+data that is not a video or has no video stream, MediaError (422) for a damaged
+video or one with no decodable frame, InvalidInput for a bad sampling rate.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Decode the sampled frames of a video, and as few others as possible (PyAV).
 
 Why PyAV (FFmpeg's libraries) rather than OpenCV: OpenCV's `grab()` still decodes
-every frame (it only skips the colour conversion), and H.264 at 720p costs about
-1.4 ms a frame on one core, so 30 fps caps OpenCV near 24x real time before any
-hashing. PyAV exposes the packets and the decoder's skip setting, so we decode in
-two passes over the file:
+every frame (it only skips the colour conversion), so decoding every frame caps
+its speed before any hashing (docs/measurements.md, "Video decoding speed"). PyAV
+exposes the packets and the decoder's skip setting, so we decode in two passes over
+the file:
 
 1. Index: read the packets, without decoding, for timestamps and keyframe flags,
    and plan (`ingest.video_plan`): which frames to sample, which packets to decode.
@@ -12,27 +12,25 @@ two passes over the file:
    them instead of seeking back and reading the file again.
 2. Decode: packets outside the plan are never sent to the decoder; inside it,
    FFmpeg skips non-reference frames (`skip_frame = NONREF`, safe by definition:
-   nothing is predicted from them) except the sampled frames themselves. On the
-   720p sample 62 of 120 packets reach the decoder, which decodes 37 frames.
+   nothing is predicted from them) except the sampled frames themselves.
 
 Opening a file runs FFmpeg's probe (`avformat_find_stream_info`), which decodes the
 first frame(s) of each stream with a decoder of its own, up to 7 for H.264 to
-guess the reorder depth: 4-5 ms at 720p, for pixels we decode again. Where the
-container declares its streams in its header (MP4, MOV, Matroska, WebM, AVI) the
-probe is told to skip every frame, and the reorder depth it would have guessed
-is measured from the packet index instead (`DecodePlan.reorder_depth`, at least
-as large as the decoder needs) and given to our decoder before its first packet;
-a decoder that learns the depth as it goes (H.264 without VUI reorder info) could
-otherwise drop early frames. The fallback for packets without timestamps opens
-the file again with the full probe.
+guess the reorder depth, which costs a few milliseconds at 720p for pixels we
+decode again. Where the container declares its streams in its header (MP4, MOV,
+Matroska, WebM, AVI) the probe is told to skip every frame, and the reorder depth
+it would have guessed is measured from the packet index instead
+(`DecodePlan.reorder_depth`, at least as large as the decoder needs) and given to
+our decoder before its first packet; a decoder that learns the depth as it goes
+(H.264 without VUI reorder info) could otherwise drop early frames. The fallback
+for packets without timestamps opens the file again with the full probe.
 
-Where the CPU goes now, 720p sample at 1 frame per second (4 s of video, about
-80 ms of one core): H.264 decoding of those 37 frames about 88%, PDQ 3%, opening
-and demuxing 4%, digests 2% (`benchmarks.video`). Decoding is FFmpeg's and exact;
-the rest is small. Skipping the deblocking filter
-(`skip_loop_filter`) would cut decoding by about 28%, but it applies to every
-frame (PyAV sets it only when the decoder opens), and the drift it causes reached
-28 bits from Meta's vPDQ when hashing every frame: rejected.
+Nearly all the CPU left is FFmpeg decoding the frames the sampled ones need;
+decoding is FFmpeg's and exact, and the rest is small (the breakdown:
+docs/measurements.md, "Video decoding speed"). Skipping the deblocking filter
+(`skip_loop_filter`) would cut decoding noticeably, but it applies to every frame
+(PyAV sets it only when the decoder opens), and the drift it causes approached the
+match threshold from Meta's vPDQ when hashing every frame: rejected.
 
 Decoding runs on one thread. Throughput comes from hashing many files at once
 (one process per core); and a per-packet `skip_frame` is only exact when the
@@ -95,8 +93,8 @@ _JPEG_RANGE = 2  # AVCOL_RANGE_JPEG: full-range YUV
 # arrive after frames shown later than them.
 _REORDER_SLACK = 5.0  # seconds
 # FFmpeg's probe decodes the first frame(s) of each stream, up to 7 for H.264 to
-# guess the reorder depth: 4-5 ms at 720p, for pixels we would decode again. The
-# index pass measures that depth from the packets instead (`DecodePlan`).
+# guess the reorder depth, for pixels we would decode again. The index pass
+# measures that depth from the packets instead (`DecodePlan`).
 _PROBE_WITHOUT_DECODING = {"skip_frame": "all"}
 # Pass 1 keeps the packets it reads, for pass 2, while they add up to no more than
 # this; past it they are dropped and pass 2 reads the file again.

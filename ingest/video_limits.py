@@ -8,10 +8,11 @@ sampled so far (a bounded result, never a hang). Frames larger than
 `max_frame_pixels` are refused (MediaError) before they are decoded.
 
 The defaults fit a 4-hour video sampled at 1 frame per second (14,400 frames):
-at the measured 49-84x real time per core (benchmarks/video.py; 720p H.264 is the
-slowest sample) that is 3 to 5 minutes of one core, inside the 10-minute budget.
-Hashing every frame (queries) runs at 14-26x, so a caller that does so, or that
-answers an HTTP request, should pass tighter limits of its own.
+at the speed hashing runs at (tens of times real time per core at 1 frame per
+second; docs/measurements.md, "Video decoding speed") that is a few minutes of one
+core, inside the 10-minute budget with room to spare. Hashing every frame
+(queries) is several times slower, so a caller that does so, or that answers an
+HTTP request, should pass tighter limits of its own.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """PDQ of a video frame's luma plane, without building a full-size RGB picture.
 
-Why not hand each frame to `pdqhash.compute` as RGB: at 1280x720 that costs about
-17 ms (colour conversion to RGB, then PDQ's luminance and two box-filter passes
-over every pixel), more than decoding a second of video. Downscaling first is
-cheap but changes the hash: a 512-pixel copy landed up to 32 bits from Meta's vPDQ
-output on the sample videos, past the match threshold.
+Why not hand each frame to `pdqhash.compute` as RGB: at 1280x720 that costs more
+than decoding a second of video (colour conversion to RGB, then PDQ's luminance and
+two box-filter passes over every pixel). Downscaling first is cheap but changes the
+hash: a 512-pixel copy landed past the match threshold from Meta's vPDQ output on
+the sample videos (docs/measurements.md, "Video decoding speed").
 
 What we do instead rests on two facts about PDQ (Meta's `hashing.pdf` and the C++
 reference in facebook/ThreatExchange, `pdq/cpp/hashing/pdqhashing.cpp`):
@@ -16,8 +16,8 @@ reference in facebook/ThreatExchange, `pdq/cpp/hashing/pdqhashing.cpp`):
    Per axis that is a 64 x n matrix with at most 2 * ceil(n / 128) - 1 non-zero
    taps per row, so the whole 64 x 64 buffer is `rows @ luma @ cols.T`, computed
    here by a compiled loop (`_downsample`, numba) over the few rows and columns
-   that matter, straight from the uint8 plane: 0.12 ms at 720p, against 0.4 ms for
-   the same sums as numpy gathers and einsums (identical float32 results).
+   that matter, straight from the uint8 plane: a fraction of the time of the same
+   sums as numpy gathers and einsums (identical float32 results).
 2. The decoder's Y plane already is that luminance. Converting limited-range
    BT.601 YUV to RGB and back with the same weights gives Y' = (Y - 16) * 255 /
    219, the identity for full-range ("J") formats; only pixels whose RGB would
@@ -25,8 +25,8 @@ reference in facebook/ThreatExchange, `pdq/cpp/hashing/pdqhashing.cpp`):
 
 The buffer is then rounded to 8 bits and hashed by `pdqhash` itself (DCT, median,
 quality), so quality and bit order are the reference's. On the sample videos the
-result is within 0-4 bits (mean about 1.5) of `pdqhash.compute` on the full RGB
-frame, and quality agrees.
+result stays within a few bits of `pdqhash.compute` on the full RGB frame, and
+quality agrees (tests/test_video_hashing.py; docs/measurements.md).
 """
 
 from __future__ import annotations

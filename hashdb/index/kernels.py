@@ -33,11 +33,11 @@ BUCKETS = 1 << CHUNK_BITS
 # Stored rows per pass of `join` over the tables (512 KB of PDQ codes). A block is
 # read from memory once and from L2 for each table; a table's query entries (about
 # 240 KB at 2,000 queries, 16 tables do not fit L2 together) are fetched again for
-# every block, so larger blocks fetch them less often: 4,096 rows measured 5-10%
-# slower, 65,536 no faster.
+# every block, so larger blocks fetch them less often; past this size the gain
+# levels off (docs/measurements.md, "Index and kernels").
 JOIN_BLOCK = 16384
-# Hits ahead whose query entries `join` prefetches: 5% faster at 2,000 queries, 5-12%
-# at 8,000 (one thread, 1M stored).
+# Hits ahead whose query entries `join` prefetches, so that they arrive before the
+# walk reaches them (docs/measurements.md, "Index and kernels").
 PREFETCH_HITS = 24
 GROUPS = BUCKETS // 64  # 64-bucket groups of a `query_tables` occupancy bitmap
 QUERY_SHIFT = 18  # a `query_tables` entry: query << 18 | own distance << 16 | sibling

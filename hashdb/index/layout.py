@@ -5,11 +5,11 @@ fixed pseudo-random permutation (seed `PERMUTATION_SEED`), packed into
 `bits // 64` uint64 words. Hamming distance does not change under a permutation,
 but the 16-bit substrings the tables are keyed on do: PDQ bit k is the sign of
 one DCT coefficient, neighbouring bits are neighbouring frequencies, and the
-lowest frequencies agree across many images. On 100k hashes of the synthetic
-corpus (`benchmarks/corpus.py`), the expected size of the bucket a stored hash sits
-in was 6.3x that of uniform random codes with PDQ's own bit order (26.9x for the
-substring of the lowest frequencies) and 2.2x after the permutation; what remains is
-the near-duplicate clusters themselves. Fewer candidates per probe follow directly.
+lowest frequencies agree across many images, so with PDQ's own bit order some
+buckets are far fuller than uniform random codes would fill them; the permutation
+spreads them out, and what remains is the near-duplicate clusters themselves
+(figures on the synthetic corpus, `benchmarks/corpus.py`: docs/measurements.md,
+"Index and kernels"). Fewer candidates per probe follow directly.
 
 Probe plan (pigeonhole, exact): split a code into m = bits / 16 substrings and give
 substring j a probe radius t_j. If sum(t_j + 1) > threshold, any code within
@@ -121,16 +121,16 @@ class Plan(enum.Enum):
     SCAN = "scan"  # per query: compare with every stored code
 
 
-# Cost model, nanoseconds of one thread on the 2-core development machine, measured at
-# 1M hashes of the synthetic corpus (see mih.py): a probe of a stored table; a
-# candidate verified by PROBE (a random read of its code, memory-latency bound); a
-# stored row scanned by SCAN; a (row, table) step of JOIN and a (query, candidate)
-# pair it meets (both in cache); a query key filed by JOIN. JOIN_ROW_NS is set above
-# the ~2 ns of the first pass measured alone (it also carries the hits' passes) so
-# that the switch falls where the benchmark crosses over (about 500 queries since
-# the rank-indexed query tables, 1.6x faster per row; 20 ns before). Candidates are estimated
-# as uniform codes would give, times BUCKET_SKEW (measured 1.15 on the corpus after
-# the bit permutation; 1.5 leaves room for collections more skewed than it).
+# Cost model, nanoseconds of one thread: a probe of a stored table; a candidate
+# verified by PROBE (a random read of its code, memory-latency bound); a stored row
+# scanned by SCAN; a (row, table) step of JOIN and a (query, candidate) pair it meets
+# (both in cache); a query key filed by JOIN. Only the ratios matter: they decide
+# where one plan overtakes another. JOIN_ROW_NS is set above the cost of JOIN's first
+# pass alone (it also carries the hits' passes) so that the switch to JOIN falls
+# where the benchmark crosses over. Candidates are estimated as uniform codes would
+# give, times BUCKET_SKEW, set above the corpus's skew to leave room for collections
+# more skewed than it. The measurements and how to redo them: docs/measurements.md,
+# "Index cost model"; re-measure whenever a kernel changes.
 PROBE_NS, CANDIDATE_NS, SCAN_NS = 4.0, 80.0, 1.5
 JOIN_ROW_NS, JOIN_PAIR_NS, JOIN_KEY_NS = 13.0, 6.0, 2.0
 BUCKET_SKEW = 1.5

@@ -1,25 +1,24 @@
 """Exact Hamming radius search by multi-index hashing, with live updates.
 
-Why multi-index hashing: a flat scan reads every stored code for every query (FAISS
-`IndexBinaryFlat.range_search`: 715-1,113 batched queries/s at 1M PDQ hashes on the
-2-core development machine, with the load of other processes), while the pigeonhole
-principle (see `layout.py`) lets a query read only the codes that share a nearly
-equal 16-bit substring with it: for PDQ at
-threshold 31, 16 tables probed at radius 1, 272 probes and about 4,800 candidates per
-query at 1M hashes of the synthetic corpus (uniform random codes would give about
-4,150; the corpus has skewed buckets and near-duplicate clusters). Every candidate is
-verified against its full code, so the result is exact, not approximate.
+Why multi-index hashing: a flat scan reads every stored code for every query
+(FAISS `IndexBinaryFlat.range_search`), while the pigeonhole principle (see
+`layout.py`) lets a query read only the codes that share a nearly equal 16-bit
+substring with it: for PDQ at threshold 31, 16 tables probed at radius 1 (272
+probes), which meet a few thousand candidates per query at 1M hashes, somewhat more
+than uniform random codes would (real collections have skewed buckets and
+near-duplicate clusters). Every candidate is verified against its full code, so the
+result is exact, not approximate. The figures behind this design, and the commands
+that re-measure them: docs/measurements.md, "Index and kernels".
 
 Two plans over the same tables (`layout.plan` picks the cheaper from a cost model;
 SCAN, a plain comparison with every code, wins only at very high thresholds):
 
 PROBE, for single queries and small batches: probe the stored tables, gather the
 candidate rows (prefetching their codes), verify. The offsets of a 16-bit table
-(256 KB) stay in cache, so what a query pays is one cache miss per candidate (~90 ns
-each here, memory-latency bound even with software prefetch): 1M hashes, 2000
-queries, 2 threads: 4,579 queries/s; single query p50 0.26 ms, p99 1.5 ms. Wider keys
-cut candidates but need more probes into tables that no longer fit in cache (20-bit
-keys: ~1,400 probes and ~2,800 candidates at 1M, about the same number of misses).
+(256 KB) stay in cache, so what a query pays is one cache miss per candidate
+(memory-latency bound even with software prefetch). Wider keys cut candidates but
+need more probes into tables that no longer fit in cache (20-bit keys: about as many
+misses as they save).
 
 JOIN, for batches (from a few hundred queries): turn the index around. File the
 batch's queries in 16-bit tables of their own, each query under its 17 keys
@@ -27,62 +26,30 @@ batch's queries in 16-bit tables of their own, each query under its 17 keys
 range of tables each), then stream the stored codes through them, 16,384 rows at a
 time: a block is read from memory once and from L2 for each table, while a table's
 entries (about 240 KB at 2000 queries; the 16 do not fit L2 together) are fetched
-again for every block, so larger blocks fetch them less often. The ~4,800 candidate
-pairs per query are the same pairs PROBE meets, but the stored code is in a register
-and the query side is in cache, and each entry carries the query's sibling 16-bit
-substring and its own distance to the key, so 98% of pairs fail the 32-bit filter
-(`layout.filter_radii`) on one popcount, without touching either full code. A query
-table is rank-indexed: an 8 KB occupancy bitmap per table (in L1) and a slot per
-occupied bucket, so the first, branch-free pass over a block (which rows hit an
-occupied bucket: 40% of (row, table) steps at 2000 queries) reads L1 only, where the
-256 KB offsets it used to read (one L2 access per step) cost three times as much; a
-second branch-free pass fetches the hits' entry ranges with independent loads, a
-third walks them, prefetching the entries of the hit 24 ahead. Measured at 1M hashes
-of the corpus, 2000 queries, threshold 31, one thread (`kernels.join` alone, thread
-CPU time): a first version verifying every pair against the full codes took 480 ms;
-with the 4,096-row blocks 400 ms; with the sibling filter and a branch-free first
-pass 175 ms on a quiet machine (240-260 ms in the runs below); with the bitmap, the
-separate range pass and the own-distance bit 150-155 ms in the same runs (1.6x). Per
-row: 6.9 of 16 tables hit, 9.6 pairs are filtered, 0.2 verified. (Pushing filter
-survivors to a list branch-free, or keeping a bucket's first two entries inline with
-its slot, measured slower.)
-Full benchmark (`.venv/bin/python -m benchmarks.index --size 1000000 --queries 2000`,
-two runs on a busy machine): batched 17,312 and 20,838 q/s against FAISS flat's 995
-and 1,113 (17.4x, 18.7x; before this change 9.3x-12.9x); by batch size in the second
-run 1: 7,857, 100: 4,912 (PROBE), 500: 14,296, 1000: 18,468, 2000: 21,839 (JOIN), so
-the cost model (`JOIN_ROW_NS` in `layout.py`) switches to JOIN from about 450
-queries. Standalone, searches and FAISS alternating in one process (median of 5 each,
-3 rounds): 20.1x, 21.9x, 22.4x. On a quiet machine (`--repeat 5`, two runs): 34,880
-and 35,899 q/s against FAISS flat's 1,777 and 2,172 (19.6x, 16.5x), PDQIndex2's 30
-(1,169x); single query p50 0.16-0.17 ms, p99 0.33-0.37 ms. With 16,384-row blocks
-(4,096 before: 5-10% faster, one thread, 1M stored, alternating runs), the prefetch
-(5%) and the tables filed in parallel (filing took 5 ms of a 2000-query batch's 57),
-two runs of the full benchmark on a quiet machine, batches of 10,000 queries
-(`--repeat 5`): 66,576 and 62,530 q/s against FAISS flat's 1,694 and 1,801 (39.3x,
-34.7x), PDQIndex2's 13; at 2000 queries 42,896 and 43,548 q/s (25.3x, 24.2x of the
-same FAISS runs). Batches grow cheaper per query with size (the passes over the
-stored rows serve more queries at once): 1,000 queries 34,287-34,780 q/s, 5,000
-50,402-51,372, 10,000 63,891-68,102.
-The join needs no memory
-beyond the batch's own tables: per stored hash the index holds what PROBE needs,
-109 bytes at 1M and 105.4 at 10M (32 code, 8 id, 1 live flag, 64 table rows, plus
-4 MB of offsets), inside the 128-byte budget.
-
-At 10M (`benchmarks/index.py --size 10000000 --rendered 1000000`: 1M rendered hashes,
-9M derived from them, see `benchmarks/corpus.py`; run while other processes shared
-the 2 cores): 1,704 batched queries/s against FAISS flat's 29 (58x), single query
-p50 3.1 ms and p99 6.6 ms, build 9.5 s, snapshot save 4.4 s and load 4.1 s. With
-the changes above, on a quiet machine (`--queries 2000 --repeat 2`): 4,956 q/s
-against FAISS flat's 61 (81.6x), single query p50 2.5 ms and p99 3.4 ms, build
-7.6 s, 105.4 bytes per hash, snapshot save 3.7 s and load 3.4 s.
+again for every block, so larger blocks fetch them less often. The candidate pairs
+per query are the same pairs PROBE meets, but the stored code is in a register and
+the query side is in cache, and each entry carries the query's sibling 16-bit
+substring and its own distance to the key, so nearly all pairs fail the 32-bit
+filter (`layout.filter_radii`) on one popcount, without touching either full code.
+A query table is rank-indexed: an 8 KB occupancy bitmap per table (in L1) and a slot
+per occupied bucket, so the first, branch-free pass over a block (which rows hit an
+occupied bucket) reads L1 only, where the 256 KB offsets would cost an L2 access per
+step; a second branch-free pass fetches the hits' entry ranges with independent
+loads, a third walks them, prefetching the entries of a hit `kernels.PREFETCH_HITS`
+ahead. Batches grow cheaper per query with size (the passes over the stored rows
+serve more queries at once), so `layout.plan` switches from PROBE to JOIN at a few
+hundred queries. The join needs no memory beyond the batch's own tables: per stored
+hash the index holds what PROBE needs (32 code, 8 id, 1 live flag, 64 table rows,
+plus 4 MB of offsets in all), inside the 128-byte budget.
 
 Live updates: the indexed `Segment` never changes but for its `live` mask, so a
 removal is one flag write and applies to every search that starts afterwards.
-Additions go to an unindexed `Buffer` that every search scans (about 1.5 ns per row);
-when it passes 1/256 of the indexed rows (at least 4,096, at most 65,536), or more
-than 1/8 of the indexed rows are dead, a background thread builds a fresh segment
-from the live rows while searches go on against the old one plus the buffers;
-removals made meanwhile are replayed onto the fresh segment before it is swapped in.
+Additions go to an unindexed `Buffer` that every search scans (a plain scan, cheap
+while the buffer is small); when it passes 1/256 of the indexed rows (at least 4,096,
+at most 65,536), or more than 1/8 of the indexed rows are dead, a background thread
+builds a fresh segment from the live rows while searches go on against the old one
+plus the buffers; removals made meanwhile are replayed onto the fresh segment before
+it is swapped in.
 A search captures (segment, buffers, sizes) under a short lock and runs without it;
 the kernels release the GIL; PROBE splits a batch of at least 2 x 64 queries across
 `threads` threads, JOIN splits the stored rows.

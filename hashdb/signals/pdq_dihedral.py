@@ -15,24 +15,15 @@ hashes of an image exactly this way from the float coefficients (the
 becomes inverting its bit, which is exact only for coefficients not between the
 old and the new median; those few bits are the error.
 
-Measured (PDQ from this repository's decoder unless noted; Hamming distances):
-
-- derived from the C++ hash of `dih/bridge-1-original.jpg` against the C++ hashes
-  of the 7 transformed files: 12, 8, 4, 4, 12, 0, 8 bits (rotate90, rotate180,
-  rotate270, flip_x, flip_y, transpose, transverse).
-- derived against the dihedral hash computed from the float coefficients of the
-  same image (`pdqhash.compute_dihedral`), every test photo and 22 video frames of
-  quality >= 50: median 4-6, max 20 bits (a 256 x 256 photo).
-- derived against the hash of the actually rotated/flipped image: max 16 bits on
-  the 8 dihedral reference images and the full-size bridge edits, 10 on the 12 MP
-  photo, 24 on SD/HD video frames. On small pictures (512 x 512 and below) it
-  reaches 26-96 bits: PDQ's box filter is off centre where its window
-  (ceil(side / 128) pixels) is even, so hashing the turned picture and turning
-  the coefficients of the picture differ by as much (up to 100 bits). A media
-  query does not have that error (ingest.pdq hashes the picture turned); a
-  hash-only one does: on the reference photos of the test data (quality >= 80)
-  151 of 175 derived forms were within the match threshold of 31 of the turned
-  picture's hash (median 12 bits).
+How close the derived forms come (see docs/measurements.md, "Dihedral forms'
+distances"): within a few bits of the forms computed from the float coefficients
+and of the hashes of the turned pictures at full size; on small pictures (512 x
+512 and below) the hash of the turned picture can differ much more, because PDQ's
+box filter is off centre where its window (ceil(side / 128) pixels) is even, so
+hashing the turned picture and turning the coefficients of the picture differ. A
+media query does not have that error (ingest.pdq hashes the picture turned); a
+hash-only one does, and most but not all of its derived forms stay within the
+match threshold of the turned picture's hash.
 
 `transpose` is exact (no coefficient changes sign). The forms compose exactly:
 rotate90 applied twice is rotate180, flip_x then flip_y is rotate180, and so on.

@@ -10,8 +10,8 @@ one read instead of a key lookup and a read of the matched rows.
 
 On PostgreSQL the read runs on a connection of its own per thread, in autocommit
 mode, as a prepared statement: through the pool it costs a BEGIN and a ROLLBACK
-round trip besides the statement, and SQLAlchemy's own work, about 250 us of CPU
-against 35 us this way (measured on the development machine, 2,000 reads). A
+round trip besides the statement, and SQLAlchemy's own work, several times the CPU
+of the statement alone (see docs/measurements.md, "Freshness: the heads read"). A
 broken connection (the server restarted) is replaced once; if that fails too the
 request gets StorageUnavailable (503). On SQLite, in-process, the pool is cheap.
 """
