@@ -1,13 +1,14 @@
 """The administration blueprint: members and their keys (admin only).
 
 Retiring hashes lives with the rest of the status lifecycle in `api.vetting`.
-Every write here is logged and written to the audit log with the admin's key and
-request id (the member and key stores do not audit on their own).
+Every write goes through the consortium's `Members`, which checks the role and
+writes the audit entry (with the admin's key and request id) in the change's
+transaction; here it is parsed, called, logged and rendered.
 
 Keys: `POST /v1/members/<id>/keys` issues a new key (with `overlap_seconds`, the
 member's other keys expire after that overlap: rotation); `DELETE
 .../keys/<key_id>` revokes one, effective on the next request, unless it is the
-consortium's last valid admin key (409: `MemberStore` keeps that rule for every edge).
+consortium's last valid admin key (409: `Members` keeps that rule for every edge).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from api.context import context
 from api.openapi import document
 from api.request_id import actor
 from api.web import json_body, reply
-from hashdb.consortium import ApiKey, Member, NewKey, Role, audit
+from hashdb.consortium import ApiKey, Member, NewKey, Role
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def new_key_out(new: NewKey) -> s.NewKeyOut:
 @document("List members", tag=TAG, responses={200: s.MemberList})
 @requires(Role.ADMIN)
 def list_members() -> Response:
-    members = context().db.store.members.all()
+    members = context().db.members.all(actor())
     return reply(s.MemberList(members=[member_out(m) for m in members]))
 
 
@@ -77,15 +78,7 @@ def list_members() -> Response:
 def create_member() -> Response:
     body = json_body(s.MemberIn)
     role = Role.parse(body.role)
-    store = context().db.store
-    member, key = store.members.create(body.name, role, trusted=body.trusted)
-    audit.record(
-        store.engine,
-        actor(),
-        "member.create",
-        f"member:{member.id}",
-        {"role": role.value, "trusted": body.trusted, "key_id": key.key.id},
-    )
+    member, key = context().db.members.create(actor(), body.name, role, trusted=body.trusted)
     log.info(
         "member %d (%s, %s) created by %s", member.id, member.name, role, principal().member.name
     )
@@ -96,9 +89,9 @@ def create_member() -> Response:
 @document("Get a member and its keys", tag=TAG, responses={200: s.MemberDetail})
 @requires(Role.ADMIN)
 def get_member(member_id: int) -> Response:
-    store = context().db.store.members
-    member = store.get(member_id)
-    keys = store.keys(member_id)
+    members = context().db.members
+    member = members.get(actor(), member_id)
+    keys = members.keys(actor(), member_id)
     return reply(s.MemberDetail(member=member_out(member), keys=[key_out(k) for k in keys]))
 
 
@@ -115,15 +108,7 @@ def get_member(member_id: int) -> Response:
 def issue_key(member_id: int) -> Response:
     body = json_body(s.KeyRequest)
     overlap = None if body.overlap_seconds is None else timedelta(seconds=body.overlap_seconds)
-    store = context().db.store
-    new = store.members.issue_key(member_id, overlap=overlap)
-    audit.record(
-        store.engine,
-        actor(),
-        "key.issue",
-        f"member:{member_id}",
-        {"key_id": new.key.id, "overlap_seconds": body.overlap_seconds},
-    )
+    new = context().db.members.issue_key(actor(), member_id, overlap=overlap)
     log.info("key %d issued to member %d by %s", new.key.id, member_id, principal().member.name)
     return reply(s.KeyCreated(key=new_key_out(new)), 201)
 
@@ -140,8 +125,6 @@ def issue_key(member_id: int) -> Response:
 )
 @requires(Role.ADMIN)
 def revoke_key(member_id: int, key_id: int) -> Response:
-    store = context().db.store
-    key = store.members.revoke_key(member_id, key_id)
-    audit.record(store.engine, actor(), "key.revoke", f"member:{member_id}", {"key_id": key_id})
+    key = context().db.members.revoke_key(actor(), member_id, key_id)
     log.info("key %d of member %d revoked by %s", key_id, member_id, principal().member.name)
     return reply(s.KeyRevoked(key=key_out(key)))

@@ -10,11 +10,6 @@ loading the indexes in a background thread: the app answers at once, `/readyz` i
 503 until the indexes are in memory. Uploads are decoded and hashed in the media
 sandbox's child processes (`ingest.sandbox`), never in the worker; its first child
 starts in the background too.
-
-FAISS is told to use one thread per search. A worker serves many requests on its
-own threads; OpenMP fanning one search out over every core costs about 20 ms of
-thread hand-offs for a scan that takes 0.3 ms alone (measured on 100,000 PDQ
-hashes, 2 cores), and batches are parallel across requests anyway.
 """
 
 from __future__ import annotations
@@ -22,7 +17,6 @@ from __future__ import annotations
 import logging
 import time
 
-import faiss
 from flask import Flask, Response, g, request
 from werkzeug.routing import IntegerConverter, Map
 
@@ -64,7 +58,6 @@ class IdConverter(IntegerConverter):
 
 def create_app(settings: Settings, hashdb: Consortium | None = None) -> Flask:
     """A ready-to-serve Flask app over `hashdb` (opened from `settings` if None)."""
-    faiss.omp_set_num_threads(1)
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
@@ -76,9 +69,9 @@ def create_app(settings: Settings, hashdb: Consortium | None = None) -> Flask:
     ctx = ApiContext(
         settings=settings,
         db=db,
-        keys=KeyCache(db.store.members),
+        keys=KeyCache(db.members),
         metrics=metrics,
-        loader=IndexLoader(db.matcher, on_ready=lambda: _loaded(ctx)),
+        loader=IndexLoader(db.matching, on_ready=lambda: _loaded(ctx)),
         owns_db=hashdb is None,
         imports=ImportRunner(db),
         media=Sandbox(settings.media_workers, wait_seconds=settings.media_wait_seconds),
@@ -110,7 +103,7 @@ def create_app(settings: Settings, hashdb: Consortium | None = None) -> Flask:
 
 def _loaded(ctx: ApiContext) -> None:
     ctx.metrics.ready.set(1)
-    ctx.metrics.set_index_sizes(ctx.db.matcher.sizes())
+    ctx.metrics.set_index_sizes(ctx.db.matching.index_sizes())
 
 
 def _measure(app: Flask, metrics: Metrics) -> None:

@@ -1,7 +1,7 @@
 """The audit blueprint: admins read the hash-chained audit log and check the chain.
 
 Every administrative action and every write made with a key is in the log
-(`hashdb.consortium.audit`), with the key id and the request id (`X-Request-Id`).
+(the consortium's `Audit`), with the key id and the request id (`X-Request-Id`).
 `GET /v1/audit` pages through it oldest first and gives the current head (seq and
 hash); `GET /v1/audit/head` gives it as a checkpoint line, signed under
 `HASHDB_AUDIT_KEY` when set, which an admin publishes and later checks the log
@@ -19,7 +19,7 @@ from api.context import context
 from api.openapi import document
 from api.request_id import actor
 from api.web import query_args, reply
-from hashdb.consortium import Role, audit
+from hashdb.consortium import Role
 
 bp = Blueprint("audit", __name__)
 
@@ -37,9 +37,9 @@ TAG = "audit"
 @requires(Role.ADMIN)
 def read() -> Response:
     args = query_args(w.AuditQuery)
-    engine = context().db.store.engine
-    entries = audit.read(engine, actor(), after=args.after, limit=args.limit)
-    seq, digest = audit.head(engine)
+    log = context().db.audit
+    entries = log.read(actor(), after=args.after, limit=args.limit)
+    seq, digest = log.head(actor())
     return reply(
         w.AuditPage(
             entries=[
@@ -73,9 +73,7 @@ def read() -> Response:
 )
 @requires(Role.ADMIN)
 def head() -> Response:
-    ctx = context()
-    key = ctx.settings.audit_key
-    checkpoint = audit.checkpoint(ctx.db.store.engine, key.get_secret_value() if key else None)
+    checkpoint = context().db.audit.checkpoint(actor())
     return reply(
         w.AuditCheckpoint(
             seq=checkpoint.seq,
@@ -95,7 +93,7 @@ def head() -> Response:
 )
 @requires(Role.ADMIN)
 def verify() -> Response:
-    check = audit.verify(context().db.store.engine)
+    check = context().db.audit.verify(actor())
     return reply(
         w.AuditCheck(
             checked=check.checked, ok=check.ok, broken_seq=check.broken_seq, reason=check.reason

@@ -2,7 +2,7 @@
 
 Every `/v1` view is wrapped in `requires(...)` with the roles it admits; `admin`
 is admitted everywhere. Each request first reads the heads of the hash and auth
-change logs (one round trip, hashdb/store/heads.py): the worker's key cache
+change logs (one round trip, `Members.heads`): the worker's key cache
 (api/keycache.py) is emptied if the auth log moved, and a view that matches hands
 them on (`heads()`) so the matcher replays hash changes it has not seen. So a
 revoked key, a deleted hash or a vetting decision takes effect on the very next
@@ -67,7 +67,7 @@ def requires(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
             ctx = context()
             secret = bearer_secret(request.headers.get("Authorization"))
-            g.heads = heads = ctx.db.store.heads()
+            g.heads = heads = ctx.db.members.heads()
             who = ctx.keys.principal(secret, heads.auth)
             g.principal = who
             if who.member.role not in allowed:
@@ -76,7 +76,7 @@ def requires(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
                     f"role {who.member.role.value!r} may not call this endpoint (allowed: {names})",
                     role=who.member.role.value,
                 )
-            ctx.db.limiter.take(who.key_id)
+            ctx.db.members.admit(who)
             return view(*args, **kwargs)
 
         setattr(wrapper, ROLES_ATTR, allowed)

@@ -1,7 +1,7 @@
 """The contributing blueprint: members add hashes, or images for the server to hash.
 
-Contributions go through the consortium workflow (`Consortium.contribute`): labels
-are checked against the taxonomy, a member's hashes start `pending` until an
+Contributions go through the consortium layer (`Consortium.contributions`): the
+quality floor, labels checked against the taxonomy, a member's hashes start `pending` until an
 admin approves them, an admin's, a trusted flagger's or an open crisis
 incident's start `active`, and the write is audited with the key and request id.
 Adding the same hash twice from one member returns the same
@@ -9,12 +9,14 @@ id with `created: false`, so a pipeline can retry a batch safely. A PDQ hash bel
 quality 50 is refused (400, naming the item); from an uploaded image of low
 quality only the file digests are added, and the answer says so. An uploaded
 image also stores its variants (hashdb/variants.py: content region, crop windows)
-as internal rows that follow the image's PDQ row; they are not hashes of their
-own: `GET /v1/hashes/<id>` does not know them.
+with the image's PDQ row; they are not hashes of their own and have no id.
 
-Hash records show `reference` and `contributor_id` only to admins and to the
-member who contributed the hash: a reference may name a case or a source that
-other members have no business seeing.
+`GET /v1/hashes/<id>` follows the layer's visibility rules (`Consortium.hashes`):
+an admin sees every hash, a member its own in any status and other members' only
+while the export feed shows them (active or disputed); anything else is 404, as
+for an id that does not exist. Hash records show `reference` and
+`contributor_id` only to admins and to the member who contributed the hash: a
+reference may name a case or a source that other members have no business seeing.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from collections.abc import Sequence
 from flask import Blueprint, Response
 
 from api import schemas as s
-from api.auth import principal, requires
+from api.auth import requires
 from api.context import context
 from api.matching import media_hashes
 from api.openapi import document
@@ -33,7 +35,7 @@ from api.uploads import form_fields, image_with_variants, uploaded_file
 from api.video import hash_reference, video_hashes
 from api.web import json_body, reply
 from hashdb.consortium import Added, HashRecord, NewHash, NewVideo, Role
-from hashdb.errors import InvalidInput, NotFound
+from hashdb.errors import InvalidInput
 from hashdb.settings import Settings
 from hashdb.signals import SIGNAL_TYPES, Matching, get_signal_type
 from hashdb.signals.vpdq import VPDQ
@@ -157,12 +159,15 @@ def contribute_media() -> Response:
 
 
 @bp.get("/v1/hashes/<id:hash_id>")
-@document("Get a hash", tag=TAG, responses={200: s.HashOut})
+@document(
+    "Get a hash",
+    tag=TAG,
+    description="Your own hashes in any status; other members' while they are exported "
+    "(active or disputed). Any other id is 404, as an unknown one is.",
+    responses={200: s.HashOut},
+)
 @requires(Role.MEMBER)
 def get_hash(hash_id: int) -> Response:
-    record = context().db.store.hashes.get(hash_id)
-    if record.derived_from is not None:  # a stored variant: internal, not a hash of its own
-        raise NotFound(f"no hash with id {hash_id}")
-    who = principal().member
-    full = who.role is Role.ADMIN or who.id == record.contributor_id
-    return reply(hash_out(record, full=full))
+    who = actor()
+    record = context().db.hashes.get(who, hash_id)
+    return reply(hash_out(record, full=who.is_admin or who.id == record.contributor_id))

@@ -20,6 +20,7 @@ from api import schemas_workflow as w
 from api.auth import requires
 from api.context import context
 from api.openapi import Raw, document
+from api.request_id import actor
 from api.web import query_args
 from hashdb.consortium import Role, export
 from hashdb.consortium.export import FeedFormat
@@ -57,9 +58,9 @@ def feed() -> Response:
     fmt = FeedFormat(args.format)
     db = context().db
     if fmt is FeedFormat.THREATEXCHANGE:
-        body = "".join(export.render(export.snapshot(db.store.engine), fmt))
+        body = "".join(export.render(db.feed.snapshot(actor()), fmt))
         return Response(body, mimetype=MEDIA_TYPES[fmt])
-    page = db.feed.page(args.since, args.limit)
+    page = db.feed.page(actor(), args.since, args.limit)
     response = Response("".join(export.render(page.entries, fmt)), mimetype=MEDIA_TYPES[fmt])
     response.headers["X-Hashdb-Cursor"] = str(page.cursor)
     response.headers["X-Hashdb-More"] = "true" if page.more else "false"

@@ -3,10 +3,11 @@
 Feedback (`agree`, `disagree` with a reason, `false_positive` with the hash of the
 content that matched wrongly) counts once per member; disagreement from
 HASHDB_DISPUTE_THRESHOLD distinct members moves an active hash to `disputed` for
-an admin (`hashdb.consortium.feedback`). Outcomes record what a member did with
+an admin (`Consortium.feedback`). Outcomes record what a member did with
 content that matched (removed, kept, escalated) and when, for the takedown rate
-and time-to-action figures of the transparency report. Both are audited by the
-workflow in the same transaction.
+and time-to-action figures of the transparency report (`Consortium.outcomes`).
+Both take a hash the member may see or could have matched; any other id is 404.
+Both are audited by the use case in the same transaction.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from api.context import context
 from api.openapi import document
 from api.request_id import actor
 from api.web import json_body, reply
-from hashdb.consortium import Role, feedback, outcomes
+from hashdb.consortium import Role
 from hashdb.consortium.feedback import ContentHash, DisagreeReason, Feedback, Kind
 from hashdb.consortium.outcomes import Action
 from hashdb.signals import SIGNAL_TYPES, get_signal_type
@@ -66,13 +67,10 @@ def _content(body: w.FeedbackIn) -> ContentHash | None:
 @requires(Role.MEMBER)
 def give(hash_id: int) -> Response:
     body = json_body(w.FeedbackIn)
-    ctx = context()
-    result = feedback.give(
-        ctx.db.store.engine,
+    result = context().db.feedback.give(
         actor(),
         hash_id,
         Kind(body.kind),
-        threshold=ctx.settings.dispute_threshold,
         reason=DisagreeReason(body.reason) if body.reason else None,
         content=_content(body),
         note=body.note,
@@ -94,7 +92,7 @@ def give(hash_id: int) -> Response:
 )
 @requires(Role.MEMBER)
 def list_feedback(hash_id: int) -> Response:
-    found = feedback.for_hash(context().db.store.engine, actor(), hash_id)
+    found = context().db.feedback.for_hash(actor(), hash_id)
     return reply(w.FeedbackList(feedback=[feedback_out(f) for f in found]))
 
 
@@ -110,8 +108,7 @@ def list_feedback(hash_id: int) -> Response:
 @requires(Role.MEMBER)
 def report_outcome(hash_id: int) -> Response:
     body = json_body(w.OutcomeIn)
-    o = outcomes.report(
-        context().db.store.engine,
+    o = context().db.outcomes.report(
         actor(),
         hash_id,
         Action(body.action),

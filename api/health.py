@@ -44,10 +44,10 @@ def healthz() -> Response:
 )
 def readyz() -> Response:
     ctx = context()
-    ctx.db.store.check_ready()  # StorageUnavailable: rendered as a 503 saying why
-    matcher = ctx.db.matcher
+    ctx.db.check_ready()  # StorageUnavailable: rendered as a 503 saying why
+    matching = ctx.db.matching
     ready = ctx.loader.ready
-    body = s.Readiness(ready=ready, index_sizes=matcher.sizes(), cursor=matcher.cursor)
+    body = s.Readiness(ready=ready, index_sizes=matching.index_sizes(), cursor=matching.cursor)
     return reply(body, 200 if ready else 503)
 
 

@@ -9,7 +9,7 @@ example) is refused too. One import per source runs at a time: a second start
 over a running source is a 409, in this process by the thread registry, and
 across workers and servers by the job's heartbeat (a running job touched in the
 last `STALE_AFTER` seconds). A job whose process died stays `running` with a
-stale heartbeat; starting the same source again resumes it (`start_or_resume`),
+stale heartbeat; starting the same source again resumes it (`Imports.start`),
 storing nothing twice.
 
 Every file of a folder must resolve inside the root too: a link inside the
@@ -19,10 +19,13 @@ into a work folder of its own under `<data_dir>/imports/`, outside the lock (a
 second start of the same archive is refused before and after unpacking); the
 folder is removed when the import ends, or at once when it is refused.
 
-Labels (the request's and the manifest's) are checked against the taxonomy before
-the job is created; the job is created with its files in one transaction, so a
-refused request leaves no job behind. Imported hashes are `active`, as with
-`hashdb import`: ops teams import vetted reference collections.
+The rules are the consortium's (`db.imports`, as for `hashdb import`): the role
+and the labels (the request's and the manifest's) are checked before an archive
+is unpacked or a file read, so an unknown label is a 400 that leaves no job and
+no audit entry behind; the job is created with its files and its `import.start`
+audit entry in one transaction, each file's hashes are admitted through the
+contribution path, and the job's end is audited (`import.finish`). Imported
+hashes are `active`: ops teams import vetted reference collections.
 """
 
 from __future__ import annotations
@@ -33,8 +36,7 @@ import time
 from datetime import timedelta
 from pathlib import Path, PurePosixPath
 
-from hashdb.consortium import Actor, Consortium, ImportJob, JobStatus, PlannedFile, Status, now
-from hashdb.consortium import labels as taxonomy
+from hashdb.consortium import Actor, Consortium, ImportJob, now
 from hashdb.errors import Conflict, Forbidden, InvalidInput
 from ingest.sources import remove_work_folder
 
@@ -94,7 +96,7 @@ class ImportRunner:
     ) -> ImportJob:
         """Plan the import of `path` (under the root) and start hashing it in the
         background; the job as planned."""
-        from ingest.bulk import plan_files, start_or_resume
+        from ingest.bulk import plan_files
         from ingest.manifest import read_manifest
         from ingest.sources import ArchiveLimits, is_archive, unpack, work_folder
 
@@ -104,10 +106,10 @@ class ImportRunner:
         listed = None
         if manifest is not None:
             listed = read_manifest(inside_root(root, manifest, "manifest"), labels)
-        self._check_labels(labels, listed)
+        self._db.imports.check(actor, labels, listed or ())
         key = str(source)
         with self._lock:
-            self._check_free(key, path)
+            self._check_free(actor, key, path)
         work = None
         try:
             folder, within = source, root
@@ -116,13 +118,11 @@ class ImportRunner:
                 folder = within = unpack(source, work, ArchiveLimits.of(settings))
             planned = plan_files(folder, labels, listed)
             with self._lock:
-                self._check_free(key, path)
-                store = self._db.store
-                job = start_or_resume(store, actor.id, key, labels, planned)
-                store.imports.touch(job.id)
+                self._check_free(actor, key, path)
+                job = self._db.imports.start(actor, key, labels, planned)
                 thread = threading.Thread(
                     target=self._run,
-                    args=(job, folder, within, work),
+                    args=(actor, job, folder, within, work),
                     name=f"import-{job.id}",
                     daemon=True,
                 )
@@ -133,51 +133,36 @@ class ImportRunner:
             raise
         return job
 
-    def _check_free(self, key: str, path: str) -> None:
-        """Conflict if an import of this source runs here or elsewhere (under the lock)."""
+    def _check_free(self, actor: Actor, key: str, path: str) -> None:
+        """Conflict if an import of this source runs here, or in another process
+        (its heartbeat is fresh); called under the lock."""
         if key in self._threads and self._threads[key].is_alive():
             raise Conflict(f"an import of {path} is already running", source=path)
-        self._check_heartbeats(key, path)
+        job = self._db.imports.running(actor, key, now() - STALE_AFTER)
+        if job is not None:
+            raise Conflict(
+                f"import {job.id} of {path} is running on another worker or server", job=job.id
+            )
 
-    def _check_labels(self, labels: tuple[str, ...], listed: list[PlannedFile] | None) -> None:
-        with self._db.store.engine.begin() as conn:
-            taxonomy.check(conn, [labels], "labels")
-            if listed:
-                taxonomy.check(conn, [f.labels for f in listed], "manifest")
-
-    def _check_heartbeats(self, key: str, path: str) -> None:
-        """Conflict if another process runs an import of this source right now."""
-        fresh = now() - STALE_AFTER
-        for job in self._db.store.imports.recent(200):
-            if job.source == key and job.status is JobStatus.RUNNING and job.updated_at > fresh:
-                raise Conflict(
-                    f"import {job.id} of {path} is running on another worker or server",
-                    job=job.id,
-                )
-
-    def _run(self, job: ImportJob, folder: Path, within: Path, work: Path | None) -> None:
+    def _run(
+        self, actor: Actor, job: ImportJob, folder: Path, within: Path, work: Path | None
+    ) -> None:
         from ingest.bulk import Progress, run_import
         from ingest.pool import open_pool
 
-        settings, store = self._db.settings, self._db.store
+        settings, imports = self._db.settings, self._db.imports
         beat = time.monotonic()
 
         def heartbeat(_: Progress) -> None:
             nonlocal beat
             if time.monotonic() - beat >= HEARTBEAT_S:
-                store.imports.touch(job.id)
+                imports.touch(actor, job.id)
                 beat = time.monotonic()
 
         try:
             with open_pool(settings.import_workers, settings.dask_scheduler) as pool:
                 summary = run_import(
-                    store,
-                    job,
-                    folder,
-                    pool,
-                    status=Status.ACTIVE,
-                    on_progress=heartbeat,
-                    within=within,
+                    self._db, actor, job, folder, pool, on_progress=heartbeat, within=within
                 )
             log.info(
                 "import %d done: %d files, %d failed",

@@ -4,8 +4,10 @@
 and starts hashing it in the background (202 with the job); `GET
 /v1/imports/<id>` reports its progress and every failed file; `GET /v1/imports`
 lists recent jobs. How imports run, and what is refused, is in
-`api.import_runner`. Starting one is audited (`import.start`) with the key and
-request id; what it stores is recorded per file in the job.
+`api.import_runner` and `hashdb.consortium.imports`: an unknown label is a 400
+before any file is read, and the job's start and finish are audited
+(`import.start`, `import.finish`) with the key and request id; what it stores is
+recorded per file in the job.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from api.context import ApiContext, context
 from api.openapi import document
 from api.request_id import actor
 from api.web import json_body, reply
-from hashdb.consortium import FileState, ImportJob, Role, audit
+from hashdb.consortium import FileState, ImportJob, Role
 
 bp = Blueprint("imports", __name__)
 
@@ -70,15 +72,7 @@ def _out(ctx: ApiContext, job: ImportJob) -> dict[str, object]:
 def start() -> Response:
     ctx = context()
     body = json_body(i.ImportRequest)
-    who = actor()
-    job = ctx.imports.start(who, body.path, tuple(body.labels), body.manifest)
-    audit.record(
-        ctx.db.store.engine,
-        who,
-        "import.start",
-        f"import:{job.id}",
-        {"path": body.path, "labels": body.labels, "files": job.counts.total},
-    )
+    job = ctx.imports.start(actor(), body.path, tuple(body.labels), body.manifest)
     return reply(i.ImportOut.model_validate(_out(ctx, job)), 202)
 
 
@@ -87,7 +81,7 @@ def start() -> Response:
 @requires(Role.OPS)
 def recent() -> Response:
     ctx = context()
-    jobs = ctx.db.store.imports.recent()
+    jobs = ctx.db.imports.recent(actor())
     return reply(i.ImportList(imports=[i.ImportOut.model_validate(_out(ctx, j)) for j in jobs]))
 
 
@@ -102,10 +96,10 @@ def recent() -> Response:
 @requires(Role.OPS)
 def progress(job_id: int) -> Response:
     ctx = context()
-    store = ctx.db.store.imports
-    job = store.get(job_id)
-    done = store.files(job_id, FileState.DONE)
-    failed = store.files(job_id, FileState.FAILED)
+    who = actor()
+    job = ctx.db.imports.get(who, job_id)
+    done = ctx.db.imports.files(who, job_id, FileState.DONE)
+    failed = ctx.db.imports.files(who, job_id, FileState.FAILED)
     detail = i.ImportDetail.model_validate(
         {
             **_out(ctx, job),

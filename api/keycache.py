@@ -3,11 +3,11 @@
 Looking a key up costs a database round trip, which on the single-hash match path
 cost as much as the lookup itself. A worker therefore keeps the principals of the
 keys it has seen, keyed by the key's digest, and forgets all of them whenever the
-auth change log's head moves (a revocation, a disabled member, a rotation:
-hashdb/store/members.py). The head is read on every request anyway
-(hashdb/store/heads.py), so a revoked key fails on the very next request in every
-worker. A key's own expiry is checked against the clock on every use. Unknown and
-refused keys are never cached.
+auth change log's head moves (a revocation, a disabled member, a rotation). Keys
+are looked up through the consortium layer (`Members.authenticate`). The head is
+read on every request anyway (`Members.heads`), so a revoked key fails on the very
+next request in every worker. A key's own expiry is checked against the clock on
+every use. Unknown and refused keys are never cached.
 
 A principal is cached only if the log did not move while it was read: a reader
 that looked the key up just before a revocation must not put the old answer back
@@ -16,17 +16,23 @@ after the revocation emptied the cache.
 
 from __future__ import annotations
 
+import hashlib
 import threading
+from typing import Protocol
 
 from hashdb.consortium import Principal, now
-from hashdb.store import MemberStore
-from hashdb.store.members import digest
 
 CAPACITY = 10_000  # keys; a consortium has a few dozen members with a few keys each
 
 
+class Authenticator(Protocol):
+    """What the cache looks keys up with: the consortium's `Members`."""
+
+    def authenticate(self, secret: str) -> Principal: ...
+
+
 class KeyCache:
-    def __init__(self, members: MemberStore, capacity: int = CAPACITY) -> None:
+    def __init__(self, members: Authenticator, capacity: int = CAPACITY) -> None:
         self._members = members
         self._capacity = capacity
         self._keys: dict[str, Principal] = {}
@@ -36,7 +42,7 @@ class KeyCache:
     def principal(self, secret: str, head: int) -> Principal:
         """The principal behind `secret` (Unauthenticated if none), given the auth
         change log's current `head`."""
-        key = digest(secret)
+        key = hashlib.sha256(secret.encode()).hexdigest()  # the secret is not kept
         with self._lock:
             if head > self._head:
                 self._keys.clear()

@@ -4,7 +4,8 @@ Every member may read the taxonomy (it says what a contribution may be labelled)
 admins add labels, edit their description, and deprecate them (a label is never
 deleted: stored hashes keep naming it). Admins open and close crisis incidents:
 contributions labelled `crisis_incident:<id>` of an open incident go live at once.
-The workflow functions audit these writes themselves.
+The use cases (`Consortium.labels`, `Consortium.incidents`) audit these writes
+themselves.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from api.context import context
 from api.openapi import document
 from api.request_id import actor
 from api.web import json_body, optional_json_body, reply
-from hashdb.consortium import Role, incidents, labels
+from hashdb.consortium import Role
 from hashdb.consortium.incidents import Incident
 from hashdb.consortium.labels import Label, ValueKind
 
@@ -53,7 +54,7 @@ def incident_out(i: Incident) -> w.IncidentOut:
 @document("The label taxonomy", tag=TAG, responses={200: w.LabelList})
 @requires(Role.MEMBER, Role.OPS)
 def list_labels() -> Response:
-    found = labels.all_labels(context().db.store.engine)
+    found = context().db.labels.all()
     return reply(w.LabelList(labels=[label_out(x) for x in found]))
 
 
@@ -68,8 +69,9 @@ def list_labels() -> Response:
 @requires(Role.ADMIN)
 def add_label() -> Response:
     body = json_body(w.LabelIn)
-    engine = context().db.store.engine
-    label = labels.add(engine, actor(), body.name, body.description, ValueKind(body.value_kind))
+    label = context().db.labels.add(
+        actor(), body.name, body.description, ValueKind(body.value_kind)
+    )
     return reply(label_out(label), 201)
 
 
@@ -85,8 +87,7 @@ def add_label() -> Response:
 @requires(Role.ADMIN)
 def edit_label(name: str) -> Response:
     body = json_body(w.LabelEdit)
-    label = labels.edit(
-        context().db.store.engine,
+    label = context().db.labels.edit(
         actor(),
         name,
         description=body.description,
@@ -99,7 +100,7 @@ def edit_label(name: str) -> Response:
 @document("Crisis incidents", tag=TAG, responses={200: w.IncidentList})
 @requires(Role.ADMIN)
 def list_incidents() -> Response:
-    found = incidents.all_incidents(context().db.store.engine)
+    found = context().db.incidents.all(actor())
     return reply(w.IncidentList(incidents=[incident_out(i) for i in found]))
 
 
@@ -114,8 +115,7 @@ def list_incidents() -> Response:
 @requires(Role.ADMIN)
 def open_incident() -> Response:
     body = json_body(w.IncidentIn)
-    incident = incidents.open_incident(
-        context().db.store.engine,
+    incident = context().db.incidents.open(
         actor(),
         body.name,
         started_at=body.started_at,
@@ -137,7 +137,7 @@ def open_incident() -> Response:
 @requires(Role.ADMIN)
 def close_incident(incident_id: int) -> Response:
     body = optional_json_body(w.IncidentClose)
-    incident = incidents.close_incident(
-        context().db.store.engine, actor(), incident_id, ended_at=body.ended_at if body else None
+    incident = context().db.incidents.close(
+        actor(), incident_id, ended_at=body.ended_at if body else None
     )
     return reply(incident_out(incident))

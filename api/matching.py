@@ -16,6 +16,13 @@ image they are hashed exactly; from a PDQ hash alone they are derived from its
 bits (`hashdb.signals.pdq_dihedral`, within a few bits of the exact forms; see the
 measurements there), so a member that only keeps hashes can ask too. Each match
 names the form that matched in `variant`.
+
+Every view answers through the consortium's matching use case
+(`ctx.db.matching.answer`), which caps thresholds, prices the request in query
+units, refuses it above HASHDB_MAX_REQUEST_COST (413), charges the key (429 with
+Retry-After) and counts the matches, as it does for the console and the CLI; this
+module parses, hashes uploads in the sandbox, and renders. `POST /v1/match` also
+refuses an unaffordable batch from its cost as sent, before parsing it.
 """
 
 from __future__ import annotations
@@ -27,20 +34,15 @@ from typing import Any
 from flask import Blueprint, Response
 
 from api import schemas as s
-from api.auth import heads, principal, requires
+from api.auth import heads, requires
 from api.context import ApiContext, context
 from api.openapi import document
-from api.uploads import form_fields, probed_image, uploaded_file
-from api.video import VideoQuery, hash_query, video_hashes, video_match, video_query
+from api.request_id import actor
+from api.uploads import form_fields, lookup_probes, probed_image, uploaded_file
+from api.video import VpdqQuery, hash_query, video_hashes, video_match, video_query, vpdq_query
 from api.web import json_body, reply, reply_data
-from hashdb.budget import (
-    check_request_cost,
-    check_threshold,
-    probe_cost,
-    request_cost,
-    video_cost,
-)
-from hashdb.consortium import Query, QueryResult, Role
+from hashdb.budget import check_request_cost, check_threshold, probe_cost, video_cost
+from hashdb.consortium import Answer, Query, QueryResult, Role, VideoQuery
 from hashdb.errors import InvalidInput, OutsideFailure
 from hashdb.settings import Settings
 from hashdb.signals import MD5, PDQ, PHASH, SHA256, SIGNAL_TYPES, Matching, get_signal_type
@@ -49,7 +51,6 @@ from hashdb.signals.vpdq import VPDQ
 from hashdb.video_match import VideoThresholds
 from ingest.image import ImageHashes
 from ingest.probes import FULL, PLAIN, ProbeKind, ProbeOptions
-from ingest.records import video_frames
 from ingest.video import is_video
 
 bp = Blueprint("matching", __name__)
@@ -60,24 +61,14 @@ Result = dict[str, Any]
 TAG = "matching"
 
 
-def spend_index_work(ctx: ApiContext, cost: int) -> None:
-    """Admit a request costing `cost` query units (hashdb/budget.py), before any index
-    work: 413 above HASHDB_MAX_REQUEST_COST, else the units are taken from the
-    caller's key (429 with Retry-After when its index-work bucket is short). Every
-    view that searches the index calls it with the cost of what it will search
-    (for probed uploads: `spend_index_work(ctx, request_cost(queries))`)."""
-    check_request_cost(ctx.settings, cost)
-    ctx.db.limiter.spend(
-        principal().key_id, cost, ctx.settings.key_cost_per_second, ctx.settings.key_cost_capacity
-    )
-
-
 def batch_cost(items: Sequence[s.MatchQuery]) -> int:
-    """Query units of a `POST /v1/match` batch priced from the request as sent, so
-    that an unaffordable one is refused before its dihedral forms are derived or its
-    frames parsed (which alone take seconds for 10,000 queries). A vpdq query is
-    priced at one probe per line of its frame list; an unknown signal type at 1
-    (`to_queries` refuses it)."""
+    """Query units of a `POST /v1/match` batch estimated from the request as sent, so
+    that an unaffordable one is refused (413) before its dihedral forms are derived or
+    its frames parsed (which alone take seconds for 10,000 queries). It is never below
+    what the matching use case then prices and charges for the parsed queries: a vpdq
+    query is estimated at one probe per line of its frame list (its frames of quality
+    below 50 are not searched, nor charged); an unknown signal type at 1 (`to_queries`
+    refuses it)."""
     total = 0
     for item in items:
         signal = SIGNAL_TYPES.get(item.signal_type)
@@ -90,18 +81,18 @@ def batch_cost(items: Sequence[s.MatchQuery]) -> int:
     return total
 
 
-def to_queries(settings: Settings, items: Sequence[s.MatchQuery]) -> list[Query | VideoQuery]:
+def to_queries(settings: Settings, items: Sequence[s.MatchQuery]) -> list[Query | VpdqQuery]:
     if len(items) > settings.max_batch:
         raise InvalidInput(
             f"{len(items)} queries in one request; at most {settings.max_batch}",
             field="queries",
             maximum=settings.max_batch,
         )
-    out: list[Query | VideoQuery] = []
+    out: list[Query | VpdqQuery] = []
     for i, item in enumerate(items):
         signal = get_signal_type(item.signal_type, "signal_type", i)
         if signal.matching is Matching.VIDEO:
-            out.append(video_query(settings, item, i))
+            out.append(vpdq_query(settings, item, i))
             continue
         for name in ("min_query_share", "min_reference_share"):
             if getattr(item, name) is not None:
@@ -117,66 +108,61 @@ def to_queries(settings: Settings, items: Sequence[s.MatchQuery]) -> list[Query 
     return out
 
 
-def _match(
-    ctx: ApiContext, queries: Sequence[Query], positions: Sequence[int] | None = None
-) -> list[Result]:
-    """Answer a batch; `positions` are the queries' indexes in the request (default 0..n)."""
+def _answer(
+    ctx: ApiContext, queries: Sequence[Query] = (), videos: Sequence[VideoQuery] = ()
+) -> Answer:
+    """Answer one request through the matching use case (capped, priced, charged to
+    the caller's key, counted for its member), and count it in the metrics."""
     if not ctx.loader.ready:
         raise OutsideFailure("the indexes are still loading; retry shortly")
-    results = ctx.db.matching.match(queries, member=principal().member, heads=heads())
-    _count(ctx, results)
+    answer = ctx.db.matching.answer(actor(), queries, videos, heads=heads())
+    _count(ctx, answer)
+    return answer
+
+
+def _results(
+    results: Sequence[QueryResult], positions: Sequence[int] | None = None
+) -> list[Result]:
+    """Results as plain data; `positions` are the queries' indexes in the request
+    (default 0..n)."""
     where = range(len(results)) if positions is None else positions
     return [_result(i, r) for i, r in zip(where, results, strict=True)]
 
 
-def _match_mixed(ctx: ApiContext, queries: Sequence[Query | VideoQuery]) -> list[Result]:
-    """Hash queries answered in one batch, each video query on its own; query order."""
+def _match_mixed(ctx: ApiContext, queries: Sequence[Query | VpdqQuery]) -> list[Result]:
+    """Hash and vpdq queries answered as one request; results in query order."""
     plain = [(i, q) for i, q in enumerate(queries) if isinstance(q, Query)]
+    sent = [(i, q) for i, q in enumerate(queries) if isinstance(q, VpdqQuery)]
+    answer = _answer(ctx, [q for _, q in plain], [q.query for _, q in sent])
     out: dict[int, Result] = {}
-    if plain:
-        answered = _match(ctx, [q for _, q in plain], [i for i, _ in plain])
-        out.update((r["index"], r) for r in answered)
-    for i, q in enumerate(queries):
-        if isinstance(q, VideoQuery):
-            out[i] = _video_result(ctx, i, q).model_dump()
+    out.update((r["index"], r) for r in _results(answer.results, [i for i, _ in plain]))
+    for (i, q), found in zip(sent, answer.videos, strict=True):
+        out[i] = s.QueryResult(
+            index=i,
+            signal_type=VPDQ.name,
+            value=VPDQ.format(q.digest),
+            low_quality=not q.query.frames,
+            matches=[],
+            videos=[video_match(m) for m in found],
+        ).model_dump()
     return [out[i] for i in range(len(queries))]
 
 
-def _video_result(ctx: ApiContext, index: int, q: VideoQuery) -> s.QueryResult:
-    if not ctx.loader.ready:
-        raise OutsideFailure("the indexes are still loading; retry shortly")
-    found = ctx.db.matching.match_video(
-        q.frames,
-        threshold=q.threshold,
-        thresholds=q.thresholds,
-        member=principal().member,
-        heads=heads(),
-    )
-    ctx.metrics.queries.labels(VPDQ.name).inc()
-    if found:
-        ctx.metrics.matches.labels(VPDQ.name).inc(len(found))
-    return s.QueryResult(
-        index=index,
-        signal_type=VPDQ.name,
-        value=VPDQ.format(q.digest),
-        low_quality=not q.frames,
-        matches=[],
-        videos=[video_match(m) for m in found],
-    )
-
-
-def _count(ctx: ApiContext, results: Sequence[QueryResult]) -> None:
+def _count(ctx: ApiContext, answer: Answer) -> None:
     """Metrics once per request and signal type, not once per query."""
     queried: Counter[str] = Counter()
     matched: Counter[str] = Counter()
-    for r in results:
+    for r in answer.results:
         queried[r.query.signal_type.name] += 1
         matched[r.query.signal_type.name] += len(r.matches)
+    for found in answer.videos:
+        queried[VPDQ.name] += 1
+        matched[VPDQ.name] += len(found)
     for name, count in queried.items():
         ctx.metrics.queries.labels(name).inc(count)
         if matched[name]:
             ctx.metrics.matches.labels(name).inc(matched[name])
-    ctx.metrics.note_index(ctx.db.matcher)
+    ctx.metrics.note_index(ctx.db.matching)
 
 
 def _result(index: int, result: QueryResult) -> Result:
@@ -194,7 +180,7 @@ def _result(index: int, result: QueryResult) -> Result:
             {
                 "id": m.record.id,
                 "distance": m.distance,
-                "variant": m.variant,
+                "variant": m.how,
                 "labels": list(m.record.labels),
                 "status": m.record.status.value,
                 "added_at": m.record.created_at,
@@ -245,10 +231,8 @@ def media_hashes(h: ImageHashes) -> s.MediaHashes:
 def match() -> Response:
     ctx = context()
     request = json_body(s.MatchRequest)
-    cost = batch_cost(request.queries)
-    check_request_cost(ctx.settings, cost)
+    check_request_cost(ctx.settings, batch_cost(request.queries))
     queries = to_queries(ctx.settings, request.queries)
-    spend_index_work(ctx, cost)
     return reply_data({"results": _match_mixed(ctx, queries)})
 
 
@@ -280,10 +264,10 @@ def match_media() -> Response:
         return _match_uploaded_video(ctx, data, form)
     probed = probed_image(ctx, data, probe_options(form))
     queries = probed.queries(pdq_threshold=form.pdq_threshold, phash_threshold=form.phash_threshold)
-    spend_index_work(ctx, request_cost(queries))
+    results = _results(_answer(ctx, queries).results)
     return reply(
         s.MediaMatchResponse.model_validate(
-            {"hashes": media_hashes(probed.hashes), "results": _match(ctx, queries)}
+            {"hashes": media_hashes(probed.hashes), "results": results}
         )
     )
 
@@ -291,8 +275,7 @@ def match_media() -> Response:
 def probe_options(form: s.MediaMatchForm) -> ProbeOptions:
     """The probe set a request asks for (see MediaMatchForm.probes)."""
     if form.probes is None:
-        kinds = ["content", "dihedral", "content_dihedral"] if form.dihedral else ["content"]
-        return ProbeOptions.of(kinds)
+        return lookup_probes(form.dihedral)
     names = [n.strip() for n in form.probes.split(",") if n.strip()]
     if names == ["all"]:
         return FULL
@@ -310,22 +293,17 @@ def probe_options(form: s.MediaMatchForm) -> ProbeOptions:
 
 def _match_uploaded_video(ctx: ApiContext, data: bytes, form: s.MediaMatchForm) -> Response:
     v = hash_query(ctx, data)
-    spend_index_work(ctx, video_cost(len(v.frames), form.pdq_threshold))
     thresholds = VideoThresholds(
         min_query_share=form.min_query_share, min_reference_share=form.min_reference_share
     )
-    found = ctx.db.matching.match_video(
-        video_frames(v),
-        threshold=form.pdq_threshold,
-        thresholds=thresholds,
-        member=principal().member,
-        heads=heads(),
-    )
-    ctx.metrics.queries.labels(VPDQ.name).inc()
-    if found:
-        ctx.metrics.matches.labels(VPDQ.name).inc(len(found))
-    digests = _match(ctx, [Query(MD5, v.md5), Query(SHA256, v.sha256)])
+    digests = [Query(MD5, v.md5), Query(SHA256, v.sha256)]
+    answer = _answer(ctx, digests, [video_query(v, form.pdq_threshold, thresholds)])
+    (found,) = answer.videos
     body = s.VideoMatchResponse.model_validate(
-        {"hashes": video_hashes(v), "videos": [video_match(m) for m in found], "results": digests}
+        {
+            "hashes": video_hashes(v),
+            "videos": [video_match(m) for m in found],
+            "results": _results(answer.results),
+        }
     )
     return reply(body)

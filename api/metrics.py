@@ -12,6 +12,7 @@ variable (a single process, the test client) the registry is read directly.
 from __future__ import annotations
 
 import os
+from typing import Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,7 +24,15 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from hashdb.matching import Matcher
+
+class Indexes(Protocol):
+    """What the metrics read of the indexes (`Consortium.matching` has it)."""
+
+    @property
+    def cursor(self) -> int: ...
+
+    def index_sizes(self) -> dict[str, int]: ...
+
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -36,7 +45,7 @@ class Metrics:
 
     def __init__(self) -> None:
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
-        self._sizes_at = -1  # the matcher cursor the index size gauges reflect
+        self._sizes_at = -1  # the change-log position the index size gauges reflect
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "hashdb_http_requests",
@@ -81,12 +90,12 @@ class Metrics:
         for name, size in sizes.items():
             self.index_size.labels(name).set(size)
 
-    def note_index(self, matcher: Matcher) -> None:
-        """Index sizes again, if the matcher replayed changes since they were set
+    def note_index(self, indexes: Indexes) -> None:
+        """Index sizes again, if the indexes replayed changes since they were set
         (a request calls this; most find nothing new)."""
-        if matcher.cursor != self._sizes_at:
-            self._sizes_at = matcher.cursor
-            self.set_index_sizes(matcher.sizes())
+        if indexes.cursor != self._sizes_at:
+            self._sizes_at = indexes.cursor
+            self.set_index_sizes(indexes.index_sizes())
 
     def render(self) -> bytes:
         if not self.multiprocess:

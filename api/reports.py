@@ -46,9 +46,7 @@ def _format(asked: str | None) -> str:
 @requires(Role.MEMBER)
 def transparency() -> Response:
     args = query_args(w.ReportQuery)
-    db = context().db
-    db.tally.flush()  # this worker's matches so far (others write theirs every second)
-    report = reports.transparency(db.store.engine, actor(), args.from_, args.to, args.member_id)
+    report = context().db.reports.transparency(actor(), args.from_, args.to, args.member_id)
     fmt = _format(args.format)
     if fmt == "csv":
         return Response(reports.render_csv(report), mimetype="text/csv")

@@ -2,31 +2,29 @@
 
 A caller (or the load balancer in front) may send `X-Request-Id`; a value of 1-64
 letters, digits, `.`, `_` or `-` is kept, anything else is replaced by a fresh
-random id, so a client cannot write arbitrary text into the audit log through it.
-The id is echoed in the response's `X-Request-Id` header and stored with every
-audit entry the request writes (`actor()`).
+random id (the rule is the consortium layer's, `hashdb.consortium.actor.request_id`,
+and an `Actor` refuses anything else), so a client cannot write arbitrary text into
+the audit log through it. The id is echoed in the response's `X-Request-Id` header
+and stored with every audit entry the request writes, from the API (`actor()`) and
+from the console alike.
 """
 
 from __future__ import annotations
-
-import re
-import uuid
 
 from flask import Flask, Response, g, request
 
 from api.auth import principal
 from hashdb.consortium import Actor
+from hashdb.consortium.actor import request_id
 
 HEADER = "X-Request-Id"
-_ACCEPTED = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 def current() -> str:
     """The id of the request being handled."""
     found = g.get("request_id")
     if not isinstance(found, str):
-        sent = request.headers.get(HEADER, "")
-        found = sent if _ACCEPTED.fullmatch(sent) else uuid.uuid4().hex
+        found = request_id(request.headers.get(HEADER))
         g.request_id = found
     return found
 

@@ -30,7 +30,7 @@ from hashdb.errors import InvalidInput, UnsupportedMedia
 from hashdb.settings import Settings
 from ingest import sandbox
 from ingest.image import ImageHashes
-from ingest.probes import ProbedImage, ProbeOptions
+from ingest.probes import ProbedImage, ProbeKind, ProbeOptions
 
 FILE_FIELD = "file"
 
@@ -90,31 +90,23 @@ def in_sandbox(
     return ctx.media.run(limits, tag, job, data, *args, **kwargs)
 
 
+def lookup_probes(dihedral: bool = False) -> ProbeOptions:
+    """The probes a lookup of an image builds unless it names its own: its content
+    region always (a letterboxed or captioned copy matches the stored picture), and
+    with `dihedral` the 7 other rotations and flips of the image and of its content
+    region. The API, the console and the CLI all probe with these."""
+    kinds = [ProbeKind.CONTENT]
+    if dihedral:
+        kinds += [ProbeKind.DIHEDRAL, ProbeKind.CONTENT_DIHEDRAL]
+    return ProbeOptions(frozenset(kinds))
+
+
 def image_limits(settings: Settings) -> sandbox.JobLimits:
     return sandbox.JobLimits(
         memory_mib=settings.media_memory_mib,
         cpu_seconds=settings.media_image_cpu_seconds,
         wall_seconds=settings.media_image_wall_seconds,
     )
-
-
-def image_hashes(ctx: ApiContext, data: bytes, *, dihedral: bool = False) -> ImageHashes:
-    """Hash an uploaded image (with its dihedral forms if asked)."""
-    s = ctx.settings
-    return in_sandbox(
-        ctx,
-        image_limits(s),
-        sandbox.image_hashes,
-        data,
-        dihedral=dihedral,
-        max_pixels=s.max_image_pixels,
-        max_decoded_bytes=s.max_decoded_bytes,
-    )
-
-
-def uploaded_image(ctx: ApiContext, *, dihedral: bool = False) -> ImageHashes:
-    """Hash the uploaded image (with its dihedral forms if asked)."""
-    return image_hashes(ctx, uploaded_file(), dihedral=dihedral)
 
 
 def probed_image(ctx: ApiContext, data: bytes, options: ProbeOptions) -> ProbedImage:

@@ -4,13 +4,13 @@ Admins work the queue (`GET /v1/review`, pending contributions or disputes),
 approve, reject or retire hashes in bulk (a list of ids: all move, or none do and
 the answer is 409 naming the ids that cannot), resolve disputes, and read a
 hash's history. `DELETE /v1/hashes/<id>` is retirement too, through the same
-workflow call, so who retired it, with which key and why, is in the history and
+use case (`Consortium.vetting`), so who retired it, with which key and why, is in the history and
 the audit log (reason from `?reason=` or a JSON body; a default otherwise).
 Deleting a hash that is already retired answers it unchanged: DELETE is
 idempotent. An expiry may be set by an admin or by the hash's contributor.
 
-The workflow functions write the audit entries themselves (same transaction as
-the move), so these views add none.
+The use cases write the audit entries themselves (same transaction as the move),
+so these views add none.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from api.contributing import hash_out
 from api.openapi import document
 from api.request_id import actor
 from api.web import json_body, optional_json_body, query_args, reply
-from hashdb.consortium import HashRecord, Role, Status, vetting
+from hashdb.consortium import HashRecord, Role, Status
+from hashdb.consortium.vetting import Resolution
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,8 @@ def _hashes(records: list[HashRecord]) -> Response:
 @requires(Role.ADMIN)
 def review() -> Response:
     args = query_args(w.ReviewQuery)
-    engine = context().db.store.engine
-    found = vetting.queue(
-        engine, actor(), Status(args.status), after_id=args.after_id, limit=args.limit
+    found = context().db.hashes.queue(
+        actor(), Status(args.status), after_id=args.after_id, limit=args.limit
     )
     more = len(found) == args.limit
     return reply(
@@ -79,7 +79,7 @@ def review() -> Response:
 @requires(Role.ADMIN)
 def approve() -> Response:
     body = json_body(w.StatusChange)
-    return _hashes(vetting.approve(context().db.store.engine, actor(), body.ids, body.reason))
+    return _hashes(context().db.vetting.approve(actor(), body.ids, body.reason))
 
 
 @bp.post("/v1/hashes/reject")
@@ -94,8 +94,7 @@ def approve() -> Response:
 @requires(Role.ADMIN)
 def reject() -> Response:
     body = json_body(w.StatusChange)
-    engine = context().db.store.engine
-    return _hashes(vetting.reject(engine, actor(), body.ids, body.reason or ""))
+    return _hashes(context().db.vetting.reject(actor(), body.ids, body.reason or ""))
 
 
 @bp.post("/v1/hashes/retire")
@@ -111,8 +110,7 @@ def reject() -> Response:
 @requires(Role.ADMIN)
 def retire() -> Response:
     body = json_body(w.StatusChange)
-    engine = context().db.store.engine
-    return _hashes(vetting.retire(engine, actor(), body.ids, body.reason or ""))
+    return _hashes(context().db.vetting.retire(actor(), body.ids, body.reason or ""))
 
 
 @bp.delete("/v1/hashes/<id:hash_id>")
@@ -134,11 +132,10 @@ def delete_hash(hash_id: int) -> Response:
     args = query_args(w.RetireArgs)
     body = optional_json_body(w.RetireBody)
     reason = (body.reason if body else None) or args.reason or DEFAULT_DELETE_REASON
-    store = context().db.store
-    record = store.hashes.get(hash_id)
+    db, who = context().db, actor()
+    record = db.hashes.get(who, hash_id)
     if record.status is not Status.RETIRED:
-        who = actor()
-        (record,) = vetting.retire(store.engine, who, [hash_id], reason)
+        (record,) = db.vetting.retire(who, [hash_id], reason)
         log.info(
             "hash %d (%s) retired by member %d (%s), key %s: %s",
             record.id,
@@ -163,12 +160,8 @@ def delete_hash(hash_id: int) -> Response:
 @requires(Role.ADMIN)
 def resolve(hash_id: int) -> Response:
     body = json_body(w.Resolve)
-    record = vetting.resolve_dispute(
-        context().db.store.engine,
-        actor(),
-        hash_id,
-        vetting.Resolution(body.resolution),
-        body.reason,
+    record = context().db.vetting.resolve_dispute(
+        actor(), hash_id, Resolution(body.resolution), body.reason
     )
     return reply(hash_out(record, full=True))
 
@@ -186,7 +179,7 @@ def resolve(hash_id: int) -> Response:
 @requires(Role.MEMBER)
 def set_expiry(hash_id: int) -> Response:
     body = json_body(w.Expiry)
-    record = vetting.set_expiry(context().db.store.engine, actor(), hash_id, body.expires_at)
+    record = context().db.vetting.set_expiry(actor(), hash_id, body.expires_at)
     return reply(hash_out(record, full=True))  # an admin or the contributor
 
 
@@ -199,7 +192,7 @@ def set_expiry(hash_id: int) -> Response:
 )
 @requires(Role.ADMIN)
 def history(hash_id: int) -> Response:
-    moves = vetting.history(context().db.store.engine, hash_id)
+    moves = context().db.vetting.history(actor(), hash_id)
     return reply(
         w.History(
             hash_id=hash_id,

@@ -4,7 +4,8 @@ A query video is hashed at every frame (`ingest.video.EVERY_FRAME`) and stored
 videos at 1 frame per second: two copies sampled once a second line up only when
 their cuts do, while every reference frame has an exact counterpart among a
 query's frames (see `hashdb.video_match`, "Sampling phase"). Hashing every frame
-is 14-25x real time per core, so an upload is hashed under tight limits
+is several times slower than sampling (docs/measurements.md, "Video decoding
+speed"), so an upload is hashed under tight limits
 (HASHDB_VIDEO_MAX_SECONDS of work, HASHDB_VIDEO_MAX_FRAMES frames): a query cut
 short is matched on what was hashed, and says so (`complete: false`); a
 contribution cut short is refused (422), since a truncated reference would look
@@ -12,6 +13,8 @@ complete to everyone who matches against it. Long reference videos belong in a
 bulk import. Hashing runs in the media sandbox (`ingest.sandbox`), whose CPU and
 wall-clock limits for videos (HASHDB_MEDIA_VIDEO_*) sit above the hashing budget:
 hashing stops itself first, and the sandbox only stops what would not.
+`hashdb add` and `hashdb match` hash a video in their own process, at the same
+rates and under the same `limits`, and store one only if `complete_reference`.
 
 A vpdq query in `POST /v1/match` carries the frames itself as vPDQ text; its
 frames of quality below 50 are left out, as vPDQ does, and a query left with
@@ -26,12 +29,13 @@ from api import schemas as s
 from api.context import ApiContext
 from api.uploads import in_sandbox
 from hashdb.budget import check_threshold
-from hashdb.consortium import VideoMatch
+from hashdb.consortium import VideoMatch, VideoQuery
 from hashdb.errors import InvalidInput, MediaError
 from hashdb.settings import Settings
 from hashdb.signals import MD5, PDQ, SHA256
-from hashdb.signals.vpdq import Frame, frames_digest, parse_frames
+from hashdb.signals.vpdq import frames_digest, parse_frames
 from hashdb.video_match import TimeRange, VideoThresholds
+from ingest.records import video_frames
 from ingest.sandbox import JobLimits
 from ingest.video import (
     EVERY_FRAME,
@@ -52,6 +56,7 @@ _WORK_SHARE = 0.8
 
 
 def limits(settings: Settings) -> VideoLimits:
+    """How much hashing one video may do, for a request or a CLI command."""
     work = min(settings.video_max_seconds, _WORK_SHARE * settings.media_video_wall_seconds)
     return VideoLimits(max_seconds_of_work=work, max_frames=settings.video_max_frames)
 
@@ -81,8 +86,15 @@ def hash_query(ctx: ApiContext, data: bytes) -> VideoHashes:
 
 def hash_reference(ctx: ApiContext, data: bytes) -> VideoHashes:
     """An uploaded video to store, at 1 frame per second; MediaError if a limit cut
-    it short (damage is reported in `ended_by`, as the import does)."""
-    v = _hash(ctx, data, REFERENCE_RATE)
+    it short (see `complete_reference`)."""
+    return complete_reference(_hash(ctx, data, REFERENCE_RATE))
+
+
+def complete_reference(v: VideoHashes) -> VideoHashes:
+    """`v` if it may be stored: hashed to its end (damage is reported in `ended_by`,
+    as the import does), else MediaError, since a truncated reference would look
+    complete to everyone who matches against it. The CLI, which hashes in its own
+    process under the same `limits`, holds its videos to this too."""
     if v.ended_by not in (EndReason.COMPLETE, EndReason.DAMAGED):
         raise MediaError(
             f"the video is too long to hash within a request (stopped by {v.ended_by.value} "
@@ -92,17 +104,23 @@ def hash_reference(ctx: ApiContext, data: bytes) -> VideoHashes:
     return v
 
 
+def video_query(
+    v: VideoHashes, threshold: int | None = None, thresholds: VideoThresholds | None = None
+) -> VideoQuery:
+    """A hashed query video as the matching use case takes it."""
+    return VideoQuery(video_frames(v), threshold, thresholds or VideoThresholds())
+
+
 @dataclass(frozen=True)
-class VideoQuery:
-    """A vpdq query of a `POST /v1/match` batch."""
+class VpdqQuery:
+    """A vpdq query of a `POST /v1/match` batch: the video query, and the digest that
+    names it in the answer."""
 
-    frames: tuple[Frame, ...]  # quality >= 50 only
+    query: VideoQuery  # frames of quality >= 50 only
     digest: bytes  # SHA-256 of the canonical list of the frames as sent
-    threshold: int | None
-    thresholds: VideoThresholds
 
 
-def video_query(settings: Settings, item: s.MatchQuery, index: int) -> VideoQuery:
+def vpdq_query(settings: Settings, item: s.MatchQuery, index: int) -> VpdqQuery:
     if item.dihedral:
         raise InvalidInput("dihedral applies to pdq only", field="dihedral", index=index)
     if item.quality is not None:
@@ -116,15 +134,15 @@ def video_query(settings: Settings, item: s.MatchQuery, index: int) -> VideoQuer
             maximum=settings.video_max_frames,
         )
     check_threshold(settings, PDQ, item.threshold, "threshold", index)  # frames are PDQ
-    return VideoQuery(
+    query = VideoQuery(
         frames=tuple(f for f in sent if f.quality >= MIN_QUALITY),
-        digest=frames_digest(sent),
         threshold=item.threshold,
         thresholds=VideoThresholds(
             min_query_share=item.min_query_share or 0.0,
             min_reference_share=item.min_reference_share or 0.0,
         ),
     )
+    return VpdqQuery(query, frames_digest(sent))
 
 
 def video_hashes(v: VideoHashes) -> s.VideoHashes:

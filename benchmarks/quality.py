@@ -83,7 +83,7 @@ from hashdb.consortium.core import Consortium
 from hashdb.matching import Match, Query, QueryResult
 from hashdb.settings import Settings
 from hashdb.signals import PDQ
-from hashdb.store import MATCHABLE, HashRecord, Role, Store
+from hashdb.store import MATCHABLE, Role, Store
 from hashdb.variants import CONTENT, STORED_THRESHOLDS
 from ingest.image import hash_image
 from ingest.probes import FULL, ProbeOptions, probe_queries
@@ -131,16 +131,14 @@ def _unrelated_job(args: tuple[int, int]) -> Hashed:
 
 
 def _how(m: Match) -> str | None:
-    """How a match was made: the query's probe ("whole" for the query as given), then
-    the stored variant it hit if any ("flip_y>stored:crop_c90"); None when it was a
-    hit on a stored variant beyond that kind's STORED_THRESHOLDS (a matcher that does
-    not know stored variants reports such raw hits; one that does never does)."""
-    how = m.variant or "whole"
-    if m.record.variant is None:
-        return how
-    if m.distance > STORED_THRESHOLDS[m.record.variant]:
+    """How a match was made, as the API writes it ("flip_y", "stored:crop90_3_3",
+    "flip_y+stored:crop95_2_1"; "whole" for the query as given against the stored
+    hash); None for a hit on a stored variant beyond its kind's STORED_THRESHOLDS,
+    which the matcher never reports (a check that it does not)."""
+    stored = m.via.stored if m.via else None
+    if stored is not None and m.distance > STORED_THRESHOLDS[stored]:
         return None
-    return f"{how}>stored:{m.record.variant}"
+    return m.how or "whole"
 
 
 def _found(result: QueryResult, reference: str) -> str | None:
@@ -199,7 +197,7 @@ def run(references: int, unrelated: int, workers: int, seed: int) -> None:
     per_image = (time.perf_counter() - started) / max(1, len(files))
     tx_index = pdq_index(entries=tx_entries, threshold=31)
     db.matcher.load()
-    stored = Counter(_stored_kind(r.variant) for r in _stored_records(db))
+    stored = Counter(_stored_kind(kind) for kind, _ in _stored_codes(db))
     print(
         f"stored {len(files)} images + {stored[CONTENT]} content regions + "
         f"{stored['crop windows']} crop windows (hash + store {per_image * 1000:.0f} ms/image)\n"
@@ -217,7 +215,7 @@ def run(references: int, unrelated: int, workers: int, seed: int) -> None:
             h = hash_query(qt.apply(name, rng, picture))
             ref = f"ref-{i}"
             counts["tx"] += any(m.metadata == ref for m in tx_index.query(h.tx))
-            plain, full = db.matching.match([h.plain, h.full])
+            plain, full = db.matching.match(None, [h.plain, h.full])
             counts["plain"] += _found(plain, ref) is not None
             how = _found(full, ref)
             if how is not None:
@@ -240,8 +238,8 @@ def run(references: int, unrelated: int, workers: int, seed: int) -> None:
     for start in range(0, len(hashed), 1000):
         batch = hashed[start : start + 1000]
         false["tx"] += sum(bool(tx_index.query(h.tx)) for h in batch)
-        plain_results = db.matching.match([h.plain for h in batch])
-        full_results = db.matching.match([h.full for h in batch])
+        plain_results = db.matching.match(None, [h.plain for h in batch])
+        full_results = db.matching.match(None, [h.full for h in batch])
         false["plain"] += sum(_any(r) for r in plain_results)
         false["full"] += sum(_any(r) for r in full_results)
     print(
@@ -257,9 +255,9 @@ def run(references: int, unrelated: int, workers: int, seed: int) -> None:
 def _distances(db: Consortium, hashed: list[Hashed]) -> None:
     """For each kind of query probe and each kind of stored row, the nearest any
     unrelated probe came, and how many came within 28, 31, 36 and 40 bits."""
-    records = _stored_records(db)
-    stored_kinds = np.array([_stored_kind(r.variant) for r in records])
-    stored = np.frombuffer(b"".join(r.value for r in records), np.uint8).reshape(-1, 32)
+    codes = _stored_codes(db)
+    stored_kinds = np.array([_stored_kind(kind) for kind, _ in codes])
+    stored = np.frombuffer(b"".join(value for _, value in codes), np.uint8).reshape(-1, 32)
     words = stored.view(np.uint64)  # (n, 4)
     names = np.array([_kind(n) for h in hashed for n in h.probe_names])
     probes = np.frombuffer(b"".join(h.probe_codes for h in hashed), np.uint8)
@@ -284,11 +282,18 @@ def _distances(db: Consortium, hashed: list[Hashed]) -> None:
             )
 
 
-def _stored_records(db: Consortium) -> list[HashRecord]:
-    """Every matchable stored PDQ row, stored variants included."""
-    ids = [int(i) for part, _ in db.store.hashes.iter_codes("pdq", 32, MATCHABLE) for i in part]
-    found = db.store.hashes.get_many(ids)
-    return [found[i] for i in ids]
+def _stored_codes(db: Consortium) -> list[tuple[str | None, bytes]]:
+    """Every matchable stored PDQ code: (None, code) for a hash, (its kind, code) for
+    a stored variant."""
+    hashes = db.store.hashes
+    out: list[tuple[str | None, bytes]] = [
+        (None, bytes(code))
+        for _, codes in hashes.iter_codes("pdq", 32, MATCHABLE)
+        for code in codes
+    ]
+    for _, kinds, codes in hashes.iter_variant_codes("pdq", 32, MATCHABLE):
+        out += [(kind, bytes(code)) for kind, code in zip(kinds, codes, strict=True)]
+    return out
 
 
 def _latency(db: Consortium, pictures: list[Image.Image]) -> None:
@@ -298,7 +303,7 @@ def _latency(db: Consortium, pictures: list[Image.Image]) -> None:
         times = []
         for _ in range(50):
             started = time.perf_counter()
-            db.matching.match(probe_queries(data, options).queries())
+            db.matching.match(None, probe_queries(data, options).queries())
             times.append(time.perf_counter() - started)
         print(
             f"latency, {label}, 1155 x 866 JPEG ({len(data) // 1024} KiB), hash + match: "

@@ -22,8 +22,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hashdb.consortium import Actor, Consortium
+from hashdb.settings import Settings
 from hashdb.store import Role, Store
-from ingest.bulk import plan_files, run_import, start_or_resume
+from ingest.bulk import plan_files, run_import
 from ingest.media import MediaOptions, hash_media_safely
 from ingest.pool import open_pool
 
@@ -45,9 +47,10 @@ def write_collection(root: Path, videos: int, seconds: float) -> None:
 def import_once(root: Path, workers: int, work: Path) -> tuple[float, float, int]:
     """Seconds to start the pool, seconds to import, videos imported."""
     store = Store.open(f"sqlite:///{work / f'import-{workers}.sqlite3'}")
+    db = Consortium(Settings(), store)
     try:
-        ops = store.members.create("ops", Role.OPS)[0]
-        job = start_or_resume(store, ops.id, str(root), (), plan_files(root, (), None))
+        ops = Actor(store.members.create("ops", Role.OPS)[0])
+        job = db.imports.start(ops, str(root), (), plan_files(root, (), None))
         with open_pool(workers) as pool:
             # Spawned workers import the hashing stack (PyAV, OpenCV, numba) first:
             # about a second, once per import, so it is timed apart.
@@ -58,10 +61,10 @@ def import_once(root: Path, workers: int, work: Path) -> tuple[float, float, int
                 future.result()
             startup = time.perf_counter() - started
             started = time.perf_counter()
-            summary = run_import(store, job, root, pool)
+            summary = run_import(db, ops, job, root, pool)
         return startup, time.perf_counter() - started, summary.videos
     finally:
-        store.close()
+        db.close()
 
 
 def main() -> None:

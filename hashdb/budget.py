@@ -24,8 +24,9 @@ every request shape within the bound while the price stays linear. Re-measure th
 whenever the index's plans change. Weights are integers, so costs are exact.
 
 Caps: `check_threshold` is the one place a per-signal-type threshold cap
-(`HASHDB_MAX_THRESHOLD_PDQ`, `HASHDB_MAX_THRESHOLD_PHASH`) is enforced: the API
-(hash queries and uploads) and the CLI call it; the console matches at the defaults.
+(`HASHDB_MAX_THRESHOLD_PDQ`, `HASHDB_MAX_THRESHOLD_PHASH`) is enforced: the matching
+use case (hashdb/consortium/matching.py) calls it for every query of every edge, and
+the API and the CLI call it first to name their own field.
 `check_request_cost` refuses a request above `HASHDB_MAX_REQUEST_COST` with
 `BudgetExceeded` (413), naming the setting.
 """
@@ -79,9 +80,9 @@ def query_cost(query: Query) -> int:
     """Query units of one query: its own probe plus every extra probe it carries."""
     own = threshold_weight(query.signal_type, query.threshold)
     extra = 0
-    for variant in query.variants:
-        if isinstance(variant, Probe) and variant.threshold is not None:
-            extra += threshold_weight(query.signal_type, variant.threshold)
+    for probe in query.probes:
+        if isinstance(probe, Probe) and probe.threshold is not None:
+            extra += threshold_weight(query.signal_type, probe.threshold)
         else:
             extra += own
     return own + extra

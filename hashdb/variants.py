@@ -4,8 +4,8 @@ A query that shows *more* than a stored picture (a caption bar, a border, a
 screenshot around it) is recovered on the query side: ingest/probes.py hashes the
 query's content region. A query that shows *less* (a crop) cannot be: the missing
 part is gone. So the store keeps hashes of what a cropped re-upload could show,
-computed from the contributed image (ingest/probes.py `stored_variants`), each as a
-row derived from the image's PDQ row (hashdb/store/hashes.py):
+computed from the contributed image (ingest/probes.py `stored_variants`) and kept
+with the image's PDQ row in `hash_variants` (hashdb/store/hashes.py):
 
 - `content`: the content region of the contributed image (ingest/canonical.py),
   when it has one (a meme stored with its caption bars still matches the bare
@@ -18,9 +18,12 @@ A window whose own PDQ quality is below 50 is not stored (it would match
 featureless pictures), nor one whose hash equals the image's own. A bare hash
 (contributed without its image) has no variants.
 
-The matcher reports a hit on a derived row as a match of its parent, within
-STORED_THRESHOLDS[kind] (and the probe's own threshold). These are measured by
-benchmarks/quality.py, see there for the command and the numbers.
+The matcher files each variant in the PDQ index under its image's id and its
+kind's slot (SLOTS; hashdb/index/entries.py), and reports a hit on it as a match of
+the image, within STORED_THRESHOLDS[kind] (and the probe's own threshold). They
+rest on benchmarks/quality.py (docs/measurements.md, "Probes and stored-variant
+thresholds").
+A stored kind that is no longer in STORED_KINDS has no slot: it is not indexed.
 """
 
 from __future__ import annotations
@@ -41,11 +44,11 @@ class Window(NamedTuple):
 
 # Window sizes stored (percent of each side kept) -> grid points per side: 49 + 25
 # = 74 windows, so an image holds up to 76 PDQ rows (index memory and rows grow in
-# proportion). PDQ moves fast as a window slides: crop_10 queries (10% of each side
-# cut, split at random) were within 31 bits of the nearest 90% window for 20% of
-# references with a 3 x 3 grid, 63% with 5 x 5, 92% with 7 x 7; crop_5 needs the 95%
-# windows (96% with 5 x 5; under 10% from the 90% ones). 80% windows for crop_20
-# would be 25 more rows for 13% recall, so they are not stored. See ingest/probes.py.
+# proportion). PDQ moves fast as a window slides, so a coarser grid of 90% windows
+# misses most crop_10 queries (10% of each side cut, split at random) and 7 x 7 is
+# where recall levels off; crop_5 needs the 95% windows. 80% windows for crop_20
+# would cost 25 more rows for little recall, so they are not stored. See
+# docs/measurements.md, "Probes and stored-variant thresholds".
 WINDOW_GRIDS: dict[int, int] = {90: 7, 95: 5}
 
 
@@ -63,13 +66,15 @@ CROP_WINDOWS: dict[str, Window] = _windows()
 
 STORED_KINDS: tuple[str, ...] = (CONTENT, *CROP_WINDOWS)
 
+# Each kind's number inside an index entry id (hashdb/index/entries.py). Index
+# snapshots record a digest of STORED_KINDS, so changing it rebuilds them.
+SLOTS: dict[str, int] = {kind: slot for slot, kind in enumerate(STORED_KINDS)}
+
 # The largest distance (bits of 256) at which a hit on a stored variant counts as a
-# match of its parent, by variant name. In benchmarks/quality.py (`--references 80
-# --unrelated 12000`) the nearest any probe of the 12,000 unrelated pictures came
-# to any of the 5,550 stored windows was 52 bits (whole-image probes: 72), to a
-# content region 92, and no unrelated query matched; the windows' recall barely
-# moves between 28 and 31 (crop_10: 91% and 92% of references, window by window),
-# so both kinds keep PDQ's 31. The matcher also holds each probe to its own
+# match of its parent, by variant name. Unrelated pictures stay far beyond PDQ's 31
+# from the stored windows and content regions, and the windows' recall barely moves
+# between 28 and 31, so both kinds keep PDQ's 31 (see docs/measurements.md, "Probes
+# and stored-variant thresholds"). The matcher also holds each probe to its own
 # threshold (ingest.probes.THRESHOLDS).
 CONTENT_THRESHOLD = 31
 WINDOW_THRESHOLD = 31

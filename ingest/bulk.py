@@ -13,6 +13,12 @@ Killing the process at any point loses at most the files in flight; running the
 same import again resumes the newest unfinished job over the same source and only
 touches `pending` files. Adds are idempotent besides, so nothing is ever stored twice.
 
+The driver never touches the database itself: every step is a use case of the
+consortium's `Imports` (`db.imports`), called with the acting member, which checks
+the role and the labels before the job is created (`start`), admits each file's
+hashes through the contribution path with its `done` mark in one transaction
+(`store_image`, `store_video`), and audits the job's start and finish.
+
 Only files inside the import's boundary are read (`within`: HASHDB_IMPORT_ROOT over
 HTTP, the folder given to `hashdb import`, the work folder of an unpacked archive).
 Each file is resolved (following every link) and opened by `ingest.sources.open_inside`
@@ -31,10 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hashdb.consortium import MATCHABLE, FileState, ImportFile, ImportJob, PlannedFile, Status
+from hashdb.consortium import Actor, Consortium, FileState, ImportFile, ImportJob, PlannedFile
 from hashdb.errors import InvalidInput
-from hashdb.signals import SHA256
-from hashdb.store import Store
 from ingest.media import Failure, HashedImage, MediaHashes, MediaOptions, hash_media_safely
 from ingest.pool import Pool
 from ingest.records import contributions, video_contributions
@@ -77,18 +81,6 @@ def plan_files(
     return [PlannedFile(path=p, labels=labels) for p in list_files(root)]
 
 
-def start_or_resume(
-    store: Store, member_id: int, source: str, labels: tuple[str, ...], files: list[PlannedFile]
-) -> ImportJob:
-    """The unfinished job over `source` (resumed, new files added), or a new one
-    created with its files in one transaction (a plan that fails leaves no job)."""
-    job = store.imports.resumable(member_id, source)
-    if job is None:
-        return store.imports.create(member_id, source, labels, files)
-    store.imports.plan(job.id, files)
-    return store.imports.get(job.id)
-
-
 def _sha256(fd: int) -> bytes:
     digest = hashlib.sha256()
     with os.fdopen(fd, "rb") as f:
@@ -98,21 +90,22 @@ def _sha256(fd: int) -> bytes:
 
 
 def _dedupe(
-    store: Store, job: ImportJob, root: Path, within: Path
+    db: Consortium, actor: Actor, job: ImportJob, root: Path, within: Path
 ) -> list[tuple[ImportFile, Path]]:
     """Check and digest pending files; mark duplicates and refusals; return the files
     still to hash with their resolved paths."""
+    imports = db.imports
     seen: dict[bytes, str] = {
         f.sha256: f.path
-        for f in store.imports.files(job.id)
+        for f in imports.files(actor, job.id)
         if f.sha256 is not None and f.status is not FileState.PENDING
     }
     todo: list[tuple[ImportFile, Path, bytes]] = []
-    for f in store.imports.files(job.id, FileState.PENDING):
+    for f in imports.files(actor, job.id, FileState.PENDING):
         try:
             fd, real = open_inside(root, within, f.path)
         except InvalidInput as exc:
-            store.imports.mark(f.id, FileState.FAILED, error=exc.message)
+            imports.fail(actor, f.id, exc.message)
             continue
         if f.sha256 is not None:  # resumed: digested before
             os.close(fd)
@@ -121,22 +114,19 @@ def _dedupe(
             try:
                 digest = _sha256(fd)
             except OSError as exc:
-                store.imports.mark(f.id, FileState.FAILED, error=f"cannot read: {exc.strerror}")
+                imports.fail(actor, f.id, f"cannot read: {exc.strerror}")
                 continue
-            store.imports.record_digest(f.id, digest)
+            imports.record_digest(actor, f.id, digest)
         if digest in seen:
-            store.imports.mark(f.id, FileState.DUPLICATE, error=f"same file as {seen[digest]}")
+            imports.skip(actor, f.id, f"same file as {seen[digest]}")
             continue
         seen[digest] = f.path
         todo.append((f, real, digest))
-    stored = store.hashes.find_exact(SHA256.name, [d for *_, d in todo], statuses=list(Status))
+    stored = imports.stored_digests(actor, [d for *_, d in todo])
     fresh = []
     for f, real, digest in todo:
-        mine = [r for r in stored.get(digest, []) if r.contributor_id == job.member_id]
-        if mine:
-            store.imports.mark(
-                f.id, FileState.DUPLICATE, error=f"already stored as hash {mine[0].id}"
-            )
+        if digest in stored:
+            imports.skip(actor, f.id, f"already stored as hash {stored[digest]}")
         else:
             fresh.append((f, real))
     return fresh
@@ -151,68 +141,66 @@ def hash_inside(path: str, within: str, options: MediaOptions) -> MediaHashes | 
 
 
 def _store_result(
-    store: Store, job: ImportJob, f: ImportFile, result: MediaHashes, status: Status
+    db: Consortium, actor: Actor, job: ImportJob, f: ImportFile, result: MediaHashes
 ) -> tuple[str, int, int]:
     """Store one file's hashes and mark it done, atomically; (kind, hashes, frames)."""
     labels = tuple(dict.fromkeys(job.labels + f.labels))
     reference = f.reference or f.path
-    with store.engine.begin() as conn:
-        if isinstance(result, HashedImage):
-            items = contributions(result.hashes, labels, reference, result.variants)
-            added = store.hashes.add_in(conn, job.member_id, items, status)
-            ids = [a.id for a in added]
-            kind, frames = "image", None
-        else:
-            video, digests = video_contributions(result, labels, reference)
-            first = store.videos.add_in(conn, job.member_id, video, status)
-            added = [first, *store.hashes.add_in(conn, job.member_id, digests, status)]
-            ids = [a.id for a in added]
-            kind, frames = "video", len(video.frames)
-        store.imports.complete_in(conn, f.id, kind, ids, frames)
-    return kind, sum(a.created for a in added), frames or 0
+    if isinstance(result, HashedImage):
+        items = contributions(result.hashes, labels, reference, result.variants)
+        stored = db.imports.store_image(actor, f, items)
+    else:
+        video, digests = video_contributions(result, labels, reference)
+        stored = db.imports.store_video(actor, f, video, digests)
+    return stored.kind, stored.hashes_added, stored.frames
 
 
 def run_import(
-    store: Store,
+    db: Consortium,
+    actor: Actor,
     job: ImportJob,
     root: Path,
     pool: Pool,
     *,
     options: MediaOptions | None = None,
-    status: Status = Status.ACTIVE,
     on_progress: Callable[[Progress], None] | None = None,
     within: Path | None = None,
 ) -> Summary:
-    """Hash and store every pending file of `job` under `root`; returns the job's
-    summary. Files must resolve inside `within` (default: `root`)."""
-    if status not in MATCHABLE and status is not Status.PENDING:
-        raise InvalidInput(f"imports cannot store hashes as {status.value}", field="status")
+    """Hash and store every pending file of `job` (started by `db.imports.start`)
+    under `root` as `actor`; returns the job's summary. Files must resolve inside
+    `within` (default: `root`)."""
     options = options or MediaOptions()
     started = time.monotonic()
-    total = store.imports.get(job.id).counts.total
-    todo = _dedupe(store, job, root, within or root)
+    imports = db.imports
+    total = imports.get(actor, job.id).counts.total
+    todo = _dedupe(db, actor, job, root, within or root)
     images = videos = frames = added = 0
 
     def report() -> None:
         if on_progress is not None:
-            counts = store.imports.get(job.id).counts
+            counts = imports.get(actor, job.id).counts
             finished = counts.done + counts.failed + counts.duplicates
             on_progress(Progress(total, finished, counts.failed, time.monotonic() - started))
 
     report()
     for f, result in _hash_all(pool, within or root, todo, options):
         if isinstance(result, Failure):
-            store.imports.mark(f.id, FileState.FAILED, error=result.message)
+            imports.fail(actor, f.id, result.message)
         else:
-            kind, new, n_frames = _store_result(store, job, f, result, status)
+            try:
+                kind, new, n_frames = _store_result(db, actor, job, f, result)
+            except InvalidInput as exc:  # refused by the contribution rules: nothing stored
+                imports.fail(actor, f.id, exc.message)
+                report()
+                continue
             images += kind == "image"
             videos += kind == "video"
             frames += n_frames
             added += new
         report()
-    final = store.imports.finish(job.id)
+    final = imports.finish(actor, job.id, hashes_added=added)
     failures = tuple(
-        (f.path, f.error or "failed") for f in store.imports.files(job.id, FileState.FAILED)
+        (f.path, f.error or "failed") for f in imports.files(actor, job.id, FileState.FAILED)
     )
     return Summary(final, images, videos, frames, added, failures)
 

@@ -1,5 +1,5 @@
-"""PDQ probes for one query image, each with its own threshold, and the variants
-stored for a contributed image: the two halves of matching re-uploads.
+"""PDQ probes for one query image, each with its own threshold, and the stored
+variants of a contributed image: the two halves of matching re-uploads.
 
 **Query side.** Our lookups cost well under a millisecond, so one query image can
 afford several probes: the whole picture, its content region (ingest/canonical.py:
@@ -7,25 +7,23 @@ without borders, caption bars or the screenshot around it), its 7 other dihedral
 forms (a mirrored copy is about 128 bits away otherwise), the dihedral forms of the
 content region, and a few centred and corner crops (for a query that shows more
 than the stored picture). Every added probe widens the net, so each kind has its
-own threshold in THRESHOLDS, set from the distances of unrelated pictures measured
-by benchmarks/quality.py (see there and the report it prints), and the set is
-bounded (at most MAX_PROBES = 21 probes: 1 whole + 7 dihedral + 1 content + 7
-content dihedral + 5 crops).
+own threshold in THRESHOLDS, set from the distances of unrelated pictures in
+benchmarks/quality.py (docs/measurements.md, "Probes and stored-variant
+thresholds"), and the set is bounded (at most MAX_PROBES = 21 probes: 1 whole + 7
+dihedral + 1 content + 7 content dihedral + 5 crops).
 
 **Store side.** A query that shows *less* than the stored picture (a crop) cannot
 be recovered by probing the query: the missing part is gone. So a contributed
-image also stores, as rows derived from its PDQ row (hashdb/store/hashes.py), the
+image also stores, with its PDQ row (`hash_variants`, hashdb/store/hashes.py), the
 hashes of what a cropped re-upload could show (`stored_variants`, names and
 thresholds in hashdb/variants.py): its content region, and windows keeping 90% of
 each side at a 7 x 7 grid of positions and 95% at a 5 x 5 grid (74 windows). PDQ
-moves fast as a window slides: against crop_10 queries (10% of each side cut, split
-at random between opposite sides) the nearest stored 90% window was within 31 bits
-for 20% of references with a 3 x 3 grid, 63% with 5 x 5, 92% with 7 x 7 and 93%
-with 13 x 7; crop_5 needs the 95% windows (96% recall with 5 x 5, under 10%
-from the 90% ones); crop_20 would need 80% windows, not stored (13% with 5 x 5 of
-80% at 31 bits). Measured on the 75 usable references of benchmarks/quality.py's
-corpus (seed 0) with the query edits of benchmarks/quality_transforms.py, window
-by window; the harness prints the end-to-end figures.
+moves fast as a window slides, so the grid must be fine for a crop_10 query (10% of
+each side cut, split at random between opposite sides) to land within 31 bits of a
+stored 90% window, and 7 x 7 is where that levels off; crop_5 needs the 95% windows;
+crop_20 would need 80% windows, not stored (many rows for little recall). The
+figures, from benchmarks/quality.py's corpus and edits: docs/measurements.md,
+"Probes and stored-variant thresholds".
 
 Low detail never matches loosely: a probe or stored window whose own PDQ quality is
 below 50 (a near-uniform crop, a flat content region) is left out, and a threshold
@@ -36,11 +34,12 @@ by the Matcher (whole quality below 50: answered `low_quality`, nothing matched)
 Sizes, because PDQ is not scale-free at the precision we need: the whole image is
 hashed from the decoded picture, as `ingest.image.hash_image` does; the content
 region is cut from the decoded picture to the pixel and hashed at that size (cut
-from a reduced copy it came out up to 30 bits further from the stored hash); the
-crop probes and the stored windows are hashed from a working copy whose long side
-is at most WORK_SIDE = 512 pixels (CROP_SIDE = 256 for the query's crop probes). The
-dihedral forms are those `ingest.pdq.pdq` gives for the decoded picture and for the
-content region at their own size: the hashes of those pictures really turned.
+from a reduced copy, its hash moved nearly a whole threshold away from the stored
+hash; docs/measurements.md); the crop probes and the stored windows are hashed from
+a working copy whose long side is at most WORK_SIDE = 512 pixels (CROP_SIDE = 256
+for the query's crop probes). The dihedral forms are those `ingest.pdq.pdq` gives
+for the decoded picture and for the content region at their own size: the hashes
+of those pictures really turned.
 """
 
 from __future__ import annotations
@@ -74,14 +73,11 @@ CROPS: dict[str, tuple[float, float]] = {
     "crop_br90": (1.0, 1.0),
 }
 
-# Per-probe thresholds (bits of 256). Measured by benchmarks/quality.py
-# (`--references 80 --unrelated 12000`): the nearest any unrelated probe came to any
-# of the 5,631 stored PDQ rows (75 images, 6 content regions, 5,550 crop windows)
-# was whole 72 bits (12,000 probes), content 64 (3,427), dihedral 66 (80,255),
-# content dihedral 66 (23,989), crops 52 (56,747, against the windows); none within
-# 40, and no false match for any kind at these thresholds. So 31 holds for the kinds
-# that carry recall; content dihedral forms and crops add 7 and 5 probes per query
-# each and recover few edits, so they are kept 3 bits tighter.
+# Per-probe thresholds (bits of 256), set from benchmarks/quality.py: no probe kind
+# brought an unrelated picture anywhere near these thresholds of a stored row (see
+# docs/measurements.md, "Probes and stored-variant thresholds"). So 31 holds for the
+# kinds that carry recall; content dihedral forms and crops add 7 and 5 probes per
+# query each and recover few edits, so they are kept 3 bits tighter.
 THRESHOLDS: dict[str, int] = {
     "whole": PDQ.default_threshold or 31,
     "content": 31,
@@ -142,13 +138,13 @@ class ProbedImage:
     probes: tuple[ProbeHash, ...]  # every usable probe, "whole" first
 
     def pdq_query(self, threshold: int | None = None) -> Query:
-        """The PDQ query: the whole image plus every other probe as a variant.
+        """The PDQ query: the whole image, carrying every other probe.
 
         A request threshold applies to the whole image and caps every probe."""
         whole, *others = self.probes
         cap = whole.threshold if threshold is None else threshold
-        variants = tuple(Probe(p.name, p.pdq, min(p.threshold, cap)) for p in others)
-        return Query(PDQ, whole.pdq, threshold, self.hashes.pdq_quality, variants)
+        probes = tuple(Probe(p.name, p.pdq, min(p.threshold, cap)) for p in others)
+        return Query(PDQ, whole.pdq, threshold, self.hashes.pdq_quality, probes)
 
     def queries(
         self, *, pdq_threshold: int | None = None, phash_threshold: int | None = None

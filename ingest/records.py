@@ -6,8 +6,8 @@ would match unrelated featureless images; the digests still identify the file.
 A video yields one vpdq hash (its frames) plus its two digests.
 
 A contributed image also stores its variants (hashdb/variants.py: content region,
-crop windows) as rows derived from its PDQ row; `image_contributions` hashes a file
-and computes them from one decode.
+crop windows) with its PDQ row (never as hashes of their own); `image_contributions`
+hashes a file and computes them from one decode.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def image_contributions(
 def queries(
     h: ImageHashes, *, pdq_threshold: int | None = None, phash_threshold: int | None = None
 ) -> list[Query]:
-    """One query per signal of the image, PDQ carrying its dihedral forms if computed."""
+    """One query per signal of the image, PDQ probing its dihedral forms if computed."""
     return [
         Query(PDQ, h.pdq, pdq_threshold, h.pdq_quality, h.dihedral),
         # pHash has no quality score of its own; the image's PDQ quality gates it.

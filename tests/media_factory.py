@@ -42,6 +42,15 @@ def detailed_image(seed: int, size: int = 256) -> Image.Image:
     return Image.fromarray(small).resize((size, size), Image.Resampling.BILINEAR)
 
 
+def letterboxed(picture: Image.Image) -> Image.Image:
+    """`picture` with black bars above and below, a quarter of its height each, as
+    re-uploaders pad it."""
+    bar = picture.height // 4
+    canvas = Image.new("RGB", (picture.width, picture.height + 2 * bar), "black")
+    canvas.paste(picture, (0, bar))
+    return canvas
+
+
 def write_image(path: Path, seed: int, size: int = 256) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     detailed_image(seed, size).save(path)

@@ -94,8 +94,11 @@ def test_a_hash_reads_back_with_reference_for_its_contributor_and_admins_only(
     )
     assert mine["reference"] == "case 9"
     assert api.get(f"/v1/hashes/{hash_id}", "admin").json["reference"] == "case 9"  # type: ignore[index]
-    other = api.store.members.create("other platform", Role.MEMBER)[1].secret
-    theirs = api.client.get(f"/v1/hashes/{hash_id}", headers={"Authorization": f"Bearer {other}"})
+    other = {"Authorization": f"Bearer {api.store.members.create('other', Role.MEMBER)[1].secret}"}
+    # Pending: other members cannot see it at all (the export feed withholds it too).
+    assert api.client.get(f"/v1/hashes/{hash_id}", headers=other).status_code == 404
+    api.post("/v1/hashes/approve", {"ids": [hash_id]}, "admin")
+    theirs = api.client.get(f"/v1/hashes/{hash_id}", headers=other)
     assert theirs.status_code == 200
     assert theirs.json["reference"] is None  # type: ignore[index]
     assert theirs.json["contributor_id"] is None  # type: ignore[index]

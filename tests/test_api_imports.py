@@ -69,7 +69,13 @@ def test_an_import_started_over_http_runs_to_done_with_counts_and_errors(api: Ap
     listed = api.get("/v1/imports", "admin").json["imports"]  # type: ignore[index]
     assert [j["id"] for j in listed] == [job["id"]]
     audit = api.get("/v1/audit", "admin").json["entries"]  # type: ignore[index]
-    assert ("import.start", f"import:{job['id']}") in [(e["action"], e["target"]) for e in audit]
+    entries = {e["action"]: e for e in audit if e["target"] == f"import:{job['id']}"}
+    assert set(entries) == {"import.start", "import.finish"}  # as `hashdb import` writes
+    assert entries["import.start"]["details"]["labels"] == ["attack_footage"]
+    assert entries["import.start"]["details"]["files"] == 6
+    finish = entries["import.finish"]["details"]
+    assert (finish["done"], finish["duplicates"], finish["failed"]) == (4, 1, 1)
+    assert entries["import.finish"]["actor_id"] == entries["import.start"]["actor_id"]
 
 
 def test_imported_hashes_are_live_and_labelled(api: Api, root: Path) -> None:
@@ -100,6 +106,21 @@ def test_a_bad_import_request_is_400_naming_the_field(
     response = api.post("/v1/imports", body, "ops")
     assert response.status_code == 400, response.json
     assert response.json["error"]["details"]["field"] == field  # type: ignore[index]
+
+
+def test_an_unknown_label_is_400_before_any_job_or_audit_entry(api: Api, root: Path) -> None:
+    (root / "manifest.csv").write_text("path,labels\nimages/1.png,cats\n")
+    for body, field in [
+        ({"path": "collection", "labels": ["no_such_label"]}, "labels"),
+        ({"path": "collection", "manifest": "manifest.csv"}, "manifest"),
+    ]:
+        response = api.post("/v1/imports", body, "ops")
+        assert response.status_code == 400, response.json
+        error = response.json["error"]  # type: ignore[index]
+        assert error["details"]["field"] == field
+        assert "unknown label(s)" in error["message"]
+    assert api.get("/v1/imports", "ops").json == {"imports": []}
+    assert api.get("/v1/audit", "admin").json["entries"] == []  # type: ignore[index]
 
 
 def test_a_link_out_of_the_root_is_refused(api: Api, root: Path) -> None:

@@ -11,6 +11,7 @@ import random
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from media_factory import letterboxed
 from PIL import Image
 
 if TYPE_CHECKING:
@@ -224,22 +225,13 @@ def test_a_featureless_image_is_answered_low_quality(api: Api, flat_image: bytes
     assert pdq_result["low_quality"] is True
 
 
-def _letterboxed(photo: bytes) -> bytes:
-    """The photo with black bars above and below, as re-uploaders pad it."""
-    image = Image.open(io.BytesIO(photo)).convert("RGB")
-    bar = image.height // 4
-    canvas = Image.new("RGB", (image.width, image.height + 2 * bar), "black")
-    canvas.paste(image, (0, bar))
-    out = io.BytesIO()
-    canvas.save(out, "PNG")
-    return out.getvalue()
-
-
 def test_a_letterboxed_upload_matches_its_original_through_the_content_probe(
     api: Api, photo: bytes
 ) -> None:
     api.upload("/v1/media", photo)
-    padded = _letterboxed(photo)
+    boxed = io.BytesIO()
+    letterboxed(Image.open(io.BytesIO(photo)).convert("RGB")).save(boxed, "PNG")
+    padded = boxed.getvalue()
     plain = api.upload("/v1/match/media", padded, probes="none").json
     assert plain is not None
     assert next(r for r in plain["results"] if r["signal_type"] == "pdq")["matches"] == []

@@ -24,7 +24,7 @@ import pytest
 import requests
 from api_server import Server, start_server
 
-from hashdb.consortium import sync
+from hashdb.consortium import Actor, sync
 from hashdb.consortium.core import Consortium
 from hashdb.matching import Query
 from hashdb.settings import Settings
@@ -86,6 +86,7 @@ def server(db_url: str, tmp_path: Path, keys: dict[str, str]) -> Iterator[Server
 def local(tmp_path: Path) -> Iterator[Consortium]:
     """A small platform's own hashdb, following the server's feed."""
     copy = Store.open(f"sqlite:///{tmp_path / 'local.sqlite3'}")
+    copy.members.create("Local admin", Role.ADMIN)  # who runs the sync
     db = Consortium(Settings(sync_interval=0), copy)
     yield db
     db.close()
@@ -93,7 +94,7 @@ def local(tmp_path: Path) -> Iterator[Consortium]:
 
 def local_matches(local: Consortium) -> int:
     local.matcher.refresh()
-    return len(local.matching.match([Query(PDQ, bytes.fromhex(CODE))])[0].matches)
+    return len(local.matching.match(None, [Query(PDQ, bytes.fromhex(CODE))])[0].matches)
 
 
 def test_the_whole_story_over_http(server: Server, keys: dict[str, str], local: Consortium) -> None:
@@ -138,7 +139,7 @@ def test_the_whole_story_over_http(server: Server, keys: dict[str, str], local: 
 
         # A local copy syncs from the feed and matches it.
         feed = sync.HttpFeed(server.url, keys["Platform B"])
-        assert sync.pull(local.store.engine, feed, server.url).live == 1
+        assert local.sync.pull(Actor(local.members.operator()), feed, server.url).live == 1
         assert local_matches(local) == 1
 
         # Another member matches it, and reports removal 20 minutes after upload.
@@ -189,9 +190,10 @@ def test_the_whole_story_over_http(server: Server, keys: dict[str, str], local: 
         assert '"value":null' in last and '"status":"retired"' in last
 
         # The synced local copy stops matching it.
-        assert sync.pull(local.store.engine, feed, server.url).retired == 1
+        assert local.sync.pull(Actor(local.members.operator()), feed, server.url).retired == 1
         assert local_matches(local) == 0
-        assert sync.pull(local.store.engine, feed, server.url).entries == 0  # up to date
+        up_to_date = local.sync.pull(Actor(local.members.operator()), feed, server.url)
+        assert up_to_date.entries == 0
 
         # The transparency report for the period shows every one of those numbers.
         period = {

@@ -15,6 +15,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from werkzeug.test import TestResponse
 
+from hashdb.store import NewHash, Role
+from hashdb.store.hashes import NewVariant
+
 if TYPE_CHECKING:
     from api_fixtures import Api
 
@@ -173,12 +176,17 @@ def test_the_contributor_or_an_admin_sets_an_expiry_and_nobody_else(api: Api) ->
     )
     assert done.status_code == 200 and done.json["expires_at"] is not None  # type: ignore[index]
     other = api.post("/v1/members", {"name": "Platform Z"}, "admin").json["key"]["secret"]  # type: ignore[index]
-    refused = api.client.put(
-        f"/v1/hashes/{hash_id}/expiry",
-        json={"expires_at": None},
-        headers={"Authorization": f"Bearer {other}"},
-    )
-    error(refused, 403)
+
+    def by_other() -> TestResponse:
+        return api.client.put(
+            f"/v1/hashes/{hash_id}/expiry",
+            json={"expires_at": None},
+            headers={"Authorization": f"Bearer {other}"},
+        )
+
+    error(by_other(), 404)  # pending: another member cannot see it at all
+    api.post("/v1/hashes/approve", {"ids": [hash_id]}, "admin")
+    error(by_other(), 403)  # active: seen, but not theirs to change
     naive = api.client.put(
         f"/v1/hashes/{hash_id}/expiry",
         json={"expires_at": "2030-01-01T00:00:00"},
@@ -301,6 +309,51 @@ def test_outcomes_need_times_in_order_with_a_zone(api: Api) -> None:
     )
     done = api.post(path, times(now - hour, now - hour / 2, now))
     assert done.status_code == 201 and done.json["time_to_action_seconds"] == 3600.0  # type: ignore[index]
+
+
+# ---- who sees which hash ----------------------------------------------------------------
+
+
+def test_another_members_pending_or_rejected_hash_is_404_as_an_unknown_id_is(api: Api) -> None:
+    pending, rejected, approved = api.add({**pdq(40), "labels": ["manifesto"]}, pdq(41), pdq(42))
+    api.post("/v1/hashes/reject", {"ids": [rejected], "reason": "not terrorist content"}, "admin")
+    api.post("/v1/hashes/approve", {"ids": [approved]}, "admin")
+    other = {"Authorization": f"Bearer {member_key(api, 'Platform Y')}"}
+    unknown = error(api.client.get("/v1/hashes/987654", headers=other), 404)
+    for hidden in (pending, rejected):
+        body = error(api.client.get(f"/v1/hashes/{hidden}", headers=other), 404)
+        assert body == {**unknown, "message": f"no hash with id {hidden}"}
+        assert api.get(f"/v1/hashes/{hidden}").status_code == 200  # the contributor's own
+        assert api.get(f"/v1/hashes/{hidden}", "admin").json["id"] == hidden  # type: ignore[index]
+    # Feedback may follow a match, and pending hashes match here: a rejected one never.
+    assert api.client.get(f"/v1/hashes/{pending}/feedback", headers=other).status_code == 200
+    error(api.client.get(f"/v1/hashes/{rejected}/feedback", headers=other), 404)
+    seen = api.client.get(f"/v1/hashes/{approved}", headers=other)
+    assert seen.status_code == 200 and seen.json["status"] == "active"  # type: ignore[index]
+    assert seen.json["reference"] is None  # type: ignore[index]
+
+
+def test_feedback_and_outcomes_on_a_stored_variant_are_404(api: Api) -> None:
+    admin = api.store.members.by_name("test-admin")
+    crops = tuple(NewVariant(f"crop{i}", random.Random(50 + i).randbytes(32)) for i in range(4))
+    value = random.Random(49).randbytes(32)
+    (image,) = api.store.hashes.add(
+        admin.id, [NewHash("pdq", value, ("manifesto",), 90, variants=crops)]
+    )
+    now = datetime.now(UTC).isoformat()
+    outcome = {"action": "removed", "uploaded_at": now, "matched_at": now, "actioned_at": now}
+    for other in range(image.id + 1, image.id + 1 + len(crops)):
+        error(api.post(f"/v1/hashes/{other}/feedback", {"kind": "agree"}), 404)
+        error(api.post(f"/v1/hashes/{other}/outcomes", outcome), 404)
+        error(api.get(f"/v1/hashes/{other}", "admin"), 404)
+    # The image itself is a hash like any other: feedback on it still works.
+    given = api.post(f"/v1/hashes/{image.id}/feedback", {"kind": "agree"})
+    assert given.status_code == 201, given.json
+    assert api.post(f"/v1/hashes/{image.id}/outcomes", outcome).status_code == 201
+
+
+def member_key(api: Api, name: str) -> str:
+    return api.store.members.create(name, Role.MEMBER)[1].secret
 
 
 # ---- export, reports, audit -------------------------------------------------------------

@@ -2,8 +2,9 @@
 
 A request is priced in query units before any index work (hashdb/budget.py); one
 above HASHDB_MAX_REQUEST_COST is refused with 413, and each key spends its units
-from a bucket refilled at HASHDB_KEY_COST_PER_SECOND (429 beyond it). Threshold
-caps hold at every edge, the CLI included.
+from a bucket refilled at HASHDB_KEY_COST_PER_SECOND (429 beyond it). The matching
+use case (`Consortium.matching`) is where every edge's lookup is capped, priced
+and charged. Threshold caps hold at every edge, the CLI included.
 """
 
 from __future__ import annotations
@@ -25,13 +26,16 @@ from hashdb.budget import (
     video_cost,
 )
 from hashdb.cli import main
+from hashdb.consortium import Actor, Consortium, VideoQuery
+from hashdb.consortium.matching import price
 from hashdb.consortium.ratelimit import RateLimiter
-from hashdb.errors import InvalidInput, RateLimited
+from hashdb.errors import BudgetExceeded, InvalidInput, RateLimited
 from hashdb.matching import Probe, Query
 from hashdb.settings import Settings, load_settings
 from hashdb.signals import MD5, PDQ, PHASH, SIGNAL_TYPES
 from hashdb.signals.pdq_dihedral import dihedral_variants
-from hashdb.store import NewHash
+from hashdb.signals.vpdq import Frame
+from hashdb.store import NewHash, Role, Store
 
 if TYPE_CHECKING:
     from api_fixtures import Api, MakeApi
@@ -142,6 +146,42 @@ def test_the_key_bucket_counts_units_so_a_batch_spends_what_its_singles_do() -> 
     batches.spend(1, 30, per_second=10, capacity=100)
     batches.spend(2, 100, per_second=10, capacity=100)  # another key has its own bucket
     RateLimiter(0, 1, clock).spend(1, 10**9, per_second=0, capacity=1)  # 0 disables it
+
+
+# ---- the matching use case --------------------------------------------------------
+
+
+def test_every_lookup_is_capped_priced_and_charged_in_the_matching_use_case(store: Store) -> None:
+    settings = Settings(
+        max_request_cost=100,
+        key_cost_per_second=1,
+        rate_limit_per_minute=1,
+        rate_limit_burst=2,
+        max_threshold_pdq=40,
+    )
+    db = Consortium(settings, store)
+    member = store.members.create("Platform A", Role.MEMBER)[0]
+    with_key, without_key = Actor(member, key_id=1), Actor(member)
+    assert db.matching.answer(with_key, [pdq()] * 60).cost == 60
+    with pytest.raises(RateLimited) as short:
+        db.matching.answer(with_key, [pdq()] * 60)  # 20 units short at 1 a second
+    assert short.value.retry_after >= 19
+    assert db.matching.answer(without_key, [pdq()] * 60).cost == 60  # no key: no bucket
+    with pytest.raises(BudgetExceeded):
+        db.matching.answer(without_key, [pdq()] * 101)
+    with pytest.raises(InvalidInput, match="HASHDB_MAX_THRESHOLD_PDQ"):
+        db.matching.match(None, [pdq(41)])
+    frames = tuple(Frame(i, float(i), VALUE, 100) for i in range(3))
+    video = VideoQuery(frames, threshold=40)
+    assert price([pdq()], [video]) == 1 + 3 * threshold_weight(PDQ, 40)
+    with pytest.raises(BudgetExceeded):  # 141 units: each frame is a probe at 40
+        db.matching.answer(None, [], [video])
+    assert db.matching.answer(None, [], [VideoQuery(frames)]).cost == 3
+    db.members.admit(with_key)  # one request each, from the key's request rate
+    db.members.admit(with_key)
+    with pytest.raises(RateLimited, match="requests a minute"):
+        db.members.admit(with_key)
+    db.members.admit(without_key)  # no key: nothing to take
 
 
 # ---- the API ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ from PIL import Image
 
 from hashdb.consortium import match_counts
 from hashdb.consortium.actor import Actor
-from hashdb.consortium.feedback import DisagreeReason, Kind, give
+from hashdb.consortium.feedback import DisagreeReason, Kind
 from hashdb.matching import Match, Query, QueryResult
 from hashdb.signals import PDQ
 from hashdb.store import NewHash, Status
@@ -80,7 +80,7 @@ def seed_activity(server: ConsoleServer, photo: bytes) -> None:
             match_counts.record(
                 db.store.engine, member.id, hits, at=today - timedelta(days=days_ago)
             )
-        give(db.store.engine, Actor(member), ids[0], Kind.AGREE, threshold=2)
+        db.feedback.give(Actor(member), ids[0], Kind.AGREE)
     finally:
         db.close()
 
@@ -178,12 +178,10 @@ def test_an_admin_resolves_a_dispute(open_page: OpenPage, console_server: Consol
         (added,) = db.contributions.add(admin, [contributions_pdq(value)])
         for name in (MEMBER, MEMBER_B):
             actor = Actor(db.store.members.by_name(name))
-            give(
-                db.store.engine,
+            db.feedback.give(
                 actor,
                 added.id,
                 Kind.DISAGREE,
-                threshold=db.settings.dispute_threshold,
                 reason=DisagreeReason.WRONG_LABEL,
                 note=f"{name}: not this label",
             )

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 from PIL import Image
+from werkzeug.test import TestResponse
 
 from api.console.charts import Series, daily_bars, nice_max
 from api.console.secret import KEY_FILE, key_from_file
 from api.console.session import safe_next
 from api.console.visual import bit_grid
 from hashdb.consortium.actor import Actor
-from hashdb.consortium.feedback import DisagreeReason, Kind, give
+from hashdb.consortium.feedback import DisagreeReason, Kind
 from hashdb.signals import PDQ
 from hashdb.store import NewHash, Role, Status
 
@@ -146,12 +147,10 @@ def test_an_admin_resolves_a_dispute_by_retiring_the_hash(console: Console) -> N
         0
     ].id
     for name in ("test-member", "test-ops"):
-        give(
-            store.engine,
+        console.db.feedback.give(  # HASHDB_DISPUTE_THRESHOLD: 2 by default
             Actor(store.members.by_name(name)),
             hash_id,
             Kind.DISAGREE,
-            threshold=2,
             reason=DisagreeReason.NOT_TERRORIST_CONTENT,
         )
     console.login("admin")
@@ -305,3 +304,26 @@ def test_lookup_of_an_uploaded_video_shows_the_matched_time_ranges(
     table = response.text.split('id="video-matches"')[1].split("</table>")[0]
     assert f">#{stored.id}</a>" in table and "100%" in table
     assert re.search(r"0:00–0:0[34]", table), table
+
+
+def test_the_hash_page_shows_another_members_pending_hash_to_nobody_but_admins(
+    console: Console,
+) -> None:
+    hash_id = pending_hash(console)  # test-member's, labelled glorification
+    other = console.db.store.members.create("Platform Q", Role.MEMBER)[1].secret
+    hidden = page_as(console, other, f"/console/hashes/{hash_id}")
+    unknown = page_as(console, other, "/console/hashes/987654")
+    assert (hidden.status_code, unknown.status_code) == (404, 404)
+    assert hidden.mimetype == "text/html" and "glorification" not in hidden.text
+    for role in ("member", "admin"):  # the contributor, and admins
+        shown = page_as(console, console.keys[role], f"/console/hashes/{hash_id}")
+        assert shown.status_code == 200 and "glorification" in shown.text
+
+
+def page_as(console: Console, secret: str, path: str) -> TestResponse:
+    """`path` as a fresh session logged in with `secret` sees it."""
+    client = console.app.test_client()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', client.get("/console/login").text)
+    assert token
+    client.post("/console/login", data={"key": secret, "csrf_token": token.group(1)})
+    return client.get(path)

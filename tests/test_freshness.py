@@ -19,7 +19,6 @@ import pytest
 from sqlalchemy import create_engine, select, text
 
 from api.keycache import KeyCache
-from hashdb.consortium import vetting
 from hashdb.consortium.actor import Actor
 from hashdb.consortium.core import Consortium
 from hashdb.consortium.match_counts import Tally
@@ -189,10 +188,10 @@ def test_a_hash_added_elsewhere_matches_on_the_next_request(make_api: object) ->
 def test_an_expiry_set_elsewhere_is_what_the_next_match_shows(api: Api) -> None:
     (hash_id,) = api.add(pdq_query(), role="admin")
     assert api.match(pdq_query())[0]["matches"]  # its row is cached now
-    other = elsewhere(api)
+    other = Consortium(Settings(), elsewhere(api))
     try:
-        admin = other.members.by_name("test-admin")
-        vetting.set_expiry(other.engine, Actor(admin), hash_id, now() - timedelta(seconds=1))
+        admin = other.store.members.by_name("test-admin")
+        other.vetting.set_expiry(Actor(admin), hash_id, now() - timedelta(seconds=1))
     finally:
         other.close()
     assert api.match(pdq_query())[0]["matches"] == []

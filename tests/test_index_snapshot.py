@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hashdb.index import BruteForceIndex, MIHIndex, load_snapshot, save_snapshot
+from hashdb.index import BruteForceIndex, MIHIndex, entries, load_snapshot, save_snapshot
 
 
 def build(tmp_path: Path) -> tuple[MIHIndex, BruteForceIndex, np.ndarray, Path]:
@@ -94,9 +94,33 @@ def forged_checksum(directory: Path) -> None:
     (directory / "manifest.json").write_text(json.dumps(manifest))
 
 
+def first_version(directory: Path) -> None:
+    """What hashdb wrote before typed entry ids (frames under negative ids)."""
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["version"] = 1
+    del manifest["entries"]
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+
+
+def other_id_space(directory: Path) -> None:
+    """Saved when the stored variant kinds (and so the slots in the ids) differed."""
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["entries"] = manifest["entries"].replace("slots=", "slots=0")
+    (directory / "manifest.json").write_text(json.dumps(manifest))
+
+
 @pytest.mark.parametrize(
     "damage",
-    [flip_a_byte, truncate, drop_file, garble_manifest, other_version, forged_checksum],
+    [
+        flip_a_byte,
+        truncate,
+        drop_file,
+        garble_manifest,
+        other_version,
+        forged_checksum,
+        first_version,
+        other_id_space,
+    ],
 )
 def test_damaged_snapshot_is_refused_with_a_reason(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: object
@@ -112,3 +136,28 @@ def test_missing_or_foreign_snapshot_is_refused(tmp_path: Path) -> None:
     assert load_snapshot(tmp_path / "nothing", 256) is None
     _, _, _, directory = build(tmp_path)
     assert load_snapshot(directory, 64) is None  # saved for 256 bits
+
+
+def test_ids_outside_the_entry_id_space_are_refused(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A frame filed under a negative id (the old encoding) is never misread."""
+    index = MIHIndex(256)
+    index.add(np.array([-7, 3]), np.zeros((2, 32), np.uint8))
+    save_snapshot(index, tmp_path / "pdq", cursor=1)
+    with caplog.at_level(logging.WARNING, logger="hashdb.index.snapshot"):
+        assert load_snapshot(tmp_path / "pdq", 256) is None
+    assert "id space" in caplog.text
+
+
+def test_typed_entries_round_trip(tmp_path: Path) -> None:
+    ids = np.concatenate(
+        [entries.hashes([1, 2]), entries.variants([1, 1], [0, 74]), entries.frames([1])]
+    )
+    index = MIHIndex(256)
+    index.add(ids, np.zeros((len(ids), 32), np.uint8))
+    save_snapshot(index, tmp_path / "pdq", cursor=5)
+    loaded = load_snapshot(tmp_path / "pdq", 256)
+    assert loaded is not None
+    (hit,) = loaded[0].search(np.zeros((1, 32), np.uint8), 0)
+    assert sorted(hit.ids.tolist()) == sorted(ids.tolist())

@@ -5,6 +5,7 @@ imports an edge, breaks it."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,3 +65,19 @@ def test_an_edge_reaching_past_the_layer_breaks_the_contract(
     result = lint_imports(tree)
     assert result.returncode != 0
     assert "BROKEN" in result.stdout
+
+
+INTERNALS = re.compile(r"(?<!hashdb)\.(store|matcher|tally|limiter)\b")
+
+
+def test_no_edge_reaches_into_the_consortiums_internals() -> None:
+    """The Consortium keeps its store, matcher, tally and rate limiter for tests and
+    benchmarks; an edge only calls its topic objects."""
+    found = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for package in ("api", "ingest", "hashdb/cli")
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if INTERNALS.search(line.split("#")[0])
+    ]
+    assert found == []

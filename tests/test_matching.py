@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from hashdb.index import BruteForceIndex, make_index, save_snapshot
-from hashdb.matching import Matcher, Query
+from hashdb.matching import Matcher, Query, Via
 from hashdb.signals import MD5, PDQ, PHASH
 from hashdb.store import Member, NewHash, Role, Status, Store
+from hashdb.store.hashes import NewVariant
+from hashdb.variants import STORED_THRESHOLDS
 
 
 def flip(value: bytes, bits: int) -> bytes:
@@ -121,16 +123,77 @@ def test_exact_digests_match_only_when_equal(
     assert miss.matches == []
 
 
-def test_variants_are_probed_and_the_best_one_is_reported(
+def test_probes_are_searched_and_the_best_one_is_reported(
     store: Store, member: Member, matcher: Matcher
 ) -> None:
     stored = bytes(range(32))
     store.hashes.add(member.id, [NewHash("pdq", stored)])
     unrelated = bytes(255 - b for b in stored)
     (result,) = matcher.match(
-        [Query(PDQ, unrelated, variants=(("rotate90", flip(stored, 3)), ("flip_x", stored)))]
+        [Query(PDQ, unrelated, probes=(("rotate90", flip(stored, 3)), ("flip_x", stored)))]
     )
-    assert [(m.distance, m.variant) for m in result.matches] == [(0, "flip_x")]
+    assert [(m.distance, m.via) for m in result.matches] == [(0, Via(probe="flip_x"))]
+    assert result.matches[0].how == "flip_x"
+
+
+def test_a_match_of_the_query_as_given_has_no_via(
+    store: Store, member: Member, matcher: Matcher
+) -> None:
+    store.hashes.add(member.id, [NewHash("pdq", bytes(32))])
+    (result,) = matcher.match([Query(PDQ, bytes(32))])
+    assert [(m.via, m.how) for m in result.matches] == [(None, None)]
+
+
+@pytest.mark.parametrize(
+    ("via", "text"),
+    [
+        (Via(probe="flip_x"), "flip_x"),
+        (Via(stored="crop90_3_3"), "stored:crop90_3_3"),
+        (Via("content", "content"), "content+stored:content"),
+    ],
+)
+def test_via_is_written_as_the_api_has_always_written_it(via: Via, text: str) -> None:
+    assert str(via) == text
+    assert Via.of(via.probe, via.stored) == via and Via.of(None, None) is None
+
+
+def test_a_stored_variant_matches_as_its_image_within_its_own_threshold(
+    store: Store, member: Member, matcher: Matcher
+) -> None:
+    image, window = bytes(range(32)), bytes(255 - b for b in range(32))
+    (added,) = store.hashes.add(
+        member.id, [NewHash("pdq", image, variants=(NewVariant("crop90_0_0", window, 80),))]
+    )
+    near, beyond = flip(window, STORED_THRESHOLDS["crop90_0_0"]), flip(window, 40)
+    hit, wide, miss = matcher.match(
+        [
+            Query(PDQ, near),
+            Query(PDQ, beyond, threshold=64),
+            Query(PDQ, flip(window, 3), probes=(("flip_x", window),)),
+        ]
+    )
+    assert [(m.record.id, m.via) for m in hit.matches] == [(added.id, Via(stored="crop90_0_0"))]
+    assert wide.matches == []  # the query's threshold does not widen the variant's
+    (best,) = miss.matches
+    assert (best.distance, best.how) == (0, "flip_x+stored:crop90_0_0")
+
+
+def test_an_image_and_its_variants_leave_and_return_to_the_index_together(
+    store: Store, member: Member, matcher: Matcher
+) -> None:
+    window = bytes(255 - b for b in range(32))
+    (added,) = store.hashes.add(
+        member.id,
+        [NewHash("pdq", bytes(range(32)), variants=(NewVariant("crop90_0_0", window, 80),))],
+    )
+    matcher.load()
+    assert matcher.sizes()["pdq"] == 2
+    store.hashes.set_status([added.id], Status.RETIRED)
+    assert matcher.match([Query(PDQ, window)])[0].matches == []
+    assert matcher.sizes()["pdq"] == 0
+    store.hashes.set_status([added.id], Status.ACTIVE)
+    assert [m.record.id for m in matcher.match([Query(PDQ, window)])[0].matches] == [added.id]
+    assert matcher.sizes()["pdq"] == 2
 
 
 def test_a_per_query_threshold_overrides_the_default(

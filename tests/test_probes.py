@@ -10,9 +10,10 @@ import pytest
 from media_factory import jpeg
 from PIL import Image, ImageDraw, ImageFont
 
-from hashdb.matching import Matcher, Probe, Query
+from hashdb.matching import Matcher, Probe, Query, Via
 from hashdb.signals import PDQ
 from hashdb.store import Member, NewHash, Role, Store
+from hashdb.variants import CONTENT
 from ingest.image import hash_image
 from ingest.probes import (
     DEFAULT,
@@ -106,11 +107,11 @@ def test_every_probe_carries_its_own_threshold_into_the_query(bridge_picture: Im
     probed = probe_queries(jpeg(captioned(bridge_picture)), FULL)
     query = probed.pdq_query()
     assert query.value == probed.hashes.pdq and query.threshold is None
-    for variant in query.variants:
-        assert isinstance(variant, Probe)
-        assert variant.threshold == THRESHOLDS[variant.name]
+    for probe in query.probes:
+        assert isinstance(probe, Probe)
+        assert probe.threshold == THRESHOLDS[probe.name]
     capped = probed.pdq_query(threshold=20)
-    assert all(isinstance(v, Probe) and v.threshold == 20 for v in capped.variants)
+    assert all(isinstance(v, Probe) and v.threshold == 20 for v in capped.probes)
 
 
 def test_the_whole_probe_is_the_hash_stored_for_the_same_file(bridge_picture: Image.Image) -> None:
@@ -152,7 +153,7 @@ def test_low_detail_probes_are_left_out_and_never_loose() -> None:
     probed = probe_queries(data, FULL)
     assert all(p.quality >= 50 for p in probed.probes[1:])
     assert "content" not in {p.name for p in probed.probes}
-    assert "content" not in {v.name for v in stored_variants(captioned(flat), b"")}
+    assert "content" not in {v.kind for v in stored_variants(captioned(flat), b"")}
 
 
 def test_a_threshold_above_31_only_applies_to_detailed_probes(bridge_picture: Image.Image) -> None:
@@ -172,18 +173,18 @@ def test_the_matcher_honours_per_probe_thresholds_and_plain_pairs(
     unrelated = bytes(255 - b for b in stored)
     wide, tight, pair = matcher.match(
         [
-            Query(PDQ, unrelated, variants=(Probe("wide", bytes(near), 40),)),
-            Query(PDQ, unrelated, variants=(Probe("tight", bytes(near), 31),)),
-            Query(PDQ, unrelated, threshold=40, variants=(("pair", bytes(near)),)),
+            Query(PDQ, unrelated, probes=(Probe("wide", bytes(near), 40),)),
+            Query(PDQ, unrelated, probes=(Probe("tight", bytes(near), 31),)),
+            Query(PDQ, unrelated, threshold=40, probes=(("pair", bytes(near)),)),
         ]
     )
-    assert [(m.distance, m.variant) for m in wide.matches] == [(35, "wide")]
+    assert [(m.distance, m.how) for m in wide.matches] == [(35, "wide")]
     assert tight.matches == []
-    assert [m.variant for m in pair.matches] == ["pair"]
+    assert [m.how for m in pair.matches] == ["pair"]
 
 
 @pytest.mark.parametrize(
-    ("edit", "variants"),
+    ("edit", "probes"),
     [
         (letterboxed, {"content"}),
         (captioned, {"content"}),
@@ -200,7 +201,7 @@ def test_an_edited_copy_matches_the_stored_original_and_names_the_probe(
     matcher: Matcher,
     bridge_picture: Image.Image,
     edit: Callable[[Image.Image], Image.Image],
-    variants: set[str],
+    probes: set[str],
 ) -> None:
     store_image(store, member, jpeg(bridge_picture), "original")
     plain, full = matcher.match(
@@ -211,7 +212,7 @@ def test_an_edited_copy_matches_the_stored_original_and_names_the_probe(
     )
     assert plain.matches == []  # plain PDQ misses it
     assert [m.record.reference for m in full.matches] == ["original"]
-    assert full.matches[0].variant in variants
+    assert full.matches[0].how in probes
 
 
 def test_a_copy_showing_10_percent_more_than_the_stored_crop_matches_by_a_crop_probe(
@@ -225,7 +226,7 @@ def test_a_copy_showing_10_percent_more_than_the_stored_crop_matches_by_a_crop_p
         ]
     )
     assert plain.matches == []
-    assert [(m.record.reference, m.variant) for m in full.matches] == [("cropped", "crop_c90")]
+    assert [(m.record.reference, m.how) for m in full.matches] == [("cropped", "crop_c90")]
 
 
 def test_a_stored_meme_matches_the_clean_picture_through_its_stored_content_region(
@@ -233,7 +234,8 @@ def test_a_stored_meme_matches_the_clean_picture_through_its_stored_content_regi
 ) -> None:
     store_image(store, member, jpeg(captioned(bridge_picture)), "meme")
     (result,) = matcher.match([probe_queries(jpeg(bridge_picture), PLAIN).pdq_query()])
-    assert [(m.record.reference, m.variant) for m in result.matches] == [("meme", "stored:content")]
+    assert [(m.record.reference, m.via) for m in result.matches] == [("meme", Via(None, CONTENT))]
+    assert result.matches[0].how == "stored:content"  # as the API reports it
 
 
 def test_unrelated_pictures_do_not_match(

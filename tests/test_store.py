@@ -92,12 +92,6 @@ def test_disabling_a_member_revokes_every_key(store: Store) -> None:
             store.members.authenticate(secret)
 
 
-def test_the_first_admin_is_created_once(store: Store) -> None:
-    assert store.members.ensure_first_admin() is not None
-    assert store.members.ensure_first_admin() is None
-    assert [m.role for m in store.members.all()] == [Role.ADMIN]
-
-
 def test_revoking_a_key_of_another_member_is_not_found(store: Store) -> None:
     _, key = store.members.create("A", Role.MEMBER)
     b, _ = store.members.create("B", Role.MEMBER)

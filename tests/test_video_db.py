@@ -8,7 +8,7 @@ import pytest
 
 from hashdb.matching import Matcher, Query
 from hashdb.signals import PDQ
-from hashdb.store import Member, Role, Status, Store
+from hashdb.store import Member, NewHash, Role, Status, Store
 from hashdb.video_match import VideoThresholds
 from ingest.records import video_contributions
 from ingest.video import EVERY_FRAME, VideoHashes, hash_video_file
@@ -74,6 +74,19 @@ def test_a_still_from_a_stored_video_matches_it_with_the_time_of_the_frame(
     best = result.matches[0]
     assert best.record.id == stored["chair-orig-22-sd-bar"] and best.distance == 0
     assert best.frame_at == pytest.approx(frame.timestamp)
+
+
+def test_frames_and_hashes_with_the_same_row_id_are_never_confused(
+    store: Store, admin: Member, stored: dict[str, int], hashed: dict[str, VideoHashes]
+) -> None:
+    """Frame rows and hash rows are numbered apart; their index entries are typed."""
+    frames = hashed["chair-orig-22-sd-bar"].frames
+    (image,) = store.hashes.add(admin.id, [NewHash(PDQ.name, bytes(32))])
+    assert image.id <= len(frames)  # a frame row has this number too
+    matcher = Matcher(store.hashes, store.changes, videos=store.videos)
+    own, still = matcher.match([Query(PDQ, bytes(32), threshold=0), Query(PDQ, frames[0].pdq)])
+    assert [(m.record.id, m.frame_at, m.via) for m in own.matches] == [(image.id, None, None)]
+    assert {m.record.id for m in still.matches} == {stored["chair-orig-22-sd-bar"]}
 
 
 def test_a_retired_video_stops_matching_and_leaves_the_index(

@@ -6,10 +6,11 @@ from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
+from pydantic import SecretStr
 from sqlalchemy import text
 
 from hashdb.cli import main
-from hashdb.consortium import audit, incidents, vetting
+from hashdb.consortium import audit
 from hashdb.consortium.actor import Actor
 from hashdb.consortium.core import Consortium
 from hashdb.errors import Forbidden, InvalidInput
@@ -23,6 +24,26 @@ if TYPE_CHECKING:
 pytest_plugins = ["api_fixtures"]
 
 
+def log(store: Store, key: str | None = None) -> audit.Audit:
+    """The consortium's audit topic over `store`, with `key` as the audit key."""
+    settings = Settings(audit_key=SecretStr(key) if key else None)
+    return Consortium(settings, store).audit
+
+
+def first_admin(store: Store) -> Actor:
+    return Actor(Consortium(Settings(), store).members.operator())
+
+
+def verify(
+    store: Store, against: audit.Checkpoint | None = None, key: str | None = None
+) -> audit.ChainCheck:
+    return log(store, key).verify(first_admin(store), against=against)
+
+
+def checkpoint(store: Store, key: str | None) -> audit.Checkpoint:
+    return log(store, key).checkpoint(first_admin(store))
+
+
 @pytest.fixture
 def history(store: Store) -> tuple[Actor, Actor]:
     """Three audited actions: a keyed contribution, an approval, an incident."""
@@ -32,8 +53,8 @@ def history(store: Store) -> tuple[Actor, Actor]:
     keyed = Actor.of(principal, request_id="req-1")
     db = Consortium(Settings(), store)
     (added,) = db.contributions.add(keyed, [NewHash(PDQ.name, bytes(32), ("manifesto",), 90)])
-    vetting.approve(store.engine, admin, [added.id], "checked")
-    incidents.open_incident(store.engine, admin, "Attack in X")
+    db.vetting.approve(admin, [added.id], "checked")
+    db.incidents.open(admin, "Attack in X")
     return admin, Actor(member)
 
 
@@ -41,7 +62,7 @@ def test_writes_are_logged_with_actor_key_target_and_request_id(
     store: Store, history: tuple[Actor, Actor]
 ) -> None:
     admin, member = history
-    entries = audit.read(store.engine, admin)
+    entries = log(store).read(admin)
     assert [(e.seq, e.action) for e in entries] == [
         (1, "hashes.contribute"),
         (2, "hash.approve"),
@@ -56,7 +77,7 @@ def test_writes_are_logged_with_actor_key_target_and_request_id(
 
 
 def test_the_untouched_chain_verifies(store: Store, history: tuple[Actor, Actor]) -> None:
-    check = audit.verify(store.engine)
+    check = verify(store)
     assert check.ok and check.checked == 3
     assert audit.head(store.engine)[0] == 3
 
@@ -66,7 +87,7 @@ def test_an_edited_row_breaks_the_chain_at_that_row(
 ) -> None:
     with store.engine.begin() as conn:
         conn.execute(text("UPDATE audit_log SET target = 'hash:999' WHERE seq = 2"))
-    check = audit.verify(store.engine)
+    check = verify(store)
     assert (check.ok, check.broken_seq, check.checked) == (False, 2, 1)
 
 
@@ -75,7 +96,7 @@ def test_a_deleted_row_breaks_the_chain_where_it_was(
 ) -> None:
     with store.engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_log WHERE seq = 2"))
-    assert audit.verify(store.engine).broken_seq == 3
+    assert verify(store).broken_seq == 3
 
 
 def test_a_recomputed_hash_does_not_hide_an_edit(
@@ -83,7 +104,7 @@ def test_a_recomputed_hash_does_not_hide_an_edit(
 ) -> None:
     """Forging one row's hash still breaks the link from the next row."""
     admin, _ = history
-    second = audit.read(store.engine, admin)[1]
+    second = log(store).read(admin)[1]
     forged = audit.entry_hash(
         second.prev_hash,
         seq=2,
@@ -100,13 +121,19 @@ def test_a_recomputed_hash_does_not_hide_an_edit(
             text("UPDATE audit_log SET action = 'hash.reject', hash = :h WHERE seq = 2"),
             {"h": forged},
         )
-    assert audit.verify(store.engine).broken_seq == 3
+    assert verify(store).broken_seq == 3
 
 
 def test_only_admins_read_the_audit_log(store: Store, history: tuple[Actor, Actor]) -> None:
     _, member = history
     with pytest.raises(Forbidden):
-        audit.read(store.engine, member)
+        log(store).read(member)
+    with pytest.raises(Forbidden):
+        log(store).head(member)
+    with pytest.raises(Forbidden):
+        log(store, AUDIT_KEY).checkpoint(member)
+    with pytest.raises(Forbidden):
+        log(store).verify(member)
 
 
 def test_hashdb_audit_verify_detects_an_edited_row(
@@ -131,7 +158,7 @@ def _rewrite_everything(store: Store, admin: Actor) -> None:
     """What an attacker with write access does: change entry 2, then recompute
     every hash and link after it, so the chain is consistent again."""
     prev = audit.GENESIS
-    for entry in audit.read(store.engine, admin):
+    for entry in log(store).read(admin):
         action = "hash.reject" if entry.seq == 2 else entry.action
         digest = audit.entry_hash(
             prev,
@@ -155,10 +182,10 @@ def _rewrite_everything(store: Store, admin: Actor) -> None:
 def test_a_checkpoint_line_round_trips_and_is_signed_only_with_a_key(
     store: Store, history: tuple[Actor, Actor]
 ) -> None:
-    unsigned = audit.checkpoint(store.engine, None)
+    unsigned = checkpoint(store, None)
     assert (unsigned.seq, unsigned.hash) == audit.head(store.engine)
     assert str(unsigned).endswith(":unsigned") and unsigned.signature is None
-    signed = audit.checkpoint(store.engine, AUDIT_KEY)
+    signed = checkpoint(store, AUDIT_KEY)
     assert signed.signature is not None and signed.signature_ok(AUDIT_KEY)
     assert not signed.signature_ok("x" * 40)
     assert audit.Checkpoint.parse(str(signed)) == signed
@@ -172,11 +199,11 @@ def test_a_rewritten_log_passes_the_chain_check_but_not_the_checkpoint(
     store: Store, history: tuple[Actor, Actor]
 ) -> None:
     admin, _ = history
-    published = audit.checkpoint(store.engine, AUDIT_KEY)
-    assert audit.verify(store.engine, against=published, key=AUDIT_KEY).ok
+    published = checkpoint(store, AUDIT_KEY)
+    assert verify(store, published, AUDIT_KEY).ok
     _rewrite_everything(store, admin)
-    assert audit.verify(store.engine).ok  # internally consistent: the old check misses it
-    check = audit.verify(store.engine, against=published, key=AUDIT_KEY)
+    assert verify(store).ok  # internally consistent: the old check misses it
+    check = verify(store, published, AUDIT_KEY)
     assert (check.ok, check.broken_seq) == (False, 3)
     assert check.reason is not None and "rewritten" in check.reason
 
@@ -184,11 +211,11 @@ def test_a_rewritten_log_passes_the_chain_check_but_not_the_checkpoint(
 def test_a_cut_tail_fails_against_the_checkpoint(
     store: Store, history: tuple[Actor, Actor]
 ) -> None:
-    published = audit.checkpoint(store.engine, AUDIT_KEY)
+    published = checkpoint(store, AUDIT_KEY)
     with store.engine.begin() as conn:
         conn.execute(text("DELETE FROM audit_log WHERE seq = 3"))
-    assert audit.verify(store.engine).ok
-    check = audit.verify(store.engine, against=published, key=AUDIT_KEY)
+    assert verify(store).ok
+    check = verify(store, published, AUDIT_KEY)
     assert (check.ok, check.broken_seq) == (False, 3)
     assert check.reason is not None and "cut off" in check.reason
 
@@ -197,28 +224,28 @@ def test_entries_after_the_checkpoint_still_verify(
     store: Store, history: tuple[Actor, Actor]
 ) -> None:
     admin, _ = history
-    published = audit.checkpoint(store.engine, AUDIT_KEY)
-    incidents.open_incident(store.engine, admin, "Attack in Y")
-    check = audit.verify(store.engine, against=published, key=AUDIT_KEY)
+    published = checkpoint(store, AUDIT_KEY)
+    Consortium(Settings(), store).incidents.open(admin, "Attack in Y")
+    check = verify(store, published, AUDIT_KEY)
     assert check.ok and check.checked == 4
 
 
 def test_a_forged_checkpoint_is_refused(store: Store, history: tuple[Actor, Actor]) -> None:
     admin, _ = history
-    genuine = audit.checkpoint(store.engine, AUDIT_KEY)
+    genuine = checkpoint(store, AUDIT_KEY)
     _rewrite_everything(store, admin)
     # The attacker publishes a checkpoint of the rewritten log, without the key.
-    forged = audit.checkpoint(store.engine, "attacker-key-" + "x" * 30)
-    check = audit.verify(store.engine, against=forged, key=AUDIT_KEY)
+    forged = checkpoint(store, "attacker-key-" + "x" * 30)
+    check = verify(store, forged, AUDIT_KEY)
     assert (check.ok, check.broken_seq) == (False, None)
     assert check.reason is not None and "forged" in check.reason
     bare = audit.Checkpoint(forged.seq, forged.hash)
     with pytest.raises(InvalidInput, match="unsigned"):
-        audit.verify(store.engine, against=bare, key=AUDIT_KEY)
+        verify(store, bare, AUDIT_KEY)
     with pytest.raises(InvalidInput, match="HASHDB_AUDIT_KEY is not set"):
-        audit.verify(store.engine, against=genuine, key=None)
+        verify(store, genuine, None)
     # Without a key, an unsigned checkpoint is compared by hash alone.
-    assert audit.verify(store.engine, against=audit.Checkpoint(genuine.seq, genuine.hash)).reason
+    assert verify(store, audit.Checkpoint(genuine.seq, genuine.hash)).reason
 
 
 def test_hashdb_audit_head_and_verify_head(
@@ -240,7 +267,7 @@ def test_hashdb_audit_head_and_verify_head(
     assert garbled.exit_code == 2
     assert "not an audit checkpoint" in garbled.output
 
-    forged_line = str(audit.checkpoint(store.engine, "y" * 40))
+    forged_line = str(checkpoint(store, "y" * 40))
     forged = runner.invoke(main, ["audit", "verify", "--head", forged_line], env=env)
     assert forged.exit_code == 1
     assert "audit checkpoint refused" in forged.output and "forged" in forged.output
@@ -274,6 +301,6 @@ def test_get_v1_audit_head_gives_admins_a_signed_checkpoint(make_api: MakeApi) -
     assert (published.seq, published.hash) == (body["seq"], body["hash"])
     assert published.seq == audit.head(api.store.engine)[0]
     assert body["signature"] == published.signature and published.signature_ok(AUDIT_KEY)
-    assert audit.verify(api.store.engine, against=published, key=AUDIT_KEY).ok
+    assert verify(api.store, published, AUDIT_KEY).ok
     unsigned = make_api().get("/v1/audit/head", "admin").json
     assert unsigned is not None and unsigned["signature"] is None

@@ -21,11 +21,11 @@ from threatexchange.exchanges.impl.file_api import (
 from threatexchange.signal_type.pdq.signal import PdqSignal
 
 from hashdb.cli import main
-from hashdb.consortium import export, sync, vetting
+from hashdb.consortium import export, sync
 from hashdb.consortium.actor import Actor
 from hashdb.consortium.core import Consortium
 from hashdb.consortium.export import FeedEntry, FeedFormat, FeedOp
-from hashdb.errors import InvalidInput, OutsideFailure, Unauthenticated
+from hashdb.errors import Forbidden, InvalidInput, OutsideFailure, Unauthenticated
 from hashdb.matching import Query
 from hashdb.settings import Settings
 from hashdb.signals import MD5, PDQ
@@ -55,15 +55,15 @@ def db(store: Store) -> Consortium:
     return Consortium(Settings(), store)
 
 
-def everything(store: Store) -> list[FeedEntry]:
-    return export.feed(store.engine, 0, export.MAX_LIMIT).entries
+def everything(db: Consortium, reader: Actor) -> list[FeedEntry]:
+    return db.feed.page(reader, 0, export.MAX_LIMIT).entries
 
 
 def test_an_active_hash_is_an_addition_with_its_fields(
     db: Consortium, store: Store, admin: Actor
 ) -> None:
     (added,) = db.contributions.add(admin, [item(1)])
-    (entry,) = everything(store)
+    (entry,) = everything(db, admin)
     assert (entry.op, entry.id, entry.signal_type, entry.status) == (
         FeedOp.ADD,
         added.id,
@@ -79,8 +79,8 @@ def test_pending_and_retired_hashes_are_tombstones_without_values(
 ) -> None:
     (pending,) = db.contributions.add(member, [item(1)])
     (retired,) = db.contributions.add(admin, [item(2)])
-    vetting.retire(store.engine, admin, [retired.id], "wrong")
-    entries = {e.id: e for e in everything(store)}
+    db.vetting.retire(admin, [retired.id], "wrong")
+    entries = {e.id: e for e in everything(db, admin)}
     assert entries[pending.id].op is FeedOp.DELETE and entries[pending.id].value is None
     assert (entries[retired.id].op, entries[retired.id].status) == (FeedOp.DELETE, Status.RETIRED)
 
@@ -89,21 +89,21 @@ def test_a_page_ends_at_the_cursor_and_the_next_page_resumes_after_it(
     db: Consortium, store: Store, admin: Actor
 ) -> None:
     db.contributions.add(admin, [item(n) for n in range(5)])
-    first = export.feed(store.engine, 0, 3)
+    first = db.feed.page(admin, 0, 3)
     assert (len(first.entries), first.more) == (3, True)
     assert first.cursor == first.entries[-1].seq
-    second = export.feed(store.engine, first.cursor, 3)
+    second = db.feed.page(admin, first.cursor, 3)
     assert (len(second.entries), second.more) == (2, False)
-    assert export.feed(store.engine, second.cursor, 3).entries == []
+    assert db.feed.page(admin, second.cursor, 3).entries == []
     assert {e.id for e in first.entries + second.entries} == set(range(1, 6))
 
 
 @pytest.mark.parametrize(("since", "limit", "field"), [(-1, 10, "since"), (0, 0, "limit")])
 def test_bad_paging_is_refused_naming_the_field(
-    store: Store, since: int, limit: int, field: str
+    db: Consortium, admin: Actor, since: int, limit: int, field: str
 ) -> None:
     with pytest.raises(InvalidInput) as caught:
-        export.feed(store.engine, since, limit)
+        db.feed.page(admin, since, limit)
     assert caught.value.field == field
 
 
@@ -119,26 +119,26 @@ def test_replaying_the_feed_from_zero_gives_exactly_the_exported_list(
         hash_id = rng.choice(ids)
         status = store.hashes.get(hash_id).status
         if status is Status.PENDING:
-            move = rng.choice([vetting.approve, vetting.reject])
-            move(store.engine, admin, [hash_id], "vetted")
+            move = rng.choice([db.vetting.approve, db.vetting.reject])
+            move(admin, [hash_id], "vetted")
         elif status in (Status.ACTIVE, Status.DISPUTED) and rng.random() < 0.5:
-            vetting.retire(store.engine, admin, [hash_id], "retired")
+            db.vetting.retire(admin, [hash_id], "retired")
         if step % 7 == 0:  # a follower pulling now and then, in small pages
-            while page := export.feed(store.engine, cursor, 4).entries:
+            while page := db.feed.page(admin, cursor, 4).entries:
                 export.replay(page, held)
                 cursor = page[-1].seq
-    while page := export.feed(store.engine, cursor, 4).entries:
+    while page := db.feed.page(admin, cursor, 4).entries:
         export.replay(page, held)
         cursor = page[-1].seq
     records = store.hashes.get_many(ids)
     live = {i for i, r in records.items() if r.status in (Status.ACTIVE, Status.DISPUTED)}
     assert set(held) == live
-    assert {e.id for e in export.snapshot(store.engine)} == live
+    assert {e.id for e in db.feed.snapshot(admin)} == live
 
 
 def test_jsonl_round_trips_and_csv_has_a_header(db: Consortium, store: Store, admin: Actor) -> None:
     db.contributions.add(admin, [item(1), NewHash(MD5.name, bytes(16), ("manifesto",))])
-    entries = everything(store)
+    entries = everything(db, admin)
     text = "".join(export.render(entries, FeedFormat.JSONL))
     assert export.parse_jsonl(text) == entries
     rows = "".join(export.render(entries, FeedFormat.CSV)).splitlines()
@@ -151,9 +151,7 @@ def test_the_threatexchange_file_loads_in_python_threatexchange(
 ) -> None:
     db.contributions.add(admin, [item(1), item(2), NewHash(MD5.name, bytes(16), ("manifesto",))])
     path = tmp_path / "hashdb.te"
-    path.write_text(
-        "".join(export.render(export.snapshot(store.engine), FeedFormat.THREATEXCHANGE))
-    )
+    path.write_text("".join(export.render(db.feed.snapshot(admin), FeedFormat.THREATEXCHANGE)))
     api = LocalFileSignalExchangeAPI(
         FileCollaborationConfig(name="hashdb", api="local_file", enabled=True, filename=str(path))
     )
@@ -169,12 +167,15 @@ class FeedServer:
 
     def __init__(self, store: Store) -> None:
         central = store
+        db = Consortium(Settings(), store)
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
                 try:
                     auth = self.headers.get("Authorization", "")
-                    central.members.authenticate(auth.removeprefix("Bearer "))
+                    reader = Actor(
+                        central.members.authenticate(auth.removeprefix("Bearer ")).member
+                    )
                 except Unauthenticated:
                     self.send_error(401)
                     return
@@ -183,7 +184,7 @@ class FeedServer:
                 if url.path != "/v1/export":
                     self.send_error(404)
                     return
-                page = export.feed(central.engine, int(args["since"]), int(args["limit"]))
+                page = db.feed.page(reader, int(args["since"]), int(args["limit"]))
                 body = "".join(export.render_jsonl(page.entries)).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/x-ndjson")
@@ -211,13 +212,19 @@ class FeedServer:
 @pytest.fixture
 def local(tmp_path: Path) -> Iterator[Consortium]:
     copy = Store.open(f"sqlite:///{tmp_path / 'local.sqlite3'}")
+    copy.members.create("Local admin", Role.ADMIN)
     yield Consortium(Settings(), copy)
     copy.close()
 
 
+def operator(local: Consortium) -> Actor:
+    """The local copy's admin, who runs the sync."""
+    return Actor(local.members.operator())
+
+
 def matches(db: Consortium, seed: int) -> int:
     db.matcher.refresh()
-    return len(db.matching.match([Query(PDQ, pdq(seed))])[0].matches)
+    return len(db.matching.match(None, [Query(PDQ, pdq(seed))])[0].matches)
 
 
 def test_a_local_copy_follows_the_central_feed_over_http(
@@ -228,17 +235,17 @@ def test_a_local_copy_follows_the_central_feed_over_http(
     (pending,) = db.contributions.add(member, [item(3)])
     with FeedServer(store) as central:
         feed = sync.HttpFeed(central.url, key.secret)
-        first = sync.pull(local.store.engine, feed, central.url, limit=2)
+        first = local.sync.pull(operator(local), feed, central.url, limit=2)
         assert (first.pages, first.entries, first.live) == (2, 3, 2)
         assert (matches(local, 1), matches(local, 2), matches(local, 3)) == (1, 1, 0)
 
-        vetting.retire(store.engine, admin, [doomed.id], "not terrorist content")
-        vetting.approve(store.engine, admin, [pending.id])
-        second = sync.pull(local.store.engine, feed, central.url)
+        db.vetting.retire(admin, [doomed.id], "not terrorist content")
+        db.vetting.approve(admin, [pending.id])
+        second = local.sync.pull(operator(local), feed, central.url)
         assert (second.entries, second.retired) == (2, 1)
         assert (matches(local, 1), matches(local, 2), matches(local, 3)) == (1, 0, 1)
-        assert sync.cursor(local.store.engine, central.url) == store.changes.head()
-        assert sync.pull(local.store.engine, feed, central.url).entries == 0
+        assert local.sync.cursor(operator(local), central.url) == store.changes.head()
+        assert local.sync.pull(operator(local), feed, central.url).entries == 0
 
 
 def test_an_interrupted_sync_resumes_after_the_last_page_applied(
@@ -248,8 +255,10 @@ def test_an_interrupted_sync_resumes_after_the_last_page_applied(
     db.contributions.add(admin, [item(n) for n in range(5)])
     with FeedServer(store) as central:
         feed = sync.HttpFeed(central.url, key.secret)
-        assert sync.pull(local.store.engine, feed, central.url, limit=2, max_pages=1).entries == 2
-        rest = sync.pull(local.store.engine, feed, central.url, limit=2)
+        assert (
+            local.sync.pull(operator(local), feed, central.url, limit=2, max_pages=1).entries == 2
+        )
+        rest = local.sync.pull(operator(local), feed, central.url, limit=2)
     assert rest.entries == 3
     assert sum(matches(local, n) for n in range(5)) == 5
 
@@ -259,10 +268,10 @@ def test_a_refused_key_or_an_unreachable_server_is_a_typed_error(
 ) -> None:
     with FeedServer(store) as central:
         with pytest.raises(Unauthenticated):
-            sync.pull(local.store.engine, sync.HttpFeed(central.url, "hdb_nope"), central.url)
+            local.sync.pull(operator(local), sync.HttpFeed(central.url, "hdb_nope"), central.url)
         url = central.url
     with pytest.raises(OutsideFailure):
-        sync.pull(local.store.engine, sync.HttpFeed(url, "hdb_x", timeout=2), url)
+        local.sync.pull(operator(local), sync.HttpFeed(url, "hdb_x", timeout=2), url)
     with pytest.raises(InvalidInput):
         sync.HttpFeed("file:///etc/passwd", "hdb_x")
 
@@ -274,6 +283,7 @@ def test_hashdb_sync_pulls_into_the_configured_database(
     db.contributions.add(admin, [item(1), item(2)])
     env = {"HASHDB_DATABASE_URL": f"sqlite:///{tmp_path / 'local.sqlite3'}"}
     runner = CliRunner()
+    assert runner.invoke(main, ["init"], env=env).exit_code == 0  # syncing is an admin's
     with FeedServer(store) as central:
         args = ["sync", "--from", central.url, "--key", key.secret]
         first = runner.invoke(main, args, env=env)
@@ -297,13 +307,29 @@ def test_serving_a_page_retires_expired_hashes_first_so_followers_get_tombstones
     db: Consortium, store: Store, admin: Actor
 ) -> None:
     (added,) = db.contributions.add(admin, [item(1)])
-    cursor = db.feed.page(0, 100).cursor
+    cursor = db.feed.page(admin, 0, 100).cursor
     soon = datetime.now(UTC) + timedelta(milliseconds=50)
-    vetting.set_expiry(store.engine, admin, added.id, soon)
+    db.vetting.set_expiry(admin, added.id, soon)
     time.sleep(0.1)
-    (tombstone,) = db.feed.page(cursor, 100).entries
+    (tombstone,) = db.feed.page(admin, cursor, 100).entries
     assert (tombstone.id, tombstone.op, tombstone.status) == (
         added.id,
         FeedOp.DELETE,
         Status.RETIRED,
     )
+
+
+def test_syncing_is_an_admins_and_each_page_applied_is_audited(
+    db: Consortium, store: Store, admin: Actor, local: Consortium
+) -> None:
+    _, key = store.members.create("Small platform", Role.MEMBER)
+    db.contributions.add(admin, [item(n) for n in range(3)])
+    platform = Actor(local.store.members.create("Platform B", Role.MEMBER)[0])
+    with FeedServer(store) as central:
+        feed = sync.HttpFeed(central.url, key.secret)
+        with pytest.raises(Forbidden):
+            local.sync.pull(platform, feed, central.url)
+        assert local.sync.pull(operator(local), feed, central.url, limit=2).pages == 2
+    applied = [e for e in local.audit.read(operator(local)) if e.action == "sync.apply"]
+    assert [e.details["entries"] for e in applied] == [2, 1]
+    assert {e.actor_id for e in applied} == {operator(local).id}

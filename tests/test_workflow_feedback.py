@@ -16,6 +16,7 @@ from hashdb.matching import Query
 from hashdb.settings import Settings
 from hashdb.signals import PDQ
 from hashdb.store import NewHash, Role, Status, Store
+from hashdb.store.hashes import NewVariant
 from hashdb.store.schema import match_counts as match_counts_table
 
 THRESHOLD = 2
@@ -34,44 +35,44 @@ def people(store: Store) -> dict[str, Actor]:
 
 
 @pytest.fixture
-def active_id(store: Store, people: dict[str, Actor]) -> int:
-    db = Consortium(Settings(), store)
+def db(store: Store) -> Consortium:
+    return Consortium(Settings(dispute_threshold=THRESHOLD), store)
+
+
+@pytest.fixture
+def active_id(db: Consortium, people: dict[str, Actor]) -> int:
     (added,) = db.contributions.add(
         people["admin"], [NewHash(PDQ.name, pdq(1), ("manifesto",), 90)]
     )
     return added.id
 
 
-def disagree(store: Store, actor: Actor, hash_id: int) -> feedback.FeedbackResult:
-    return feedback.give(
-        store.engine,
-        actor,
-        hash_id,
-        Kind.DISAGREE,
-        reason=DisagreeReason.NOT_TERRORIST_CONTENT,
-        threshold=THRESHOLD,
+def disagree(db: Consortium, actor: Actor, hash_id: int) -> feedback.FeedbackResult:
+    return db.feedback.give(
+        actor, hash_id, Kind.DISAGREE, reason=DisagreeReason.NOT_TERRORIST_CONTENT
     )
 
 
 def test_disagreement_from_enough_distinct_members_disputes_a_hash(
-    store: Store, people: dict[str, Actor], active_id: int
+    store: Store, db: Consortium, people: dict[str, Actor], active_id: int
 ) -> None:
-    first = disagree(store, people["a"], active_id)
-    again = disagree(store, people["a"], active_id)
+    first = disagree(db, people["a"], active_id)
+    again = disagree(db, people["a"], active_id)
     assert (first.disputed, again.disputed, again.disagreeing_members) == (False, False, 1)
     assert store.hashes.get(active_id).status is Status.ACTIVE
-    second = disagree(store, people["b"], active_id)
+    second = disagree(db, people["b"], active_id)
     assert (second.disputed, second.disagreeing_members) == (True, 2)
     assert store.hashes.get(active_id).status is Status.DISPUTED
-    last = vetting.history(store.engine, active_id)[-1]
+    last = db.vetting.history(people["admin"], active_id)[-1]
     assert (last.to_status, last.actor_id) == (Status.DISPUTED, people["b"].id)
 
 
 def test_agreement_does_not_count_toward_a_dispute(
     store: Store, people: dict[str, Actor], active_id: int
 ) -> None:
+    db = Consortium(Settings(dispute_threshold=1), store)
     for who in ("a", "b", "c"):
-        result = feedback.give(store.engine, people[who], active_id, Kind.AGREE, threshold=1)
+        result = db.feedback.give(people[who], active_id, Kind.AGREE)
         assert not result.disputed
     assert store.hashes.get(active_id).status is Status.ACTIVE
 
@@ -80,9 +81,8 @@ def test_a_false_positive_counts_as_disagreement_and_carries_the_content_hash(
     store: Store, people: dict[str, Actor], active_id: int
 ) -> None:
     content = ContentHash("pdq", pdq(2))
-    result = feedback.give(
-        store.engine, people["a"], active_id, Kind.FALSE_POSITIVE, content=content, threshold=1
-    )
+    db = Consortium(Settings(dispute_threshold=1), store)
+    result = db.feedback.give(people["a"], active_id, Kind.FALSE_POSITIVE, content=content)
     assert result.disputed and result.feedback.content == content
 
 
@@ -97,7 +97,7 @@ def test_a_false_positive_counts_as_disagreement_and_carries_the_content_hash(
     ],
 )
 def test_feedback_is_validated_naming_the_field(
-    store: Store,
+    db: Consortium,
     people: dict[str, Actor],
     active_id: int,
     kind: Kind,
@@ -105,7 +105,7 @@ def test_feedback_is_validated_naming_the_field(
     field: str,
 ) -> None:
     with pytest.raises(InvalidInput) as caught:
-        feedback.give(store.engine, people["a"], active_id, kind, threshold=2, **kwargs)  # type: ignore[arg-type]
+        db.feedback.give(people["a"], active_id, kind, **kwargs)  # type: ignore[arg-type]
     assert caught.value.field == field
 
 
@@ -117,44 +117,97 @@ def test_feedback_kinds_and_reasons_are_a_fixed_list() -> None:
     assert DisagreeReason.parse("wrong_label") is DisagreeReason.WRONG_LABEL
 
 
-def test_feedback_on_an_unknown_hash_is_not_found(store: Store, people: dict[str, Actor]) -> None:
+def test_feedback_on_an_unknown_hash_is_not_found(db: Consortium, people: dict[str, Actor]) -> None:
     with pytest.raises(NotFound):
-        disagree(store, people["a"], 12345)
+        disagree(db, people["a"], 12345)
 
 
 def test_a_kept_hash_needs_fresh_disagreement_to_be_disputed_again(
-    store: Store, people: dict[str, Actor], active_id: int
+    store: Store, db: Consortium, people: dict[str, Actor], active_id: int
 ) -> None:
-    disagree(store, people["a"], active_id)
-    disagree(store, people["b"], active_id)
-    vetting.resolve_dispute(
-        store.engine, people["admin"], active_id, vetting.Resolution.KEEP, "it is propaganda"
+    disagree(db, people["a"], active_id)
+    disagree(db, people["b"], active_id)
+    db.vetting.resolve_dispute(
+        people["admin"], active_id, vetting.Resolution.KEEP, "it is propaganda"
     )
     assert store.hashes.get(active_id).status is Status.ACTIVE
-    assert not disagree(store, people["a"], active_id).disputed
-    assert disagree(store, people["c"], active_id).disputed
+    assert not disagree(db, people["a"], active_id).disputed
+    assert disagree(db, people["c"], active_id).disputed
 
 
 def test_members_see_their_own_feedback_and_admins_see_all(
-    store: Store, people: dict[str, Actor], active_id: int
+    db: Consortium, people: dict[str, Actor], active_id: int
 ) -> None:
-    disagree(store, people["a"], active_id)
-    feedback.give(store.engine, people["b"], active_id, Kind.AGREE, threshold=THRESHOLD)
-    assert [f.member_id for f in feedback.for_hash(store.engine, people["a"], active_id)] == [
-        people["a"].id
-    ]
-    assert len(feedback.for_hash(store.engine, people["admin"], active_id)) == 2
+    disagree(db, people["a"], active_id)
+    db.feedback.give(people["b"], active_id, Kind.AGREE)
+    assert [f.member_id for f in db.feedback.for_hash(people["a"], active_id)] == [people["a"].id]
+    assert len(db.feedback.for_hash(people["admin"], active_id)) == 2
+
+
+def test_feedback_and_outcomes_follow_what_the_member_may_see_or_have_matched(
+    store: Store, people: dict[str, Actor]
+) -> None:
+    db = Consortium(Settings(pending_matches=False), store)
+    pending, rejected = db.contributions.add(
+        people["a"], [NewHash(PDQ.name, pdq(5), ("manifesto",), 90), NewHash(PDQ.name, pdq(6))]
+    )
+    db.vetting.reject(people["admin"], [rejected.id], "no")
+    for hidden in (pending.id, rejected.id):
+        with pytest.raises(NotFound):
+            db.feedback.give(people["b"], hidden, Kind.AGREE)
+        with pytest.raises(NotFound):
+            db.feedback.for_hash(people["b"], hidden)
+        with pytest.raises(NotFound):
+            report(db, people["b"], hidden)
+    assert db.feedback.give(people["a"], rejected.id, Kind.AGREE).feedback.hash_id == rejected.id
+    # Where pending hashes match, a member may have been answered with one.
+    matching = Consortium(Settings(pending_matches=True), store)
+    assert matching.feedback.give(people["b"], pending.id, Kind.AGREE).feedback.member_id == (
+        people["b"].id
+    )
+    assert report(matching, people["b"], pending.id).hash_id == pending.id
+    with pytest.raises(NotFound):
+        matching.feedback.give(people["b"], rejected.id, Kind.AGREE)
+
+
+def test_feedback_and_outcomes_on_a_stored_variant_are_not_found(
+    db: Consortium, people: dict[str, Actor]
+) -> None:
+    crops = tuple(NewVariant(f"crop{i}", pdq(100 + i)) for i in range(5))
+    (image,) = db.contributions.add(
+        people["admin"], [NewHash(PDQ.name, pdq(1), ("manifesto",), 90, variants=crops)]
+    )
+    assert db.feedback.give(people["a"], image.id, Kind.AGREE).feedback.hash_id == image.id
+    for other in range(image.id + 1, image.id + 1 + len(crops)):
+        with pytest.raises(NotFound):
+            db.feedback.give(people["a"], other, Kind.AGREE)
+        with pytest.raises(NotFound):
+            report(db, people["a"], other)
+        with pytest.raises(NotFound):
+            db.hashes.get(people["admin"], other)
+    assert [r.id for r in db.hashes.mine(people["admin"])] == [image.id]
+
+
+def report(db: Consortium, actor: Actor, hash_id: int) -> outcomes.Outcome:
+    up = datetime.now(UTC) - timedelta(hours=1)
+    return db.outcomes.report(
+        actor,
+        hash_id,
+        outcomes.Action.REMOVED,
+        uploaded_at=up,
+        matched_at=up,
+        actioned_at=up + timedelta(minutes=5),
+    )
 
 
 # ---- outcomes ---------------------------------------------------------------------
 
 
 def test_an_outcome_records_when_content_was_uploaded_matched_and_actioned(
-    store: Store, people: dict[str, Actor], active_id: int
+    db: Consortium, people: dict[str, Actor], active_id: int
 ) -> None:
     up = datetime.now(UTC) - timedelta(hours=1)
-    outcome = outcomes.report(
-        store.engine,
+    outcome = db.outcomes.report(
         people["a"],
         active_id,
         outcomes.Action.REMOVED,
@@ -171,7 +224,7 @@ def test_an_outcome_records_when_content_was_uploaded_matched_and_actioned(
     [(-1, 5, "matched_at"), (5, 1, "actioned_at"), (5, 24 * 60, "actioned_at")],
 )
 def test_outcome_times_must_be_in_order_and_not_in_the_future(
-    store: Store,
+    db: Consortium,
     people: dict[str, Actor],
     active_id: int,
     matched: int,
@@ -180,8 +233,7 @@ def test_outcome_times_must_be_in_order_and_not_in_the_future(
 ) -> None:
     up = datetime.now(UTC) - timedelta(minutes=10)
     with pytest.raises(InvalidInput) as caught:
-        outcomes.report(
-            store.engine,
+        db.outcomes.report(
             people["a"],
             active_id,
             outcomes.Action.KEPT,
@@ -201,11 +253,10 @@ def test_outcome_times_must_be_in_order_and_not_in_the_future(
     ],
 )
 def test_outcome_times_before_2000_or_in_the_future_are_refused(
-    store: Store, people: dict[str, Actor], active_id: int, uploaded: datetime, field: str
+    db: Consortium, people: dict[str, Actor], active_id: int, uploaded: datetime, field: str
 ) -> None:
     with pytest.raises(InvalidInput) as caught:
-        outcomes.report(
-            store.engine,
+        db.outcomes.report(
             people["a"],
             active_id,
             outcomes.Action.REMOVED,
@@ -232,10 +283,10 @@ def test_every_match_is_counted_per_member_hash_and_hour(
 ) -> None:
     db = Consortium(Settings(), store)
     queries = [Query(PDQ, pdq(1)), Query(PDQ, pdq(1)), Query(PDQ, pdq(9))]
-    db.matching.match(queries, member=people["a"].member)
-    db.matching.match(queries[:1], member=people["a"].member)
-    db.matching.match(queries[:1], member=people["b"].member)
-    db.matching.match(queries[:1])  # not on behalf of a member: not counted
+    db.matching.match(people["a"], queries)
+    db.matching.match(people["a"], queries[:1])
+    db.matching.match(people["b"], queries[:1])
+    db.matching.match(None, queries[:1])  # not on behalf of a member: not counted
     db.tally.flush()  # written every HASHDB_COUNT_FLUSH_SECONDS; now, for the test
     with store.engine.connect() as conn:
         rows = conn.execute(

@@ -11,16 +11,22 @@ import pytest
 from click.testing import CliRunner
 
 from hashdb.cli import main
-from hashdb.consortium import incidents, outcomes, reports, vetting
+from hashdb.consortium import outcomes, reports
 from hashdb.consortium.actor import Actor
 from hashdb.consortium.core import Consortium
 from hashdb.errors import Forbidden, InvalidInput
 from hashdb.settings import Settings
 from hashdb.signals import MD5, PDQ
-from hashdb.store import NewHash, Role, Store
+from hashdb.store import NewHash, Role, Status, Store
 
 NOW = datetime.now(UTC)
 START, END = NOW - timedelta(days=1), NOW + timedelta(days=1)
+
+
+def report_of(
+    store: Store, actor: Actor, start: datetime, end: datetime, member_id: int | None = None
+) -> reports.TransparencyReport:
+    return Consortium(Settings(), store).reports.transparency(actor, start, end, member_id)
 
 
 @pytest.fixture
@@ -36,7 +42,7 @@ def people(store: Store) -> dict[str, Actor]:
 def busy(store: Store, people: dict[str, Actor]) -> None:
     """An incident with two fast-tracked hashes, a rejection, and three outcomes."""
     db = Consortium(Settings(), store)
-    incident = incidents.open_incident(store.engine, people["admin"], "Attack in X")
+    incident = db.incidents.open(people["admin"], "Attack in X")
     tag = f"crisis_incident:{incident.id}"
     fast = db.contributions.add(
         people["a"],
@@ -46,12 +52,11 @@ def busy(store: Store, people: dict[str, Actor]) -> None:
         ],
     )
     (slow,) = db.contributions.add(people["b"], [NewHash(PDQ.name, bytes(32), ("manifesto",), 90)])
-    vetting.reject(store.engine, people["admin"], [slow.id], "duplicate")
-    incidents.close_incident(store.engine, people["admin"], incident.id)
+    db.vetting.reject(people["admin"], [slow.id], "duplicate")
+    db.incidents.close(people["admin"], incident.id)
     up = NOW - timedelta(hours=3)
     for minutes, action in ((10, "removed"), (90, "removed"), (5, "kept")):
-        outcomes.report(
-            store.engine,
+        db.outcomes.report(
             people["b"],
             fast[0].id,
             outcomes.Action(action),
@@ -64,7 +69,7 @@ def busy(store: Store, people: dict[str, Actor]) -> None:
 def test_the_consortium_report_counts_labels_by_name_and_incidents(
     store: Store, people: dict[str, Actor], busy: None
 ) -> None:
-    report = reports.transparency(store.engine, people["admin"], START, END)
+    report = report_of(store, people["admin"], START, END)
     assert report.hashes_by_label == {
         "attack_footage": 1,
         "crisis_incident": 2,
@@ -82,7 +87,7 @@ def test_the_consortium_report_counts_labels_by_name_and_incidents(
 def test_takedown_rate_and_time_to_action_come_from_the_outcomes(
     store: Store, people: dict[str, Actor], busy: None
 ) -> None:
-    report = reports.transparency(store.engine, people["admin"], START, END)
+    report = report_of(store, people["admin"], START, END)
     assert report.outcomes_by_action == {"kept": 1, "removed": 2}
     assert report.takedown_rate == pytest.approx(2 / 3)
     assert report.time_to_action == reports.Durations(2, 50 * 60.0, 90 * 60.0, 0.5)
@@ -91,9 +96,7 @@ def test_takedown_rate_and_time_to_action_come_from_the_outcomes(
 def test_a_period_before_anything_happened_is_empty(
     store: Store, people: dict[str, Actor], busy: None
 ) -> None:
-    report = reports.transparency(
-        store.engine, people["admin"], NOW - timedelta(days=9), NOW - timedelta(days=8)
-    )
+    report = report_of(store, people["admin"], NOW - timedelta(days=9), NOW - timedelta(days=8))
     assert (report.added, report.matches, report.outcomes_by_action) == (0, 0, {})
     assert report.takedown_rate is None and report.incidents == []
     assert report.hashes_by_status == {}
@@ -102,13 +105,13 @@ def test_a_period_before_anything_happened_is_empty(
 def test_a_member_sees_only_its_own_figures(
     store: Store, people: dict[str, Actor], busy: None
 ) -> None:
-    own = reports.transparency(store.engine, people["a"], START, END)
+    own = report_of(store, people["a"], START, END)
     assert own.member_id == people["a"].id
     assert own.hashes_by_contributor == {"Platform A": 2}
     assert own.outcomes_by_action == {}
     with pytest.raises(Forbidden):
-        reports.transparency(store.engine, people["a"], START, END, people["b"].id)
-    by_admin = reports.transparency(store.engine, people["admin"], START, END, people["b"].id)
+        report_of(store, people["a"], START, END, people["b"].id)
+    by_admin = report_of(store, people["admin"], START, END, people["b"].id)
     assert by_admin.outcomes_by_action == {"kept": 1, "removed": 2}
 
 
@@ -120,14 +123,14 @@ def test_a_bad_period_is_refused_naming_the_field(
     store: Store, people: dict[str, Actor], start: datetime, end: datetime, field: str
 ) -> None:
     with pytest.raises(InvalidInput) as caught:
-        reports.transparency(store.engine, people["admin"], start, end)
+        report_of(store, people["admin"], start, end)
     assert caught.value.field == field
 
 
 def test_the_renderers_carry_the_same_figures(
     store: Store, people: dict[str, Actor], busy: None
 ) -> None:
-    report = reports.transparency(store.engine, people["admin"], START, END)
+    report = report_of(store, people["admin"], START, END)
     data = json.loads(reports.render_json(report))
     assert data["outcomes"]["time_to_action"]["p90_seconds"] == 5400.0
     assert data["hashes"]["by_status"] == {"active": 2, "rejected": 1}
@@ -155,3 +158,22 @@ def test_hashdb_report_prints_the_report(
     assert refused.exit_code == 2 and "own figures" in refused.output
     bad = runner.invoke(main, ["report", "--from", "yesterday", "--to", "today"], env=env)
     assert bad.exit_code == 2
+
+
+def test_the_dashboard_figures_are_for_ops_and_admins_and_count_every_hash(
+    store: Store, people: dict[str, Actor], busy: None
+) -> None:
+    db = Consortium(Settings(), store)
+    ops = Actor(store.members.create("Ops team", Role.OPS)[0])
+    held = db.reports.holdings(ops)
+    assert held.total == 3 and held.by_label["crisis_incident"] == 2
+    assert held.status(Status.REJECTED) == 1
+    assert len(db.reports.activity(ops).days) == 30
+    assert db.reports.freshness(ops, loaded=False).head == store.changes.head()
+    for figure in (db.reports.holdings, db.reports.activity):
+        with pytest.raises(Forbidden):
+            figure(people["a"])
+    with pytest.raises(Forbidden):
+        db.reports.hash_activity(ops, 1)
+    total, per_day = db.reports.hash_activity(people["admin"], 1)
+    assert total == 0 and sum(per_day.matches) == 0

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from hashdb.consortium import audit, export, feedback, outcomes, reports, sync, vetting
+from hashdb.consortium import audit, feedback, outcomes, reports, vetting
 from hashdb.consortium.actor import Actor
 from hashdb.consortium.core import Consortium
 from hashdb.consortium.export import FeedEntry, FeedOp
@@ -32,16 +32,18 @@ CENTRAL = "https://central.example"
 class LibraryFeed:
     """The central feed read in-process (the HTTP client is tested on its own)."""
 
-    def __init__(self, store: Store) -> None:
-        self._store = store
+    def __init__(self, central: Consortium, reader: Actor) -> None:
+        self._central = central
+        self._reader = reader
 
     def page(self, since: int, limit: int) -> list[FeedEntry]:
-        return export.feed(self._store.engine, since, limit).entries
+        return self._central.feed.page(self._reader, since, limit).entries
 
 
 @pytest.fixture
 def local(tmp_path: Path) -> Iterator[Consortium]:
     copy = Store.open(f"sqlite:///{tmp_path / 'local.sqlite3'}")
+    copy.members.create("Local admin", Role.ADMIN)
     yield Consortium(Settings(), copy)
     copy.close()
 
@@ -62,24 +64,23 @@ def test_the_whole_story(store: Store, local: Consortium) -> None:
     hash_id = added.id
     assert store.hashes.get(hash_id).status is Status.PENDING
     with pytest.raises(Forbidden):
-        vetting.approve(store.engine, contributor, [hash_id])
+        central.vetting.approve(contributor, [hash_id])
 
     # An admin approves it.
-    vetting.approve(store.engine, admin, [hash_id], "verified footage")
+    central.vetting.approve(admin, [hash_id], "verified footage")
     assert store.hashes.get(hash_id).status is Status.ACTIVE
 
     # A local copy syncs and matches it.
-    sync.pull(local.store.engine, LibraryFeed(store), CENTRAL)
+    local.sync.pull(Actor(local.members.operator()), LibraryFeed(central, matcher), CENTRAL)
     local.matcher.refresh()
-    assert len(local.matching.match([Query(PDQ, CODE)])[0].matches) == 1
+    assert len(local.matching.match(None, [Query(PDQ, CODE)])[0].matches) == 1
 
     # Another member matches it, and reports removal 20 minutes after upload.
     central.matcher.refresh()
-    (result,) = central.matching.match([Query(PDQ, CODE)], member=matcher.member)
+    (result,) = central.matching.match(matcher, [Query(PDQ, CODE)])
     assert [m.record.id for m in result.matches] == [hash_id]
     uploaded = datetime.now(UTC) - timedelta(minutes=30)
-    outcomes.report(
-        store.engine,
+    central.outcomes.report(
         matcher,
         hash_id,
         outcomes.Action.REMOVED,
@@ -89,23 +90,21 @@ def test_the_whole_story(store: Store, local: Consortium) -> None:
     )
 
     # A third member disputes it, reaching the threshold.
-    disputed = feedback.give(
-        store.engine,
+    disputed = central.feedback.give(
         disputer,
         hash_id,
         feedback.Kind.DISAGREE,
         reason=feedback.DisagreeReason.NOT_TERRORIST_CONTENT,
-        threshold=settings.dispute_threshold,
     )
     assert disputed.disputed
     assert store.hashes.get(hash_id).status is Status.DISPUTED
 
     # The admin retires it.
-    vetting.resolve_dispute(
-        store.engine, admin, hash_id, vetting.Resolution.RETIRE, "news footage, not propaganda"
+    central.vetting.resolve_dispute(
+        admin, hash_id, vetting.Resolution.RETIRE, "news footage, not propaganda"
     )
-    assert central.matching.match([Query(PDQ, CODE)])[0].matches == []
-    moves = [(t.from_status, t.to_status) for t in vetting.history(store.engine, hash_id)]
+    assert central.matching.match(None, [Query(PDQ, CODE)])[0].matches == []
+    moves = [(t.from_status, t.to_status) for t in central.vetting.history(admin, hash_id)]
     assert moves == [
         (None, Status.PENDING),
         (Status.PENDING, Status.ACTIVE),
@@ -114,7 +113,7 @@ def test_the_whole_story(store: Store, local: Consortium) -> None:
     ]
 
     # The export feed shows the tombstone.
-    last = export.feed(store.engine, 0, 100).entries[-1]
+    last = central.feed.page(matcher, 0, 100).entries[-1]
     assert (last.id, last.op, last.status, last.value) == (
         hash_id,
         FeedOp.DELETE,
@@ -123,16 +122,18 @@ def test_the_whole_story(store: Store, local: Consortium) -> None:
     )
 
     # The synced local copy stops matching it.
-    pulled = sync.pull(local.store.engine, LibraryFeed(store), CENTRAL)
+    pulled = local.sync.pull(
+        Actor(local.members.operator()), LibraryFeed(central, matcher), CENTRAL
+    )
     assert pulled.retired == 1
     local.matcher.refresh()
-    assert local.matching.match([Query(PDQ, CODE)])[0].matches == []
+    assert local.matching.match(None, [Query(PDQ, CODE)])[0].matches == []
 
     # The transparency report for the period shows every one of those numbers
     # (match counts are written every HASHDB_COUNT_FLUSH_SECONDS; now, here).
     central.tally.flush()
     end = datetime.now(UTC) + timedelta(hours=1)
-    report = reports.transparency(store.engine, admin, start, end)
+    report = central.reports.transparency(admin, start, end)
     assert report.hashes_by_type == {"pdq": 1}
     assert report.hashes_by_label == {"attack_footage": 1}
     assert report.hashes_by_status == {"retired": 1}
@@ -149,10 +150,10 @@ def test_the_whole_story(store: Store, local: Consortium) -> None:
     assert report.takedown_rate == 1.0
     assert report.time_to_action == reports.Durations(1, 1200.0, 1200.0, 1.0)
     assert report.audit_head == audit.head(store.engine)
-    assert audit.verify(store.engine).ok
+    assert central.audit.verify(admin).ok
 
     # Each member sees its own figures, and only those.
-    own = reports.transparency(store.engine, matcher, start, end)
+    own = central.reports.transparency(matcher, start, end)
     assert (own.member_id, own.matches, own.outcomes_by_action) == (
         matcher.id,
         1,
@@ -160,9 +161,9 @@ def test_the_whole_story(store: Store, local: Consortium) -> None:
     )
     assert own.hashes_by_status == {} and own.matches_by_member == {}
     assert own.audit_head is None
-    mine = reports.transparency(store.engine, contributor, start, end, contributor.id)
+    mine = central.reports.transparency(contributor, start, end, contributor.id)
     assert mine.hashes_by_status == {"retired": 1} and mine.matches == 0
     with pytest.raises(Forbidden):
-        reports.transparency(store.engine, matcher, start, end, contributor.id)
+        central.reports.transparency(matcher, start, end, contributor.id)
     with pytest.raises(Forbidden):
-        audit.read(store.engine, matcher)
+        central.audit.read(matcher)

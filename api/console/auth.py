@@ -42,7 +42,7 @@ def login_submit() -> tuple[str, int] | Response:
     secret = (request.form.get("key") or "").strip()
     target = safe_next(request.form.get("next"))
     try:
-        principal = context().db.store.members.authenticate(secret)
+        principal = context().db.members.authenticate(secret)
     except Unauthenticated:
         message = "That key is not valid: unknown, revoked or expired."
         if not secret:

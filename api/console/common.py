@@ -13,20 +13,18 @@ from collections.abc import Iterable
 
 from flask import request
 
+from api.console.session import user
 from api.context import ApiContext
 from api.schemas import control_character
 from api.schemas_workflow import MAX_ID
-from hashdb.consortium import HashRecord, Match, Member, Query, Status
+from hashdb.consortium import HashRecord, Match, Query, Status
 from hashdb.errors import InvalidInput
 from hashdb.signals import SIGNAL_TYPES, Matching
 
 
 def member_names(ctx: ApiContext) -> dict[int, str]:
-    return {m.id: m.name for m in ctx.db.store.members.all()}
-
-
-def members_by_id(ctx: ApiContext) -> dict[int, Member]:
-    return {m.id: m for m in ctx.db.store.members.all()}
+    """Member names by id, as the logged-in user may see them."""
+    return ctx.db.members.names(user().actor())
 
 
 def parse_id(text: str) -> int | None:
@@ -70,8 +68,7 @@ def similar(ctx: ApiContext, records: Iterable[HashRecord]) -> dict[int, list[Ma
     if not wanted:
         return {}
     queries = [Query(SIGNAL_TYPES[r.signal_type], r.value) for r in wanted]
-    ctx.db.matching.catch_up()
-    results = ctx.db.matcher.match(queries)
+    results = ctx.db.matching.match(None, queries)  # not a member's lookup: not counted
     return {
         r.id: [
             m for m in res.matches if m.record.id != r.id and m.record.status is not Status.REJECTED

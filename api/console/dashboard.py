@@ -3,16 +3,18 @@
 Holdings by type, label and status; matches and feedback per day as server-drawn
 SVG charts (with the same figures in tables); how many disputes and pending
 contributions wait; and this process's index sizes and how far behind the change
-log it is.
+log it is. The figures, and who may see them, are the consortium's
+(`hashdb.consortium.reports`); this page only draws them.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, render_template
 
-from api.console import charts, figures
-from api.console.session import STAFF, page
+from api.console import charts
+from api.console.session import STAFF, page, user
 from api.context import context
+from hashdb.consortium.reports import DAYS
 
 bp = Blueprint("dashboard", __name__)
 
@@ -21,18 +23,17 @@ bp = Blueprint("dashboard", __name__)
 @page(STAFF)
 def show() -> str:
     ctx = context()
-    engine = ctx.db.store.engine
-    ctx.db.tally.flush()  # this worker's latest matches in the chart too
-    held = figures.holdings(engine)
-    used = figures.activity(engine)
-    fresh = figures.freshness(engine, ctx.db.matcher, ctx.loader.ready)
+    who = user().actor()
+    held = ctx.db.reports.holdings(who)
+    used = ctx.db.reports.activity(who)  # this worker's latest matches in the chart too
+    fresh = ctx.db.reports.freshness(who, ctx.loader.ready)
     matches_chart = charts.daily_bars(
-        f"Matches per day, last {figures.DAYS} days",
+        f"Matches per day, last {DAYS} days",
         used.days,
         [charts.Series("matches", used.matches)],
     )
     feedback_chart = charts.daily_bars(
-        f"Feedback per day by kind, last {figures.DAYS} days",
+        f"Feedback per day by kind, last {DAYS} days",
         used.days,
         [charts.Series(kind.replace("_", " "), values) for kind, values in used.feedback.items()],
     )

@@ -1,8 +1,9 @@
 """Import jobs (ops and admins): running and past jobs with live progress.
 
-Imports are started by `hashdb import` on a machine that sees the collection; the
-console watches them. A job's counts are derived from its file rows
-(`hashdb.store.imports`), so what the page shows is what the database holds. The
+Imports are started by `hashdb import` on a machine that sees the collection (or
+over HTTP); the console watches them through the same use cases
+(`hashdb.consortium.imports`: ops and admins only). A job's counts are derived
+from its file rows, so what the page shows is what the database holds. The
 pages poll a small HTML fragment every second or two (`static/console.js`) while
 a job runs; without script, the page still shows the state when it was loaded.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 
 from api.console.common import member_names
-from api.console.session import STAFF, page
+from api.console.session import STAFF, page, user
 from api.context import context
 from hashdb.consortium import FileState, JobStatus
 
@@ -23,7 +24,7 @@ RECENT = 50
 
 def _jobs_context() -> dict[str, object]:
     ctx = context()
-    jobs = ctx.db.store.imports.recent(RECENT)
+    jobs = ctx.db.imports.recent(user().actor(), RECENT)
     running = any(j.status is JobStatus.RUNNING for j in jobs)
     return {"jobs": jobs, "names": member_names(ctx), "running": running}
 
@@ -42,11 +43,11 @@ def rows() -> str:
 
 def _job_context(job_id: int) -> dict[str, object]:
     ctx = context()
-    job = ctx.db.store.imports.get(job_id)
+    who = user().actor()
     return {
-        "job": job,
-        "failed": ctx.db.store.imports.files(job_id, FileState.FAILED),
-        "duplicates": ctx.db.store.imports.files(job_id, FileState.DUPLICATE),
+        "job": ctx.db.imports.get(who, job_id),
+        "failed": ctx.db.imports.files(who, job_id, FileState.FAILED),
+        "duplicates": ctx.db.imports.files(who, job_id, FileState.DUPLICATE),
         "names": member_names(ctx),
     }
 

@@ -1,10 +1,19 @@
 """Lookup (every role): drop an image or a video, or paste hashes, and see matches.
 
-An image is hashed as the API's `/v1/match/media` hashes it (PDQ, pHash, MD5,
-SHA-256, optionally the 8 rotations and flips) and each hash is matched; the
-matches count for the member's reports, as API matches do. A video is hashed at
-every frame (`EVERY_FRAME`, the query rate: see `ingest.video`) and matched frame
-by frame against stored videos, which gives the matched time ranges on both sides;
+A lookup is the API's `/v1/match/media` (or `/v1/match`) made from a page: it
+answers through the same use case (`Consortium.matching`), so it finds what the
+API finds and costs what the API costs. Each lookup first takes a request from the
+user's key's rate limit (`Matching.admit`, as the API's door does), before the
+upload is hashed; the use case then prices it, charges the key's index-work budget
+and counts the matches for the member's reports. A refusal (429 past a limit, 413
+above the per-request budget) is shown on the page with its status, and the
+seconds to wait in `Retry-After`.
+
+An image is hashed and probed as the API probes it (`api.uploads.lookup_probes`:
+PDQ, pHash, MD5, SHA-256 and the content region, so a letterboxed copy matches;
+with the box ticked, the 8 rotations and flips too). A video is hashed at every
+frame (`EVERY_FRAME`, the query rate: see `ingest.video`) and matched frame by
+frame against stored videos, which gives the matched time ranges on both sides;
 its digests are matched too. Both are hashed in the media sandbox, as every upload
 (`ingest.sandbox`). Pasted hashes are one per line, `TYPE:HEX` or bare
 64-digit hex for PDQ. The upload is read into memory, hashed and dropped.
@@ -19,13 +28,11 @@ from werkzeug.datastructures import FileStorage
 
 from api.console.session import EVERYONE, page, user
 from api.context import ApiContext, context
-from api.uploads import image_hashes
-from api.video import hash_query
-from hashdb.consortium import Query, QueryResult, VideoMatch
-from hashdb.errors import HashdbError, InvalidInput, OutsideFailure
+from api.uploads import lookup_probes, probed_image
+from api.video import hash_query, video_query
+from hashdb.consortium import Actor, Query, QueryResult, VideoMatch
+from hashdb.errors import HashdbError, InvalidInput, OutsideFailure, RateLimited
 from hashdb.signals import MD5, PDQ, SHA256, Matching, get_signal_type
-from ingest.records import queries as image_queries
-from ingest.records import video_frames
 from ingest.video import VideoHashes, is_video
 
 MAX_PASTED = 1000
@@ -68,32 +75,33 @@ def parse_pasted(text: str) -> list[Query]:
     return out
 
 
-def _lookup_video(ctx: ApiContext, data: bytes, name: str) -> Outcome:
-    # The same request-time limits and match counting as POST /v1/match/media.
+def _lookup_video(ctx: ApiContext, who: Actor, data: bytes, name: str) -> Outcome:
+    # The same request-time limits as POST /v1/match/media.
     video = hash_query(ctx, data)
-    frames = video_frames(video)
+    query = video_query(video)
+    digests = [Query(MD5, video.md5), Query(SHA256, video.sha256)]
+    answer = ctx.db.matching.answer(who, digests, [query])
     outcome = Outcome(source=f"video {name}", video=video)
-    outcome.videos = ctx.db.matching.match_video(frames, member=user().member)
-    outcome.results = ctx.db.matching.match(
-        [Query(MD5, video.md5), Query(SHA256, video.sha256)], member=user().member
-    )
+    (outcome.videos,) = answer.videos
+    outcome.results = answer.results
     if not video.complete:
         outcome.notes.append(f"Only part of the video was hashed ({video.ended_by.value}).")
-    if not frames:
+    if not query.frames:
         outcome.notes.append("No frame had enough detail to match (all below quality 50).")
     return outcome
 
 
-def _lookup_upload(ctx: ApiContext, upload: FileStorage, dihedral: bool) -> Outcome:
+def _lookup_upload(ctx: ApiContext, who: Actor, upload: FileStorage, dihedral: bool) -> Outcome:
     data = upload.read()
     name = upload.filename or "upload"
     if not data:
         raise InvalidInput("the uploaded file is empty", field="file")
     if is_video(data):
-        return _lookup_video(ctx, data, name)
-    h = image_hashes(ctx, data, dihedral=dihedral)
+        return _lookup_video(ctx, who, data, name)
+    probed = probed_image(ctx, data, lookup_probes(dihedral))
+    h = probed.hashes
     outcome = Outcome(source=f"image {name} ({h.width}x{h.height})")
-    outcome.results = ctx.db.matching.match(image_queries(h), member=user().member)
+    outcome.results = ctx.db.matching.match(who, probed.queries())
     if outcome.results and outcome.results[0].low_quality:
         outcome.notes.append(
             f"PDQ quality {h.pdq_quality} is below 50: too featureless to match perceptually; "
@@ -110,26 +118,32 @@ def form() -> str:
 
 @bp.post("/lookup")
 @page(EVERYONE)
-def run() -> tuple[str, int]:
+def run() -> tuple[str, int, dict[str, str]]:
     ctx = context()
     pasted = request.form.get("hashes", "")
     upload = request.files.get("file")
     try:
+        who = user().actor()
         if not ctx.loader.ready:
             raise OutsideFailure("the indexes are still loading; try again in a moment")
+        ctx.db.members.admit(who)
         if upload is not None and upload.filename:
-            outcome = _lookup_upload(ctx, upload, dihedral=bool(request.form.get("dihedral")))
+            outcome = _lookup_upload(ctx, who, upload, dihedral=bool(request.form.get("dihedral")))
         elif pasted.strip():
             queries = parse_pasted(pasted)
             outcome = Outcome(
                 source=f"{len(queries)} pasted hash{'es' if len(queries) != 1 else ''}"
             )
-            outcome.results = ctx.db.matching.match(queries, member=user().member)
+            outcome.results = ctx.db.matching.match(who, queries)
         else:
             raise InvalidInput("choose a file or paste at least one hash", field="file")
     except HashdbError as exc:
         page_ = render_template(
             "console_lookup.html", outcome=None, pasted=pasted, error=exc.message
         )
-        return page_, exc.http_status
-    return render_template("console_lookup.html", outcome=outcome, pasted=pasted, error=None), 200
+        headers = {}
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(exc.retry_after)
+        return page_, exc.http_status, headers
+    page_ = render_template("console_lookup.html", outcome=outcome, pasted=pasted, error=None)
+    return page_, 200, {}

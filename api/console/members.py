@@ -6,6 +6,9 @@ POST, marked `Cache-Control: no-store`, and never redirected to or stored in the
 session. Rotation issues a new key and lets the member's other live keys expire
 after an overlap, so its systems can switch without downtime; revocation takes
 effect on the key's next request, console sessions opened with it included.
+
+Every change goes through the consortium's `Members` with the logged-in admin as
+the actor, so it is checked and audited exactly as the API's and the CLI's are.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def _new_key_page(member: Member, new: NewKey, created: bool) -> Response:
 @page(ADMIN)
 def index() -> str:
     return render_template(
-        "console_members.html", members=context().db.store.members.all(), roles=list(Role)
+        "console_members.html", members=context().db.members.all(user().actor()), roles=list(Role)
     )
 
 
@@ -55,8 +58,11 @@ def index() -> str:
 def create() -> Response:
     try:
         role = Role.parse(request.form.get("role", ""))
-        member, new = context().db.store.members.create(
-            request.form.get("name", ""), role, trusted=bool(request.form.get("trusted"))
+        member, new = context().db.members.create(
+            user().actor(),
+            request.form.get("name", ""),
+            role,
+            trusted=bool(request.form.get("trusted")),
         )
     except (InvalidInput, Conflict) as exc:
         flash(exc.message, "error")
@@ -70,11 +76,11 @@ def create() -> Response:
 @bp.get("/members/<id:member_id>")
 @page(ADMIN)
 def detail(member_id: int) -> str:
-    store = context().db.store.members
+    members, actor = context().db.members, user().actor()
     return render_template(
         "console_member.html",
-        member=store.get(member_id),
-        keys=store.keys(member_id),
+        member=members.get(actor, member_id),
+        keys=members.keys(actor, member_id),
         overlaps=list(OVERLAPS),
         at=now(),
         own_key=user().key_id,
@@ -88,17 +94,17 @@ def issue(member_id: int) -> Response:
     if choice not in OVERLAPS:
         flash("Choose how long the other keys stay valid.", "error")
         return redirect(url_for(".detail", member_id=member_id))
-    store = context().db.store.members
-    new = store.issue_key(member_id, overlap=OVERLAPS[choice])
+    members, actor = context().db.members, user().actor()
+    new = members.issue_key(actor, member_id, overlap=OVERLAPS[choice])
     log.info("key %d issued to member %d by %s", new.key.id, member_id, user().member.name)
-    return _new_key_page(store.get(member_id), new, created=False)
+    return _new_key_page(members.get(actor, member_id), new, created=False)
 
 
 @bp.post("/members/<id:member_id>/keys/<id:key_id>/revoke")
 @page(ADMIN)
 def revoke(member_id: int, key_id: int) -> Response:
     try:
-        key = context().db.store.members.revoke_key(member_id, key_id)
+        key = context().db.members.revoke_key(user().actor(), member_id, key_id)
         flash(f"Key {key.prefix}… revoked: it stops working on its next request.", "info")
         log.info("key %d of member %d revoked by %s", key_id, member_id, user().member.name)
     except (NotFound, Conflict) as exc:
@@ -113,8 +119,8 @@ def disable(member_id: int) -> Response:
         flash("You cannot disable the member you are logged in as.", "error")
     else:
         try:
-            member = context().db.store.members.disable(member_id)
-        except Conflict as exc:
+            member = context().db.members.disable(user().actor(), member_id)
+        except (NotFound, Conflict) as exc:
             flash(exc.message, "error")
         else:
             flash(f"{member.name} disabled: every key of it is revoked.", "info")

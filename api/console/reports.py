@@ -2,8 +2,9 @@
 
 The period is whole UTC days, `from` to `to` inclusive (the report's own period is
 [from 00:00, day after `to` 00:00)). Admins get the consortium's figures or any
-one member's; other roles their own (`hashdb.consortium.reports.transparency`
-enforces it). The CSV is the report's own `render_csv`, one row per figure.
+one member's; other roles their own (`Reports.transparency` in
+`hashdb.consortium.reports` enforces it). The CSV is the report's own
+`render_csv`, one row per figure.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ def _period() -> tuple[date, date, int | None]:
 def _report(first: date, last: date, member_id: int | None) -> reports.TransparencyReport:
     start = datetime.combine(first, datetime.min.time(), tzinfo=UTC)
     end = datetime.combine(last + timedelta(days=1), datetime.min.time(), tzinfo=UTC)
-    return reports.transparency(context().db.store.engine, user().actor(), start, end, member_id)
+    return context().db.reports.transparency(user().actor(), start, end, member_id)
 
 
 def _sections(text: str) -> dict[str, list[tuple[str, str]]]:
@@ -72,7 +73,7 @@ def show() -> tuple[str, int]:
         sections = _sections(reports.render_csv(_report(first, last, member_id)))
     except InvalidInput as exc:
         error = exc.message
-    members = context().db.store.members.all() if who.is_admin else []
+    members = context().db.members.all(who.actor()) if who.is_admin else []
     return render_template(
         "console_reports.html",
         first=first,

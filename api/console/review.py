@@ -4,8 +4,8 @@ Pending hashes are shown oldest first with a picture of the hash (the console
 keeps no media; see `visual`), labels, contributor and the existing hashes they
 would match, and are approved or rejected one by one or in bulk. A rejection
 needs a reason; so does resolving a dispute (keep the hash, or retire it). The
-moves themselves are `hashdb.consortium.vetting`'s, which also writes the history
-and the audit log.
+moves themselves are the layer's (`Consortium.vetting`), which also writes the
+history and the audit log.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from api.console.common import form_ids, hex_of, member_names, parse_id, similar
 from api.console.session import ADMIN, page, user
 from api.console.visual import bit_grid
 from api.context import context
-from hashdb.consortium import HashRecord, Status, feedback, vetting
+from hashdb.consortium import HashRecord, Status
 from hashdb.consortium.vetting import Resolution
 from hashdb.errors import Conflict, InvalidInput, NotFound
 
@@ -29,8 +29,9 @@ QUEUE_PAGE = 100
 
 def _thumbnails(records: list[HashRecord]) -> dict[int, Markup]:
     """A bit picture per hash: its own bits, or a video's first frame."""
-    ctx = context()
-    videos = ctx.db.store.videos.info([r.id for r in records if r.signal_type == "vpdq"])
+    videos = context().db.hashes.videos(
+        user().actor(), [r.id for r in records if r.signal_type == "vpdq"]
+    )
     out: dict[int, Markup] = {}
     for r in records:
         if r.id in videos and videos[r.id].frames:
@@ -45,12 +46,8 @@ def _thumbnails(records: list[HashRecord]) -> dict[int, Markup]:
 def queue() -> str:
     ctx = context()
     after = request.args.get("after", "0")
-    records = vetting.queue(
-        ctx.db.store.engine,
-        user().actor(),
-        Status.PENDING,
-        after_id=parse_id(after) or 0,
-        limit=QUEUE_PAGE,
+    records = ctx.db.hashes.queue(
+        user().actor(), Status.PENDING, after_id=parse_id(after) or 0, limit=QUEUE_PAGE
     )
     return render_template(
         "console_review.html",
@@ -77,11 +74,11 @@ def decide() -> Response:
         ids = [single] if single is not None else form_ids()
         if not ids:
             raise InvalidInput("tick at least one hash first", field="ids")
-        engine, actor = context().db.store.engine, user().actor()
+        db, actor = context().db, user().actor()
         if act == "approve":
-            done = vetting.approve(engine, actor, ids, reason)
+            done = db.vetting.approve(actor, ids, reason)
         elif act == "reject":
-            done = vetting.reject(engine, actor, ids, reason or "")
+            done = db.vetting.reject(actor, ids, reason or "")
         else:
             raise InvalidInput("choose approve or reject", field="act")
         verb = "Approved" if act == "approve" else "Rejected"
@@ -96,12 +93,12 @@ def decide() -> Response:
 @page(ADMIN)
 def disputes() -> str:
     ctx = context()
-    engine, actor = ctx.db.store.engine, user().actor()
-    records = vetting.queue(engine, actor, Status.DISPUTED, limit=QUEUE_PAGE)
+    actor = user().actor()
+    records = ctx.db.hashes.queue(actor, Status.DISPUTED, limit=QUEUE_PAGE)
     return render_template(
         "console_disputes.html",
         records=records,
-        feedback={r.id: feedback.for_hash(engine, actor, r.id) for r in records},
+        feedback={r.id: ctx.db.feedback.for_hash(actor, r.id) for r in records},
         names=member_names(ctx),
         thumbs=_thumbnails(records),
         hex_of=hex_of,
@@ -118,12 +115,8 @@ def resolve(hash_id: int) -> Response:
         flash("Choose whether to keep or retire the hash.", "error")
         return redirect(url_for(".disputes"))
     try:
-        record = vetting.resolve_dispute(
-            context().db.store.engine,
-            user().actor(),
-            hash_id,
-            resolution,
-            request.form.get("reason") or "",
+        record = context().db.vetting.resolve_dispute(
+            user().actor(), hash_id, resolution, request.form.get("reason") or ""
         )
         flash(f"Dispute on hash #{record.id} resolved: {record.status.value}.", "info")
     except (InvalidInput, Conflict, NotFound) as exc:

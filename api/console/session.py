@@ -3,9 +3,9 @@ each role may open.
 
 Logging in takes an API key (the same keys the API uses; there are no passwords to
 manage) and opens a session in the database (`console_sessions`, through
-`MemberStore.open_session`); the signed cookie carries only that session's random
+`Members.open_session`); the signed cookie carries only that session's random
 token, never the key. Every console request reloads the session, its key and its
-member from the database: logging out (the row is deleted), a key revoked or
+member from the database (`Members.session`): logging out (the row is deleted), a key revoked or
 expired, or a member disabled ends the session on its very next request, in every
 worker and on every server, so a cookie copied before a logout is worthless after.
 
@@ -16,7 +16,6 @@ would refuse its reader.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,9 +26,9 @@ from flask import current_app, flash, g, redirect, request, session, url_for
 from werkzeug.exceptions import Forbidden
 from werkzeug.wrappers import Response
 
+from api import request_id
 from api.context import context
-from hashdb.consortium import Actor, ApiKey, Member, Principal, Role, now
-from hashdb.errors import NotFound
+from hashdb.consortium import Actor, Member, Principal, Role
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -69,7 +68,9 @@ class User:
     key_id: int
 
     def actor(self) -> Actor:
-        return Actor.of(Principal(self.member, self.key_id), request.headers.get("X-Request-Id"))
+        """The user as the acting `Actor`, with the request's id (a valid one sent as
+        `X-Request-Id`, else a fresh one: never the raw header)."""
+        return Actor.of(Principal(self.member, self.key_id), request_id.current())
 
     @property
     def is_admin(self) -> bool:
@@ -90,14 +91,14 @@ def log_in(principal: Principal) -> None:
     log_out()  # a fresh session: nothing from before the login carries over
     session.permanent = True
     lifetime = current_app.permanent_session_lifetime
-    session[_SESSION_ID] = context().db.store.members.open_session(principal, lifetime)
+    session[_SESSION_ID] = context().db.members.open_session(principal, lifetime)
     g.user = User(principal.member, principal.key_id)
 
 
 def log_out() -> None:
     token = session.get(_SESSION_ID)
     if isinstance(token, str):
-        context().db.store.members.close_session(token)
+        context().db.members.close_session(token)
     session.clear()
     g.user = None
 
@@ -108,20 +109,12 @@ def load_user() -> None:
     token = session.get(_SESSION_ID)
     if not isinstance(token, str):
         return
-    members = context().db.store.members
-    live = members.session(token)
-    member: Member | None = None
-    key: ApiKey | None = None
-    if live is not None:
-        with contextlib.suppress(NotFound):
-            member = members.get(live.member_id)
-        if member is not None:
-            key = next((k for k in members.keys(member.id) if k.id == live.key_id), None)
-    if member is None or key is None or not key.is_valid(now()) or member.disabled_at:
+    live = context().db.members.session(token)
+    if live is None:
         session.clear()
         flash(ENDED, "error")
         return
-    g.user = User(member, key.id)
+    g.user = User(live.member, live.key_id)
 
 
 def current() -> User | None:

@@ -2,7 +2,9 @@
 
 `verify` exits 0 when the chain checks out, 1 when it does not (a finding, named on
 stderr), and 2 for a malformed checkpoint or one that cannot be checked with the
-configured key (a user error, through the CLI's one exit-code map).
+configured key (a user error, through the CLI's one exit-code map). Each command
+acts as an admin (`--as`, default the first enabled admin), through the
+consortium's `Audit`, which signs and checks checkpoints with HASHDB_AUDIT_KEY.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ import sys
 
 import click
 
-from hashdb.cli.common import acting_member, emit_json, open_db
-from hashdb.consortium import Actor, Consortium
-from hashdb.consortium import audit as audit_log
+from hashdb.cli.common import AS_ADMIN, acting, emit_json, open_db
+from hashdb.consortium.audit import Checkpoint
 
 # Exit code when the chain does not verify: a finding, not a usage error.
 EXIT_BROKEN = 1
@@ -24,19 +25,15 @@ def audit() -> None:
     """The tamper-evident audit log."""
 
 
-def _audit_key(db: Consortium) -> str | None:
-    key = db.settings.audit_key
-    return key.get_secret_value() if key else None
-
-
 @audit.command("head")
-def head() -> None:
+@AS_ADMIN
+def head(as_member: str | None) -> None:
     """Print the newest entry as a checkpoint line to publish (signed with
     HASHDB_AUDIT_KEY when set); check the log against it later with
     `hashdb audit verify --head`."""
     db = open_db()
     try:
-        checkpoint = audit_log.checkpoint(db.store.engine, _audit_key(db))
+        checkpoint = db.audit.checkpoint(acting(db, as_member))
     finally:
         db.close()
     click.echo(str(checkpoint))
@@ -50,13 +47,15 @@ def head() -> None:
     help="A checkpoint printed earlier by `hashdb audit head`: the log must still reach "
     "it with the same hash (catches a rewritten log and a cut tail).",
 )
-def verify(published: str | None) -> None:
+@AS_ADMIN
+def verify(published: str | None, as_member: str | None) -> None:
     """Recompute the hash chain; exit 1 naming the first entry that fails."""
-    against = audit_log.Checkpoint.parse(published) if published is not None else None
+    against = Checkpoint.parse(published) if published is not None else None
     db = open_db()
     try:
-        check = audit_log.verify(db.store.engine, against=against, key=_audit_key(db))
-        head = audit_log.head(db.store.engine)
+        actor = acting(db, as_member)
+        check = db.audit.verify(actor, against=against)
+        head = db.audit.head(actor)
     finally:
         db.close()
     if not check.ok:
@@ -72,15 +71,13 @@ def verify(published: str | None) -> None:
 @audit.command("list")
 @click.option("--after", default=0, show_default=True, help="Entries after this number.")
 @click.option("--limit", default=100, show_default=True)
-@click.option("--as", "as_member", help="Member to act as (default: the first admin).")
+@AS_ADMIN
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def list_entries(after: int, limit: int, as_member: str | None, as_json: bool) -> None:
     """List audit entries, oldest first."""
     db = open_db()
     try:
-        entries = audit_log.read(
-            db.store.engine, Actor(acting_member(db, as_member)), after=after, limit=limit
-        )
+        entries = db.audit.read(acting(db, as_member), after=after, limit=limit)
     finally:
         db.close()
     if as_json:

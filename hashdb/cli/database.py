@@ -1,4 +1,22 @@
-"""`hashdb init`, `hashdb add` and `hashdb match`: the database from the command line."""
+"""`hashdb init`, `hashdb add` and `hashdb match`: the database from the command line.
+
+`add` and `match` take images and videos as the API's `/v1/media` and
+`/v1/match/media` do, hashed in this process (no sandbox: the files are the
+operator's own) under the same limits (HASHDB_MAX_IMAGE_PIXELS,
+HASHDB_MAX_DECODED_BYTES, HASHDB_VIDEO_MAX_SECONDS, HASHDB_VIDEO_MAX_FRAMES):
+
+- an image added stores its hashes and its stored variants; an image matched is
+  probed as the API and the console probe it (its content region, and with
+  `--dihedral` its rotations and flips: `api.uploads.lookup_probes`);
+- a video added is hashed at 1 frame per second and stored as one vpdq hash plus
+  its digests, refused if a limit cut it short; a video matched is hashed at every
+  frame and answered with the stored videos it matches: both shares, the matched
+  time ranges and the offset, as the API answers them.
+
+Every match goes through the consortium's matching use case (threshold caps and
+the per-request budget, HASHDB_MAX_REQUEST_COST); the command line has no key, so
+it spends no key's budget and its matches are not counted for any member.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +28,22 @@ import click
 from sqlalchemy.engine import make_url
 
 from hashdb.budget import check_threshold
-from hashdb.cli.common import EXIT_PARTIAL, acting_member, any_failed, emit_json, open_db, progress
+from hashdb.cli.common import EXIT_PARTIAL, acting, any_failed, emit_json, open_db, progress
 from hashdb.cli.inputs import BadArg, HashArg, expand
-from hashdb.consortium import Consortium, Member, NewHash, Query, QueryResult
+from hashdb.consortium import (
+    Actor,
+    Added,
+    Consortium,
+    NewHash,
+    Query,
+    QueryResult,
+    VideoMatch,
+)
 from hashdb.errors import HashdbError, InvalidInput
-from hashdb.signals import PDQ, SIGNAL_TYPES
+from hashdb.settings import Settings
+from hashdb.signals import MD5, PDQ, SHA256, SIGNAL_TYPES
 from hashdb.signals.pdq_dihedral import dihedral_variants
+from hashdb.signals.vpdq import VPDQ
 
 
 @click.command()
@@ -24,7 +52,7 @@ def init(admin_name: str) -> None:
     """Create or upgrade the database; create a first admin and print its key once."""
     db = open_db()
     try:
-        new_key = db.store.members.ensure_first_admin(admin_name)
+        new_key = db.members.ensure_first_admin(admin_name)
         url = make_url(db.settings.resolved_database_url())
         click.echo(f"database ready: {url.render_as_string(hide_password=True)}")
         if new_key is None:
@@ -54,30 +82,20 @@ def add(
     as_member: str | None,
     as_json: bool,
 ) -> None:
-    """Add image files, folders or hashes (TYPE:HEX) to the database, active at once."""
-    from ingest.records import image_contributions, usable_perceptual
-
+    """Add image or video files, folders or hashes (TYPE:HEX) to the database."""
     db = open_db()
     try:
-        member = acting_member(db, as_member)
+        actor = acting(db, as_member)
+        db.contributions.check_labels([labels])  # shared by every input: refuse up front
         rows: list[dict[str, Any]] = []
         for item in progress(list(expand(inputs)), "adding", not as_json):
             if isinstance(item, BadArg):
                 rows.append({"input": item.text, "error": item.message})
-                continue
-            if isinstance(item, HashArg):
+            elif isinstance(item, HashArg):
                 new = [NewHash(item.signal_type.name, item.value, labels, None, reference)]
-                rows.append(_added(db, member, item.text, new))
-                continue
-            try:
-                h, items = image_contributions(item.read_bytes(), labels, reference or item.name)
-            except (HashdbError, OSError) as exc:
-                rows.append(_file_error(item, exc))
-                continue
-            row = _added(db, member, str(item), items)
-            if not usable_perceptual(h):
-                row["warning"] = f"pdq quality {h.pdq_quality} < 50: only digests added"
-            rows.append(row)
+                rows.append(_added(db, actor, item.text, new))
+            else:
+                rows.append(_add_file(db, actor, item, labels, reference or item.name))
         _print_added(rows, as_json)
     finally:
         db.close()
@@ -85,16 +103,76 @@ def add(
         sys.exit(EXIT_PARTIAL)
 
 
-def _added(db: Consortium, member: Member, name: str, items: list[NewHash]) -> dict[str, Any]:
+def _add_file(
+    db: Consortium, actor: Actor, path: Path, labels: tuple[str, ...], reference: str
+) -> dict[str, Any]:
+    """Hash one file (an image or a video) and store it, or the error that stopped it."""
+    from api.video import REFERENCE_RATE, complete_reference, limits
+    from ingest.records import contributions, usable_perceptual, video_contributions
+    from ingest.sandbox import image_with_variants
+    from ingest.video import hash_video_file
+
+    settings = db.settings
+    if _is_video(path):
+        try:
+            v = complete_reference(
+                hash_video_file(path, frames_per_second=REFERENCE_RATE, limits=limits(settings))
+            )
+        except (HashdbError, OSError) as exc:
+            return _file_error(path, exc)
+        video, digests = video_contributions(v, labels, reference)
+        if not video.frames:  # nothing matchable in it: the digests still identify the file
+            row = _added(db, actor, str(path), digests)
+            row["warning"] = "no frame of pdq quality >= 50: only digests added"
+            return row
+        try:
+            results = db.contributions.add_video(actor, video, digests)
+        except InvalidInput as exc:
+            return {"input": str(path), "error": exc.message}
+        return _added_row(str(path), [VPDQ.name, *(d.signal_type for d in digests)], results)
     try:
-        results = db.contributions.add(member, items)
+        h, variants = image_with_variants(path.read_bytes(), **_image_limits(settings))
+    except (HashdbError, OSError) as exc:
+        return _file_error(path, exc)
+    row = _added(db, actor, str(path), contributions(h, labels, reference, variants))
+    if not usable_perceptual(h):
+        row["warning"] = f"pdq quality {h.pdq_quality} < 50: only digests added"
+    return row
+
+
+def _is_video(path: Path) -> bool:
+    """Whether the file is a video container (False if it cannot be read: reading it
+    as an image then reports why)."""
+    from ingest.video import is_video
+
+    try:
+        return is_video(path)
+    except OSError:
+        return False
+
+
+def _image_limits(settings: Settings) -> dict[str, int]:
+    """The decoding limits an upload is hashed under, for a file hashed here."""
+    return {
+        "max_pixels": settings.max_image_pixels,
+        "max_decoded_bytes": settings.max_decoded_bytes,
+    }
+
+
+def _added(db: Consortium, actor: Actor, name: str, items: list[NewHash]) -> dict[str, Any]:
+    try:
+        results = db.contributions.add(actor, items)
     except InvalidInput as exc:
         return {"input": name, "error": exc.message}
+    return _added_row(name, [i.signal_type for i in items], results)
+
+
+def _added_row(name: str, signal_types: list[str], results: list[Added]) -> dict[str, Any]:
     return {
         "input": name,
         "added": [
-            {"signal_type": i.signal_type, "id": r.id, "new": r.created}
-            for i, r in zip(items, results, strict=True)
+            {"signal_type": t, "id": r.id, "new": r.created}
+            for t, r in zip(signal_types, results, strict=True)
         ],
     }
 
@@ -118,15 +196,14 @@ def _print_added(rows: list[dict[str, Any]], as_json: bool) -> None:
 @click.command()
 @click.argument("inputs", nargs=-1, required=True)
 @click.option(
-    "--threshold", type=click.IntRange(0, 128), help="PDQ distance threshold (default 31)."
+    "--threshold",
+    type=click.IntRange(0, 128),
+    help="PDQ distance threshold, for images and each video frame (default 31).",
 )
 @click.option("--dihedral", is_flag=True, help="Also try the 8 rotations/flips of each image.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 def match(inputs: tuple[str, ...], threshold: int | None, dihedral: bool, as_json: bool) -> None:
-    """Match image files, folders or hashes (TYPE:HEX) against the database."""
-    from ingest.image import hash_image_file
-    from ingest.records import queries
-
+    """Match image or video files, folders or hashes (TYPE:HEX) against the database."""
     db = open_db()
     try:
         check_threshold(db.settings, PDQ, threshold, "--threshold")
@@ -134,8 +211,7 @@ def match(inputs: tuple[str, ...], threshold: int | None, dihedral: bool, as_jso
         for item in progress(list(expand(inputs)), "matching", not as_json):
             if isinstance(item, BadArg):
                 rows.append({"input": item.text, "error": item.message})
-                continue
-            if isinstance(item, HashArg):
+            elif isinstance(item, HashArg):
                 is_pdq = item.signal_type is PDQ
                 variants = dihedral_variants(item.value) if is_pdq and dihedral else ()
                 qs = [
@@ -143,19 +219,56 @@ def match(inputs: tuple[str, ...], threshold: int | None, dihedral: bool, as_jso
                         item.signal_type, item.value, threshold if is_pdq else None, None, variants
                     )
                 ]
-                rows.append(_matched(item.text, db.matching.match(qs)))
-                continue
-            try:
-                h = hash_image_file(item, dihedral=dihedral)
-            except (HashdbError, OSError) as exc:
-                rows.append(_file_error(item, exc))
-                continue
-            rows.append(_matched(str(item), db.matching.match(queries(h, pdq_threshold=threshold))))
+                rows.append(_matched(item.text, db.matching.match(None, qs)))
+            else:
+                rows.append(_match_file(db, item, threshold, dihedral))
         _print_matched(rows, as_json)
     finally:
         db.close()
     if any_failed(rows):
         sys.exit(EXIT_PARTIAL)
+
+
+def _match_file(
+    db: Consortium, path: Path, threshold: int | None, dihedral: bool
+) -> dict[str, Any]:
+    """Hash one file (an image or a video) as the API would and match it."""
+    from api.uploads import lookup_probes
+    from api.video import limits, video_match, video_query
+    from ingest.sandbox import probed_image
+    from ingest.video import EVERY_FRAME, hash_video_file
+
+    settings = db.settings
+    if not _is_video(path):
+        try:
+            probed = probed_image(
+                path.read_bytes(), lookup_probes(dihedral), **_image_limits(settings)
+            )
+        except (HashdbError, OSError) as exc:
+            return _file_error(path, exc)
+        return _matched(str(path), db.matching.match(None, probed.queries(pdq_threshold=threshold)))
+    try:
+        v = hash_video_file(path, frames_per_second=EVERY_FRAME, limits=limits(settings))
+    except (HashdbError, OSError) as exc:
+        return _file_error(path, exc)
+    digests = [Query(MD5, v.md5), Query(SHA256, v.sha256)]
+    answer = db.matching.answer(None, digests, [video_query(v, threshold)])
+    row = _matched(str(path), answer.results)
+    row["video"] = {
+        "duration": v.duration,
+        "frames": len(v.frames),
+        "low_quality_frames": v.low_quality_frames,
+        "complete": v.complete,
+        "ended_by": v.ended_by.value,
+    }
+    (found,) = answer.videos
+    row["videos"] = [_video_row(video_match(m).model_dump(mode="json"), m) for m in found]
+    return row
+
+
+def _video_row(shaped: dict[str, Any], m: VideoMatch) -> dict[str, Any]:
+    """A matched video as the API shapes it, with the reference the CLI shows."""
+    return {**shaped, "reference": m.record.reference}
 
 
 def _matched(name: str, results: list[QueryResult]) -> dict[str, Any]:
@@ -169,7 +282,7 @@ def _matched(name: str, results: list[QueryResult]) -> dict[str, Any]:
                     "signal_type": signal.name,
                     "value": signal.format(m.record.value),
                     "distance": m.distance,
-                    "variant": m.variant,
+                    "variant": m.how,
                     "labels": list(m.record.labels),
                     "reference": m.record.reference,
                 }
@@ -181,6 +294,10 @@ def _matched(name: str, results: list[QueryResult]) -> dict[str, Any]:
     return row
 
 
+def _span(ranges: list[dict[str, float]]) -> str:
+    return ", ".join(f"{r['start']:.1f}-{r['end']:.1f}s" for r in ranges) or "-"
+
+
 def _print_matched(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         emit_json(rows)
@@ -190,11 +307,25 @@ def _print_matched(rows: list[dict[str, Any]], as_json: bool) -> None:
             click.echo(f"{row['input']}: error: {row['error']}", err=True)
             continue
         note = " (low quality: perceptual hashes not matched)" if row.get("low_quality") else ""
-        click.echo(f"{row['input']}: {len(row['matches'])} match(es){note}")
+        videos = row.get("videos")
+        found = f", {len(videos)} video(s)" if videos is not None else ""
+        click.echo(f"{row['input']}: {len(row['matches'])} match(es){found}{note}")
+        video = row.get("video")
+        if video is not None and not video["complete"]:
+            click.echo(f"  only part of the video was hashed ({video['ended_by']})", err=True)
         for m in row["matches"]:
             how = f" via {m['variant']}" if m["variant"] else ""
             labels = ",".join(m["labels"]) or "-"
             click.echo(
                 f"  {m['signal_type']}#{m['id']} distance {m['distance']}{how} labels {labels}"
                 f" ({m['reference'] or 'no reference'})"
+            )
+        for v in videos or ():
+            labels = ",".join(v["labels"]) or "-"
+            offset = "-" if v["offset"] is None else f"{v['offset']:+.1f}s"
+            click.echo(
+                f"  vpdq#{v['id']} query {v['query_share']:.0%} reference "
+                f"{v['reference_share']:.0%} offset {offset} labels {labels}"
+                f" ({v['reference'] or 'no reference'})\n"
+                f"    here {_span(v['query_ranges'])}; in stored {_span(v['reference_ranges'])}"
             )

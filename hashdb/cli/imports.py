@@ -5,6 +5,12 @@ it (through a link) is reported failed and never read. An archive is unpacked
 within the limits of HASHDB_IMPORT_MAX_* into a work folder under
 `<data_dir>/imports/` that is removed when the command ends, however it ends; a
 refused archive exits with status 2 and names the limit (`ingest.sources`).
+
+The rules are the consortium's (`db.imports`), as for an import over HTTP: the
+member (`--as`) must be an ops team or an admin, and every label (`--label` and the
+manifest's) must be in the taxonomy, checked before an archive is unpacked or a
+file read: an unknown label exits with status 2 and stores nothing. The job's
+start and finish are audited (`import.start`, `import.finish`).
 """
 
 from __future__ import annotations
@@ -14,8 +20,7 @@ from pathlib import Path
 
 import click
 
-from hashdb.cli.common import EXIT_PARTIAL, acting_member, emit_json, open_db
-from hashdb.consortium import Role, Status
+from hashdb.cli.common import EXIT_PARTIAL, acting, emit_json, open_db
 
 
 @click.command("import")
@@ -54,7 +59,7 @@ def import_collection(
     Running the same command again resumes an interrupted import: files already
     stored are skipped, and nothing is stored twice.
     """
-    from ingest.bulk import Progress, plan_files, run_import, start_or_resume
+    from ingest.bulk import Progress, plan_files, run_import
     from ingest.manifest import read_manifest
     from ingest.pool import open_pool
     from ingest.sources import ArchiveLimits, is_archive, remove_work_folder, unpack, work_folder
@@ -62,18 +67,15 @@ def import_collection(
     db = open_db()
     work = None
     try:
-        member = acting_member(db, as_member)
-        if member.role is Role.MEMBER:
-            raise click.UsageError("imports need an ops or admin member (--as)")
+        actor = acting(db, as_member)
         source = source.resolve()
         planned = read_manifest(manifest, labels) if manifest else None
+        db.imports.check(actor, labels, planned or ())
         root = source
         if is_archive(source):
             work = work_folder(db.settings.data_dir)
             root = unpack(source, work, ArchiveLimits.of(db.settings))
-        job = start_or_resume(
-            db.store, member.id, str(source), labels, plan_files(root, labels, planned)
-        )
+        job = db.imports.start(actor, str(source), labels, plan_files(root, labels, planned))
         bar = (
             None
             if as_json
@@ -97,11 +99,9 @@ def import_collection(
         with open_pool(workers, scheduler) as pool:
             if bar is not None:
                 with bar:
-                    summary = run_import(
-                        db.store, job, root, pool, status=Status.ACTIVE, on_progress=on_progress
-                    )
+                    summary = run_import(db, actor, job, root, pool, on_progress=on_progress)
             else:
-                summary = run_import(db.store, job, root, pool, status=Status.ACTIVE)
+                summary = run_import(db, actor, job, root, pool)
     finally:
         remove_work_folder(work)
         db.close()

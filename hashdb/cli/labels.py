@@ -1,12 +1,16 @@
-"""`hashdb labels ...`: the label taxonomy contributions must use."""
+"""`hashdb labels ...`: the label taxonomy contributions must use.
+
+Through the layer (`Consortium.labels`): listing needs no role, adding one is for
+admins (Forbidden otherwise, exit code 2), and an unknown label in a contribution
+is refused the same way from every door (InvalidInput, exit code 2).
+"""
 
 from __future__ import annotations
 
 import click
 
-from hashdb.cli.common import acting_member, emit_json, open_db
-from hashdb.consortium import Actor
-from hashdb.consortium import labels as taxonomy
+from hashdb.cli.common import AS_ADMIN, acting, emit_json, open_db
+from hashdb.consortium.labels import ValueKind
 
 
 @click.group()
@@ -20,7 +24,7 @@ def list_labels(as_json: bool) -> None:
     """Every label, with whether it takes a value and what it means."""
     db = open_db()
     try:
-        found = taxonomy.all_labels(db.store.engine)
+        found = db.labels.all()
     finally:
         db.close()
     if as_json:
@@ -47,18 +51,17 @@ def list_labels(as_json: bool) -> None:
 @click.option(
     "--value",
     "value_kind",
-    type=click.Choice([k.value for k in taxonomy.ValueKind]),
+    type=click.Choice([k.value for k in ValueKind]),
     default="none",
     show_default=True,
     help="Whether the label takes a `:value` suffix.",
 )
-@click.option("--as", "as_member", help="Admin to act as (default: the first admin).")
+@AS_ADMIN
 def add_label(name: str, description: str, value_kind: str, as_member: str | None) -> None:
     """Add label NAME to the taxonomy."""
     db = open_db()
     try:
-        actor = Actor(acting_member(db, as_member))
-        taxonomy.add(db.store.engine, actor, name, description, taxonomy.ValueKind(value_kind))
+        db.labels.add(acting(db, as_member), name, description, ValueKind(value_kind))
     finally:
         db.close()
     click.echo(f"label {name} added")

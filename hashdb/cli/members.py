@@ -1,4 +1,9 @@
-"""`hashdb members ...`: create, list and revoke members from the command line."""
+"""`hashdb members ...`: create, list and disable members from the command line.
+
+Each command acts as a member (`--as NAME`, default the first enabled admin) through
+the consortium's `Members`, so only an admin may manage members here too, and every
+change is in the audit log with that member and the run's `cli-` request id.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ from typing import Any
 
 import click
 
-from hashdb.cli.common import emit_json, open_db
+from hashdb.cli.common import AS_ADMIN, acting, emit_json, open_db
 from hashdb.consortium import Role
 
 
@@ -21,11 +26,12 @@ def members() -> None:
     "--role", type=click.Choice([r.value for r in Role]), default="member", show_default=True
 )
 @click.option("--trusted", is_flag=True, help="Trusted flagger: contributions skip vetting.")
-def add_member(name: str, role: str, trusted: bool) -> None:
+@AS_ADMIN
+def add_member(name: str, role: str, trusted: bool, as_member: str | None) -> None:
     """Create member NAME and print its API key (shown once)."""
     db = open_db()
     try:
-        member, key = db.store.members.create(name, Role(role), trusted=trusted)
+        member, key = db.members.create(acting(db, as_member), name, Role(role), trusted=trusted)
     finally:
         db.close()
     click.echo(f"member {member.name} (id {member.id}, role {member.role.value}) created")
@@ -34,13 +40,15 @@ def add_member(name: str, role: str, trusted: bool) -> None:
 
 @members.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def list_members(as_json: bool) -> None:
+@AS_ADMIN
+def list_members(as_json: bool, as_member: str | None) -> None:
     """List members with their roles and live keys."""
     db = open_db()
     try:
+        actor = acting(db, as_member)
         rows: list[dict[str, Any]] = []
-        for m in db.store.members.all():
-            keys = db.store.members.keys(m.id)
+        for m in db.members.all(actor):
+            keys = db.members.keys(actor, m.id)
             rows.append(
                 {
                     "id": m.id,
@@ -63,12 +71,14 @@ def list_members(as_json: bool) -> None:
 
 @members.command("revoke")
 @click.argument("name")
-def revoke_member(name: str) -> None:
+@AS_ADMIN
+def revoke_member(name: str, as_member: str | None) -> None:
     """Disable member NAME: every one of its keys stops working at once."""
     db = open_db()
     try:
-        member = db.store.members.by_name(name)
-        db.store.members.disable(member.id)
+        actor = acting(db, as_member)
+        member = db.members.by_name(actor, name)
+        db.members.disable(actor, member.id)
     finally:
         db.close()
     click.echo(f"member {name} disabled; all its keys revoked")

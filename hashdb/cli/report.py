@@ -1,4 +1,8 @@
-"""`hashdb report`: the transparency report for a period, as Markdown, CSV or JSON."""
+"""`hashdb report`: the transparency report for a period, as Markdown, CSV or JSON.
+
+Who may see which figures is the consortium's rule (`Reports.transparency`): an
+admin any member's or the whole consortium's, any other member its own only.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +10,8 @@ from datetime import UTC, datetime
 
 import click
 
-from hashdb.cli.common import acting_member, open_db
-from hashdb.consortium import Actor, reports
+from hashdb.cli.common import acting, open_db
+from hashdb.consortium import reports
 from hashdb.errors import InvalidInput
 
 RENDERERS = {
@@ -41,14 +45,9 @@ def report(start: str, end: str, fmt: str, member: str | None, as_member: str | 
     """Print the transparency report for the period [FROM, TO)."""
     db = open_db()
     try:
-        actor = Actor(acting_member(db, as_member))
-        member_id = db.store.members.by_name(member).id if member else None
-        result = reports.transparency(
-            db.store.engine,
-            actor,
-            parse_time(start, "from"),
-            parse_time(end, "to"),
-            member_id,
+        actor = acting(db, as_member)
+        result = db.reports.transparency(
+            actor, parse_time(start, "from"), parse_time(end, "to"), member_name=member
         )
     finally:
         db.close()

@@ -54,20 +54,20 @@ def _metrics_dir() -> Path | None:
 
 def _first_admin(settings: Settings) -> str | None:
     """Migrate the database once, in the master; a new admin key if none existed."""
-    from hashdb.store import Store
+    from hashdb.consortium import Consortium
 
-    store = Store.open(settings.resolved_database_url())
+    db = Consortium.open(settings)
     try:
-        new_key = store.members.ensure_first_admin()
+        new_key = db.members.ensure_first_admin()
     finally:
-        store.close()
+        db.close()
     return new_key.secret if new_key else None
 
 
 # Each worker touches a heartbeat file on every turn of its loop, so once per
-# request; on a disk that costs a syscall of ~90 us (measured under load here), on
-# tmpfs next to nothing (gunicorn's own advice). gunicorn creates the file with
-# mkstemp, so a shared directory is safe.
+# request; on a disk that is a syscall on every request's path, on tmpfs next to
+# nothing (gunicorn's own advice; see docs/measurements.md, "Serving"). gunicorn
+# creates the file with mkstemp, so a shared directory is safe.
 HEARTBEAT_DIR = Path("/dev/shm")  # noqa: S108
 
 

@@ -1,10 +1,15 @@
-"""`hashdb sync`: keep this hashdb in step with a central one, through its export feed."""
+"""`hashdb sync`: keep this hashdb in step with a central one, through its export feed.
+
+Syncing is an admin's use case (`consortium.sync`), audited page by page: the
+command acts as the first admin (`hashdb init` creates one), or the one named
+with `--as`.
+"""
 
 from __future__ import annotations
 
 import click
 
-from hashdb.cli.common import open_db
+from hashdb.cli.common import AS_ADMIN, acting, open_db
 from hashdb.consortium import sync as feed_sync
 
 
@@ -13,7 +18,8 @@ from hashdb.consortium import sync as feed_sync
 @click.option("--key", required=True, help="API key for the central hashdb.")
 @click.option("--limit", default=feed_sync.DEFAULT_PAGE, show_default=True, help="Page size.")
 @click.option("--max-pages", type=int, help="Stop after this many pages (default: all).")
-def sync(url: str, key: str, limit: int, max_pages: int | None) -> None:
+@AS_ADMIN
+def sync(url: str, key: str, limit: int, max_pages: int | None, as_member: str | None) -> None:
     """Pull the central export feed from where the last sync stopped, and apply it.
 
     Each page is applied with its cursor in one transaction: an interrupted sync
@@ -21,9 +27,9 @@ def sync(url: str, key: str, limit: int, max_pages: int | None) -> None:
     """
     db = open_db()
     try:
-        result = feed_sync.pull(
-            db.store.engine, feed_sync.HttpFeed(url, key), url, limit=limit, max_pages=max_pages
-        )
+        actor = acting(db, as_member)
+        feed = feed_sync.HttpFeed(url, key)
+        result = db.sync.pull(actor, feed, url, limit=limit, max_pages=max_pages)
     finally:
         db.close()
     click.echo(

@@ -12,14 +12,21 @@ One module per job, each owning its tables (declared in hashdb/store/schema.py):
 
     core           `Consortium`: settings, store and matcher wired together, and the
                    use cases every edge calls
-    actor          who is acting (member, key, request id) and the admin check
+    actor          who is acting (member, key, valid request id) and the admin check
+    members        members and keys (admins, audited), authentication, console logins
     labels         the label taxonomy admins manage; contributions must use it
-    contributions  admitting a batch: labels checked, status chosen, history, audit
+    contributions  admitting a batch: quality floor, labels checked, status chosen,
+                   history, audit
+    hashes         reading hashes (by id, a member's own, the review queue), and
+                   who may see or address which
     vetting        the status lifecycle: approve, reject, dispute, resolve, retire,
                    expire; every move recorded with who, when and why
     incidents      crisis mode: contributions tagged with an open incident go live
     feedback       agree / disagree / false_positive; disagreement disputes a hash
     outcomes       what a member did with a match, and how fast
+    matching       lookups: capped, priced, charged to the key, answered, counted;
+                   the indexes' lifecycle for a serving process
+    ratelimit      the per-key buckets: requests, and index work in query units
     match_counts   matches answered, per member, hash (and so label), per hour
     audit          the append-only, hash-chained audit log
     export         the change log as a feed of additions, updates and tombstones
@@ -33,7 +40,8 @@ keys, hash records, queries and matches), so that an edge needs nothing else fro
 
 from hashdb.consortium.actor import Actor
 from hashdb.consortium.core import Consortium
-from hashdb.matching import Match, Probe, Query, QueryResult, VideoMatch
+from hashdb.consortium.matching import Answer, VideoQuery
+from hashdb.matching import Match, Probe, Query, QueryResult, Via, VideoMatch
 from hashdb.store import (
     MATCHABLE,
     Added,
@@ -60,6 +68,7 @@ __all__ = [
     "MATCHABLE",
     "Actor",
     "Added",
+    "Answer",
     "ApiKey",
     "Consortium",
     "FileState",
@@ -81,7 +90,9 @@ __all__ = [
     "QueryResult",
     "Role",
     "Status",
+    "Via",
     "VideoMatch",
+    "VideoQuery",
     "now",
     "utc",
 ]

@@ -3,7 +3,9 @@
 Every administrative action and every write made with a key is appended here, in
 the same transaction as the change it records: actor (member id), key id, action
 (for example `hash.approve`), target (for example `hash:42`), time, request id and
-a small JSON `details` object.
+a small JSON `details` object. Other topics call `append` inside their own
+transactions; reading the log, publishing a checkpoint and checking the chain are
+the use cases of `Audit` (admins only).
 
 Chain format (version 1). Entries are numbered 1, 2, 3, ... with no gaps. For entry
 n, `prev_hash` is the `hash` of entry n-1 (64 zeros for entry 1) and
@@ -54,7 +56,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.engine import Connection, RowMapping
@@ -63,6 +65,9 @@ from hashdb.consortium.actor import Actor, require_admin
 from hashdb.errors import InvalidInput
 from hashdb.store.clock import now, utc
 from hashdb.store.schema import audit_log
+
+if TYPE_CHECKING:
+    from hashdb.consortium.core import Context
 
 GENESIS = "0" * 64
 CHECKPOINT_VERSION = "hashdb-audit-v1"
@@ -220,34 +225,9 @@ def append(
     return AuditEntry(**fields, prev_hash=prev, hash=digest)
 
 
-def record(
-    engine: Engine,
-    actor: Actor | None,
-    action: str,
-    target: str,
-    details: Mapping[str, Any] | None = None,
-) -> AuditEntry:
-    """`append` in a transaction of its own (for example a key's write request)."""
-    with engine.begin() as conn:
-        return append(conn, actor, action, target, details)
-
-
-def read(engine: Engine, actor: Actor, *, after: int = 0, limit: int = 100) -> list[AuditEntry]:
-    """Entries after sequence number `after`, oldest first; admins only."""
-    require_admin(actor, "read the audit log")
-    if not 1 <= limit <= MAX_READ:
-        raise InvalidInput(f"limit must be 1-{MAX_READ}", field="limit")
-    if after < 0:
-        raise InvalidInput("after must be >= 0", field="after")
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(audit_log).where(audit_log.c.seq > after).order_by(audit_log.c.seq).limit(limit)
-        ).mappings()
-        return [_entry(r) for r in rows]
-
-
 def head(engine: Engine) -> tuple[int, str]:
-    """(seq, hash) of the newest entry; (0, 64 zeros) for an empty log."""
+    """(seq, hash) of the newest entry; (0, 64 zeros) for an empty log. A plain read
+    for other topics (the transparency report names the head it was made at)."""
     with engine.connect() as conn:
         last = conn.execute(
             select(audit_log.c.seq, audit_log.c.hash).order_by(audit_log.c.seq.desc()).limit(1)
@@ -255,41 +235,73 @@ def head(engine: Engine) -> tuple[int, str]:
     return (0, GENESIS) if last is None else (int(last[0]), str(last[1]))
 
 
-def checkpoint(engine: Engine, key: str | None) -> Checkpoint:
-    """The newest entry as a checkpoint to publish, signed if `key` is set."""
-    seq, digest = head(engine)
-    unsigned = Checkpoint(seq, digest)
-    return unsigned.signed(key) if key else unsigned
+class Audit:
+    """Reading the log and checking its chain: admins only. The key that signs and
+    checks checkpoints is the deployment's `audit_key` setting."""
 
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
 
-def verify(
-    engine: Engine,
-    *,
-    against: Checkpoint | None = None,
-    key: str | None = None,
-    chunk: int = 10_000,
-) -> ChainCheck:
-    """Recompute the whole chain; the first entry that does not check out, if any.
+    def _key(self) -> str | None:
+        key = self._ctx.settings.audit_key
+        return key.get_secret_value() if key else None
 
-    With `against`, the chain must also reach the checkpoint's entry and have the
-    checkpoint's hash there, and the checkpoint's signature must verify under
-    `key`. A signed checkpoint without a key, or an unsigned one with a key, is
-    InvalidInput: it cannot be checked as asked."""
-    if against is not None:
-        refused = _signature_fault(against, key)
-        if refused is not None:
-            return ChainCheck(0, None, refused)
-        if against.seq == 0 and against.hash != GENESIS:
-            return ChainCheck(0, None, "a checkpoint of the empty log must name the genesis hash")
-    check = _chain(engine, chunk, against)
-    if check.ok and against is not None and check.checked < against.seq:
-        return ChainCheck(
-            check.checked,
-            check.checked + 1,
-            f"the log ends at entry {check.checked} but the checkpoint names entry "
-            f"{against.seq}: entries were cut off the end",
-        )
-    return check
+    def read(self, actor: Actor, *, after: int = 0, limit: int = 100) -> list[AuditEntry]:
+        """Entries after sequence number `after`, oldest first."""
+        require_admin(actor, "read the audit log")
+        if not 1 <= limit <= MAX_READ:
+            raise InvalidInput(f"limit must be 1-{MAX_READ}", field="limit")
+        if after < 0:
+            raise InvalidInput("after must be >= 0", field="after")
+        with self._ctx.store.engine.connect() as conn:
+            rows = conn.execute(
+                select(audit_log)
+                .where(audit_log.c.seq > after)
+                .order_by(audit_log.c.seq)
+                .limit(limit)
+            ).mappings()
+            return [_entry(r) for r in rows]
+
+    def head(self, actor: Actor) -> tuple[int, str]:
+        """(seq, hash) of the newest entry; (0, 64 zeros) for an empty log."""
+        require_admin(actor, "read the audit log")
+        return head(self._ctx.store.engine)
+
+    def checkpoint(self, actor: Actor) -> Checkpoint:
+        """The newest entry as a checkpoint to publish, signed if the audit key is set."""
+        require_admin(actor, "read the audit log")
+        seq, digest = head(self._ctx.store.engine)
+        unsigned = Checkpoint(seq, digest)
+        key = self._key()
+        return unsigned.signed(key) if key else unsigned
+
+    def verify(
+        self, actor: Actor, *, against: Checkpoint | None = None, chunk: int = 10_000
+    ) -> ChainCheck:
+        """Recompute the whole chain; the first entry that does not check out, if any.
+
+        With `against`, the chain must also reach the checkpoint's entry and have the
+        checkpoint's hash there, and the checkpoint's signature must verify under
+        the audit key. A signed checkpoint without a key, or an unsigned one with a
+        key, is InvalidInput: it cannot be checked as asked."""
+        require_admin(actor, "check the audit log")
+        if against is not None:
+            refused = _signature_fault(against, self._key())
+            if refused is not None:
+                return ChainCheck(0, None, refused)
+            if against.seq == 0 and against.hash != GENESIS:
+                return ChainCheck(
+                    0, None, "a checkpoint of the empty log must name the genesis hash"
+                )
+        check = _chain(self._ctx.store.engine, chunk, against)
+        if check.ok and against is not None and check.checked < against.seq:
+            return ChainCheck(
+                check.checked,
+                check.checked + 1,
+                f"the log ends at entry {check.checked} but the checkpoint names entry "
+                f"{against.seq}: entries were cut off the end",
+            )
+        return check
 
 
 def _signature_fault(against: Checkpoint, key: str | None) -> str | None:

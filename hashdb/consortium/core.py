@@ -2,7 +2,21 @@
 topic object per job that every edge calls.
 
     consortium.contributions   hashes and videos contributed by a member
-    consortium.matching        queries answered from the live indexes, counted
+    consortium.hashes          hashes read by id, a member's own, the review queue,
+                               under the visibility rules
+    consortium.vetting         every move of a hash's status, and its history
+    consortium.labels          the label taxonomy
+    consortium.incidents       crisis incidents
+    consortium.feedback        members' feedback on hashes, and disputes
+    consortium.outcomes        what members did with matched content
+    consortium.matching        lookups capped, priced, charged to the key, answered
+                               from the live indexes and counted
+    consortium.feed            the export feed followers read (export.py)
+    consortium.imports         bulk imports: jobs, files, their hashes, audited
+    consortium.reports         the transparency report and the dashboard's figures
+    consortium.sync            a local copy following a central hashdb's feed
+    consortium.members         members, keys, authentication, console sessions
+    consortium.audit           reading the audit log, checkpoints, the chain check
 
 The internals (store, matcher, tally, rate limiter) live in one `Context` that the
 topic objects share; an edge holds the `Consortium` and never reaches into them.
@@ -17,28 +31,26 @@ reports (in memory, written every HASHDB_COUNT_FLUSH_SECONDS by
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-from hashdb.consortium import contributions, export, match_counts, vetting
-from hashdb.consortium.actor import Actor
+from hashdb.consortium import match_counts, vetting
+from hashdb.consortium.audit import Audit
+from hashdb.consortium.contributions import Contributions
+from hashdb.consortium.export import Feed
+from hashdb.consortium.feedback import Feedbacks
+from hashdb.consortium.hashes import Hashes, matchable_statuses
+from hashdb.consortium.imports import Imports
+from hashdb.consortium.incidents import Incidents
+from hashdb.consortium.labels import Labels
+from hashdb.consortium.matching import Matching
+from hashdb.consortium.members import Members
+from hashdb.consortium.outcomes import Outcomes
 from hashdb.consortium.ratelimit import RateLimiter
-from hashdb.errors import InvalidInput
-from hashdb.matching import Match, Matcher, Query, QueryResult, VideoMatch
+from hashdb.consortium.reports import Reports
+from hashdb.consortium.sync import Sync
+from hashdb.matching import Matcher
 from hashdb.settings import Settings
-from hashdb.signals import SIGNAL_TYPES
-from hashdb.signals.vpdq import VPDQ, Frame, frames_digest
-from hashdb.store import MATCHABLE, Added, Heads, Member, NewHash, NewVideo, Status, Store
-from hashdb.video_match import VideoThresholds
-
-
-def matchable_statuses(settings: Settings) -> frozenset[Status]:
-    """The statuses a query is answered from, under this deployment's settings."""
-    return MATCHABLE if settings.pending_matches else MATCHABLE - {Status.PENDING}
-
-
-def _actor(who: Member | Actor) -> Actor:
-    return who if isinstance(who, Actor) else Actor(who)
+from hashdb.store import Store
 
 
 @dataclass
@@ -50,87 +62,6 @@ class Context:
     matcher: Matcher
     tally: match_counts.Tally
     limiter: RateLimiter
-
-
-class Contributions:
-    def __init__(self, ctx: Context) -> None:
-        self._ctx = ctx
-
-    def add(self, who: Member | Actor, items: Sequence[NewHash]) -> list[Added]:
-        """Store a batch of hashes contributed by `who`, refusing unusable ones and
-        unknown labels (InvalidInput naming them); the start status follows the
-        vetting rules. Pass an Actor to have its key and request id audited."""
-        for i, item in enumerate(items):
-            signal = SIGNAL_TYPES[item.signal_type]
-            floor = signal.min_quality
-            if floor is not None and item.quality is not None and item.quality < floor:
-                raise InvalidInput(
-                    f"{signal.name} quality {item.quality} is below {floor}: too little "
-                    "detail to match reliably",
-                    field="quality",
-                    index=i,
-                )
-        return contributions.contribute(self._ctx.store.engine, _actor(who), items)
-
-    def add_video(
-        self, who: Member | Actor, video: NewVideo, digests: Sequence[NewHash]
-    ) -> list[Added]:
-        """Store a video (frames as one vpdq row, plus its file digests) under the
-        same vetting rules as `add`; results: the vpdq row, then the digests."""
-        return contributions.contribute_video(self._ctx.store.engine, _actor(who), video, digests)
-
-
-class Matching:
-    def __init__(self, ctx: Context) -> None:
-        self._ctx = ctx
-
-    def match(
-        self, queries: Sequence[Query], *, member: Member | None = None, heads: Heads | None = None
-    ) -> list[QueryResult]:
-        """Answer a batch; with `member`, its matches are counted (per hash and hour).
-        `heads`: the log heads the caller read for this request (the API reads them
-        once per request); read here if not given."""
-        self.catch_up(heads)
-        results = self._ctx.matcher.match(queries)
-        if member is not None:
-            self._ctx.tally.add(member.id, results)
-        return results
-
-    def match_video(
-        self,
-        frames: Sequence[Frame],
-        *,
-        threshold: int | None = None,
-        thresholds: VideoThresholds | None = None,
-        member: Member | None = None,
-        heads: Heads | None = None,
-    ) -> list[VideoMatch]:
-        """Stored videos matching a query video's frames; with `member`, each matched
-        video is counted once for the reports, as an image match is. `heads` as
-        for `match`."""
-        self.catch_up(heads)
-        found = self._ctx.matcher.match_video(frames, threshold=threshold, thresholds=thresholds)
-        if member is not None and found:
-            query = Query(VPDQ, frames_digest(frames))
-            counted = QueryResult(query, [Match(v.record, 0) for v in found])
-            self._ctx.tally.add(member.id, [counted])
-        return found
-
-    def catch_up(self, heads: Heads | None = None) -> None:
-        """Replay any change committed anywhere (any process, any server) before a
-        match, so that it answers from the database as it is now."""
-        self._ctx.matcher.catch_up((heads or self._ctx.store.heads()).changes)
-
-
-class Feed:
-    def __init__(self, ctx: Context) -> None:
-        self._ctx = ctx
-
-    def page(self, since: int, limit: int) -> export.FeedPage:
-        """A page of the export feed; hashes past their expiry are retired first, so
-        that followers get their tombstones."""
-        vetting.expire_due(self._ctx.store.engine)
-        return export.feed(self._ctx.store.engine, since, limit)
 
 
 class Consortium:
@@ -151,14 +82,31 @@ class Consortium:
             limiter=RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         )
         self.contributions = Contributions(self._ctx)
+        self.hashes = Hashes(self._ctx)
+        self.vetting = vetting.Vetting(self._ctx)
+        self.labels = Labels(self._ctx)
+        self.incidents = Incidents(self._ctx)
+        self.feedback = Feedbacks(self._ctx)
+        self.outcomes = Outcomes(self._ctx)
         self.matching = Matching(self._ctx)
         self.feed = Feed(self._ctx)
+        self.imports = Imports(self._ctx)
+        self.reports = Reports(self._ctx)
+        self.sync = Sync(self._ctx)
+        self.members = Members(self._ctx)
+        self.audit = Audit(self._ctx)
 
-    # Until every edge goes through the topic objects, these expose the internals.
     @property
     def settings(self) -> Settings:
         return self._ctx.settings
 
+    def check_ready(self) -> None:
+        """StorageUnavailable unless the database answers now, on a fresh connection
+        with a deadline (the readiness probe)."""
+        self._ctx.store.check_ready()
+
+    # The internals, for tests and benchmarks that set up or inspect state; no edge
+    # uses them (tests/test_layering.py checks the edges' sources).
     @property
     def store(self) -> Store:
         return self._ctx.store

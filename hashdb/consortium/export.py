@@ -1,9 +1,9 @@
 """The export feed: the change log as additions, updates and deletions, with a cursor.
 
 A member that matches locally follows this feed instead of downloading the list
-again and again. `feed(engine, since, limit)` reads up to `limit` change-log
-entries after sequence number `since` and returns one entry per changed hash (its
-latest change in the page), carrying the hash's *current* state:
+again and again. `Feed.page(actor, since, limit)` (`consortium.feed`) reads up to
+`limit` change-log entries after sequence number `since` and returns one entry per
+changed hash (its latest change in the page), carrying the hash's *current* state:
 
 - `add` / `update`: the hash is exported now (status `active` or `disputed`, not
   past its expiry), with its type, hex value, quality, labels, status and expiry;
@@ -19,10 +19,14 @@ remove-by-id, ends with exactly the exported list (`replay`). Pending hashes are
 left out on purpose: a local copy should hold vetted hashes only; disputed ones
 stay in (they still match centrally) and say so in `status`.
 
-A contributed image's stored variants (PDQ rows derived from its own, see
-hashdb/store/hashes.py) are internal to this service and never exported: their
-changes are skipped (the cursor still moves past them). A follower that wants to
-match re-uploads as we do computes its own.
+Every member may read the feed, whatever its role: what it shows is what every
+member may match against. Hashes past their expiry are retired before a page or a
+snapshot is read, so that followers get their tombstones.
+
+A contributed image's stored variants (the PDQ of its content region and crop
+windows, `hash_variants`) are part of the image, not hashes of their own, and are
+never exported. A follower that wants to match re-uploads as we do computes its
+own.
 
 Formats (`FeedFormat`):
 
@@ -54,15 +58,19 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, select
 
+from hashdb.consortium.actor import Actor
 from hashdb.errors import InvalidInput
 from hashdb.signals import SIGNAL_TYPES, get_signal_type
 from hashdb.store import ChangeOp, HashRecord, HashStore, Status
 from hashdb.store.clock import now
 from hashdb.store.schema import changes
+
+if TYPE_CHECKING:
+    from hashdb.consortium.core import Context
 
 EXPORTED: frozenset[Status] = frozenset({Status.ACTIVE, Status.DISPUTED})
 MAX_LIMIT = 10_000
@@ -169,7 +177,7 @@ def entry(seq: int, change_op: ChangeOp, record: HashRecord, at: datetime) -> Fe
     )
 
 
-def feed(engine: Engine, since: int, limit: int = 1000) -> FeedPage:
+def _page(engine: Engine, since: int, limit: int) -> FeedPage:
     """The page of the feed after cursor `since` (see the module docstring)."""
     if since < 0:
         raise InvalidInput("since must be >= 0", field="since")
@@ -191,11 +199,7 @@ def feed(engine: Engine, since: int, limit: int = 1000) -> FeedPage:
     records = HashStore(engine).get_many(latest)
     at = now()
     entries = sorted(
-        (
-            entry(seq, op, records[h], at)
-            for h, (seq, op) in latest.items()
-            if h in records and records[h].derived_from is None
-        ),
+        (entry(seq, op, records[h], at) for h, (seq, op) in latest.items() if h in records),
         key=lambda e: e.seq,
     )
     return FeedPage(entries, int(rows[-1][0]), len(rows) == limit)
@@ -284,13 +288,32 @@ def parse_value(e: FeedEntry) -> bytes:
     return get_signal_type(e.signal_type, "signal_type").parse(e.value, "value")
 
 
-def snapshot(engine: Engine, page: int = MAX_LIMIT) -> list[FeedEntry]:
-    """The exported list now: the feed replayed from 0, ordered by id."""
-    held: dict[int, FeedEntry] = {}
-    cursor = 0
-    while True:
-        got = feed(engine, cursor, page)
-        replay(got.entries, held)
-        if not got.more:
-            return [held[i] for i in sorted(held)]
-        cursor = got.cursor
+class Feed:
+    """The export feed, read by any member."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def _expire(self) -> None:
+        # Imported here: vetting reads EXPORTED from this module (through hashes).
+        from hashdb.consortium.vetting import expire_due
+
+        expire_due(self._ctx.store.engine)
+
+    def page(self, actor: Actor, since: int, limit: int = 1000) -> FeedPage:
+        """The page of the feed after cursor `since` (see the module docstring);
+        hashes past their expiry are retired first."""
+        self._expire()
+        return _page(self._ctx.store.engine, since, limit)
+
+    def snapshot(self, actor: Actor, page: int = MAX_LIMIT) -> list[FeedEntry]:
+        """The exported list now: the feed replayed from 0, ordered by id."""
+        self._expire()
+        held: dict[int, FeedEntry] = {}
+        cursor = 0
+        while True:
+            got = _page(self._ctx.store.engine, cursor, page)
+            replay(got.entries, held)
+            if not got.more:
+                return [held[i] for i in sorted(held)]
+            cursor = got.cursor

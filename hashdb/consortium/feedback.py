@@ -9,6 +9,9 @@ counts: when an admin approves a hash or keeps it after a dispute, earlier
 objections have been weighed, and it takes fresh ones to dispute it again.
 Feedback on a hash in another status is kept (it informs vetting) but moves
 nothing. A member may give feedback more than once; it counts once per member.
+A member gives feedback on, and reads its own feedback on, a hash it may see or
+could have matched (`hashes.reachable_in`); any other id is NotFound
+(a stored variant has none).
 """
 
 from __future__ import annotations
@@ -16,18 +19,23 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, and_, func, insert, select
+from sqlalchemy import and_, func, insert, select
 from sqlalchemy.engine import Connection, RowMapping
 
 from hashdb.consortium import audit, vetting
 from hashdb.consortium.actor import Actor
+from hashdb.consortium.hashes import reachable_in
 from hashdb.errors import InvalidInput
 from hashdb.signals import get_signal_type
-from hashdb.store import HashStore, Status
+from hashdb.store import Status
 from hashdb.store.clock import now, utc
 from hashdb.store.hashes import lock_change_log
 from hashdb.store.schema import feedback, hash_transitions
+
+if TYPE_CHECKING:
+    from hashdb.consortium.core import Context
 
 MAX_NOTE_CHARS = 2000
 
@@ -148,63 +156,69 @@ def disagreeing_members_in(conn: Connection, hash_id: int) -> int:
     )
 
 
-def give(
-    engine: Engine,
-    actor: Actor,
-    hash_id: int,
-    kind: Kind,
-    *,
-    threshold: int,
-    reason: DisagreeReason | None = None,
-    content: ContentHash | None = None,
-    note: str | None = None,
-) -> FeedbackResult:
-    """Record the actor's feedback; disputes the hash if disagreement reaches
-    `threshold` distinct members. NotFound for an unknown hash."""
-    _validate(kind, reason, content)
-    if note is not None and len(note) > MAX_NOTE_CHARS:
-        raise InvalidInput(f"note is longer than {MAX_NOTE_CHARS} characters", field="note")
-    store = HashStore(engine)
-    with engine.begin() as conn:
-        if kind in DISAGREEING:
-            # Before the audit lock (lock order: change log, then audit), and so that
-            # the status read below cannot change before a dispute is recorded.
-            lock_change_log(conn)
-        status = store.current_status_in(conn, [hash_id])[hash_id]
-        new_id = conn.execute(
-            insert(feedback).values(
-                hash_id=hash_id,
-                member_id=actor.id,
-                kind=kind.value,
-                reason=reason.value if reason else None,
-                content_signal_type=content.signal_type if content else None,
-                content_value=content.value if content else None,
-                note=note,
-                created_at=now(),
+class Feedbacks:
+    """Members' feedback on hashes, and the disputes it triggers."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def give(
+        self,
+        actor: Actor,
+        hash_id: int,
+        kind: Kind,
+        *,
+        reason: DisagreeReason | None = None,
+        content: ContentHash | None = None,
+        note: str | None = None,
+    ) -> FeedbackResult:
+        """Record the actor's feedback; disputes the hash when disagreement reaches
+        HASHDB_DISPUTE_THRESHOLD distinct members. NotFound for a hash the actor
+        may not address (see the module docstring)."""
+        _validate(kind, reason, content)
+        if note is not None and len(note) > MAX_NOTE_CHARS:
+            raise InvalidInput(f"note is longer than {MAX_NOTE_CHARS} characters", field="note")
+        threshold = self._ctx.settings.dispute_threshold
+        with self._ctx.store.engine.begin() as conn:
+            if kind in DISAGREEING:
+                # Before the audit lock (lock order: change log, then audit), and so that
+                # the status read below cannot change before a dispute is recorded.
+                lock_change_log(conn)
+            status = reachable_in(conn, actor, hash_id, self._ctx.settings).status
+            new_id = conn.execute(
+                insert(feedback).values(
+                    hash_id=hash_id,
+                    member_id=actor.id,
+                    kind=kind.value,
+                    reason=reason.value if reason else None,
+                    content_signal_type=content.signal_type if content else None,
+                    content_value=content.value if content else None,
+                    note=note,
+                    created_at=now(),
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            audit.append(
+                conn,
+                actor,
+                "feedback.give",
+                f"hash:{hash_id}",
+                {"kind": kind.value, "reason": reason.value if reason else None},
             )
-        ).inserted_primary_key[0]  # type: ignore[index]
-        audit.append(
-            conn,
-            actor,
-            "feedback.give",
-            f"hash:{hash_id}",
-            {"kind": kind.value, "reason": reason.value if reason else None},
-        )
-        count = disagreeing_members_in(conn, hash_id) if kind in DISAGREEING else 0
-        disputed = status is Status.ACTIVE and kind in DISAGREEING and count >= threshold
-        if disputed:
-            why = f"{count} members disagree (threshold {threshold})"
-            vetting.move_in(conn, actor.id, [hash_id], Status.DISPUTED, why)
-            audit.append(conn, actor, "hash.dispute", f"hash:{hash_id}", {"members": count})
-        row = conn.execute(select(feedback).where(feedback.c.id == new_id)).mappings().one()
-        return FeedbackResult(_feedback(row), count, disputed)
+            count = disagreeing_members_in(conn, hash_id) if kind in DISAGREEING else 0
+            disputed = status is Status.ACTIVE and kind in DISAGREEING and count >= threshold
+            if disputed:
+                why = f"{count} members disagree (threshold {threshold})"
+                vetting.move_in(conn, actor.id, [hash_id], Status.DISPUTED, why)
+                audit.append(conn, actor, "hash.dispute", f"hash:{hash_id}", {"members": count})
+            row = conn.execute(select(feedback).where(feedback.c.id == new_id)).mappings().one()
+            return FeedbackResult(_feedback(row), count, disputed)
 
-
-def for_hash(engine: Engine, actor: Actor, hash_id: int) -> list[Feedback]:
-    """Feedback on a hash, oldest first: all of it for admins, their own for members."""
-    HashStore(engine).get(hash_id)
-    query = select(feedback).where(feedback.c.hash_id == hash_id).order_by(feedback.c.id)
-    if not actor.is_admin:
-        query = query.where(feedback.c.member_id == actor.id)
-    with engine.connect() as conn:
-        return [_feedback(r) for r in conn.execute(query).mappings()]
+    def for_hash(self, actor: Actor, hash_id: int) -> list[Feedback]:
+        """Feedback on a hash, oldest first: all of it for admins, their own for
+        members. NotFound for a hash the actor may not address."""
+        query = select(feedback).where(feedback.c.hash_id == hash_id).order_by(feedback.c.id)
+        if not actor.is_admin:
+            query = query.where(feedback.c.member_id == actor.id)
+        with self._ctx.store.engine.connect() as conn:
+            reachable_in(conn, actor, hash_id, self._ctx.settings)
+            return [_feedback(r) for r in conn.execute(query).mappings()]

@@ -3,7 +3,8 @@
 A label is written `name` or `name:value`. Each taxonomy entry says whether it
 takes a value (`value_kind`): `terrorist_entity` takes an optional entity name,
 `crisis_incident` requires an incident id, most take none. Contributions must use
-known, non-deprecated labels; unknown ones are refused (InvalidInput naming them).
+known, non-deprecated labels; unknown ones are refused (InvalidInput naming them)
+by `check`, which `Contributions` runs for every edge that adds hashes.
 Admins add labels and edit or deprecate them; a label is never deleted, because
 stored hashes keep naming it.
 
@@ -19,8 +20,9 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, RowMapping
 
@@ -29,6 +31,9 @@ from hashdb.consortium.actor import Actor, require_admin
 from hashdb.errors import Conflict, InvalidInput, NotFound
 from hashdb.store.clock import now, utc
 from hashdb.store.schema import labels
+
+if TYPE_CHECKING:
+    from hashdb.consortium.core import Context
 
 INCIDENT_LABEL = "crisis_incident"
 NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -122,11 +127,6 @@ def taxonomy_in(conn: Connection) -> dict[str, Label]:
     return {r["name"]: _label(r) for r in rows}
 
 
-def all_labels(engine: Engine) -> list[Label]:
-    with engine.begin() as conn:
-        return list(taxonomy_in(conn).values())
-
-
 def check(
     conn: Connection, items: Sequence[Sequence[str]], field: str = "labels"
 ) -> list[tuple[LabelRef, ...]]:
@@ -165,60 +165,72 @@ def check(
     return out
 
 
-def add(engine: Engine, actor: Actor, name: str, description: str, value_kind: ValueKind) -> Label:
-    """A new label (admins only); Conflict if the name exists."""
-    require_admin(actor, "manage labels")
-    if not NAME.fullmatch(name):
-        raise InvalidInput(
-            "label name must be 1-64 characters: a-z first, then a-z, 0-9 or _", field="name"
-        )
-    if not description.strip():
-        raise InvalidInput("a label needs a description", field="description")
-    with engine.begin() as conn:
-        if name in taxonomy_in(conn):
-            raise Conflict(f"label {name} already exists", field="name")
-        conn.execute(
-            insert(labels).values(
-                name=name,
-                description=description.strip(),
-                value_kind=value_kind.value,
-                created_at=now(),
+class Labels:
+    """The taxonomy: everyone reads it, admins manage it."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def all(self) -> list[Label]:
+        """Every label, by name (deprecated ones too: stored hashes name them)."""
+        with self._ctx.store.engine.begin() as conn:  # an empty table is seeded
+            return list(taxonomy_in(conn).values())
+
+    def add(self, actor: Actor, name: str, description: str, value_kind: ValueKind) -> Label:
+        """A new label (admins only); Conflict if the name exists."""
+        require_admin(actor, "manage labels")
+        if not NAME.fullmatch(name):
+            raise InvalidInput(
+                "label name must be 1-64 characters: a-z first, then a-z, 0-9 or _", field="name"
             )
-        )
-        audit.append(conn, actor, "label.add", f"label:{name}", {"value_kind": value_kind.value})
-        row = conn.execute(select(labels).where(labels.c.name == name)).mappings().one()
-        return _label(row)
-
-
-def edit(
-    engine: Engine,
-    actor: Actor,
-    name: str,
-    *,
-    description: str | None = None,
-    deprecated: bool | None = None,
-) -> Label:
-    """Change a label's description, or (un)deprecate it (admins only)."""
-    require_admin(actor, "manage labels")
-    with engine.begin() as conn:
-        current = taxonomy_in(conn).get(name)
-        if current is None:
-            raise NotFound(f"no label {name}")
-        values: dict[str, object] = {}
-        if description is not None:
-            if not description.strip():
-                raise InvalidInput("a label needs a description", field="description")
-            values["description"] = description.strip()
-        if deprecated is not None:
-            values["deprecated_at"] = now() if deprecated else None
-        if values:
-            conn.execute(update(labels).where(labels.c.name == name).values(**values))
+        if not description.strip():
+            raise InvalidInput("a label needs a description", field="description")
+        with self._ctx.store.engine.begin() as conn:
+            if name in taxonomy_in(conn):
+                raise Conflict(f"label {name} already exists", field="name")
+            conn.execute(
+                insert(labels).values(
+                    name=name,
+                    description=description.strip(),
+                    value_kind=value_kind.value,
+                    created_at=now(),
+                )
+            )
             audit.append(
-                conn,
-                actor,
-                "label.edit",
-                f"label:{name}",
-                {"description": description is not None, "deprecated": deprecated},
+                conn, actor, "label.add", f"label:{name}", {"value_kind": value_kind.value}
             )
-        row = conn.execute(select(labels).where(labels.c.name == name)).mappings().one()
-        return _label(row)
+            row = conn.execute(select(labels).where(labels.c.name == name)).mappings().one()
+            return _label(row)
+
+    def edit(
+        self,
+        actor: Actor,
+        name: str,
+        *,
+        description: str | None = None,
+        deprecated: bool | None = None,
+    ) -> Label:
+        """Change a label's description, or (un)deprecate it (admins only)."""
+        require_admin(actor, "manage labels")
+        with self._ctx.store.engine.begin() as conn:
+            current = taxonomy_in(conn).get(name)
+            if current is None:
+                raise NotFound(f"no label {name}")
+            values: dict[str, object] = {}
+            if description is not None:
+                if not description.strip():
+                    raise InvalidInput("a label needs a description", field="description")
+                values["description"] = description.strip()
+            if deprecated is not None:
+                values["deprecated_at"] = now() if deprecated else None
+            if values:
+                conn.execute(update(labels).where(labels.c.name == name).values(**values))
+                audit.append(
+                    conn,
+                    actor,
+                    "label.edit",
+                    f"label:{name}",
+                    {"description": description is not None, "deprecated": deprecated},
+                )
+            row = conn.execute(select(labels).where(labels.c.name == name)).mappings().one()
+            return _label(row)

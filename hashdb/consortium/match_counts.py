@@ -16,9 +16,9 @@ a commit on PostgreSQL) cost more than the rest of a single-hash lookup together
 the price is that counts reach the reports up to that interval late, and that a
 process killed without warning loses at most that much of its counts (counts only:
 nothing a member sent is kept anyway). The upsert's rows are the hashes matched in
-the interval, so a longer one writes fewer: in benchmarks/api.py (batches of 1,000,
-half of them matching) writing every second took 4% of a worker's time; reports
-count by the hour, so 5 seconds costs them nothing.
+the interval, so a longer one writes fewer (the cost of writing every second:
+docs/measurements.md, "Serving"); reports count by the hour, so 5 seconds costs
+them nothing.
 """
 
 from __future__ import annotations

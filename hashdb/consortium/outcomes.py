@@ -8,7 +8,9 @@ requires removal within one hour of a removal order, so the report also gives th
 share of removals within an hour). Times must be in order
 (uploaded <= matched <= actioned), none before `EARLIEST` (the service and the
 regulation are younger; a year-0001 upload would otherwise dominate the median)
-and none in the future beyond `CLOCK_SKEW`.
+and none in the future beyond `CLOCK_SKEW`. The hash must be one the member may
+see or could have matched (`hashes.reachable_in`); any other id is NotFound (a
+stored variant has none).
 """
 
 from __future__ import annotations
@@ -16,17 +18,21 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.engine import RowMapping
 
 from hashdb.consortium import audit
 from hashdb.consortium.actor import Actor
+from hashdb.consortium.hashes import reachable_in
 from hashdb.consortium.incidents import aware
 from hashdb.errors import InvalidInput
-from hashdb.store import HashStore
 from hashdb.store.clock import now, utc
 from hashdb.store.schema import outcomes
+
+if TYPE_CHECKING:
+    from hashdb.consortium.core import Context
 
 CLOCK_SKEW = timedelta(minutes=5)
 # No content matched a hash of this service before this moment.
@@ -78,43 +84,49 @@ def _outcome(row: RowMapping) -> Outcome:
     )
 
 
-def report(
-    engine: Engine,
-    actor: Actor,
-    hash_id: int,
-    action: Action,
-    *,
-    uploaded_at: datetime,
-    matched_at: datetime,
-    actioned_at: datetime,
-) -> Outcome:
-    """Record what the actor did with content that matched `hash_id`."""
-    up = aware(uploaded_at, "uploaded_at")
-    matched = aware(matched_at, "matched_at")
-    acted = aware(actioned_at, "actioned_at")
-    at = now()
-    for field, value in (("uploaded_at", up), ("matched_at", matched), ("actioned_at", acted)):
-        if value < EARLIEST:
-            raise InvalidInput(f"{field} is before {EARLIEST.date().isoformat()}", field=field)
-        if value > at + CLOCK_SKEW:
-            raise InvalidInput(f"{field} is in the future", field=field)
-    if matched < up:
-        raise InvalidInput("matched_at is before uploaded_at", field="matched_at")
-    if acted < matched:
-        raise InvalidInput("actioned_at is before matched_at", field="actioned_at")
-    HashStore(engine).get(hash_id)
-    with engine.begin() as conn:
-        new_id = conn.execute(
-            insert(outcomes).values(
-                hash_id=hash_id,
-                member_id=actor.id,
-                action=action.value,
-                uploaded_at=up,
-                matched_at=matched,
-                actioned_at=acted,
-                created_at=at,
-            )
-        ).inserted_primary_key[0]  # type: ignore[index]
-        audit.append(conn, actor, "outcome.report", f"hash:{hash_id}", {"action": action.value})
-        row = conn.execute(select(outcomes).where(outcomes.c.id == new_id)).mappings().one()
-        return _outcome(row)
+class Outcomes:
+    """What members did with content that matched."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def report(
+        self,
+        actor: Actor,
+        hash_id: int,
+        action: Action,
+        *,
+        uploaded_at: datetime,
+        matched_at: datetime,
+        actioned_at: datetime,
+    ) -> Outcome:
+        """Record what the actor did with content that matched `hash_id`."""
+        up = aware(uploaded_at, "uploaded_at")
+        matched = aware(matched_at, "matched_at")
+        acted = aware(actioned_at, "actioned_at")
+        at = now()
+        for field, value in (("uploaded_at", up), ("matched_at", matched), ("actioned_at", acted)):
+            if value < EARLIEST:
+                raise InvalidInput(f"{field} is before {EARLIEST.date().isoformat()}", field=field)
+            if value > at + CLOCK_SKEW:
+                raise InvalidInput(f"{field} is in the future", field=field)
+        if matched < up:
+            raise InvalidInput("matched_at is before uploaded_at", field="matched_at")
+        if acted < matched:
+            raise InvalidInput("actioned_at is before matched_at", field="actioned_at")
+        with self._ctx.store.engine.begin() as conn:
+            reachable_in(conn, actor, hash_id, self._ctx.settings)
+            new_id = conn.execute(
+                insert(outcomes).values(
+                    hash_id=hash_id,
+                    member_id=actor.id,
+                    action=action.value,
+                    uploaded_at=up,
+                    matched_at=matched,
+                    actioned_at=acted,
+                    created_at=at,
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
+            audit.append(conn, actor, "outcome.report", f"hash:{hash_id}", {"action": action.value})
+            row = conn.execute(select(outcomes).where(outcomes.c.id == new_id)).mappings().one()
+            return _outcome(row)

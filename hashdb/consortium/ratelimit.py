@@ -2,12 +2,15 @@
 
 Requests: each key has a bucket of `burst` tokens refilled at `per_minute / 60`
 tokens a second; a request takes one token or is refused with 429 and
-`Retry-After` (whole seconds until a token is back).
+`Retry-After` (whole seconds until a token is back). The API takes it at its door
+for every request; the console takes it for each lookup (`Matching.admit`), so a
+member's lookups draw on one bucket whichever edge they come through.
 
 Index work: each key also has a bucket of query units (hashdb/budget.py: one plain
 query at the default threshold is 1), refilled at `HASHDB_KEY_COST_PER_SECOND` up
-to `HASHDB_KEY_COST_BURST`; a match request spends its cost (`spend`) or is refused
-with 429 and the time until enough units are back. Units, not requests, so that a
+to `HASHDB_KEY_COST_BURST`; a lookup spends its cost (`spend`, from the matching
+use case, `hashdb/consortium/matching.py`) or is refused with 429 and the time
+until enough units are back. Units, not requests, so that a
 batch of 100 plain queries costs what 100 single lookups cost (100 units) and a
 member's sustained index work is bounded whatever the shape of its requests.
 

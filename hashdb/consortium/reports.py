@@ -1,8 +1,11 @@
-"""The transparency report: what the consortium's list holds and what it did.
+"""The transparency report and the dashboard's figures: what the consortium's
+list holds and what it did.
 
-`transparency(engine, actor, start, end, member_id)` computes one report for the
-period [start, end): consortium-wide for an admin, or one member's own figures
-(an admin may ask for any member; a member only for itself, Forbidden otherwise).
+`Reports.transparency(actor, start, end, member_id)` (`consortium.reports`)
+computes one report for the period [start, end): consortium-wide for an admin, or
+one member's own figures (an admin may ask for any member; a member only for
+itself, Forbidden otherwise). This process's match counts not yet written
+(`match_counts.Tally`) are written first, so a report includes them.
 
 What each figure means:
 
@@ -25,6 +28,15 @@ What each figure means:
 
 Renderers: `to_dict` (JSON), `render_csv` (rows of section, key, value) and
 `render_markdown`.
+
+The dashboard's figures are for ops teams and admins (`holdings`, `activity`,
+`freshness`) and one hash's matches for admins (`hash_activity`). Holdings
+(hashes by type, status and label) are counted now, over every hash; labels by
+taxonomy name, grouping first by the stored label list so the database does the
+heavy counting. Activity (matches, feedback) is per UTC day over
+the last `DAYS` days: matches from the hourly match counts, feedback from its
+rows. Freshness compares this process's index cursor with the head of the change
+log.
 """
 
 from __future__ import annotations
@@ -37,14 +49,15 @@ import statistics
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, Text, and_, cast, func, or_, select
+from sqlalchemy import Text, and_, cast, func, or_, select
 from sqlalchemy.engine import Connection
 
 from hashdb.consortium import audit
-from hashdb.consortium.actor import Actor
+from hashdb.consortium.actor import Actor, require_admin, require_staff
+from hashdb.consortium.feedback import Kind
 from hashdb.consortium.incidents import aware
 from hashdb.consortium.labels import split
 from hashdb.consortium.match_counts import bucket_of
@@ -53,6 +66,7 @@ from hashdb.errors import Forbidden, InvalidInput
 from hashdb.store import Status
 from hashdb.store.clock import now, utc
 from hashdb.store.schema import (
+    changes,
     feedback,
     hash_transitions,
     hashes,
@@ -62,7 +76,11 @@ from hashdb.store.schema import (
     outcomes,
 )
 
+if TYPE_CHECKING:
+    from hashdb.consortium.core import Context
+
 ONE_HOUR = timedelta(hours=1)
+DAYS = 30  # the dashboard's window
 
 
 @dataclass(frozen=True)
@@ -121,24 +139,176 @@ def _scope(actor: Actor, member_id: int | None) -> int | None:
     return actor.id
 
 
-def transparency(
-    engine: Engine, actor: Actor, start: datetime, end: datetime, member_id: int | None = None
-) -> TransparencyReport:
-    """The report for [start, end); see the module docstring for each figure."""
-    scope = _scope(actor, member_id)
-    start, end = aware(start, "from"), aware(end, "to")
-    if end <= start:
-        raise InvalidInput("the period must end after it starts", field="to")
-    with engine.connect() as conn:
-        figures: dict[str, Any] = {}
-        figures.update(_holdings(conn, end, scope))
-        figures.update(_moves(conn, start, end, scope))
-        figures.update(_matches(conn, start, end, scope))
-        figures.update(_feedback(conn, start, end, scope))
-        figures.update(_outcomes(conn, start, end, scope))
-        figures["incidents"] = _incidents(conn, start, end, scope)
-    head = audit.head(engine) if actor.is_admin and scope is None else None
-    return TransparencyReport(start, end, scope, now(), **figures, audit_head=head)
+@dataclass(frozen=True)
+class Holdings:
+    by_type: dict[str, int]
+    by_status: dict[str, int]
+    by_label: dict[str, int]
+    by_type_status: dict[tuple[str, str], int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.by_type.values())
+
+    def status(self, status: Status) -> int:
+        return self.by_status.get(status.value, 0)
+
+
+@dataclass(frozen=True)
+class Activity:
+    days: list[date]
+    matches: list[int]
+    feedback: dict[str, list[int]] = field(default_factory=dict)  # kind -> per day
+
+
+@dataclass(frozen=True)
+class Freshness:
+    loaded: bool
+    index_sizes: dict[str, int]
+    cursor: int  # change-log position the indexes reflect
+    head: int  # newest change-log position
+    last_change_at: datetime | None
+
+    @property
+    def behind(self) -> int:
+        return max(0, self.head - self.cursor)
+
+
+def day_list(end: date, days: int = DAYS) -> list[date]:
+    return [end - timedelta(days=days - 1 - i) for i in range(days)]
+
+
+class Reports:
+    """The transparency report (every member, for its own figures) and the
+    dashboard's figures (ops and admins)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def transparency(
+        self,
+        actor: Actor,
+        start: datetime,
+        end: datetime,
+        member_id: int | None = None,
+        *,
+        member_name: str | None = None,
+    ) -> TransparencyReport:
+        """The report for [start, end), of one member if `member_id` or `member_name`
+        (NotFound if there is none) is given; see the module docstring for each
+        figure and who may see it."""
+        if member_name is not None:
+            member_id = self._ctx.store.members.by_name(member_name).id
+        scope = _scope(actor, member_id)
+        start, end = aware(start, "from"), aware(end, "to")
+        if end <= start:
+            raise InvalidInput("the period must end after it starts", field="to")
+        engine = self._ctx.store.engine
+        self._ctx.tally.flush()  # this process's matches so far (others write theirs)
+        with engine.connect() as conn:
+            figures: dict[str, Any] = {}
+            figures.update(_holdings(conn, end, scope))
+            figures.update(_moves(conn, start, end, scope))
+            figures.update(_matches(conn, start, end, scope))
+            figures.update(_feedback(conn, start, end, scope))
+            figures.update(_outcomes(conn, start, end, scope))
+            figures["incidents"] = _incidents(conn, start, end, scope)
+        head = audit.head(engine) if actor.is_admin and scope is None else None
+        return TransparencyReport(start, end, scope, now(), **figures, audit_head=head)
+
+    def holdings(self, actor: Actor) -> Holdings:
+        """Every hash now by type, status and label."""
+        require_staff(actor, "see the dashboard")
+        labels_text = cast(hashes.c.labels, Text)
+        query = select(hashes.c.signal_type, hashes.c.status, labels_text, func.count()).group_by(
+            hashes.c.signal_type, hashes.c.status, labels_text
+        )
+        by_type: Counter[str] = Counter()
+        by_status: Counter[str] = Counter()
+        by_label: Counter[str] = Counter()
+        by_type_status: Counter[tuple[str, str]] = Counter()
+        with self._ctx.store.engine.connect() as conn:
+            for signal_type, status, text, n in conn.execute(query):
+                by_type[signal_type] += n
+                by_status[status] += n
+                by_type_status[(signal_type, status)] += n
+                for name in _label_names(text):
+                    by_label[name] += n
+        return Holdings(
+            dict(sorted(by_type.items())),
+            {s.value: by_status.get(s.value, 0) for s in Status},
+            dict(by_label.most_common()),
+            dict(by_type_status),
+        )
+
+    def activity(self, actor: Actor, *, today: date | None = None, days: int = DAYS) -> Activity:
+        """Matches and feedback per UTC day over the `days` days up to `today`
+        (this process's match counts not yet written are written first)."""
+        require_staff(actor, "see the dashboard")
+        self._ctx.tally.flush()
+        last = today or now().date()
+        span = day_list(last, days)
+        start = datetime.combine(span[0], datetime.min.time()).replace(tzinfo=now().tzinfo)
+        position = {d: i for i, d in enumerate(span)}
+        per_day = [0] * days
+        per_kind = {k.value: [0] * days for k in Kind}
+        with self._ctx.store.engine.connect() as conn:
+            rows = conn.execute(
+                select(match_counts.c.bucket, func.sum(match_counts.c.count))
+                .where(match_counts.c.bucket >= start)
+                .group_by(match_counts.c.bucket)
+            )
+            for bucket, n in rows:
+                i = position.get(utc(bucket).date())
+                if i is not None:
+                    per_day[i] += int(n)
+            rows = conn.execute(
+                select(feedback.c.created_at, feedback.c.kind).where(feedback.c.created_at >= start)
+            )
+            for at, kind in rows:
+                i = position.get(utc(at).date())
+                if i is not None and kind in per_kind:
+                    per_kind[kind][i] += 1
+        return Activity(span, per_day, per_kind)
+
+    def freshness(self, actor: Actor, loaded: bool) -> Freshness:
+        """How far this process's indexes are behind the change log; `loaded`: whether
+        the caller's loader has finished building them."""
+        require_staff(actor, "see the dashboard")
+        store, matcher = self._ctx.store, self._ctx.matcher
+        with store.engine.connect() as conn:
+            last = conn.execute(select(func.max(changes.c.at))).scalar_one_or_none()
+        return Freshness(
+            loaded=loaded,
+            index_sizes=matcher.sizes(),
+            cursor=matcher.cursor,
+            head=store.changes.head(),
+            last_change_at=utc(last) if last else None,
+        )
+
+    def hash_activity(
+        self, actor: Actor, hash_id: int, *, days: int = DAYS
+    ) -> tuple[int, Activity]:
+        """All-time matches of one hash, and its matches per day over the last `days`
+        (admins only, as the hash's history is; this process's counts written first)."""
+        require_admin(actor, "see a hash's matches")
+        self._ctx.tally.flush()
+        span = day_list(now().date(), days)
+        position = {d: i for i, d in enumerate(span)}
+        per_day = [0] * days
+        total = 0
+        with self._ctx.store.engine.connect() as conn:
+            rows = conn.execute(
+                select(match_counts.c.bucket, func.sum(match_counts.c.count))
+                .where(match_counts.c.hash_id == hash_id)
+                .group_by(match_counts.c.bucket)
+            )
+            for bucket, n in rows:
+                total += int(n)
+                i = position.get(utc(bucket).date())
+                if i is not None:
+                    per_day[i] += int(n)
+        return total, Activity(span, per_day)
 
 
 def _label_names(text: str | None) -> list[str]:
@@ -157,7 +327,7 @@ def _holdings(conn: Connection, end: datetime, scope: int | None) -> dict[str, A
             func.count(),
         )
         .join(members, members.c.id == hashes.c.contributor_id)
-        .where(hashes.c.created_at < end, hashes.c.derived_from.is_(None))
+        .where(hashes.c.created_at < end)
         .group_by(hashes.c.signal_type, hashes.c.status, members.c.name, labels_text)
     )
     if scope is not None:
@@ -317,7 +487,7 @@ def _incidents(
     found = list(rows)
     count_query = (
         select(hashes.c.incident_id, func.count())
-        .where(hashes.c.incident_id.in_([r["id"] for r in found]), hashes.c.derived_from.is_(None))
+        .where(hashes.c.incident_id.in_([r["id"] for r in found]))
         .group_by(hashes.c.incident_id)
     )
     if scope is not None:

@@ -14,6 +14,10 @@ is live, and `retired` otherwise (two remote contributors of one value share one
 local row). Status changes go through the local change log, so the local matcher
 drops a retired hash at once and picks up new ones within its sync interval.
 
+Syncing is an admin's use case (`consortium.sync`: `pull`, `cursor`; the CLI acts
+as the first admin, or `--as`): each page applied is audited (`sync.apply`: the
+URL, the entries, the new cursor) in the page's transaction.
+
 HTTP uses the standard library. Only http and https URLs are accepted and
 redirects are refused (a feed that moved must be configured anew), so a key is
 never sent to a server it was not meant for.
@@ -26,11 +30,13 @@ import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Engine, and_, insert, select, update
 from sqlalchemy.engine import Connection
 
+from hashdb.consortium import audit
+from hashdb.consortium.actor import Actor, require_admin
 from hashdb.consortium.export import FeedEntry, FeedOp, parse_jsonl, parse_value
 from hashdb.errors import InvalidInput, OutsideFailure, Unauthenticated
 from hashdb.signals import SIGNAL_TYPES
@@ -38,6 +44,9 @@ from hashdb.store import ChangeOp, HashStore, NewHash, Role, Status
 from hashdb.store.clock import now
 from hashdb.store.hashes import lock_change_log, log_changes
 from hashdb.store.schema import hashes, members, sync_sources, synced_hashes
+
+if TYPE_CHECKING:
+    from hashdb.consortium.core import Context
 
 DEFAULT_PAGE = 1000
 TIMEOUT_S = 60.0
@@ -119,18 +128,11 @@ def _source_in(conn: Connection, url: str) -> tuple[int, int, int]:
     return int(source_id), int(member_id), 0
 
 
-def cursor(engine: Engine, url: str) -> int:
-    """How far the local copy has followed `url` (0 if never)."""
-    with engine.connect() as conn:
-        found = conn.execute(
-            select(sync_sources.c.cursor).where(sync_sources.c.url == url)
-        ).scalar_one_or_none()
-    return 0 if found is None else int(found)
-
-
-def apply_page(engine: Engine, url: str, entries: Sequence[FeedEntry]) -> SyncResult:
-    """Apply one page of the feed of `url` and store its cursor, in one transaction."""
-    store = HashStore(engine)
+def _apply_page(
+    engine: Engine, store: HashStore, actor: Actor, url: str, entries: Sequence[FeedEntry]
+) -> SyncResult:
+    """Apply one page of the feed of `url`, store its cursor and audit it, in one
+    transaction."""
     live = retired = skipped = 0
     with engine.begin() as conn:
         lock_change_log(conn)
@@ -186,6 +188,13 @@ def apply_page(engine: Engine, url: str, entries: Sequence[FeedEntry]) -> SyncRe
                 .where(sync_sources.c.id == source_id)
                 .values(cursor=position, updated_at=now())
             )
+        audit.append(
+            conn,
+            actor,
+            "sync.apply",
+            f"sync:{source_id}",
+            {"url": url, "entries": len(entries), "cursor": position, "retired": retired},
+        )
     return SyncResult(1, len(entries), position, live, retired, skipped)
 
 
@@ -219,29 +228,46 @@ def _liveness(conn: Connection, hash_ids: set[int]) -> dict[int, bool]:
     return out
 
 
-def pull(
-    engine: Engine,
-    source: FeedSource,
-    url: str,
-    *,
-    limit: int = DEFAULT_PAGE,
-    max_pages: int | None = None,
-) -> SyncResult:
-    """Follow `source` (the feed of `url`) from the stored cursor until it is empty
-    (or `max_pages` pages were applied); totals of the run."""
-    total = SyncResult(0, 0, cursor(engine, url), 0, 0, 0)
-    while max_pages is None or total.pages < max_pages:
-        entries = source.page(total.cursor, limit)
-        if not entries:
-            break
-        done = apply_page(engine, url, entries)
-        total = replace(
-            total,
-            pages=total.pages + 1,
-            entries=total.entries + done.entries,
-            cursor=done.cursor,
-            live=total.live + done.live,
-            retired=total.retired + done.retired,
-            skipped=total.skipped + done.skipped,
-        )
-    return total
+class Sync:
+    """A local copy following a central hashdb's feed (admins)."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+
+    def cursor(self, actor: Actor, url: str) -> int:
+        """How far the local copy has followed `url` (0 if never)."""
+        require_admin(actor, "sync from a central hashdb")
+        with self._ctx.store.engine.connect() as conn:
+            found = conn.execute(
+                select(sync_sources.c.cursor).where(sync_sources.c.url == url)
+            ).scalar_one_or_none()
+        return 0 if found is None else int(found)
+
+    def pull(
+        self,
+        actor: Actor,
+        source: FeedSource,
+        url: str,
+        *,
+        limit: int = DEFAULT_PAGE,
+        max_pages: int | None = None,
+    ) -> SyncResult:
+        """Follow `source` (the feed of `url`) from the stored cursor until it is
+        empty (or `max_pages` pages were applied); totals of the run."""
+        total = SyncResult(0, 0, self.cursor(actor, url), 0, 0, 0)
+        while max_pages is None or total.pages < max_pages:
+            entries = source.page(total.cursor, limit)
+            if not entries:
+                break
+            store = self._ctx.store
+            done = _apply_page(store.engine, store.hashes, actor, url, entries)
+            total = replace(
+                total,
+                pages=total.pages + 1,
+                entries=total.entries + done.entries,
+                cursor=done.cursor,
+                live=total.live + done.live,
+                retired=total.retired + done.retired,
+                skipped=total.skipped + done.skipped,
+            )
+        return total

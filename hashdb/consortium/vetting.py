@@ -23,9 +23,9 @@ A hash may carry an expiry time: from then on it never matches (the matcher drop
 it at once), and `expire_due` retires it for good, which puts a tombstone in the
 export feed.
 
-A contributed image's stored variants (rows derived from its PDQ row, see
-hashdb/store/hashes.py) follow it: every move and expiry of the image's row applies
-to them in the same transaction, and they never appear in the review queue.
+A contributed image's stored variants (hashdb/store/hashes.py) have no id or
+status of their own: they match exactly when their image does, so every move and
+expiry of the image applies to them, and none moves by itself.
 """
 
 from __future__ import annotations
@@ -34,18 +34,23 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, and_, select, update
 from sqlalchemy.engine import Connection
 
 from hashdb.consortium import audit
 from hashdb.consortium.actor import Actor, require_admin
+from hashdb.consortium.hashes import addressable_in, visible_in
 from hashdb.consortium.incidents import aware
-from hashdb.errors import Conflict, Forbidden, InvalidInput, NotFound
+from hashdb.errors import Conflict, Forbidden, InvalidInput
 from hashdb.store import MATCHABLE, ChangeOp, HashRecord, HashStore, Member, Role, Status
 from hashdb.store.clock import now, utc
 from hashdb.store.hashes import lock_change_log, log_changes
 from hashdb.store.schema import hash_transitions, hashes
+
+if TYPE_CHECKING:
+    from hashdb.consortium.core import Context
 
 ALLOWED: dict[Status, frozenset[Status]] = {
     Status.PENDING: frozenset({Status.ACTIVE, Status.REJECTED, Status.RETIRED}),
@@ -106,20 +111,11 @@ def move_in(
     only_from: frozenset[Status] | None = None,
 ) -> dict[int, Status]:
     """Move hashes to `to` inside the caller's transaction, after checking that every
-    move is allowed (and, with `only_from`, starts there): Conflict naming the ids
-    otherwise, and nothing moves. Returns the previous statuses."""
-    store = HashStore(conn.engine)
+    move is allowed (and, with `only_from`, starts there): NotFound for an unknown
+    id, Conflict naming the ids otherwise, and nothing moves.
+    Returns the previous statuses."""
     lock_change_log(conn)
-    before = store.current_status_in(conn, hash_ids)
-    internal = sorted(
-        conn.execute(
-            select(hashes.c.id).where(
-                hashes.c.id.in_(sorted(before)), hashes.c.derived_from.is_not(None)
-            )
-        ).scalars()
-    )
-    if internal:  # a stored variant moves with its image, never by itself
-        raise NotFound(f"no hash with id {internal[0]}", ids=internal)
+    before = {i: a.status for i, a in addressable_in(conn, hash_ids).items()}
     refused = sorted(
         i
         for i, s in before.items()
@@ -132,113 +128,13 @@ def move_in(
             ids=refused,
             statuses=states,
         )
-    store.set_status_in(conn, hash_ids, to, actor_id=actor_id, reason=reason)
+    HashStore(conn.engine).set_status_in(conn, hash_ids, to, actor_id=actor_id, reason=reason)
     return before
 
 
-def _admin_move(
-    engine: Engine,
-    actor: Actor,
-    hash_ids: Sequence[int],
-    to: Status,
-    reason: str | None,
-    action: str,
-    only_from: frozenset[Status] | None = None,
-) -> list[HashRecord]:
-    ids = _ids(hash_ids)
-    with engine.begin() as conn:
-        before = move_in(conn, actor.id, ids, to, reason, only_from=only_from)
-        for i in ids:
-            audit.append(
-                conn, actor, action, f"hash:{i}", {"from": before[i].value, "reason": reason}
-            )
-    records = HashStore(engine).get_many(ids)
-    return [records[i] for i in ids]
-
-
-def approve(
-    engine: Engine, actor: Actor, hash_ids: Sequence[int], reason: str | None = None
-) -> list[HashRecord]:
-    """Pending -> active (admins only)."""
-    require_admin(actor, "approve hashes")
-    return _admin_move(
-        engine,
-        actor,
-        hash_ids,
-        Status.ACTIVE,
-        _reason(reason, required=False),
-        "hash.approve",
-        frozenset({Status.PENDING}),
-    )
-
-
-def reject(engine: Engine, actor: Actor, hash_ids: Sequence[int], reason: str) -> list[HashRecord]:
-    """Pending -> rejected, with a reason (admins only)."""
-    require_admin(actor, "reject hashes")
-    return _admin_move(
-        engine, actor, hash_ids, Status.REJECTED, _reason(reason, required=True), "hash.reject"
-    )
-
-
-def retire(engine: Engine, actor: Actor, hash_ids: Sequence[int], reason: str) -> list[HashRecord]:
-    """Pending, active or disputed -> retired, with a reason (admins only)."""
-    require_admin(actor, "retire hashes")
-    return _admin_move(
-        engine, actor, hash_ids, Status.RETIRED, _reason(reason, required=True), "hash.retire"
-    )
-
-
-def resolve_dispute(
-    engine: Engine, actor: Actor, hash_id: int, resolution: Resolution, reason: str
-) -> HashRecord:
-    """Disputed -> active (keep) or retired, with a reason (admins only)."""
-    require_admin(actor, "resolve disputes")
-    to = Status.ACTIVE if resolution is Resolution.KEEP else Status.RETIRED
-    (record,) = _admin_move(
-        engine,
-        actor,
-        [hash_id],
-        to,
-        _reason(reason, required=True),
-        f"hash.resolve_{resolution.value}",
-        frozenset({Status.DISPUTED}),
-    )
-    return record
-
-
-def set_expiry(
-    engine: Engine, actor: Actor, hash_id: int, expires_at: datetime | None
-) -> HashRecord:
-    """Set or clear a hash's expiry; admins, or the member who contributed it."""
-    when = aware(expires_at, "expires_at") if expires_at else None
-    store = HashStore(engine)
-    with engine.begin() as conn:
-        lock_change_log(conn)
-        status = store.current_status_in(conn, [hash_id])[hash_id]
-        owner = conn.execute(
-            select(hashes.c.contributor_id).where(hashes.c.id == hash_id)
-        ).scalar_one()
-        if not actor.is_admin and owner != actor.id:
-            raise Forbidden("only admins or the contributor may set a hash's expiry")
-        if status not in MATCHABLE:
-            raise Conflict(f"hash {hash_id} is {status.value}: it no longer matches")
-        moved = [hash_id, *store.derived_in(conn, [hash_id])]
-        conn.execute(
-            update(hashes).where(hashes.c.id.in_(moved)).values(expires_at=when, updated_at=now())
-        )
-        log_changes(conn, moved, ChangeOp.UPDATE)
-        audit.append(
-            conn,
-            actor,
-            "hash.expiry",
-            f"hash:{hash_id}",
-            {"expires_at": when.isoformat() if when else None},
-        )
-    return store.get(hash_id)
-
-
 def expire_due(engine: Engine, at: datetime | None = None) -> list[int]:
-    """Retire every matchable hash whose expiry has passed; their ids."""
+    """Retire every matchable hash whose expiry has passed; their ids. The service
+    itself does this (before a feed page is read), not an actor."""
     moment = utc(at) if at else now()
     with engine.begin() as conn:
         lock_change_log(conn)
@@ -249,7 +145,6 @@ def expire_due(engine: Engine, at: datetime | None = None) -> list[int]:
                         hashes.c.expires_at.is_not(None),
                         hashes.c.expires_at <= moment,
                         hashes.c.status.in_([s.value for s in MATCHABLE]),
-                        hashes.c.derived_from.is_(None),  # they follow their parent
                     )
                 )
             ).scalars()
@@ -260,54 +155,121 @@ def expire_due(engine: Engine, at: datetime | None = None) -> list[int]:
     return due
 
 
-def history(engine: Engine, hash_id: int) -> list[Transition]:
-    """Every status move of a hash, oldest first (NotFound for an unknown id)."""
-    HashStore(engine).get(hash_id)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            select(hash_transitions)
-            .where(hash_transitions.c.hash_id == hash_id)
-            .order_by(hash_transitions.c.id)
-        ).mappings()
-        return [
-            Transition(
-                hash_id=r["hash_id"],
-                from_status=Status(r["from_status"]) if r["from_status"] else None,
-                to_status=Status(r["to_status"]),
-                actor_id=r["actor_id"],
-                reason=r["reason"],
-                at=utc(r["at"]),
-            )
-            for r in rows
-        ]
+class Vetting:
+    """Every move of a hash's status, and its history."""
 
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
 
-def queue(
-    engine: Engine,
-    actor: Actor,
-    status: Status = Status.PENDING,
-    *,
-    after_id: int = 0,
-    limit: int = 100,
-) -> list[HashRecord]:
-    """Hashes awaiting an admin (pending or disputed), oldest first (admins only)."""
-    require_admin(actor, "see the review queue")
-    if status not in (Status.PENDING, Status.DISPUTED):
-        raise InvalidInput("the queue holds pending or disputed hashes", field="status")
-    if not 1 <= limit <= 1000:
-        raise InvalidInput("limit must be 1-1000", field="limit")
-    with engine.connect() as conn:
-        ids = list(
-            conn.execute(
-                select(hashes.c.id)
-                .where(
-                    hashes.c.status == status.value,
-                    hashes.c.id > after_id,
-                    hashes.c.derived_from.is_(None),
+    def _admin_move(
+        self,
+        actor: Actor,
+        hash_ids: Sequence[int],
+        to: Status,
+        reason: str | None,
+        action: str,
+        only_from: frozenset[Status] | None = None,
+    ) -> list[HashRecord]:
+        ids = _ids(hash_ids)
+        store = self._ctx.store
+        with store.engine.begin() as conn:
+            before = move_in(conn, actor.id, ids, to, reason, only_from=only_from)
+            for i in ids:
+                audit.append(
+                    conn, actor, action, f"hash:{i}", {"from": before[i].value, "reason": reason}
                 )
-                .order_by(hashes.c.id)
-                .limit(limit)
-            ).scalars()
+        records = store.hashes.get_many(ids)
+        return [records[i] for i in ids]
+
+    def approve(
+        self, actor: Actor, hash_ids: Sequence[int], reason: str | None = None
+    ) -> list[HashRecord]:
+        """Pending -> active (admins only); all move, or none (Conflict naming them)."""
+        require_admin(actor, "approve hashes")
+        return self._admin_move(
+            actor,
+            hash_ids,
+            Status.ACTIVE,
+            _reason(reason, required=False),
+            "hash.approve",
+            frozenset({Status.PENDING}),
         )
-    records = HashStore(engine).get_many(ids)
-    return [records[i] for i in ids]
+
+    def reject(self, actor: Actor, hash_ids: Sequence[int], reason: str) -> list[HashRecord]:
+        """Pending -> rejected, with a reason (admins only)."""
+        require_admin(actor, "reject hashes")
+        return self._admin_move(
+            actor, hash_ids, Status.REJECTED, _reason(reason, required=True), "hash.reject"
+        )
+
+    def retire(self, actor: Actor, hash_ids: Sequence[int], reason: str) -> list[HashRecord]:
+        """Pending, active or disputed -> retired, with a reason (admins only)."""
+        require_admin(actor, "retire hashes")
+        return self._admin_move(
+            actor, hash_ids, Status.RETIRED, _reason(reason, required=True), "hash.retire"
+        )
+
+    def resolve_dispute(
+        self, actor: Actor, hash_id: int, resolution: Resolution, reason: str
+    ) -> HashRecord:
+        """Disputed -> active (keep) or retired, with a reason (admins only)."""
+        require_admin(actor, "resolve disputes")
+        to = Status.ACTIVE if resolution is Resolution.KEEP else Status.RETIRED
+        (record,) = self._admin_move(
+            actor,
+            [hash_id],
+            to,
+            _reason(reason, required=True),
+            f"hash.resolve_{resolution.value}",
+            frozenset({Status.DISPUTED}),
+        )
+        return record
+
+    def set_expiry(self, actor: Actor, hash_id: int, expires_at: datetime | None) -> HashRecord:
+        """Set or clear a hash's expiry; admins, or the member who contributed it
+        (Forbidden for another member that sees the hash, NotFound if it does not)."""
+        when = aware(expires_at, "expires_at") if expires_at else None
+        store = self._ctx.store
+        with store.engine.begin() as conn:
+            lock_change_log(conn)
+            address = visible_in(conn, actor, hash_id)
+            if not actor.is_admin and address.contributor_id != actor.id:
+                raise Forbidden("only admins or the contributor may set a hash's expiry")
+            if address.status not in MATCHABLE:
+                raise Conflict(f"hash {hash_id} is {address.status.value}: it no longer matches")
+            conn.execute(
+                update(hashes)
+                .where(hashes.c.id == hash_id)
+                .values(expires_at=when, updated_at=now())
+            )
+            log_changes(conn, [hash_id], ChangeOp.UPDATE)
+            audit.append(
+                conn,
+                actor,
+                "hash.expiry",
+                f"hash:{hash_id}",
+                {"expires_at": when.isoformat() if when else None},
+            )
+        return store.hashes.get(hash_id)
+
+    def history(self, actor: Actor, hash_id: int) -> list[Transition]:
+        """Every status move of a hash the actor may see, oldest first (NotFound
+        otherwise, as for an unknown id)."""
+        with self._ctx.store.engine.connect() as conn:
+            visible_in(conn, actor, hash_id)
+            rows = conn.execute(
+                select(hash_transitions)
+                .where(hash_transitions.c.hash_id == hash_id)
+                .order_by(hash_transitions.c.id)
+            ).mappings()
+            return [
+                Transition(
+                    hash_id=r["hash_id"],
+                    from_status=Status(r["from_status"]) if r["from_status"] else None,
+                    to_status=Status(r["to_status"]),
+                    actor_id=r["actor_id"],
+                    reason=r["reason"],
+                    at=utc(r["at"]),
+                )
+                for r in rows
+            ]

@@ -13,11 +13,13 @@ implementation is tested against. The interface (`base.py`)::
     index.compact()              # MIHIndex: fold buffered changes in now (after bulk loads)
 
 Snapshots (`snapshot.py`): `save_snapshot(index, directory, cursor)` and
-`load_snapshot(directory, bits) -> (index, cursor) | None`.
+`load_snapshot(directory, bits) -> (index, cursor) | None`. What an id means (a hash,
+a stored variant, a video frame) is one typed id space (`entries.py`).
 """
 
 from __future__ import annotations
 
+from hashdb.index import entries
 from hashdb.index.base import Codes, HammingIndex, Ids, SearchHits, check_codes
 from hashdb.index.flat import FlatIndex
 from hashdb.index.mih import MIHIndex
@@ -41,6 +43,7 @@ __all__ = [
     "MIHIndex",
     "SearchHits",
     "check_codes",
+    "entries",
     "hamming",
     "load_snapshot",
     "make_index",

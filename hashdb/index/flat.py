@@ -5,6 +5,10 @@ kernels. FAISS's binary range search keeps distances strictly below the radius, 
 the radius passed is threshold + 1. Removals mark ids dead in a numpy mask at once
 and are compacted out of the FAISS index when a quarter of it is dead, so a delete
 never waits for a rebuild. An id maps to one code: adding an id present replaces it.
+
+FAISS searches on one thread: a server answers many requests on its own threads,
+and OpenMP fanning one short scan out over every core costs more in thread
+hand-offs than the scan itself (docs/measurements.md, "Index and kernels").
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import faiss
 import numpy as np
 
 from hashdb.index.base import Codes, Ids, SearchHits, check_codes, last_wins
+
+faiss.omp_set_num_threads(1)
 
 
 class FlatIndex:

@@ -5,14 +5,18 @@ database and sorting sixteen tables; loading the built arrays back is a sequenti
 read. A snapshot is a directory of plain `.npy` arrays (read with
 `allow_pickle=False`: nothing in it can run code) and a `manifest.json` naming the
 format version, the bit length, the layout (bit permutation digest, substring width),
-the change-log `cursor`, and the size and SHA-256 of every array file.
+the id space of its entries (`entries.SPACE`: what an id means), the change-log
+`cursor`, and the size and SHA-256 of every array file. Version 2 is the first with
+typed entry ids (hashdb/index/entries.py); a version 1 snapshot filed video frames
+under negative ids and stored variants as hash ids, so it is refused and rebuilt.
 
 `load_snapshot` trusts nothing: a missing, unreadable, truncated or tampered file, a
-checksum mismatch, another format version or layout, or arrays that break the
-index's invariants (ids strictly increasing, table offsets monotone and ending at the
-row count, rows in range) all give `None` and a logged reason, and the caller
-rebuilds from the database. Whether a snapshot is stale (older than what the change
-log can still replay) is the caller's call, from the cursor it returns.
+checksum mismatch, another format version, layout or id space, or arrays that break
+the index's invariants (ids strictly increasing and inside the id space, table
+offsets monotone and ending at the row count, rows in range) all give `None` and a
+logged reason, and the caller rebuilds from the database. Whether a snapshot is
+stale (older than what the change log can still replay) is the caller's call, from
+the cursor it returns.
 
 `save_snapshot` writes into a temporary sibling directory and renames it into place,
 so a crash mid-write leaves the previous snapshot intact.
@@ -45,7 +49,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from hashdb.index import kernels
+from hashdb.index import entries, kernels
 from hashdb.index.layout import layout_for
 from hashdb.index.mih import IndexState, MIHIndex
 from hashdb.index.segment import Segment
@@ -53,7 +57,7 @@ from hashdb.index.segment import Segment
 log = logging.getLogger(__name__)
 
 FORMAT = "hashdb-index-snapshot"
-VERSION = 1
+VERSION = 2
 MANIFEST = "manifest.json"
 _ARRAYS = ("codes", "ids", "live", "offsets", "rows", "extra_ids", "extra_codes")
 
@@ -107,6 +111,7 @@ def save_snapshot(index: MIHIndex, directory: Path, cursor: int) -> None:
             "bits": index.bits,
             "chunk_bits": kernels.CHUNK_BITS,
             "layout_sha256": _layout_digest(index.bits),
+            "entries": entries.SPACE,
             "cursor": int(cursor),
             "count": len(index),
             "files": files,
@@ -144,6 +149,7 @@ def _load(directory: Path, bits: int) -> tuple[MIHIndex, int]:
         "bits": bits,
         "chunk_bits": kernels.CHUNK_BITS,
         "layout_sha256": _layout_digest(bits),
+        "entries": entries.SPACE,
     }
     for key, value in expected.items():
         if manifest.get(key) != value:
@@ -185,6 +191,8 @@ def _state(arrays: dict[str, npt.NDArray[Any]], bits: int) -> IndexState:
     offsets, rows = arrays["offsets"], arrays["rows"]
     if n > 1 and not (ids[1:] > ids[:-1]).all():
         raise SnapshotError("ids are not strictly increasing")
+    if not (entries.valid(ids).all() and entries.valid(arrays["extra_ids"]).all()):
+        raise SnapshotError("ids outside the index entry id space")
     if (offsets[:, 0] != 0).any() or (offsets[:, -1] != n).any():
         raise SnapshotError("table offsets do not span the rows")
     if (np.diff(offsets, axis=1) < 0).any():

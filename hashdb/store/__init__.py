@@ -46,7 +46,7 @@ from hashdb.store.imports import (
 from hashdb.store.members import ApiKey, Member, MemberStore, NewKey, Principal, Role
 from hashdb.store.probe import PROBE_TIMEOUT, read_revisions
 from hashdb.store.schema import metadata
-from hashdb.store.videos import NewVideo, VideoInfo, VideoStore, frame_index_id
+from hashdb.store.videos import NewVideo, VideoInfo, VideoStore
 
 
 class SchemaState(StrEnum):
@@ -214,5 +214,4 @@ __all__ = [
     "Store",
     "VideoInfo",
     "VideoStore",
-    "frame_index_id",
 ]

@@ -8,16 +8,17 @@ disagree. Each status change (creation included) is also written to
 `hash_transitions` with who, when and why; which changes are allowed is a workflow
 rule (hashdb/consortium/vetting.py), not a storage one.
 
-A contributed image may also store *variants*: PDQ rows derived from its own PDQ
-row (its content region, crop windows; hashdb/variants.py), so that a re-upload
-showing less than the stored picture still lands near one of its hashes. A derived
-row points at its parent (`derived_from`) and names its kind (`variant`); it is
-stored with the parent in one transaction, with the parent's contributor, labels,
-reference, expiry and status, and it follows the parent: every status change of
-the parent moves its derived rows too, with change-log entries (so the index adds
-or drops them) but no history of their own (the parent's history is theirs).
-Re-contributing an image adds only the variants its row does not hold yet.
-Derived rows are internal: listings, counts and the export feed leave them out.
+A contributed image may also store *variants* of its PDQ row (its content region,
+crop windows; hashdb/variants.py), so that a re-upload showing less than the
+stored picture still lands near one of its hashes. They live in `hash_variants`,
+never in `hashes`: a variant has no id, status or history of its own, so nothing
+can address, list, export, count or give feedback to it, and it matches exactly
+when its image does. They are written in the image's transaction, with a
+change-log entry for the image (its matchable codes changed; replaying it re-reads
+the image and its variants). Re-contributing an image adds only the kinds it does
+not hold yet. A variant whose value the contributor holds as a hash of its own is
+not kept (that row matches it already): one skipped when stored, one dropped when
+the contributor later contributes its value.
 """
 
 from __future__ import annotations
@@ -30,12 +31,12 @@ from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, and_, insert, select, text, update
+from sqlalchemy import Engine, and_, delete, insert, select, text, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from hashdb.errors import NotFound
 from hashdb.store.clock import now, utc
-from hashdb.store.schema import changes, hash_transitions, hashes
+from hashdb.store.schema import changes, hash_transitions, hash_variants, hashes
 
 # Rows per statement when a batch is sent to the database in pieces.
 CHUNK = 500
@@ -63,11 +64,21 @@ class ChangeOp(enum.StrEnum):
 
 @dataclass(frozen=True)
 class NewVariant:
-    """A hash derived from a contributed one (same signal type), stored with it."""
+    """A stored variant of a contributed hash (same signal type), stored with it."""
 
-    name: str  # its kind, as hashdb/variants.py names them ("content", "crop_c90", ...)
+    kind: str  # as hashdb/variants.py names them ("content", "crop90_3_3", ...)
     value: bytes
     quality: int | None = None
+
+
+@dataclass(frozen=True)
+class StoredVariant:
+    """A stored variant as read back: the hash it belongs to, its kind and value."""
+
+    hash_id: int
+    kind: str
+    value: bytes
+    quality: int | None
 
 
 @dataclass(frozen=True)
@@ -79,7 +90,7 @@ class NewHash:
     reference: str | None = None
     expires_at: datetime | None = None  # never matched from then on
     incident_id: int | None = None  # contributed under this crisis incident
-    variants: tuple[NewVariant, ...] = ()  # stored as rows derived from this one
+    variants: tuple[NewVariant, ...] = ()  # stored with it, in hash_variants
 
 
 @dataclass(frozen=True)
@@ -96,8 +107,6 @@ class HashRecord:
     updated_at: datetime
     expires_at: datetime | None = None
     incident_id: int | None = None
-    derived_from: int | None = None  # the parent row of a stored variant
-    variant: str | None = None  # the variant's kind (hashdb/variants.py)
 
     def expired(self, at: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= at
@@ -123,8 +132,6 @@ def _record(row: RowMapping) -> HashRecord:
         updated_at=utc(row["updated_at"]),
         expires_at=utc(row["expires_at"]) if row["expires_at"] else None,
         incident_id=row["incident_id"],
-        derived_from=row["derived_from"],
-        variant=row["variant"],
     )
 
 
@@ -235,11 +242,10 @@ class HashStore:
     ) -> list[Added]:
         """`add` inside the caller's transaction (so related rows commit together).
         New rows get a creation entry in the history, credited to the contributor;
-        each item's variants are stored as rows derived from it (see the module
-        docstring), once."""
+        each item's variants are stored with it (see the module docstring), once."""
         at = now()
         lock_change_log(conn)
-        known = self._existing(conn, contributor_id, items, at)
+        known = self._existing(conn, contributor_id, items)
         fresh: dict[tuple[str, bytes], NewHash] = {}
         for item in items:
             key = (item.signal_type, item.value)
@@ -275,6 +281,7 @@ class HashStore:
             record_transitions(
                 conn, ((i, None, status) for i in ids), contributor_id, reason or "contributed"
             )
+            self._drop_variants_held_as_hashes(conn, contributor_id, fresh, at)
         results: list[Added] = []
         reported: set[tuple[str, bytes]] = set()
         for item in items:
@@ -284,41 +291,64 @@ class HashStore:
                 reported.add(key)
             else:
                 results.append(Added(known.get(key) or created[key], False))
-        derived = self._add_variants(conn, contributor_id, items, {**known, **created}, at)
-        refresh_statistics(conn, len(created) + derived)
+        self._add_variants(conn, contributor_id, items, {**known, **created}, set(created.values()))
+        refresh_statistics(conn, len(created))
         return results
 
     @staticmethod
     def _existing(
-        conn: Connection, contributor_id: int, items: Sequence[NewHash], at: datetime
+        conn: Connection, contributor_id: int, items: Sequence[NewHash]
     ) -> dict[tuple[str, bytes], int]:
-        """The contributor's rows holding `items`' values. A derived one among them
-        (a stored variant of another of its images) becomes an ordinary row, as the
-        contributor now contributes that value in its own right (one row per value
-        and contributor), keeping its status; the change log tells the export feed."""
+        """The contributor's rows holding `items`' values."""
         found: dict[tuple[str, bytes], int] = {}
-        promoted: list[int] = []
         for signal_type, part in _values_by_type((h.signal_type, h.value) for h in items):
             rows = conn.execute(
-                select(hashes.c.id, hashes.c.value, hashes.c.derived_from).where(
+                select(hashes.c.id, hashes.c.value).where(
                     hashes.c.signal_type == signal_type,
                     hashes.c.value.in_(part),
                     hashes.c.contributor_id == contributor_id,
                 )
             )
-            for hash_id, value, derived_from in rows:
+            for hash_id, value in rows:
                 found[(signal_type, bytes(value))] = hash_id
-                if derived_from is not None:
-                    promoted.append(hash_id)
-        if promoted:
-            promoted.sort()
-            conn.execute(
-                update(hashes)
-                .where(hashes.c.id.in_(promoted))
-                .values(derived_from=None, variant=None, updated_at=at)
-            )
-            log_changes(conn, promoted, ChangeOp.UPDATE)
         return found
+
+    @staticmethod
+    def _drop_variants_held_as_hashes(
+        conn: Connection,
+        contributor_id: int,
+        fresh: dict[tuple[str, bytes], NewHash],
+        at: datetime,
+    ) -> None:
+        """Drop the contributor's stored variants whose value it now contributes as a
+        hash of its own (that row matches them already); their images' matchable
+        codes change, so each image gets a change-log entry."""
+        dropped: set[tuple[int, str]] = set()
+        for signal_type, part in _values_by_type(fresh):
+            dropped.update(
+                (int(i), str(k))
+                for i, k in conn.execute(
+                    select(hash_variants.c.hash_id, hash_variants.c.kind)
+                    .join(hashes, hashes.c.id == hash_variants.c.hash_id)
+                    .where(
+                        hashes.c.signal_type == signal_type,
+                        hashes.c.contributor_id == contributor_id,
+                        hash_variants.c.value.in_(part),
+                    )
+                )
+            )
+        if not dropped:
+            return
+        for hash_id, kind in sorted(dropped):
+            conn.execute(
+                delete(hash_variants).where(
+                    hash_variants.c.hash_id == hash_id, hash_variants.c.kind == kind
+                )
+            )
+        images = sorted({i for i, _ in dropped})
+        for chunk in _chunks(images):
+            conn.execute(update(hashes).where(hashes.c.id.in_(chunk)).values(updated_at=at))
+        log_changes(conn, images, ChangeOp.UPDATE)
 
     @staticmethod
     def _add_variants(
@@ -326,38 +356,35 @@ class HashStore:
         contributor_id: int,
         items: Sequence[NewHash],
         ids: dict[tuple[str, bytes], int],
-        at: datetime,
+        created: set[int],
     ) -> int:
-        """Store the variants of `items` that their parent rows do not hold yet, as
-        copies of the parent's contributor, labels, reference, expiry and status. A
-        variant whose value the contributor already has in another row is skipped:
-        that row matches it already. Returns how many rows it stored."""
+        """Store the variants of `items` whose kinds their hashes do not hold yet,
+        except values the contributor holds as hashes of their own; an existing hash
+        that gains variants gets a change-log entry (a new one has its `add`).
+        Returns how many variants it stored."""
         wanted: dict[int, dict[str, NewVariant]] = {}
+        signal_of: dict[int, str] = {}
         for item in items:
             for v in item.variants:
-                parent = ids[(item.signal_type, item.value)]
-                wanted.setdefault(parent, {}).setdefault(v.name, v)
+                hash_id = ids[(item.signal_type, item.value)]
+                wanted.setdefault(hash_id, {}).setdefault(v.kind, v)
+                signal_of[hash_id] = item.signal_type
         if not wanted:
             return 0
-        parents: dict[int, RowMapping] = {}
         held: set[tuple[int, str]] = set()
         for part in _chunks(sorted(wanted)):
-            parents.update(
-                (row["id"], row)
-                for row in conn.execute(select(hashes).where(hashes.c.id.in_(part))).mappings()
-            )
             held.update(
-                (int(parent), str(name))
-                for parent, name in conn.execute(
-                    select(hashes.c.derived_from, hashes.c.variant).where(
-                        hashes.c.derived_from.in_(part)
+                (int(i), str(k))
+                for i, k in conn.execute(
+                    select(hash_variants.c.hash_id, hash_variants.c.kind).where(
+                        hash_variants.c.hash_id.in_(part)
                     )
                 )
             )
         keys = (
-            (str(parents[parent]["signal_type"]), v.value)
-            for parent, by_name in wanted.items()
-            for v in by_name.values()
+            (signal_of[hash_id], v.value)
+            for hash_id, by_kind in wanted.items()
+            for v in by_kind.values()
         )
         taken: set[tuple[str, bytes]] = set()
         for signal_type, values in _values_by_type(keys):
@@ -371,52 +398,39 @@ class HashStore:
                     )
                 ).scalars()
             )
-        rows = []
-        for parent_id, by_name in sorted(wanted.items()):
-            p = parents[parent_id]
-            for name, v in by_name.items():
-                key = (p["signal_type"], v.value)
-                if (parent_id, name) in held or key in taken:
-                    continue
-                taken.add(key)
-                rows.append(
-                    {
-                        "signal_type": p["signal_type"],
-                        "value": v.value,
-                        "quality": v.quality,
-                        "labels": list(p["labels"]),
-                        "contributor_id": contributor_id,
-                        "status": p["status"],
-                        "reference": p["reference"],
-                        "created_at": at,
-                        "updated_at": at,
-                        "expires_at": p["expires_at"],
-                        "incident_id": p["incident_id"],
-                        "derived_from": parent_id,
-                        "variant": name,
-                    }
-                )
+        new = [
+            (hash_id, v)
+            for hash_id, by_kind in sorted(wanted.items())
+            for kind, v in by_kind.items()
+            if (hash_id, kind) not in held and (signal_of[hash_id], v.value) not in taken
+        ]
+        rows = [
+            {"hash_id": hash_id, "kind": v.kind, "value": v.value, "quality": v.quality}
+            for hash_id, v in new
+        ]
         if rows:
-            derived = (
-                conn.execute(
-                    insert(hashes).returning(hashes.c.id, sort_by_parameter_order=True), rows
-                )
-                .scalars()
-                .all()
-            )
-            log_changes(conn, derived, ChangeOp.ADD)
+            conn.execute(insert(hash_variants), rows)
+            gained = sorted({hash_id for hash_id, _ in new} - created)
+            for part in _chunks(gained):
+                conn.execute(update(hashes).where(hashes.c.id.in_(part)).values(updated_at=now()))
+            log_changes(conn, gained, ChangeOp.UPDATE)
         return len(rows)
 
-    @staticmethod
-    def derived_in(conn: Connection, parent_ids: Iterable[int]) -> list[int]:
-        """The ids of the rows derived from `parent_ids`, inside the caller's
-        transaction."""
-        found: list[int] = []
-        for part in _chunks(sorted(set(parent_ids))):
-            found += conn.execute(
-                select(hashes.c.id).where(hashes.c.derived_from.in_(part)).order_by(hashes.c.id)
-            ).scalars()
-        return found
+    def variants(self, hash_ids: Iterable[int]) -> dict[int, list[StoredVariant]]:
+        """The stored variants of each of `hash_ids` that has any, by kind."""
+        out: dict[int, list[StoredVariant]] = {}
+        with self._engine.connect() as conn:
+            for part in _chunks(sorted(set(hash_ids))):
+                rows = conn.execute(
+                    select(hash_variants)
+                    .where(hash_variants.c.hash_id.in_(part))
+                    .order_by(hash_variants.c.hash_id, hash_variants.c.kind)
+                ).mappings()
+                for r in rows:
+                    out.setdefault(r["hash_id"], []).append(
+                        StoredVariant(r["hash_id"], r["kind"], bytes(r["value"]), r["quality"])
+                    )
+        return out
 
     def get(self, hash_id: int) -> HashRecord:
         found = self.get_many([hash_id]).get(hash_id)
@@ -479,6 +493,41 @@ class HashStore:
                 blob = b"".join(bytes(r[1]) for r in part)
                 yield ids, np.frombuffer(blob, dtype=np.uint8).reshape(len(part), nbytes)
 
+    def iter_variant_codes(
+        self,
+        signal_type: str,
+        nbytes: int,
+        statuses: Iterable[Status] = MATCHABLE,
+        *,
+        hash_ids: Sequence[int] | None = None,
+        chunk: int = 100_000,
+    ) -> Iterator[tuple[npt.NDArray[np.int64], list[str], npt.NDArray[np.uint8]]]:
+        """The stored variants of the hashes of one signal type in `statuses` (of those
+        among `hash_ids`, if given), in chunks: (their hashes' ids, their kinds, their
+        codes), ordered by hash id."""
+        query = (
+            select(hash_variants.c.hash_id, hash_variants.c.kind, hash_variants.c.value)
+            .join(hashes, hashes.c.id == hash_variants.c.hash_id)
+            .where(
+                hashes.c.signal_type == signal_type,
+                hashes.c.status.in_([s.value for s in statuses]),
+            )
+            .order_by(hash_variants.c.hash_id, hash_variants.c.kind)
+            .execution_options(yield_per=chunk)
+        )
+        parts = [query] if hash_ids is None else []
+        parts += [
+            query.where(hash_variants.c.hash_id.in_(part))
+            for part in _chunks(sorted(set(hash_ids or ())))
+        ]
+        with self._engine.connect() as conn:
+            for q in parts:
+                for part in conn.execute(q).partitions(chunk):
+                    ids = np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part))
+                    blob = b"".join(bytes(r[2]) for r in part)
+                    codes = np.frombuffer(blob, dtype=np.uint8).reshape(len(part), nbytes)
+                    yield ids, [str(r[1]) for r in part], codes
+
     def set_status(
         self,
         hash_ids: Sequence[int],
@@ -516,19 +565,18 @@ class HashStore:
         reason: str | None = None,
     ) -> dict[int, Status]:
         """`set_status` inside the caller's transaction; returns the previous statuses.
-        Ids whose status really changes get a history entry; the rows derived from
-        them move with them (change-log entries, no history)."""
+        Ids whose status really changes get a history entry. (Their stored variants
+        have no status: replaying the change adds or drops them with the hash.)"""
         op = ChangeOp.UPDATE if status in MATCHABLE else ChangeOp.REMOVE
         lock_change_log(conn)
         before = self.current_status_in(conn, hash_ids)
-        derived = [i for i in self.derived_in(conn, before) if i not in before]
-        for part in _chunks([*sorted(before), *derived]):
+        for part in _chunks(sorted(before)):
             conn.execute(
                 update(hashes)
                 .where(hashes.c.id.in_(part))
                 .values(status=status.value, updated_at=now())
             )
-        log_changes(conn, [*hash_ids, *derived], op)
+        log_changes(conn, hash_ids, op)
         moved = [(i, old, status) for i, old in sorted(before.items()) if old is not status]
         record_transitions(conn, moved, actor_id, reason)
         return before

@@ -7,8 +7,13 @@ picks up the `pending` files only. Counts (done, failed, duplicates, remaining) 
 computed from the file rows, never kept separately, so they cannot drift.
 
 A new job is created together with its planned files in one transaction
-(`create`), so a plan that cannot be stored leaves no job behind: an orphan
+(`create_in`), so a plan that cannot be stored leaves no job behind: an orphan
 `running` job would look alive to the next start of the same source and block it.
+
+The rules (who may import, which labels, the audit entries of a job's start and
+finish, how a file's hashes are admitted) are the consortium layer's
+(`hashdb.consortium.imports`): it composes the `*_in` methods here into its own
+transactions.
 """
 
 from __future__ import annotations
@@ -104,57 +109,54 @@ class ImportStore:
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
-    def create(
-        self,
-        member_id: int,
-        source: str,
-        labels: Sequence[str],
-        files: Sequence[PlannedFile] = (),
-    ) -> ImportJob:
-        """A new running job with its planned files, both or neither."""
+    @staticmethod
+    def create_in(conn: Connection, member_id: int, source: str, labels: Sequence[str]) -> int:
+        """A new running job (no files yet); its id."""
         at = now()
-        with self._engine.begin() as conn:
-            job_id = conn.execute(
-                insert(import_jobs).values(
-                    member_id=member_id,
-                    source=source,
-                    labels=list(labels),
-                    status=JobStatus.RUNNING.value,
-                    created_at=at,
-                    updated_at=at,
-                )
-            ).inserted_primary_key[0]  # type: ignore[index]
-            self._plan_in(conn, int(job_id), files)
-        return self.get(int(job_id))
+        job_id = conn.execute(
+            insert(import_jobs).values(
+                member_id=member_id,
+                source=source,
+                labels=list(labels),
+                status=JobStatus.RUNNING.value,
+                created_at=at,
+                updated_at=at,
+            )
+        ).inserted_primary_key[0]  # type: ignore[index]
+        return int(job_id)
 
-    def resumable(self, member_id: int, source: str) -> ImportJob | None:
+    @staticmethod
+    def resumable_in(conn: Connection, member_id: int, source: str) -> int | None:
         """The newest unfinished job of this member over this source, if any."""
-        with self._engine.connect() as conn:
-            job_id = conn.execute(
-                select(import_jobs.c.id)
-                .where(
-                    import_jobs.c.member_id == member_id,
-                    import_jobs.c.source == source,
-                    import_jobs.c.status == JobStatus.RUNNING.value,
-                )
-                .order_by(import_jobs.c.id.desc())
-                .limit(1)
-            ).scalar_one_or_none()
-        return None if job_id is None else self.get(job_id)
+        job_id = conn.execute(
+            select(import_jobs.c.id)
+            .where(
+                import_jobs.c.member_id == member_id,
+                import_jobs.c.source == source,
+                import_jobs.c.status == JobStatus.RUNNING.value,
+            )
+            .order_by(import_jobs.c.id.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        return None if job_id is None else int(job_id)
 
     def get(self, job_id: int) -> ImportJob:
         with self._engine.connect() as conn:
-            row = conn.execute(select(import_jobs).where(import_jobs.c.id == job_id)).mappings()
-            found = row.one_or_none()
-            if found is None:
-                raise NotFound(f"no import job with id {job_id}")
-            states: dict[str, int] = dict(
-                conn.execute(
-                    select(import_files.c.status, func.count())
-                    .where(import_files.c.job_id == job_id)
-                    .group_by(import_files.c.status)
-                ).all()
-            )
+            return self.get_in(conn, job_id)
+
+    @staticmethod
+    def get_in(conn: Connection, job_id: int) -> ImportJob:
+        row = conn.execute(select(import_jobs).where(import_jobs.c.id == job_id)).mappings()
+        found = row.one_or_none()
+        if found is None:
+            raise NotFound(f"no import job with id {job_id}")
+        states: dict[str, int] = dict(
+            conn.execute(
+                select(import_files.c.status, func.count())
+                .where(import_files.c.job_id == job_id)
+                .group_by(import_files.c.status)
+            ).all()
+        )
         counts = ImportCounts(
             total=sum(states.values()),
             done=states.get(FileState.DONE.value, 0),
@@ -182,13 +184,8 @@ class ImportStore:
             wanted = list(ids)
         return [self.get(i) for i in wanted]
 
-    def plan(self, job_id: int, files: Sequence[PlannedFile]) -> int:
-        """Record the files of a job; paths already recorded are left as they are."""
-        with self._engine.begin() as conn:
-            return self._plan_in(conn, job_id, files)
-
     @staticmethod
-    def _plan_in(conn: Connection, job_id: int, files: Sequence[PlannedFile]) -> int:
+    def plan_in(conn: Connection, job_id: int, files: Sequence[PlannedFile]) -> int:
         known = set(
             conn.execute(
                 select(import_files.c.path).where(import_files.c.job_id == job_id)
@@ -253,18 +250,19 @@ class ImportStore:
             )
         )
 
-    def finish(self, job_id: int) -> ImportJob:
+    @staticmethod
+    def finish_in(conn: Connection, job_id: int) -> None:
         at = now()
-        with self._engine.begin() as conn:
-            conn.execute(
-                update(import_jobs)
-                .where(import_jobs.c.id == job_id)
-                .values(status=JobStatus.DONE.value, finished_at=at, updated_at=at)
-            )
-        return self.get(job_id)
+        conn.execute(
+            update(import_jobs)
+            .where(import_jobs.c.id == job_id)
+            .values(status=JobStatus.DONE.value, finished_at=at, updated_at=at)
+        )
 
     def touch(self, job_id: int) -> None:
         with self._engine.begin() as conn:
-            conn.execute(
-                update(import_jobs).where(import_jobs.c.id == job_id).values(updated_at=now())
-            )
+            self.touch_in(conn, job_id)
+
+    @staticmethod
+    def touch_in(conn: Connection, job_id: int) -> None:
+        conn.execute(update(import_jobs).where(import_jobs.c.id == job_id).values(updated_at=now()))

@@ -183,34 +183,40 @@ class ConsoleSession:
 
 
 class MemberStore:
+    """Reads and writes of members, keys and console sessions. The writes come in
+    two forms: `<verb>_in(conn, ...)` inside the caller's transaction (the
+    consortium layer's `Members` writes the audit entry in the same one), and
+    `<verb>(...)` in a transaction of its own, for setting up tests and benchmarks."""
+
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
     def create(self, name: str, role: Role, *, trusted: bool = False) -> tuple[Member, NewKey]:
-        """A new member with its first key."""
+        with self._engine.begin() as conn:
+            return self.create_in(conn, name, role, trusted=trusted)
+
+    def create_in(
+        self, conn: Connection, name: str, role: Role, *, trusted: bool = False
+    ) -> tuple[Member, NewKey]:
+        """A new member with its first key; Conflict if the name is taken."""
         name = _checked_name(name)
-        try:
-            with self._engine.begin() as conn:
-                member_id = conn.execute(
-                    insert(members).values(
-                        name=name, role=role.value, trusted=trusted, created_at=now()
-                    )
-                ).inserted_primary_key[0]  # type: ignore[index]
-                new_key = self._issue(conn, int(member_id))
-                row = conn.execute(select(members).where(members.c.id == member_id)).mappings()
-                return _member(row.one()), new_key
+        try:  # a taken name ends the caller's transaction: nothing of it may stand
+            member_id = conn.execute(
+                insert(members).values(
+                    name=name, role=role.value, trusted=trusted, created_at=now()
+                )
+            ).inserted_primary_key[0]  # type: ignore[index]
         except IntegrityError:
             raise Conflict(f"a member named {name!r} already exists", field="name") from None
+        new_key = self._issue(conn, int(member_id))
+        return self.get_in(conn, int(member_id)), new_key
 
-    def ensure_first_admin(self, name: str = "admin") -> NewKey | None:
-        """Create an admin if the database has none; its key, or None if one existed."""
-        with self._engine.connect() as conn:
-            has_admin = conn.execute(
-                select(func.count()).select_from(members).where(members.c.role == Role.ADMIN)
-            ).scalar_one()
-        if has_admin:
-            return None
-        return self.create(name, Role.ADMIN)[1]
+    def has_admin_in(self, conn: Connection) -> bool:
+        """Whether any admin member exists (enabled or not)."""
+        found = conn.execute(
+            select(func.count()).select_from(members).where(members.c.role == Role.ADMIN)
+        ).scalar_one()
+        return bool(found)
 
     def all(self) -> list[Member]:
         with self._engine.connect() as conn:
@@ -219,8 +225,11 @@ class MemberStore:
 
     def get(self, member_id: int) -> Member:
         with self._engine.connect() as conn:
-            row = conn.execute(select(members).where(members.c.id == member_id)).mappings()
-            found = row.one_or_none()
+            return self.get_in(conn, member_id)
+
+    def get_in(self, conn: Connection, member_id: int) -> Member:
+        row = conn.execute(select(members).where(members.c.id == member_id)).mappings()
+        found = row.one_or_none()
         if found is None:
             raise NotFound(f"no member with id {member_id}")
         return _member(found)
@@ -242,77 +251,88 @@ class MemberStore:
             return [_key(r) for r in rows]
 
     def issue_key(self, member_id: int, *, overlap: timedelta | None = None) -> NewKey:
-        """A new key for the member. With `overlap`, the member's other live keys
-        expire after that long (rotation); without it they stay valid."""
-        self.get(member_id)
         with self._engine.begin() as conn:
-            if overlap is not None:
-                # Live keys expire after the overlap, or sooner if an earlier
-                # rotation already said so.
-                until = now() + overlap
-                conn.execute(
-                    update(api_keys)
-                    .where(
-                        api_keys.c.member_id == member_id,
-                        api_keys.c.revoked_at.is_(None),
-                        or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > until),
-                    )
-                    .values(expires_at=until)
+            return self.issue_key_in(conn, member_id, overlap=overlap)
+
+    def issue_key_in(
+        self, conn: Connection, member_id: int, *, overlap: timedelta | None = None
+    ) -> NewKey:
+        """A new key for the member (NotFound if none). With `overlap`, the member's
+        other live keys expire after that long (rotation); without it they stay valid."""
+        self.get_in(conn, member_id)
+        if overlap is not None:
+            # Live keys expire after the overlap, or sooner if an earlier
+            # rotation already said so.
+            until = now() + overlap
+            conn.execute(
+                update(api_keys)
+                .where(
+                    api_keys.c.member_id == member_id,
+                    api_keys.c.revoked_at.is_(None),
+                    or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > until),
                 )
-                log_auth_change(conn, member_id)
-            return self._issue(conn, member_id)
+                .values(expires_at=until)
+            )
+            log_auth_change(conn, member_id)
+        return self._issue(conn, member_id)
 
     def revoke_key(self, member_id: int, key_id: int) -> ApiKey:
-        """Revoke one key; Conflict if it is the last valid key of an enabled admin."""
-        at = now()
         with self._engine.begin() as conn:
-            _lock_admins(conn)
-            before = _admin_keys(conn, at)
-            revoked = conn.execute(
-                update(api_keys)
-                .where(api_keys.c.id == key_id, api_keys.c.member_id == member_id)
-                .where(api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=at)
+            return self.revoke_key_in(conn, member_id, key_id)
+
+    def revoke_key_in(self, conn: Connection, member_id: int, key_id: int) -> ApiKey:
+        """Revoke one key (NotFound if the member has no such key); Conflict if it is
+        the last valid key of an enabled admin."""
+        at = now()
+        _lock_admins(conn)
+        before = _admin_keys(conn, at)
+        revoked = conn.execute(
+            update(api_keys)
+            .where(api_keys.c.id == key_id, api_keys.c.member_id == member_id)
+            .where(api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        if revoked.rowcount:
+            if before and not _admin_keys(conn, at):
+                raise Conflict(LOCKOUT, key_id=key_id)
+            log_auth_change(conn, member_id)
+        row = (
+            conn.execute(
+                select(api_keys).where(api_keys.c.id == key_id, api_keys.c.member_id == member_id)
             )
-            if revoked.rowcount:
-                if before and not _admin_keys(conn, at):
-                    raise Conflict(LOCKOUT, key_id=key_id)
-                log_auth_change(conn, member_id)
-            row = (
-                conn.execute(
-                    select(api_keys).where(
-                        api_keys.c.id == key_id, api_keys.c.member_id == member_id
-                    )
-                )
-                .mappings()
-                .one_or_none()
-            )
+            .mappings()
+            .one_or_none()
+        )
         if row is None:
             raise NotFound(f"member {member_id} has no key {key_id}")
         return _key(row)
 
     def disable(self, member_id: int) -> Member:
-        """Revoke every key of the member and mark it disabled; Conflict if it is the
-        last enabled admin with a valid key."""
-        at = now()
         with self._engine.begin() as conn:
-            _lock_admins(conn)
-            before = _admin_keys(conn, at)
-            disabled = conn.execute(
-                update(members)
-                .where(members.c.id == member_id, members.c.disabled_at.is_(None))
-                .values(disabled_at=at)
-            )
-            conn.execute(
-                update(api_keys)
-                .where(api_keys.c.member_id == member_id, api_keys.c.revoked_at.is_(None))
-                .values(revoked_at=at)
-            )
-            if before and not _admin_keys(conn, at):
-                raise Conflict(LOCKOUT, member_id=member_id)
-            if disabled.rowcount:
-                log_auth_change(conn, member_id)
-        return self.get(member_id)
+            return self.disable_in(conn, member_id)
+
+    def disable_in(self, conn: Connection, member_id: int) -> Member:
+        """Revoke every key of the member and mark it disabled (NotFound if none);
+        Conflict if it is the last enabled admin with a valid key."""
+        at = now()
+        self.get_in(conn, member_id)
+        _lock_admins(conn)
+        before = _admin_keys(conn, at)
+        disabled = conn.execute(
+            update(members)
+            .where(members.c.id == member_id, members.c.disabled_at.is_(None))
+            .values(disabled_at=at)
+        )
+        conn.execute(
+            update(api_keys)
+            .where(api_keys.c.member_id == member_id, api_keys.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        if before and not _admin_keys(conn, at):
+            raise Conflict(LOCKOUT, member_id=member_id)
+        if disabled.rowcount:
+            log_auth_change(conn, member_id)
+        return self.get_in(conn, member_id)
 
     # ---- console sessions -------------------------------------------------------
 

@@ -174,16 +174,21 @@ import_files = Table(
 hashes.append_column(Column("expires_at", DateTime(timezone=True), nullable=True))
 hashes.append_column(Column("incident_id", BigInteger, nullable=True))
 
-# Stored variants (migration 0005): a PDQ row derived from a contributed image's own
-# PDQ row (its content region, a crop window), so that a re-upload showing less
-# than the stored picture still lands near one of its hashes. `derived_from` is the
-# parent row, `variant` the variant's name (hashdb/variants.py). Derived rows are
-# internal: they follow the parent's status and never appear in listings, counts
-# or the export feed.
-hashes.append_column(
-    Column("derived_from", BigInteger, ForeignKey("hashes.id"), nullable=True, index=True)
+# Stored variants (migration 0007; 0005 kept them as `hashes` rows): the PDQ of a
+# contributed image's content region and crop windows (hashdb/variants.py), so that
+# a re-upload showing less than the stored picture still lands near one of them. A
+# variant is part of its image, never a hash of its own: it has no id, no status
+# and no history, so it cannot be addressed, listed, exported, counted or given
+# feedback; it matches exactly when its image does (the index adds and drops it
+# with the image's own change-log entries). One row per image and kind.
+hash_variants = Table(
+    "hash_variants",
+    metadata,
+    Column("hash_id", BigInteger, ForeignKey("hashes.id"), primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("value", LargeBinary, nullable=False),
+    Column("quality", SmallInteger, nullable=True),
 )
-hashes.append_column(Column("variant", String(32), nullable=True))
 
 # The label taxonomy; `value_kind` says whether a label takes a `:value` suffix
 # ("none", "optional", "required"), e.g. `terrorist_entity:<name>`.

@@ -5,9 +5,9 @@ entries); `videos` and `video_frames` carry what only a video has. Frames are
 immutable once written: a video re-added by the same contributor is the same row
 (idempotent), and its frames are written only the first time.
 
-Frame ids share the PDQ index with image hashes. To keep one id space there, a
-frame enters the index under the negative of its row id (`frame_index_id`); hash
-ids are positive, so the sign says which table an index hit refers to.
+Frames share the PDQ index with image hashes; the matcher files them there as
+entries of kind FRAME (hashdb/index/entries.py), so a hit names the frame's row
+here, and `frame_owners` gives its video and time.
 """
 
 from __future__ import annotations
@@ -53,10 +53,6 @@ class VideoInfo:
 
     def position(self, frame_row_id: int) -> int:
         return self.frame_ids.index(frame_row_id)
-
-
-def frame_index_id(frame_row_id: int) -> int:
-    return -frame_row_id
 
 
 class VideoStore:
@@ -158,7 +154,8 @@ class VideoStore:
         statuses: Iterable[Status] = MATCHABLE,
         chunk: int = 100_000,
     ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]]:
-        """(index ids, codes) of the frames of matchable videos (or of `hash_ids`)."""
+        """(frame row ids, codes) of the frames of matchable videos (or of all the
+        videos among `hash_ids`, whatever their status), in chunks."""
         query = (
             select(video_frames.c.id, video_frames.c.value)
             .join(hashes, hashes.c.id == video_frames.c.hash_id)
@@ -171,6 +168,6 @@ class VideoStore:
             query = query.where(hashes.c.status.in_([s.value for s in statuses]))
         with self._engine.connect() as conn:
             for part in conn.execute(query).partitions(chunk):
-                ids = np.fromiter((-r[0] for r in part), dtype=np.int64, count=len(part))
+                ids = np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part))
                 blob = b"".join(bytes(r[1]) for r in part)
                 yield ids, np.frombuffer(blob, dtype=np.uint8).reshape(len(part), 32)

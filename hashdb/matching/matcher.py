@@ -1,0 +1,191 @@
+"""The Matcher: answers a batch of queries from the live indexes.
+
+It ties together the three parts of matching: the live indexes (live.py: load,
+snapshot, replay), the row cache (rows.py) and hit resolution (resolve.py). Exact
+digests (md5, sha256) are looked up in the database, one statement per batch;
+perceptual hashes are searched in the indexes, each query with its probes, probes
+sharing a threshold in one search. An API worker catches up before every request
+(`catch_up` with the head it read, hashdb/store/heads.py): a retired hash stops
+matching on the next request in every worker; other users replay at least every
+`sync_interval` seconds. Expiry is checked against the clock at every match.
+
+A PDQ query below quality 50 is answered `low_quality` and not matched: such an
+image is too featureless for its hash to mean anything.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from hashdb.errors import InvalidInput
+from hashdb.index import entries
+from hashdb.matching.live import LiveIndexes
+from hashdb.matching.queries import Probe, Query, QueryResult, VideoMatch
+from hashdb.matching.resolve import Hits, Resolver
+from hashdb.matching.rows import RowCache
+from hashdb.signals import PDQ, SIGNAL_TYPES, Matching, SignalType
+from hashdb.signals.vpdq import Frame
+from hashdb.store import MATCHABLE, ChangeLog, HashStore, Status, VideoStore
+from hashdb.video_match import DEFAULT_INTERVAL, VideoThresholds
+
+
+class Matcher:
+    """In-memory indexes over the store, kept current from the change log."""
+
+    def __init__(
+        self,
+        hashes: HashStore,
+        changes: ChangeLog,
+        *,
+        videos: VideoStore | None = None,
+        statuses: Iterable[Status] = MATCHABLE,
+        sync_interval: float = 2.0,
+        snapshot_dir: Path | None = None,
+    ) -> None:
+        matchable = frozenset(statuses)
+        self._hashes = hashes
+        self._videos = videos
+        self._sync_interval = sync_interval
+        self._snapshot_dir = snapshot_dir
+        self._indexes = LiveIndexes(hashes, changes, videos, matchable, snapshot_dir)
+        self._rows = RowCache(hashes, matchable)
+        self._resolver = Resolver(hashes, videos, self._rows, matchable)
+        self._synced_at = 0.0
+        self._loading = threading.Lock()
+        self.ready = False
+
+    @property
+    def cursor(self) -> int:
+        """The change-log position the indexes reflect."""
+        return self._indexes.cursor
+
+    def sizes(self) -> dict[str, int]:
+        return self._indexes.sizes()
+
+    def load(self) -> None:
+        """Build every index (start-up): from a snapshot when a sound one exists, else
+        from the database; then replay the change log since the position it reflects."""
+        with self._loading:
+            restored = self._indexes.load()
+            self._rows.clear()
+            self._synced_at = time.monotonic()
+            self.ready = True
+        # Changes committed while we were reading are replayed now; replay is idempotent.
+        self.refresh()
+        if not restored and self._snapshot_dir is not None:
+            self.save_snapshot()
+
+    def save_snapshot(self) -> None:
+        """Write every index with the cursor it reflects (no-op without a directory)."""
+        self._indexes.save_snapshot()
+
+    def refresh(self) -> int:
+        """Apply the change log since the last refresh; returns how many changes."""
+        applied = self._indexes.replay(self._rows.evict)
+        self._synced_at = time.monotonic()
+        return applied
+
+    def maybe_refresh(self) -> None:
+        if time.monotonic() - self._synced_at >= self._sync_interval:
+            self.refresh()
+
+    def catch_up(self, head: int) -> None:
+        """Replay the change log if it has moved past what the indexes reflect
+        (`head`: its newest sequence number, as read by the caller)."""
+        if head > self.cursor and self.ready:
+            self.refresh()
+
+    def warm_records(self) -> int:
+        """Fill the row cache after a load (see hashdb/matching/rows.py); returns
+        how many rows it holds."""
+        return self._rows.warm()
+
+    def match(self, queries: Sequence[Query]) -> list[QueryResult]:
+        """Every matchable hash within each query's threshold, in query order."""
+        if not self.ready:
+            self.load()
+        self.maybe_refresh()
+        raw: list[Hits] = [[] for _ in queries]
+        by_type: dict[str, list[int]] = {}
+        for i, q in enumerate(queries):
+            if q.signal_type.matching is Matching.VIDEO:
+                raise InvalidInput(
+                    "a vpdq query is a frame list; match it with match_video",
+                    field="signal_type",
+                    index=i,
+                )
+            if not q.low_quality:
+                by_type.setdefault(q.signal_type.name, []).append(i)
+        for name, positions in by_type.items():
+            signal = SIGNAL_TYPES[name]
+            if signal.matching is Matching.EXACT:
+                self._match_exact(signal, queries, positions, raw)
+            else:
+                self._match_hamming(signal, queries, positions, raw)
+        return self._resolver.results(queries, raw)
+
+    def _match_exact(
+        self,
+        signal: SignalType,
+        queries: Sequence[Query],
+        positions: list[int],
+        raw: list[Hits],
+    ) -> None:
+        found = self._hashes.find_exact(signal.name, (queries[i].value for i in positions))
+        for i in positions:
+            rows = found.get(queries[i].value, [])
+            if rows:
+                ids = entries.hashes([r.id for r in rows])
+                raw[i].append((ids, np.zeros(len(rows), np.int32), None))
+
+    def _match_hamming(
+        self,
+        signal: SignalType,
+        queries: Sequence[Query],
+        positions: list[int],
+        raw: list[Hits],
+    ) -> None:
+        index = self._indexes[signal.name]
+        # One search row per (query, probe); rows sharing a threshold are searched together.
+        searches: dict[int, list[tuple[int, str | None, bytes]]] = {}
+        for i in positions:
+            q = queries[i]
+            searches.setdefault(q.effective_threshold, []).append((i, None, q.value))
+            for probe in q.probes:
+                own = probe.threshold if isinstance(probe, Probe) else None
+                limit = q.effective_threshold if own is None else own
+                searches.setdefault(limit, []).append((i, probe[0], probe[1]))
+        for threshold, group in searches.items():
+            codes = np.frombuffer(b"".join(code for _, _, code in group), np.uint8)
+            hits = index.search(codes.reshape(len(group), signal.nbytes), threshold)
+            for (i, probe_name, _), hit in zip(group, hits, strict=True):
+                if len(hit.ids):
+                    raw[i].append((hit.ids, hit.distances, probe_name))
+
+    def match_video(
+        self,
+        frames: Sequence[Frame],
+        *,
+        threshold: int | None = None,
+        thresholds: VideoThresholds | None = None,
+        interval: float = DEFAULT_INTERVAL,
+    ) -> list[VideoMatch]:
+        """Stored videos matching a query video, scored by vPDQ's two shares.
+
+        Every query frame is searched in the PDQ index; hits on frames of stored
+        videos are grouped per video and scored (hashdb.video_match), best first.
+        """
+        if not self.ready:
+            self.load()
+        self.maybe_refresh()
+        if not frames or self._videos is None:
+            return []
+        limit = PDQ.default_threshold if threshold is None else threshold
+        codes = np.frombuffer(b"".join(f.pdq for f in frames), np.uint8)
+        found = self._indexes[PDQ.name].search(codes.reshape(len(frames), PDQ.nbytes), limit)
+        return self._resolver.videos(frames, found, thresholds or VideoThresholds(), interval)

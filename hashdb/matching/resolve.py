@@ -1,0 +1,136 @@
+"""Hit resolution: index entries back to the hashes a match reports.
+
+An index hit is a typed entry (hashdb/index/entries.py). A HASH entry is that
+hash. A stored VARIANT is reported as its image, and only within its kind's
+STORED_THRESHOLDS (hashdb/variants.py), whatever the probe's own threshold let
+through; `Via` names the probe searched and the variant hit. A video FRAME is
+reported as its video, with the frame's time (`Match.frame_at`); a video query
+groups its frame hits per stored video and scores them (hashdb/video_match.py).
+Rows come from the row cache; a hash that is not matchable at this moment (its
+status, its expiry) is left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import numpy as np
+import numpy.typing as npt
+
+from hashdb.index import SearchHits, entries
+from hashdb.index.entries import EntryKind
+from hashdb.matching.queries import Match, Query, QueryResult, Via, VideoMatch
+from hashdb.matching.rows import RowCache
+from hashdb.signals.vpdq import Frame
+from hashdb.store import HashRecord, HashStore, Status, VideoStore
+from hashdb.variants import STORED_KINDS, STORED_THRESHOLDS
+from hashdb.video_match import VideoThresholds, group_hits, rank_candidates
+
+# The hits of one query: per probe searched, the entry ids and distances it found and
+# the probe's name (None for the query as given).
+Hits = list[tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], str | None]]
+
+
+class Resolver:
+    """Turns index hits into matches of live hashes."""
+
+    def __init__(
+        self,
+        hashes: HashStore,
+        videos: VideoStore | None,
+        rows: RowCache,
+        statuses: frozenset[Status],
+    ) -> None:
+        self._hashes = hashes
+        self._videos = videos
+        self._rows = rows
+        self._statuses = statuses
+
+    def live(self, record: HashRecord, at: datetime) -> bool:
+        return record.status in self._statuses and not record.expired(at)
+
+    def results(self, queries: Sequence[Query], raw: list[Hits]) -> list[QueryResult]:
+        """Each query's matches, best (closest) per hash, closest first."""
+        chunks = [ids for hits in raw for ids, _, _ in hits]
+        ids = np.unique(np.concatenate(chunks)) if chunks else np.empty(0, np.int64)
+        kinds, rows = entries.kinds_of(ids), entries.rows_of(ids)
+        frames = rows[kinds == EntryKind.FRAME].tolist()
+        owners = self._videos.frame_owners(frames) if frames and self._videos else {}
+        wanted = set(rows[kinds != EntryKind.FRAME].tolist())
+        wanted |= {video for video, _ in owners.values()}
+        records = self._rows.get(wanted) if wanted else {}
+        at = datetime.now(UTC)
+        results = []
+        for q, hits in zip(queries, raw, strict=True):
+            best: dict[int, Match] = {}
+            for hit_ids, distances, probe in hits:
+                found = zip(
+                    entries.kinds_of(hit_ids).tolist(),
+                    entries.rows_of(hit_ids).tolist(),
+                    entries.slots_of(hit_ids).tolist(),
+                    distances.tolist(),
+                    strict=True,
+                )
+                for kind, row, slot, distance in found:
+                    hash_id, stored, frame_at = row, None, None
+                    if kind == EntryKind.FRAME:
+                        if row not in owners:
+                            continue
+                        hash_id, frame_at = owners[row]
+                    elif kind == EntryKind.VARIANT:
+                        stored = STORED_KINDS[slot]
+                        if distance > STORED_THRESHOLDS[stored]:
+                            continue
+                    record = records.get(hash_id)
+                    if record is None or not self.live(record, at):
+                        continue
+                    seen = best.get(hash_id)
+                    if seen is None or distance < seen.distance:
+                        best[hash_id] = Match(record, distance, Via.of(probe, stored), frame_at)
+            matches = list(best.values())
+            if len(matches) > 1:
+                matches.sort(key=lambda m: (m.distance, m.record.id))
+            results.append(QueryResult(q, matches))
+        return results
+
+    def videos(
+        self,
+        frames: Sequence[Frame],
+        found: list[SearchHits],
+        thresholds: VideoThresholds,
+        interval: float,
+    ) -> list[VideoMatch]:
+        """The stored videos that a query video's frame hits (`found`, one per query
+        frame) add up to, scored by vPDQ's two shares, best first."""
+        if self._videos is None:
+            return []
+        per_frame = []
+        for hit in found:
+            is_frame = entries.kinds_of(hit.ids) == EntryKind.FRAME
+            per_frame.append(
+                SearchHits(entries.rows_of(hit.ids[is_frame]), hit.distances[is_frame])
+            )
+        owners = self._videos.frame_owners({r for hit in per_frame for r in hit.ids.tolist()})
+        infos = self._videos.info({video for video, _ in owners.values()})
+        records = self._hashes.get_many(infos)
+        live = {i for i, r in records.items() if r.status in self._statuses}
+
+        def stored_videos_only(hit: SearchHits) -> SearchHits:
+            keep = np.array(
+                [owners.get(r, (0, 0.0))[0] in live for r in hit.ids.tolist()], dtype=bool
+            )
+            return SearchHits(hit.ids[keep], hit.distances[keep])
+
+        def locate(frame_row: int) -> tuple[int, int]:
+            video = owners[frame_row][0]
+            return video, infos[video].position(frame_row)
+
+        ranked = rank_candidates(
+            [f.timestamp for f in frames],
+            group_hits([stored_videos_only(hit) for hit in per_frame], locate),
+            {v: [f.timestamp for f in infos[v].frames] for v in live},
+            thresholds,
+            interval=interval,
+        )
+        return [VideoMatch(records[video], score) for video, score in ranked]
