@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from flask import Blueprint, Response
 
 from api import schemas as s
+from api import schemas_workflow as w
 from api.auth import requires
 from api.context import context
 from api.matching import media_hashes
@@ -33,8 +34,8 @@ from api.openapi import document
 from api.request_id import actor
 from api.uploads import form_fields, image_with_variants, uploaded_file
 from api.video import hash_reference, video_hashes
-from api.web import json_body, reply
-from hashdb.consortium import Added, HashRecord, NewHash, NewVideo, Role
+from api.web import json_body, query_args, reply
+from hashdb.consortium import Added, HashRecord, NewHash, NewVideo, Role, Status
 from hashdb.errors import InvalidInput
 from hashdb.settings import Settings
 from hashdb.signals import SIGNAL_TYPES, Matching, get_signal_type
@@ -156,6 +157,31 @@ def contribute_media() -> Response:
         hashes=media_hashes(h), added=_added(hashes, added), low_quality=not usable_perceptual(h)
     )
     return reply(body, 201)
+
+
+@bp.get("/v1/hashes")
+@document(
+    "Your contributions",
+    tag=TAG,
+    description="The hashes you contributed, in any status (or one `status`), oldest "
+    "first, a page at a time: where each stands in vetting.",
+    query=w.OwnHashesQuery,
+    responses={200: w.ReviewPage},
+)
+@requires(Role.MEMBER)
+def own_hashes() -> Response:
+    args = query_args(w.OwnHashesQuery)
+    status = None if args.status is None else Status(args.status)
+    found = context().db.hashes.mine(
+        actor(), status=status, after_id=args.after_id, limit=args.limit
+    )
+    more = len(found) == args.limit
+    return reply(
+        w.ReviewPage(
+            hashes=[hash_out(r, full=True) for r in found],
+            next_after_id=found[-1].id if more else None,
+        )
+    )
 
 
 @bp.get("/v1/hashes/<id:hash_id>")

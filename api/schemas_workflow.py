@@ -79,6 +79,16 @@ class ReviewQuery(QueryArgs):
     limit: int = Field(default=100, ge=1, le=1000, description="Most hashes in the page.")
 
 
+class OwnHashesQuery(QueryArgs):
+    status: Literal["pending", "active", "disputed", "retired", "rejected"] | None = Field(
+        default=None, description="Only hashes in this status (default: every status)."
+    )
+    after_id: int = Field(
+        default=0, ge=0, le=MAX_ID, description="Page on: the last id of the previous page."
+    )
+    limit: int = Field(default=100, ge=1, le=1000, description="Most hashes in the page.")
+
+
 class ReviewPage(Response):
     hashes: list[HashOut] = Field(description="Oldest first.")
     next_after_id: int | None = Field(

@@ -72,9 +72,10 @@ class Settings(BaseSettings):
         default=2.0,
         ge=0.0,
         le=3600.0,
-        description="Longest delay, in seconds, before a matcher replays changes made "
-        "elsewhere. API workers also check the change log's head on every request, so "
-        "a change is seen by the next request in every worker and on every server.",
+        description="Seconds a matcher used on its own (library code, benchmarks) may "
+        "go without replaying changes made elsewhere. Lookups through the API, the "
+        "console and the CLI read the change log's head first, so a change is seen by "
+        "the next request in every worker and on every server.",
     )
     count_flush_seconds: float = Field(
         default=5.0,

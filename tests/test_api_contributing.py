@@ -131,3 +131,18 @@ def test_a_featureless_image_adds_only_its_digests(api: Api, flat_image: bytes) 
     assert body is not None
     assert body["low_quality"] is True
     assert [a["signal_type"] for a in body["added"]] == ["md5", "sha256"]
+
+
+def test_a_member_pages_through_its_own_contributions_and_no_one_elses(api: Api) -> None:
+    mine = api.add(*({"signal_type": "md5", "value": f"{i:032x}"} for i in range(3)))
+    api.add({"signal_type": "md5", "value": "f" * 32}, role="admin")
+    page = api.get("/v1/hashes?limit=2").json
+    assert page is not None
+    assert [h["id"] for h in page["hashes"]] == mine[:2]
+    assert {h["status"] for h in page["hashes"]} == {"pending"}
+    rest = api.get(f"/v1/hashes?after_id={page['next_after_id']}").json
+    assert rest is not None
+    assert ([h["id"] for h in rest["hashes"]], rest["next_after_id"]) == (mine[2:], None)
+    assert api.get("/v1/hashes?status=active").json == {"hashes": [], "next_after_id": None}
+    refused = api.get("/v1/hashes?status=lost")
+    assert refused.status_code == 400 and refused.json["error"]["details"]["field"] == "status"  # type: ignore[index]

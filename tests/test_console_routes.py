@@ -173,6 +173,23 @@ def test_lookup_of_pasted_hashes_and_a_bad_line(console: Console) -> None:
     assert bad.status_code == 400 and "line 1" in bad.text
 
 
+def test_a_match_on_a_hash_the_user_cannot_open_is_shown_without_a_link(
+    console: Console,
+) -> None:
+    """Another member's pending hash matches (HASHDB_PENDING_MATCHES), but its page
+    is a 404 for this user, so the lookup names it without linking to it."""
+    member = console.db.store.members.by_name("test-member")
+    value = bytes(range(60, 92))
+    (added,) = console.db.contributions.add(member, [NewHash(PDQ.name, value, (), 90)])
+    for role, linked in [("ops", False), ("member", True)]:
+        console.client = console.app.test_client()
+        console.login(role)
+        page = console.post("/console/lookup", {"hashes": f"pdq:{value.hex()}"}).text
+        assert 'class="match"' in page
+        assert (f">#{added.id}</a>" in page) is linked, role
+        assert (console.client.get(f"/console/hashes/{added.id}").status_code == 200) is linked
+
+
 def test_lookup_of_an_uploaded_image(console: Console) -> None:
     out = io.BytesIO()
     Image.new("RGB", (64, 64), (10, 200, 30)).save(out, "PNG")

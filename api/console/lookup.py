@@ -49,6 +49,7 @@ class Outcome:
     videos: list[VideoMatch] = field(default_factory=list)
     video: VideoHashes | None = None
     notes: list[str] = field(default_factory=list)
+    viewable: set[int] = field(default_factory=set)  # matched ids the user may open
 
     @property
     def match_count(self) -> int:
@@ -145,5 +146,8 @@ def run() -> tuple[str, int, dict[str, str]]:
         if isinstance(exc, RateLimited):
             headers["Retry-After"] = str(exc.retry_after)
         return page_, exc.http_status, headers
+    records = [m.record for r in outcome.results for m in r.matches]
+    records += [v.record for v in outcome.videos]
+    outcome.viewable = {r.id for r in records if ctx.db.hashes.viewable(who, r)}
     page_ = render_template("console_lookup.html", outcome=outcome, pasted=pasted, error=None)
     return page_, 200, {}

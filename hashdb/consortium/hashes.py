@@ -131,10 +131,15 @@ class Hashes:
         """The hash, if the actor may see it; NotFound otherwise (an unknown id, or
         another member's hash the feed withholds)."""
         record = self._ctx.store.hashes.get(hash_id)  # NotFound for an unknown id
-        address = Address(record.id, record.contributor_id, record.status, record.expires_at)
-        if not visible(actor, address, now()):
+        if not self.viewable(actor, record):
             raise NotFound(f"no hash with id {hash_id}")  # exactly as for an unknown id
         return record
+
+    def viewable(self, actor: Actor, record: HashRecord) -> bool:
+        """Whether `get` would show the actor this record (a match may name a hash the
+        actor cannot open: another member's pending one, when pending hashes match)."""
+        address = Address(record.id, record.contributor_id, record.status, record.expires_at)
+        return visible(actor, address, now())
 
     def videos(self, actor: Actor, hash_ids: Iterable[int]) -> dict[int, VideoInfo]:
         """Shape and frames of each video among `hash_ids` that the actor may see;

@@ -29,7 +29,7 @@ How the Matcher uses it, at start-up::
     else:
         index, cursor = loaded       # then replay the change log after `cursor`
     ...
-    save_snapshot(index, directory, cursor)   # periodically, with the cursor applied
+    save_snapshot(index, directory, cursor)   # after a build from the database
 
 The cursor passed to `save_snapshot` must be one whose changes are all applied to the
 index (the Matcher's `cursor` under its lock); replaying changes again is harmless.

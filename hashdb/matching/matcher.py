@@ -4,10 +4,13 @@ It ties together the three parts of matching: the live indexes (live.py: load,
 snapshot, replay), the row cache (rows.py) and hit resolution (resolve.py). Exact
 digests (md5, sha256) are looked up in the database, one statement per batch;
 perceptual hashes are searched in the indexes, each query with its probes, probes
-sharing a threshold in one search. An API worker catches up before every request
-(`catch_up` with the head it read, hashdb/store/heads.py): a retired hash stops
-matching on the next request in every worker; other users replay at least every
-`sync_interval` seconds. Expiry is checked against the clock at every match.
+sharing a threshold in one search. Every lookup through the consortium layer catches
+up first (`catch_up` with the change log's head, read once per API request, or by
+`Matching.answer` for the console, the CLI and library callers): a retired hash
+stops matching on the next request in every worker. `match` called on its own
+replays only when its last replay is older than `sync_interval` seconds (there is
+no background replay: a matcher nobody asks is not kept current). Expiry is checked
+against the clock at every match.
 
 A PDQ query below quality 50 is answered `low_quality` and not matched: such an
 image is too featureless for its hash to mean anything.
