@@ -25,6 +25,7 @@ V1_ENDPOINTS = [
     ("POST", "/v1/match/media", {"member"}),
     ("POST", "/v1/hashes", {"member"}),
     ("POST", "/v1/media", {"member"}),
+    ("GET", "/v1/hashes", {"member"}),
     ("GET", "/v1/hashes/1", {"member"}),
     ("DELETE", "/v1/hashes/1", set()),
     ("GET", "/v1/review", set()),
