@@ -21,10 +21,11 @@ run: $(STAMP)
 	$(BIN)/hashdb init
 	$(BIN)/hashdb serve
 
-## Lint, type-check and run the whole test suite.
+## Lint, type-check and run the whole test suite (TEST_WORKERS processes in parallel).
+TEST_WORKERS ?= 2
 test: $(STAMP) lint
 	scripts/ensure-chromium
-	$(BIN)/python -m pytest -p no:cacheprovider
+	$(BIN)/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check hashdb ingest api tests benchmarks
