@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from flask import Blueprint, Response
@@ -46,7 +47,7 @@ from hashdb.consortium import Answer, Query, QueryResult, Role, VideoQuery
 from hashdb.errors import InvalidInput, OutsideFailure
 from hashdb.settings import Settings
 from hashdb.signals import MD5, PDQ, PHASH, SHA256, SIGNAL_TYPES, Matching, get_signal_type
-from hashdb.signals.pdq_dihedral import dihedral_variants
+from hashdb.signals.pdq_dihedral import dihedral_probes
 from hashdb.signals.vpdq import VPDQ
 from hashdb.video_match import VideoThresholds
 from ingest.image import ImageHashes
@@ -103,7 +104,7 @@ def to_queries(settings: Settings, items: Sequence[s.MatchQuery]) -> list[Query 
         if item.dihedral:
             if signal is not PDQ:
                 raise InvalidInput("dihedral applies to pdq only", field="dihedral", index=i)
-            variants = dihedral_variants(value)
+            variants = dihedral_probes(value)
         out.append(Query(signal, value, item.threshold, item.quality, variants))
     return out
 
@@ -180,6 +181,7 @@ def _result(index: int, result: QueryResult) -> Result:
             {
                 "id": m.record.id,
                 "distance": m.distance,
+                "via": None if m.via is None else asdict(m.via),
                 "variant": m.how,
                 "labels": list(m.record.labels),
                 "status": m.record.status.value,

@@ -208,11 +208,26 @@ class MatchRequest(ParsedRequest):
     )
 
 
+class ViaOut(Response):
+    probe: str | None = Field(
+        description="The form of the query that was searched (a dihedral form such as "
+        "`rot90`, the `content` region, a crop); null for the query as sent."
+    )
+    stored: str | None = Field(
+        description="The stored variant of the hash that was hit (its `content` region "
+        "or a crop window such as `crop90_3_3`); null for the hash itself."
+    )
+
+
 class MatchOut(Response):
     id: int = Field(description="Hash id.")
     distance: int = Field(description="Hamming distance (0 for digests).")
+    via: ViaOut | None = Field(
+        description="How the match was found; null when the query as sent hit the hash itself."
+    )
     variant: str | None = Field(
-        description="Which dihedral form of the query matched; null for the query as sent."
+        description="`via` as one string, `probe+stored:<kind>` (for example "
+        "`content+stored:content`); null when `via` is."
     )
     labels: list[str]
     status: str

@@ -47,7 +47,7 @@ def test_a_near_duplicate_matches_with_its_distance_labels_and_status(api: Api) 
     assert match["distance"] == 7
     assert match["labels"] == ["attack_footage"]
     assert match["status"] == api.get(f"/v1/hashes/{hash_id}").json["status"]  # type: ignore[index]
-    assert match["variant"] is None
+    assert match["variant"] is None and match["via"] is None
     assert match["added_at"].startswith("20")
 
 
@@ -209,7 +209,21 @@ def test_a_rotated_image_matches_only_when_dihedral_is_asked(
     turned = api.upload("/v1/match/media", photo_rotated, dihedral="true").json
     assert turned is not None
     (match,) = next(r for r in turned["results"] if r["signal_type"] == "pdq")["matches"]
-    assert match["variant"] is not None
+    assert match["via"]["probe"] in {"rotate90", "rotate270"} and match["via"]["stored"] is None
+    assert match["variant"] == match["via"]["probe"]
+
+
+def test_a_cropped_upload_says_which_stored_variant_it_hit(api: Api, photo: bytes) -> None:
+    api.upload("/v1/media", photo)
+    picture = Image.open(io.BytesIO(photo)).convert("RGB")
+    w, h = picture.size
+    cropped = io.BytesIO()
+    picture.crop((w // 10, h // 10, w, h)).save(cropped, "PNG")
+    body = api.upload("/v1/match/media", cropped.getvalue(), probes="none").json
+    assert body is not None
+    (match,) = next(r for r in body["results"] if r["signal_type"] == "pdq")["matches"]
+    assert match["via"]["probe"] is None and match["via"]["stored"].startswith("crop90_")
+    assert match["variant"] == f"stored:{match['via']['stored']}"
 
 
 def test_media_thresholds_are_capped_like_hash_queries(api: Api, photo: bytes) -> None:
@@ -239,6 +253,7 @@ def test_a_letterboxed_upload_matches_its_original_through_the_content_probe(
     assert body is not None
     (match,) = next(r for r in body["results"] if r["signal_type"] == "pdq")["matches"]
     assert match["variant"] == "content"
+    assert match["via"] == {"probe": "content", "stored": None}
 
 
 def test_an_unknown_probe_kind_is_a_400_naming_the_field(api: Api, photo: bytes) -> None:

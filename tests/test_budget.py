@@ -33,7 +33,7 @@ from hashdb.errors import BudgetExceeded, InvalidInput, RateLimited
 from hashdb.matching import Probe, Query
 from hashdb.settings import Settings, load_settings
 from hashdb.signals import MD5, PDQ, PHASH, SIGNAL_TYPES
-from hashdb.signals.pdq_dihedral import dihedral_variants
+from hashdb.signals.pdq_dihedral import dihedral_probes
 from hashdb.signals.vpdq import Frame
 from hashdb.store import NewHash, Role, Store
 
@@ -48,7 +48,7 @@ STORED = 2_000  # enough that the refused request, had it run, would take many s
 
 
 def pdq(threshold: int | None = None, dihedral: bool = False) -> Query:
-    forms = dihedral_variants(VALUE) if dihedral else ()
+    forms = dihedral_probes(VALUE) if dihedral else ()
     return Query(PDQ, VALUE, threshold, None, forms)
 
 

@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from media_factory import TURN_INTO_FORM, hamming
 from PIL import Image
 
-from hashdb.signals.pdq_dihedral import DIHEDRAL_FORMS, dihedral_variants
+from hashdb.signals.pdq_dihedral import DIHEDRAL_FORMS, dihedral_probes
 from ingest.image import hash_image_file
 from ingest.pdq import pdq
 
@@ -106,7 +106,7 @@ def test_bridge_edits_all_match_the_original(testdata: Path) -> None:
 def test_bit_derived_forms_of_the_cpp_original_match_the_cpp_hashes_of_the_dih_files(
     cpp: dict[str, bytes],
 ) -> None:
-    derived = dict(dihedral_variants(cpp[DIH_FILES["original"]]))
+    derived = dict(dihedral_probes(cpp[DIH_FILES["original"]]))
     assert tuple(derived) == DIHEDRAL_FORMS
     distances = {form: hamming(derived[form], cpp[DIH_FILES[form]]) for form in derived}
     assert distances["transpose"] == 0  # a transpose inverts no coefficient
@@ -115,7 +115,7 @@ def test_bit_derived_forms_of_the_cpp_original_match_the_cpp_hashes_of_the_dih_f
 
 def test_bit_derived_forms_match_what_hashing_the_files_gives(reference: Path) -> None:
     ours = {form: hash_image_file(reference / name).pdq for form, name in DIH_FILES.items()}
-    derived = dict(dihedral_variants(ours["original"]))
+    derived = dict(dihedral_probes(ours["original"]))
     distances = {form: hamming(derived[form], ours[form]) for form in derived}
     assert max(distances.values()) <= 20, distances  # measured: 14, 8, 8, 8, 14, 0, 8
 
@@ -130,7 +130,7 @@ def test_bit_derived_forms_mostly_match_the_picture_really_turned(reference: Pat
         own = pdq(image)
         if own.quality < 80:
             continue
-        derived = dict(dihedral_variants(own.hash))
+        derived = dict(dihedral_probes(own.hash))
         distances += [
             hamming(derived[form], pdq(image.transpose(TURN_INTO_FORM[form])).hash)
             for form in derived
@@ -144,7 +144,7 @@ hashes = st.binary(min_size=32, max_size=32)
 
 
 def _apply(form: str, value: bytes) -> bytes:
-    return dict(dihedral_variants(value))[form]
+    return dict(dihedral_probes(value))[form]
 
 
 @given(hashes)
@@ -160,11 +160,11 @@ def test_bit_derived_forms_compose_like_the_symmetries_of_a_square(value: bytes)
 
 @given(hashes)
 def test_bit_derived_forms_are_seven_named_32_byte_hashes(value: bytes) -> None:
-    forms = dihedral_variants(value)
+    forms = dihedral_probes(value)
     assert [name for name, _ in forms] == list(DIHEDRAL_FORMS)
     assert all(len(v) == 32 for _, v in forms)
 
 
 def test_bit_derived_forms_need_a_32_byte_hash() -> None:
     with pytest.raises(ValueError, match="32 bytes"):
-        dihedral_variants(b"\x00" * 31)
+        dihedral_probes(b"\x00" * 31)

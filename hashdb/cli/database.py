@@ -42,7 +42,7 @@ from hashdb.consortium import (
 from hashdb.errors import HashdbError, InvalidInput
 from hashdb.settings import Settings
 from hashdb.signals import MD5, PDQ, SHA256, SIGNAL_TYPES
-from hashdb.signals.pdq_dihedral import dihedral_variants
+from hashdb.signals.pdq_dihedral import dihedral_probes
 from hashdb.signals.vpdq import VPDQ
 
 
@@ -213,7 +213,7 @@ def match(inputs: tuple[str, ...], threshold: int | None, dihedral: bool, as_jso
                 rows.append({"input": item.text, "error": item.message})
             elif isinstance(item, HashArg):
                 is_pdq = item.signal_type is PDQ
-                variants = dihedral_variants(item.value) if is_pdq and dihedral else ()
+                variants = dihedral_probes(item.value) if is_pdq and dihedral else ()
                 qs = [
                     Query(
                         item.signal_type, item.value, threshold if is_pdq else None, None, variants
@@ -282,6 +282,9 @@ def _matched(name: str, results: list[QueryResult]) -> dict[str, Any]:
                     "signal_type": signal.name,
                     "value": signal.format(m.record.value),
                     "distance": m.distance,
+                    "via": None
+                    if m.via is None
+                    else {"probe": m.via.probe, "stored": m.via.stored},
                     "variant": m.how,
                     "labels": list(m.record.labels),
                     "reference": m.record.reference,

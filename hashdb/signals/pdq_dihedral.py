@@ -70,7 +70,7 @@ _FORMS: dict[str, tuple[_Bits, bool]] = {
 }
 
 
-def dihedral_variants(value: bytes) -> tuple[tuple[str, bytes], ...]:
+def dihedral_probes(value: bytes) -> tuple[tuple[str, bytes], ...]:
     """The 7 other dihedral forms of the 32-byte PDQ hash `value`, named as DIHEDRAL_FORMS."""
     if len(value) != 32:
         raise ValueError(f"pdq hash must be 32 bytes, got {len(value)}")
