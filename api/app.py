@@ -3,7 +3,7 @@
 Nothing happens at import time. `create_app` opens the database (unless handed a
 `Consortium`), registers one blueprint per audience (health, matching, contributing,
 vetting, labels and incidents, feedback, export, reports, audit, imports,
-administration),
+administration; HMA 2.0's paths too when `HASHDB_HMA_COMPAT` is on, `api/hma.py`),
 renders every error through `api.errors`, builds the OpenAPI
 document from the routes (failing at start if a route is undocumented), and starts
 loading the indexes in a background thread: the app answers at once, `/readyz` is
@@ -29,6 +29,7 @@ from api import (
     export,
     feedback,
     health,
+    hma,
     imports,
     labels,
     matching,
@@ -92,6 +93,8 @@ def create_app(settings: Settings, hashdb: Consortium | None = None) -> Flask:
         admin.bp,
     ):
         app.register_blueprint(blueprint)
+    if settings.hma_compat:
+        app.register_blueprint(hma.bp)  # HMA 2.0's paths and shapes (api/hma.py)
     errors.register(app)
     request_id.register(app)
     _measure(app, metrics)

@@ -7,7 +7,10 @@ change logs (one round trip, `Members.heads`): the worker's key cache
 them on (`heads()`) so the matcher replays hash changes it has not seen. So a
 revoked key, a deleted hash or a vetting decision takes effect on the very next
 request in every worker and on every server, and a request with a known key costs
-that one read, not a key lookup.
+that one read, not a key lookup. A change-log head below what the indexes reflect
+means the database is another history (restored from a backup, a promoted
+standby): once a second read confirms it, the indexes are rebuilt and the key
+cache emptied.
 
 Order of checks: 401 (no key, unknown, revoked or expired), then 403 (role), then
 429 (rate limit), so a caller is told the most fundamental problem first.
@@ -68,6 +71,8 @@ def requires(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
             ctx = context()
             secret = bearer_secret(request.headers.get("Authorization"))
             g.heads = heads = ctx.db.members.heads()
+            if heads.changes < ctx.db.matching.cursor and ctx.db.matching.catch_up(heads):
+                ctx.keys.clear()  # the log went backwards: another history, other keys
             who = ctx.keys.principal(secret, heads.auth)
             g.principal = who
             if who.member.role not in allowed:

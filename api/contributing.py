@@ -29,6 +29,7 @@ from api import schemas as s
 from api import schemas_workflow as w
 from api.auth import requires
 from api.context import context
+from api.idempotency import idempotent
 from api.matching import media_hashes
 from api.openapi import document
 from api.request_id import actor
@@ -99,6 +100,7 @@ def hash_out(record: HashRecord, *, full: bool) -> s.HashOut:
     responses={201: s.ContributeResponse},
 )
 @requires(Role.MEMBER)
+@idempotent
 def contribute() -> Response:
     ctx = context()
     request = json_body(s.ContributeRequest)
@@ -134,6 +136,7 @@ def _added(items: Sequence[NewHash | NewVideo], added: Sequence[Added]) -> list[
     responses={201: (s.MediaContributeResponse, s.VideoContributeResponse)},
 )
 @requires(Role.MEMBER)
+@idempotent
 def contribute_media() -> Response:
     ctx = context()
     form = form_fields(s.MediaContributeForm)

@@ -2,37 +2,96 @@
 
 Members that match locally follow this feed (`hashdb sync --from URL --key KEY`)
 instead of downloading the list again and again: `GET /v1/export?since=<cursor>`
-answers the entries after the cursor, one JSON object per line
-(`hashdb.consortium.export.FeedEntry`); the last entry's `seq` is the next cursor
-and an empty answer means the follower is up to date. The cursor and whether the
-page was full are also in the `X-Hashdb-Cursor` and `X-Hashdb-More` headers.
-Pending hashes are never exported: a local copy holds vetted hashes only. Hashes
-past their expiry are retired before the page is read, so followers get their
-tombstones. `format=csv` is the same page as CSV; `format=threatexchange` is a
-snapshot of the live PDQ hashes as a python-threatexchange signal file.
+answers the entries after the cursor (`hashdb.consortium.export.FeedEntry`; the
+contract is that module's docstring). Every answer hands back where the reader
+stands, in the `X-Hashdb-Cursor`, `X-Hashdb-More`, `X-Hashdb-Epoch` and
+`X-Hashdb-Head` headers and, with `format=json`, in the body too: resume with
+`since=<cursor>` while `more` is true (a page may be empty and still say more),
+and resync from 0 when the `epoch` is not the one the cursor was read in. Pending
+hashes are never exported: a local copy holds vetted hashes only. Hashes past
+their expiry are retired before the page is read, so followers get their
+tombstones. `label` (repeatable) and `signal_type` filter a page without changing
+how its cursor advances. `format=jsonl` (the default) is one entry per line,
+`format=csv` the same as CSV; `format=threatexchange` is a snapshot of the live
+PDQ hashes as a python-threatexchange signal file.
 """
 
 from __future__ import annotations
 
+import json
+
 from flask import Blueprint, Response
+from pydantic import Field
 
 from api import schemas_workflow as w
 from api.auth import requires
 from api.context import context
 from api.openapi import Raw, document
 from api.request_id import actor
+from api.schemas import Response as Body
 from api.web import query_args
 from hashdb.consortium import Role, export
-from hashdb.consortium.export import FeedFormat
+from hashdb.consortium.export import FeedFormat, FeedPage
 
 bp = Blueprint("export", __name__)
 
 TAG = "export"
 MEDIA_TYPES = {
     FeedFormat.JSONL: "application/x-ndjson",
+    FeedFormat.JSON: "application/json",
     FeedFormat.CSV: "text/csv",
     FeedFormat.THREATEXCHANGE: "text/plain",
 }
+
+
+class FeedEntryOut(Body):
+    seq: int = Field(description="The change-log entry this is the hash's state at.")
+    op: str = Field(description="`add`, `update` or `delete` (a tombstone).")
+    id: int
+    signal_type: str
+    status: str
+    value: str | None = Field(
+        description="Hex; on tombstones too (remove by id or value), except those of "
+        "hashes never exported (pending, rejected)."
+    )
+    quality: int | None
+    labels: list[str]
+    updated_at: str | None
+    expires_at: str | None
+    frames: str | None = Field(
+        description="A live vpdq entry's frame list, vPDQ text "
+        "(`frame_number,quality,pdq_hex,timestamp` lines); null otherwise."
+    )
+    duration: float | None = Field(description="A live video's duration in seconds.")
+    fps: float | None = Field(description="A live video's frame rate.")
+
+
+class FeedPageOut(Body):
+    entries: list[FeedEntryOut]
+    cursor: int = Field(
+        description="The `seq` of the last change-log entry read (maybe past the last "
+        "entry returned): the next page's `since`. Also the X-Hashdb-Cursor header."
+    )
+    more: bool = Field(
+        description="Whether entries follow the cursor: read on while true, even after an "
+        "empty page. Also the X-Hashdb-More header (`true`/`false`)."
+    )
+    epoch: str = Field(
+        description="The id of this database's history (a UUID): a cursor read in another "
+        "epoch means nothing here; resync from 0. Also the X-Hashdb-Epoch header."
+    )
+    head: int = Field(
+        description="The change log's newest `seq`: a cursor past it belongs to another "
+        "history; resync from 0. Also the X-Hashdb-Head header."
+    )
+
+
+def _headers(response: Response, page: FeedPage) -> Response:
+    response.headers["X-Hashdb-Cursor"] = str(page.cursor)
+    response.headers["X-Hashdb-More"] = "true" if page.more else "false"
+    response.headers["X-Hashdb-Epoch"] = page.epoch
+    response.headers["X-Hashdb-Head"] = str(page.head)
+    return response
 
 
 @bp.get("/v1/export")
@@ -40,13 +99,21 @@ MEDIA_TYPES = {
     "The export feed",
     tag=TAG,
     description="Entries after the cursor `since`: `add` and `update` carry the hash "
-    "(id, signal_type, value, quality, labels, status, updated_at, expires_at); `delete` "
-    "(a tombstone) only id, signal_type and status. Apply add/update as upsert by id and "
-    "delete as removal; resume with `since` = the last entry's `seq` until a page is empty.",
+    "(id, signal_type, value, quality, labels, status, updated_at, expires_at; a video "
+    "also frames, duration, fps); `delete` (a tombstone) id, signal_type, status and value "
+    "(null if never exported). "
+    "Apply add/update as upsert by id and delete as removal by id (or by value, when the "
+    "last id holding it goes). Every answer carries the headers X-Hashdb-Cursor (resume "
+    "with `since` = it, never with the last entry's seq), X-Hashdb-More (`true`: read on, "
+    "even if this page was empty), X-Hashdb-Epoch (the database's history: when it "
+    "differs from the epoch your cursor was read in, forget the copy and resync from 0) "
+    "and X-Hashdb-Head (the change log's newest seq: a cursor above it also means "
+    "resync); `format=json` carries them in the body as well.",
     query=w.ExportQuery,
     responses={
         200: (
             Raw("application/x-ndjson"),
+            FeedPageOut,
             Raw("text/csv"),
             Raw("text/plain"),
         )
@@ -59,9 +126,13 @@ def feed() -> Response:
     db = context().db
     if fmt is FeedFormat.THREATEXCHANGE:
         body = "".join(export.render(db.feed.snapshot(actor()), fmt))
-        return Response(body, mimetype=MEDIA_TYPES[fmt])
-    page = db.feed.page(actor(), args.since, args.limit)
-    response = Response("".join(export.render(page.entries, fmt)), mimetype=MEDIA_TYPES[fmt])
-    response.headers["X-Hashdb-Cursor"] = str(page.cursor)
-    response.headers["X-Hashdb-More"] = "true" if page.more else "false"
-    return response
+        response = Response(body, mimetype=MEDIA_TYPES[fmt])
+        response.headers["X-Hashdb-Epoch"] = db.feed.epoch(actor())
+        return response
+    where = db.feed.filter(args.signal_type, args.label)
+    page = db.feed.page(actor(), args.since, args.limit, where)
+    if fmt is FeedFormat.JSON:
+        text = json.dumps(page.to_json(), separators=(",", ":"))
+    else:
+        text = "".join(export.render(page.entries, fmt))
+    return _headers(Response(text, mimetype=MEDIA_TYPES[fmt]), page)

@@ -7,7 +7,9 @@ an admin (`Consortium.feedback`). Outcomes record what a member did with
 content that matched (removed, kept, escalated) and when, for the takedown rate
 and time-to-action figures of the transparency report (`Consortium.outcomes`).
 Both take a hash the member may see or could have matched; any other id is 404.
-Both are audited by the use case in the same transaction.
+Both are audited by the use case in the same transaction. Both take an
+`Idempotency-Key` (api/idempotency.py): a retry with the same key gets the first
+answer and counts once.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from flask import Blueprint, Response
 from api import schemas_workflow as w
 from api.auth import requires
 from api.context import context
+from api.idempotency import idempotent
 from api.openapi import document
 from api.request_id import actor
 from api.web import json_body, reply
@@ -65,6 +68,7 @@ def _content(body: w.FeedbackIn) -> ContentHash | None:
     responses={201: w.FeedbackGiven},
 )
 @requires(Role.MEMBER)
+@idempotent
 def give(hash_id: int) -> Response:
     body = json_body(w.FeedbackIn)
     result = context().db.feedback.give(
@@ -106,6 +110,7 @@ def list_feedback(hash_id: int) -> Response:
     responses={201: w.OutcomeOut},
 )
 @requires(Role.MEMBER)
+@idempotent
 def report_outcome(hash_id: int) -> Response:
     body = json_body(w.OutcomeIn)
     o = context().db.outcomes.report(

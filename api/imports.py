@@ -17,6 +17,7 @@ from flask import Blueprint, Response
 from api import schemas_imports as i
 from api.auth import requires
 from api.context import ApiContext, context
+from api.idempotency import idempotent
 from api.openapi import document
 from api.request_id import actor
 from api.web import json_body, reply
@@ -69,6 +70,7 @@ def _out(ctx: ApiContext, job: ImportJob) -> dict[str, object]:
     },
 )
 @requires(Role.OPS)
+@idempotent
 def start() -> Response:
     ctx = context()
     body = json_body(i.ImportRequest)

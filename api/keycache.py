@@ -4,7 +4,9 @@ Looking a key up costs a database round trip, which on the single-hash match pat
 cost as much as the lookup itself. A worker therefore keeps the principals of the
 keys it has seen, keyed by the key's digest, and forgets all of them whenever the
 auth change log's head moves (a revocation, a disabled member, a rotation). Keys
-are looked up through the consortium layer (`Members.authenticate`). The head is
+are looked up through the consortium layer (`Members.authenticate`); a head that
+differs from the cached one either way empties the cache (backwards: the database
+was restored from a backup). The head is
 read on every request anyway (`Members.heads`), so a revoked key fails on the very
 next request in every worker. A key's own expiry is checked against the clock on
 every use. Unknown and refused keys are never cached.
@@ -39,12 +41,17 @@ class KeyCache:
         self._head = 0  # the auth change log head the cached principals are valid at
         self._lock = threading.Lock()
 
+    def clear(self) -> None:
+        """Forget every cached principal (the database became another history)."""
+        with self._lock:
+            self._keys.clear()
+
     def principal(self, secret: str, head: int) -> Principal:
         """The principal behind `secret` (Unauthenticated if none), given the auth
         change log's current `head`."""
         key = hashlib.sha256(secret.encode()).hexdigest()  # the secret is not kept
         with self._lock:
-            if head > self._head:
+            if head != self._head:  # moved on, or back (a restored database)
                 self._keys.clear()
                 self._head = head
             found = self._keys.get(key) if head == self._head else None

@@ -19,6 +19,9 @@ from pydantic import BaseModel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from api.auth import allowed_roles
+from api.idempotency import ERRORS as IDEMPOTENCY_ERRORS
+from api.idempotency import PARAMETER as IDEMPOTENCY_KEY
+from api.idempotency import accepts_idempotency_key
 from api.schemas import ErrorResponse
 from hashdb.settings import Settings
 
@@ -112,7 +115,9 @@ def _alternatives(answer: Answer) -> tuple[type[BaseModel] | Raw, ...]:
     return answer if isinstance(answer, tuple) else (answer,)
 
 
-def _error_codes(op: Operation, secured: bool, has_params: bool) -> dict[int, str]:
+def _error_codes(
+    op: Operation, secured: bool, has_params: bool, idempotent: bool = False
+) -> dict[int, str]:
     codes: dict[int, str] = {}
     if op.body is not None or has_params or op.query is not None:
         codes[400] = "Invalid input: `details.field` names the field, `details.index` the item."
@@ -131,6 +136,9 @@ def _error_codes(op: Operation, secured: bool, has_params: bool) -> dict[int, st
     if op.body_type == "multipart" and op.body is not None:
         codes[422] = "The image or video is corrupt, a decompression bomb, or too long."
     codes.update(op.errors)
+    if idempotent:
+        for status, text in IDEMPOTENCY_ERRORS.items():
+            codes[status] = f"{codes[status]} Or: {text}" if status in codes else text
     if secured:
         codes[429] = "Rate limit for this key exceeded; see `Retry-After`."
     codes[503] = "Database unreachable" + (" or indexes still loading." if op.uses_index else ".")
@@ -213,6 +221,9 @@ def build(app: Flask, settings: Settings) -> dict[str, Any]:
         ]
         if op.query is not None:
             parameters += query_parameters(op.query)
+        idempotent = accepts_idempotency_key(view)
+        if idempotent:
+            parameters.append(dict(IDEMPOTENCY_KEY))
         if parameters:
             entry["parameters"] = parameters
         if op.body is not None:
@@ -238,7 +249,8 @@ def build(app: Flask, settings: Settings) -> dict[str, Any]:
                 content["application/json"] = {"schema": one}
             responses[str(status)] = {"description": "Success.", "content": content}
         error = {"application/json": {"schema": ref(ErrorResponse, "serialization")}}
-        for status, text in _error_codes(op, roles is not None, bool(params)).items():
+        codes = _error_codes(op, roles is not None, bool(params), idempotent)
+        for status, text in codes.items():
             responses[str(status)] = {"description": text, "content": error}
         responses["default"] = {"description": "Any other error, same shape.", "content": error}
         entry["responses"] = responses

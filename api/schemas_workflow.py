@@ -22,6 +22,7 @@ from api.schemas import (
     FREE_TEXT_PATTERN,
     LINE_PATTERN,
     HashOut,
+    Label,
     QueryArgs,
     Request,
     Response,
@@ -30,6 +31,7 @@ from api.schemas import (
 )
 from hashdb.consortium import now
 from hashdb.consortium.audit import MAX_READ
+from hashdb.consortium.export import MAX_FILTER_LABELS as MAX_FEED_LABELS
 from hashdb.consortium.export import MAX_LIMIT as MAX_EXPORT
 from hashdb.consortium.feedback import MAX_NOTE_CHARS
 from hashdb.consortium.outcomes import CLOCK_SKEW, EARLIEST
@@ -273,15 +275,32 @@ class OutcomeOut(Response):
 
 class ExportQuery(QueryArgs):
     since: int = Field(
-        default=0, ge=0, le=MAX_ID, description="Cursor: the `seq` of the last entry applied."
+        default=0,
+        ge=0,
+        le=MAX_ID,
+        description="Cursor: the `cursor` the previous page handed back (0: from the start).",
     )
     limit: int = Field(
         default=1000, ge=1, le=MAX_EXPORT, description="Most change-log entries read."
     )
-    format: Literal["jsonl", "csv", "threatexchange"] = Field(
+    format: Literal["jsonl", "json", "csv", "threatexchange"] = Field(
         default="jsonl",
-        description="jsonl: one entry per line; csv: the same with a header; "
-        "threatexchange: a snapshot of the live PDQ hashes (since/limit ignored).",
+        description="jsonl: one entry per line (cursor, more, epoch and head in the "
+        "X-Hashdb-* headers); json: one object with `entries`, `cursor`, `more`, `epoch` and "
+        "`head`; csv: the entries with a header; threatexchange: a snapshot of the live PDQ "
+        "hashes (since/limit/filters ignored).",
+    )
+    label: list[Label] = Field(
+        default_factory=list,
+        max_length=MAX_FEED_LABELS,
+        description="Repeatable: only hashes carrying one of these labels (a label without "
+        "a value selects it with any value); a hash carrying none is a `delete`.",
+    )
+    signal_type: list[Annotated[str, Field(min_length=1, max_length=16)]] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Repeatable: only entries of these signal types (others are skipped; "
+        "the cursor still passes over them).",
     )
 
 

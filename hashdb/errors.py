@@ -15,6 +15,7 @@ needs to know which error is which.
     │   │   └── BudgetExceeded     413  a match request costs more index work than allowed
     │   ├── UnsupportedMedia       415  not a format we decode
     │   ├── MediaError             422  a decodable format that is corrupt, a bomb, ...
+    │   ├── IdempotencyKeyReused   422  an idempotency key sent again with another request
     │   └── RateLimited            429  carries retry_after seconds
     └── OutsideFailure             something we depend on failed  exit 3, HTTP 503
         └── StorageUnavailable     the database cannot be reached
@@ -101,6 +102,14 @@ class MediaError(UserError):
     """The file claims a format we read but cannot be decoded safely."""
 
     code = "media_error"
+    http_status = 422
+
+
+class IdempotencyKeyReused(UserError):
+    """An idempotency key already used (within its retention) for a different request:
+    another method, path or body. A retry must repeat its first request exactly."""
+
+    code = "idempotency_key_reused"
     http_status = 422
 
 

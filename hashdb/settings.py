@@ -150,12 +150,27 @@ class Settings(BaseSettings):
         description="Whether hashes awaiting vetting (`pending`) already match; results "
         "flag them `pending`. On by default so that a crisis is not slowed down by review.",
     )
+    hma_compat: bool = Field(
+        default=False,
+        description="Serve HMA 2.0's lookup and hashing paths (`/m/raw_lookup`, `/m/lookup`, "
+        "`/m/compare`, `/h/hash`, `/status`) with HMA's request and answer shapes and "
+        "Bearer keys, so an HMA client works against hashdb. Off by default: HMA's answers "
+        "cannot flag a pending or disputed hash, so an operator turns it on knowingly.",
+    )
     dispute_threshold: int = Field(
         default=2,
         ge=1,
         le=1000,
         description="Distinct members disagreeing with an active hash (feedback `disagree` "
         "or `false_positive`) that move it to `disputed` for an admin to resolve.",
+    )
+    idempotency_hours: int = Field(
+        default=24,
+        ge=1,
+        le=24 * 365,
+        description="Hours an `Idempotency-Key` is kept after its first request: a retry "
+        "with the same key within them gets the first answer and changes nothing; after "
+        "them the key may be used again.",
     )
     video_max_seconds: float = Field(
         default=30.0,

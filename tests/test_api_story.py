@@ -187,7 +187,7 @@ def test_the_whole_story_over_http(server: Server, keys: dict[str, str], local: 
         assert response.headers["Content-Type"].startswith("application/x-ndjson")
         last = response.text.splitlines()[-1]
         assert '"op":"delete"' in last and f'"id":{hash_id},' in last
-        assert '"value":null' in last and '"status":"retired"' in last
+        assert f'"value":"{CODE}"' in last and '"status":"retired"' in last
 
         # The synced local copy stops matching it.
         assert local.sync.pull(Actor(local.members.operator()), feed, server.url).retired == 1

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
-import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from feed_server import FeedServer
 from threatexchange.exchanges.impl.file_api import (
     FileCollaborationConfig,
     LocalFileSignalExchangeAPI,
@@ -74,15 +72,24 @@ def test_an_active_hash_is_an_addition_with_its_fields(
     assert entry.labels == ("attack_footage",)
 
 
-def test_pending_and_retired_hashes_are_tombstones_without_values(
+def test_tombstones_carry_the_value_of_hashes_once_exported_never_of_unvetted_ones(
     db: Consortium, store: Store, admin: Actor, member: Actor
 ) -> None:
     (pending,) = db.contributions.add(member, [item(1)])
     (retired,) = db.contributions.add(admin, [item(2)])
+    (rejected,) = db.contributions.add(member, [item(3)])
     db.vetting.retire(admin, [retired.id], "wrong")
+    db.vetting.reject(admin, [rejected.id], "not terrorist content")
     entries = {e.id: e for e in everything(db, admin)}
     assert entries[pending.id].op is FeedOp.DELETE and entries[pending.id].value is None
-    assert (entries[retired.id].op, entries[retired.id].status) == (FeedOp.DELETE, Status.RETIRED)
+    assert entries[rejected.id].op is FeedOp.DELETE and entries[rejected.id].value is None
+    tombstone = entries[retired.id]
+    assert (tombstone.op, tombstone.status, tombstone.signal_type, tombstone.value) == (
+        FeedOp.DELETE,
+        Status.RETIRED,
+        "pdq",
+        pdq(2).hex(),
+    )
 
 
 def test_a_page_ends_at_the_cursor_and_the_next_page_resumes_after_it(
@@ -160,53 +167,6 @@ def test_the_threatexchange_file_loads_in_python_threatexchange(
 
 
 # ---- sync -------------------------------------------------------------------------
-
-
-class FeedServer:
-    """The central service's export endpoint, served from the library on 127.0.0.1."""
-
-    def __init__(self, store: Store) -> None:
-        central = store
-        db = Consortium(Settings(), store)
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                try:
-                    auth = self.headers.get("Authorization", "")
-                    reader = Actor(
-                        central.members.authenticate(auth.removeprefix("Bearer ")).member
-                    )
-                except Unauthenticated:
-                    self.send_error(401)
-                    return
-                url = urllib.parse.urlsplit(self.path)
-                args = dict(urllib.parse.parse_qsl(url.query))
-                if url.path != "/v1/export":
-                    self.send_error(404)
-                    return
-                page = db.feed.page(reader, int(args["since"]), int(args["limit"]))
-                body = "".join(export.render_jsonl(page.entries)).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-ndjson")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> FeedServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
 
 
 @pytest.fixture

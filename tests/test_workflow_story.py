@@ -18,7 +18,7 @@ import pytest
 from hashdb.consortium import audit, feedback, outcomes, reports, vetting
 from hashdb.consortium.actor import Actor
 from hashdb.consortium.core import Consortium
-from hashdb.consortium.export import FeedEntry, FeedOp
+from hashdb.consortium.export import FeedOp, FeedPage
 from hashdb.errors import Forbidden
 from hashdb.matching import Query
 from hashdb.settings import Settings
@@ -36,8 +36,8 @@ class LibraryFeed:
         self._central = central
         self._reader = reader
 
-    def page(self, since: int, limit: int) -> list[FeedEntry]:
-        return self._central.feed.page(self._reader, since, limit).entries
+    def page(self, since: int, limit: int) -> FeedPage:
+        return self._central.feed.page(self._reader, since, limit)
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ def test_the_whole_story(store: Store, local: Consortium) -> None:
         hash_id,
         FeedOp.DELETE,
         Status.RETIRED,
-        None,
+        CODE.hex(),  # a tombstone names the value: followers may remove by value
     )
 
     # The synced local copy stops matching it.

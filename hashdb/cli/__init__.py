@@ -55,6 +55,7 @@ def _register() -> None:
     main.add_command(labels.labels)
     main.add_command(report.report)
     main.add_command(sync.sync)
+    main.add_command(sync.feed_epoch)
 
 
 _register()

@@ -2,28 +2,39 @@
 
 Syncing is an admin's use case (`consortium.sync`), audited page by page: the
 command acts as the first admin (`hashdb init` creates one), or the one named
-with `--as`.
+with `--as`. The feed's contract (cursor, more, epoch) is in
+hashdb/consortium/export.py; how it is followed, in hashdb/consortium/sync.py.
 """
 
 from __future__ import annotations
 
 import click
 
-from hashdb.cli.common import AS_ADMIN, acting, open_db
+from hashdb.cli.common import AS_ADMIN, acting, emit_json, open_db
 from hashdb.consortium import sync as feed_sync
+from hashdb.consortium.export import MAX_LIMIT
 
 
 @click.command()
 @click.option("--from", "url", required=True, help="Base URL of the central hashdb.")
 @click.option("--key", required=True, help="API key for the central hashdb.")
-@click.option("--limit", default=feed_sync.DEFAULT_PAGE, show_default=True, help="Page size.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_LIMIT),
+    default=feed_sync.DEFAULT_PAGE,
+    show_default=True,
+    help="Page size.",
+)
 @click.option("--max-pages", type=int, help="Stop after this many pages (default: all).")
 @AS_ADMIN
 def sync(url: str, key: str, limit: int, max_pages: int | None, as_member: str | None) -> None:
     """Pull the central export feed from where the last sync stopped, and apply it.
 
     Each page is applied with its cursor in one transaction: an interrupted sync
-    resumes where it stopped. Run it from cron (or a loop) to stay current.
+    resumes where it stopped. It reads on while the central says there is more.
+    If the central's feed epoch changed (its database was restored or a standby
+    promoted), the local copy is forgotten and replayed from the start. Run it
+    from cron (or a loop) to stay current.
     """
     db = open_db()
     try:
@@ -32,7 +43,41 @@ def sync(url: str, key: str, limit: int, max_pages: int | None, as_member: str |
         result = db.sync.pull(actor, feed, url, limit=limit, max_pages=max_pages)
     finally:
         db.close()
+    if result.resyncs:
+        click.echo(
+            "the central's history changed (a restored database): the local copy was "
+            "forgotten and replayed from the start"
+        )
     click.echo(
         f"synced {result.entries} changes in {result.pages} pages; cursor {result.cursor}; "
         f"{result.live} live, {result.retired} retired, {result.skipped} skipped"
     )
+
+
+@click.command("feed-epoch")
+@click.option(
+    "--new",
+    "reason",
+    metavar="REASON",
+    help="Start a new epoch (after restoring the database from a backup or promoting a "
+    "standby), saying why: every follower then resyncs from the start.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@AS_ADMIN
+def feed_epoch(reason: str | None, as_json: bool, as_member: str | None) -> None:
+    """Show this database's feed epoch (the id of its history), or start a new one.
+
+    Feed cursors are sequence numbers of the change log, which a restored backup
+    or a promoted standby reuses for other changes: start a new epoch right after
+    such a restore, so that followers notice and replay the feed from the start.
+    """
+    db = open_db()
+    try:
+        actor = acting(db, as_member)
+        epoch = db.feed.new_epoch(actor, reason) if reason else db.feed.epoch(actor)
+    finally:
+        db.close()
+    if as_json:
+        emit_json({"epoch": epoch, "new": bool(reason)})
+    else:
+        click.echo(epoch)

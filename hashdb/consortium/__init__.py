@@ -32,6 +32,8 @@ One module per job, each owning its tables (declared in hashdb/store/schema.py):
     export         the change log as a feed of additions, updates and tombstones
     sync           a local copy that follows a central hashdb's feed over HTTP
     reports        the transparency report
+    imports        bulk imports: jobs and files, each file admitted as a contribution
+    idempotency    a retried create (same Idempotency-Key) answered from the first
 
 This package re-exports the value types the edges pass in and get back (members,
 keys, hash records, queries and matches), so that an edge needs nothing else from

@@ -17,6 +17,7 @@ topic object per job that every edge calls.
     consortium.sync            a local copy following a central hashdb's feed
     consortium.members         members, keys, authentication, console sessions
     consortium.audit           reading the audit log, checkpoints, the chain check
+    consortium.idempotency     idempotency keys: a retried request gets its first answer
 
 The internals (store, matcher, tally, rate limiter) live in one `Context` that the
 topic objects share; an edge holds the `Consortium` and never reaches into them.
@@ -39,6 +40,7 @@ from hashdb.consortium.contributions import Contributions
 from hashdb.consortium.export import Feed
 from hashdb.consortium.feedback import Feedbacks
 from hashdb.consortium.hashes import Hashes, matchable_statuses
+from hashdb.consortium.idempotency import Idempotency
 from hashdb.consortium.imports import Imports
 from hashdb.consortium.incidents import Incidents
 from hashdb.consortium.labels import Labels
@@ -95,6 +97,7 @@ class Consortium:
         self.sync = Sync(self._ctx)
         self.members = Members(self._ctx)
         self.audit = Audit(self._ctx)
+        self.idempotency = Idempotency(self._ctx)
 
     @property
     def settings(self) -> Settings:

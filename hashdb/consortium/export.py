@@ -9,15 +9,48 @@ changed hash (its latest change in the page), carrying the hash's *current* stat
   past its expiry), with its type, hex value, quality, labels, status and expiry;
   `add` when the change was the hash's creation.
 - `delete` (a tombstone): the hash is not exported now (pending, retired, rejected
-  or expired); only its id, type and status are given.
+  or expired), or, on a page filtered by label, no longer carries any of the
+  labels asked for (its `status` then says it is still live centrally). It gives
+  the id, `signal_type`, `status` and, for a hash that was ever exported, its
+  `value`, so a follower removes by id or by value (a contribution that was never
+  vetted, pending or rejected, keeps its value to itself: null). Two contributors
+  may hold one value (two ids): a follower keyed by value removes the value when
+  the last id holding it is deleted.
 
-Entries are ordered by `seq`; the last entry's `seq` is the cursor to resume from
-(`since=<cursor>`), and an empty page means the follower is up to date. Because
-each entry is the current state, replaying is idempotent and order-safe: a member
-that replays the feed from 0, applying add/update as upsert-by-id and delete as
-remove-by-id, ends with exactly the exported list (`replay`). Pending hashes are
-left out on purpose: a local copy should hold vetted hashes only; disputed ones
-stay in (they still match centrally) and say so in `status`.
+The page contract (`FeedPage`), the same for every format:
+
+- `cursor`: the `seq` of the last change-log entry the page *read*, which may be
+  past the last entry it returned (several changes of one hash give one entry;
+  a filter skips entries). Resume with `since=<cursor>`. Never compute the cursor
+  from the entries.
+- `more`: whether the change log holds entries after `cursor`. A follower keeps
+  reading while `more` is true; a page may be empty and still say `more: true`
+  (everything it read was filtered out), so an empty page is not the end.
+- `epoch`: the id of this database's history (a UUID, `feed_epoch`). A cursor is
+  the pair `(epoch, seq)`: sequence numbers are reused after a restore from a
+  backup or a promoted standby, which gets a new epoch (`Feed.new_epoch`). A
+  follower stores the epoch with its cursor and, when a page's epoch differs from
+  the stored one, forgets what it holds and replays the feed from 0.
+- `head`: the newest `seq` of the change log when the page was read. A follower
+  whose cursor is past `head` holds a history this database no longer has: it
+  resyncs from 0 too.
+
+Filters: `signal_types` (entries of other types are skipped) and `labels` (a hash
+carrying none of them is a `delete`; a label without a value also selects that
+label with any value). A filtered page reads and advances exactly as an unfiltered
+one: the cursor passes over what the filter skipped.
+
+Videos: a `vpdq` entry's value is the SHA-256 of its frame list; a live one also
+carries `frames` (vPDQ's text form, `frame_number,quality,pdq_hex,timestamp`
+lines, `hashdb.signals.vpdq.format_frames`), `duration` (seconds) and `fps`, so a
+follower can store the video and match re-encodes of it. Every other entry has
+them null.
+
+Because each entry is the current state, replaying is idempotent and order-safe: a
+member that replays the feed from 0, applying add/update as upsert-by-id and
+delete as remove-by-id, ends with exactly the exported list (`replay`). Pending
+hashes are left out on purpose: a local copy should hold vetted hashes only;
+disputed ones stay in (they still match centrally) and say so in `status`.
 
 Every member may read the feed, whatever its role: what it shows is what every
 member may match against. Hashes past their expiry are retired before a page or a
@@ -30,23 +63,21 @@ own.
 
 Formats (`FeedFormat`):
 
-- `jsonl`: one JSON object per line with the fields of `FeedEntry`.
-- `csv`: the same fields with a header row; labels joined by `;`.
+- `json`: one object, `{"entries": [...], "cursor", "more", "epoch", "head"}`.
+- `jsonl`: one JSON object per line with the fields of `FeedEntry`; the page's
+  cursor, more, epoch and head travel in the `X-Hashdb-Cursor`, `X-Hashdb-More`,
+  `X-Hashdb-Epoch` and `X-Hashdb-Head` response headers (sent with every format).
+- `csv`: the fields of `CSV_COLUMNS` with a header row; labels joined by `;`; a
+  video's frames are not in it (follow `json` or `jsonl` to copy videos).
 - `threatexchange`: the exported PDQ hashes as a signal file for
   python-threatexchange's `local_file` exchange (threatexchange 1.2,
   `threatexchange/exchanges/impl/file_api.py`, `LocalFileSignalExchangeAPI`): one
   signal per line, `<signal type> <hash>` separated by a space, where the type is
   threatexchange's `SignalType.get_name()` (`pdq`). That exchange reads the whole
   file on every fetch, so this format is a snapshot (render it from `replay` of the
-  feed from 0), not a delta. Load it with:
-
-      threatexchange config collab edit local_file --create \\
-          --json '{"name": "hashdb", "filename": "/path/to/hashdb.te"}'
-      threatexchange fetch
-      threatexchange match photo upload.jpg
-
-  Our other signal types have no threatexchange counterpart (threatexchange's
-  `video_md5` is a video-only digest), so they are left out of this format.
+  feed from 0), not a delta; it carries no labels. Our other signal types have no
+  threatexchange counterpart (threatexchange's `video_md5` is a video-only
+  digest), so they are left out of this format.
 """
 
 from __future__ import annotations
@@ -55,25 +86,30 @@ import csv
 import enum
 import io
 import json
-from collections.abc import Iterable, Iterator
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, func, insert, select
+from sqlalchemy.engine import Connection
 
-from hashdb.consortium.actor import Actor
+from hashdb.consortium import audit, labels
+from hashdb.consortium.actor import Actor, require_admin
 from hashdb.errors import InvalidInput
 from hashdb.signals import SIGNAL_TYPES, get_signal_type
-from hashdb.store import ChangeOp, HashRecord, HashStore, Status
+from hashdb.signals.vpdq import VPDQ, Frame, format_frames, parse_frames
+from hashdb.store import ChangeOp, HashRecord, HashStore, Status, VideoStore
 from hashdb.store.clock import now
-from hashdb.store.schema import changes
+from hashdb.store.schema import changes, feed_epoch, hash_transitions
 
 if TYPE_CHECKING:
     from hashdb.consortium.core import Context
 
 EXPORTED: frozenset[Status] = frozenset({Status.ACTIVE, Status.DISPUTED})
 MAX_LIMIT = 10_000
+MAX_FILTER_LABELS = 50
 # python-threatexchange's name for each of our signal types that it knows.
 THREATEXCHANGE_TYPES = {"pdq": "pdq"}
 
@@ -86,6 +122,7 @@ class FeedOp(enum.StrEnum):
 
 class FeedFormat(enum.StrEnum):
     JSONL = "jsonl"
+    JSON = "json"
     CSV = "csv"
     THREATEXCHANGE = "threatexchange"
 
@@ -107,11 +144,14 @@ class FeedEntry:
     id: int
     signal_type: str
     status: Status
-    value: str | None = None  # hex; None on a tombstone
+    value: str | None = None  # hex; null on the tombstone of a never-exported hash
     quality: int | None = None
     labels: tuple[str, ...] = ()
     updated_at: datetime | None = None
     expires_at: datetime | None = None
+    frames: str | None = None  # a live video's frame list, vPDQ text
+    duration: float | None = None  # a live video's, seconds
+    fps: float | None = None  # a live video's
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -140,9 +180,18 @@ class FeedEntry:
                 labels=tuple(str(x) for x in data.get("labels") or ()),
                 updated_at=_stamp(data.get("updated_at")),
                 expires_at=_stamp(data.get("expires_at")),
+                frames=None if data.get("frames") is None else str(data["frames"]),
+                duration=None if data.get("duration") is None else float(data["duration"]),
+                fps=None if data.get("fps") is None else float(data["fps"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"malformed feed entry: {exc}", field="feed") from None
+
+    def video_frames(self) -> list[Frame] | None:
+        """A live video entry's frames (InvalidInput if malformed); None if it has none."""
+        if self.frames is None:
+            return None
+        return parse_frames(self.frames, "frames")
 
 
 def _stamp(value: object) -> datetime | None:
@@ -151,58 +200,195 @@ def _stamp(value: object) -> datetime | None:
 
 @dataclass(frozen=True)
 class FeedPage:
+    """A page of the feed and where it leaves the reader (see the module docstring)."""
+
     entries: list[FeedEntry]
-    cursor: int  # resume with since=cursor
-    more: bool  # the page was full: there may be more after the cursor
+    cursor: int  # the seq of the last change-log entry read: resume with since=cursor
+    more: bool  # the change log holds entries after the cursor: read on
+    epoch: str = ""  # the database's history the cursor belongs to
+    head: int = 0  # the change log's newest seq when the page was read
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "entries": [e.to_json() for e in self.entries],
+            "cursor": self.cursor,
+            "more": self.more,
+            "epoch": self.epoch,
+            "head": self.head,
+        }
+
+    @classmethod
+    def from_json(cls, data: object) -> FeedPage:
+        """Parse a `format=json` page; InvalidInput if malformed."""
+        if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
+            raise InvalidInput("malformed feed page: no entries", field="feed")
+        if not all(isinstance(e, dict) for e in data["entries"]):
+            raise InvalidInput("malformed feed page: an entry is not an object", field="feed")
+        entries = [FeedEntry.from_json(e) for e in data["entries"]]
+        try:
+            more = data["more"]
+            if not isinstance(more, bool):
+                raise TypeError("more must be true or false")
+            return cls(entries, int(data["cursor"]), more, str(data["epoch"]), int(data["head"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"malformed feed page: {exc}", field="feed") from None
+
+
+@dataclass(frozen=True)
+class FeedFilter:
+    """Which entries a page returns: every one by default."""
+
+    signal_types: frozenset[str] = frozenset()
+    labels: tuple[str, ...] = ()
+
+    def skips(self, signal_type: str) -> bool:
+        return bool(self.signal_types) and signal_type not in self.signal_types
+
+    def selects(self, record_labels: Sequence[str]) -> bool:
+        if not self.labels:
+            return True
+        return any(
+            have == want or (":" not in want and have.startswith(want + ":"))
+            for want in self.labels
+            for have in record_labels
+        )
+
+
+NO_FILTER = FeedFilter()
 
 
 def exported(record: HashRecord, at: datetime) -> bool:
     return record.status in EXPORTED and not record.expired(at)
 
 
-def entry(seq: int, change_op: ChangeOp, record: HashRecord, at: datetime) -> FeedEntry:
-    if not exported(record, at):
-        return FeedEntry(seq, FeedOp.DELETE, record.id, record.signal_type, record.status)
+def entry(
+    seq: int,
+    change_op: ChangeOp,
+    record: HashRecord,
+    at: datetime,
+    *,
+    selected: bool = True,
+    video: tuple[str, float, float] | None = None,
+    was_exported: bool = True,
+) -> FeedEntry:
+    """The entry for `record`'s latest change `seq`: a tombstone unless it is exported
+    (and `selected` by the page's label filter); `video` is (frames, duration, fps).
+    A tombstone carries the value only if the hash was ever exported (`was_exported`):
+    a pending or rejected contribution's value is not every member's to read."""
+    value = SIGNAL_TYPES[record.signal_type].format(record.value)
+    live = exported(record, at)
+    if not (selected and live):
+        shown = value if live or was_exported else None
+        return FeedEntry(
+            seq, FeedOp.DELETE, record.id, record.signal_type, record.status, value=shown
+        )
+    frames, duration, fps = video if video is not None else (None, None, None)
     return FeedEntry(
         seq=seq,
         op=FeedOp.ADD if change_op is ChangeOp.ADD else FeedOp.UPDATE,
         id=record.id,
         signal_type=record.signal_type,
         status=record.status,
-        value=SIGNAL_TYPES[record.signal_type].format(record.value),
+        value=value,
         quality=record.quality,
         labels=record.labels,
         updated_at=record.updated_at,
         expires_at=record.expires_at,
+        frames=frames,
+        duration=duration,
+        fps=fps,
     )
 
 
-def _page(engine: Engine, since: int, limit: int) -> FeedPage:
+def epoch_in(conn: Connection) -> str:
+    """The database's feed epoch (made here if the table is empty, as a schema
+    created without migration 0008's row would be)."""
+    found = conn.execute(select(feed_epoch.c.epoch).limit(1)).scalar_one_or_none()
+    if found is not None:
+        return str(found)
+    conn.execute(insert(feed_epoch).values(epoch=str(uuid.uuid4()), created_at=now()))
+    return str(conn.execute(select(feed_epoch.c.epoch).limit(1)).scalar_one())
+
+
+def _head(conn: Connection) -> int:
+    return int(conn.execute(select(func.coalesce(func.max(changes.c.seq), 0))).scalar_one())
+
+
+def _ever_exported(engine: Engine, hash_ids: Sequence[int]) -> set[int]:
+    """Which of `hash_ids` were ever in an exported status (their history says so)."""
+    if not hash_ids:
+        return set()
+    with engine.connect() as conn:
+        return {
+            int(i)
+            for i in conn.execute(
+                select(hash_transitions.c.hash_id)
+                .where(
+                    hash_transitions.c.hash_id.in_(sorted(hash_ids)),
+                    hash_transitions.c.to_status.in_(sorted(s.value for s in EXPORTED)),
+                )
+                .distinct()
+            ).scalars()
+        }
+
+
+def _page(
+    engine: Engine,
+    videos: VideoStore,
+    since: int,
+    limit: int,
+    where: FeedFilter = NO_FILTER,
+) -> FeedPage:
     """The page of the feed after cursor `since` (see the module docstring)."""
     if since < 0:
         raise InvalidInput("since must be >= 0", field="since")
     if not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be 1-{MAX_LIMIT}", field="limit")
-    with engine.connect() as conn:
+    with engine.begin() as conn:
+        epoch = epoch_in(conn)
+        head = _head(conn)
         rows = conn.execute(
             select(changes.c.seq, changes.c.hash_id, changes.c.op)
             .where(changes.c.seq > since)
             .order_by(changes.c.seq)
-            .limit(limit)
+            .limit(limit + 1)  # one more than returned: is there more?
         ).all()
+    more = len(rows) > limit
+    rows = rows[:limit]
     if not rows:
-        return FeedPage([], since, False)
+        return FeedPage([], since, False, epoch, head)
     latest: dict[int, tuple[int, ChangeOp]] = {}
     for seq, hash_id, op in rows:
         first_op = latest[hash_id][1] if hash_id in latest else ChangeOp(op)
         latest[hash_id] = (int(seq), first_op if first_op is ChangeOp.ADD else ChangeOp(op))
-    records = HashStore(engine).get_many(latest)
+    records = {
+        i: r
+        for i, r in HashStore(engine).get_many(latest).items()
+        if not where.skips(r.signal_type)
+    }
     at = now()
+    live_videos = [i for i, r in records.items() if r.signal_type == VPDQ.name and exported(r, at)]
+    ever = _ever_exported(engine, [i for i, r in records.items() if not exported(r, at)])
+    shapes = {
+        i: (format_frames(v.frames), v.duration, v.fps) for i, v in videos.info(live_videos).items()
+    }
     entries = sorted(
-        (entry(seq, op, records[h], at) for h, (seq, op) in latest.items() if h in records),
+        (
+            entry(
+                seq,
+                op,
+                records[h],
+                at,
+                selected=where.selects(records[h].labels),
+                video=shapes.get(h),
+                was_exported=h in ever,
+            )
+            for h, (seq, op) in latest.items()
+            if h in records
+        ),
         key=lambda e: e.seq,
     )
-    return FeedPage(entries, int(rows[-1][0]), len(rows) == limit)
+    return FeedPage(entries, int(rows[-1][0]), more, epoch, max(head, int(rows[-1][0])))
 
 
 def replay(
@@ -276,11 +462,14 @@ def render_threatexchange(entries: Iterable[FeedEntry]) -> Iterator[str]:
 
 
 def render(entries: Iterable[FeedEntry], fmt: FeedFormat) -> Iterator[str]:
+    """Entries in a line format (a `json` page is `FeedPage.to_json`)."""
     if fmt is FeedFormat.JSONL:
         return render_jsonl(entries)
     if fmt is FeedFormat.CSV:
         return render_csv(entries)
-    return render_threatexchange(entries)
+    if fmt is FeedFormat.THREATEXCHANGE:
+        return render_threatexchange(entries)
+    raise InvalidInput("a json page is rendered whole: FeedPage.to_json", field="format")
 
 
 def parse_value(e: FeedEntry) -> bytes:
@@ -289,7 +478,7 @@ def parse_value(e: FeedEntry) -> bytes:
 
 
 class Feed:
-    """The export feed, read by any member."""
+    """The export feed, read by any member; its epoch, renewed by an admin."""
 
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
@@ -300,19 +489,63 @@ class Feed:
 
         expire_due(self._ctx.store.engine)
 
-    def page(self, actor: Actor, since: int, limit: int = 1000) -> FeedPage:
+    def filter(
+        self, signal_types: Sequence[str] = (), label_names: Sequence[str] = ()
+    ) -> FeedFilter:
+        """A page filter, checked: InvalidInput naming `signal_type` for an unknown
+        type, `label` for a label the taxonomy does not know (deprecated ones are
+        allowed: stored hashes name them)."""
+        for name in signal_types:
+            get_signal_type(name, "signal_type")
+        if len(label_names) > MAX_FILTER_LABELS:
+            raise InvalidInput(f"at most {MAX_FILTER_LABELS} labels", field="label")
+        if label_names:
+            with self._ctx.store.engine.begin() as conn:  # the taxonomy may seed itself
+                known = labels.taxonomy_in(conn)
+            unknown = [t for t in label_names if labels.split(t).name not in known]
+            if unknown:
+                raise InvalidInput(
+                    f"unknown label(s): {', '.join(unknown)}", field="label", unknown=unknown
+                )
+        return FeedFilter(frozenset(signal_types), tuple(label_names))
+
+    def page(
+        self, actor: Actor, since: int, limit: int = 1000, where: FeedFilter = NO_FILTER
+    ) -> FeedPage:
         """The page of the feed after cursor `since` (see the module docstring);
         hashes past their expiry are retired first."""
         self._expire()
-        return _page(self._ctx.store.engine, since, limit)
+        store = self._ctx.store
+        return _page(store.engine, store.videos, since, limit, where)
+
+    def epoch(self, actor: Actor) -> str:
+        """The id of this database's history that feed cursors belong to."""
+        with self._ctx.store.engine.begin() as conn:
+            return epoch_in(conn)
+
+    def new_epoch(self, actor: Actor, reason: str) -> str:
+        """Start a new feed epoch (admins), after a restore from a backup or the
+        promotion of a standby: every follower then resyncs from zero. Audited
+        (`feed.epoch`)."""
+        require_admin(actor, "start a new feed epoch")
+        fresh = str(uuid.uuid4())
+        with self._ctx.store.engine.begin() as conn:
+            old = epoch_in(conn)
+            conn.execute(delete(feed_epoch))
+            conn.execute(insert(feed_epoch).values(epoch=fresh, created_at=now()))
+            audit.append(
+                conn, actor, "feed.epoch", "feed", {"from": old, "to": fresh, "reason": reason}
+            )
+        return fresh
 
     def snapshot(self, actor: Actor, page: int = MAX_LIMIT) -> list[FeedEntry]:
         """The exported list now: the feed replayed from 0, ordered by id."""
         self._expire()
+        store = self._ctx.store
         held: dict[int, FeedEntry] = {}
         cursor = 0
         while True:
-            got = _page(self._ctx.store.engine, cursor, page)
+            got = _page(store.engine, store.videos, cursor, page)
             replay(got.entries, held)
             if not got.more:
                 return [held[i] for i in sorted(held)]

@@ -162,10 +162,12 @@ class Matching:
         """`answer` for hash queries only: their results, in query order."""
         return self.answer(actor, queries, heads=heads).results
 
-    def catch_up(self, heads: Heads | None = None) -> None:
+    def catch_up(self, heads: Heads | None = None) -> bool:
         """Replay any change committed anywhere (any process, any server) before a
-        match, so that it answers from the database as it is now."""
-        self._ctx.matcher.catch_up((heads or self._ctx.store.heads()).changes)
+        match, so that it answers from the database as it is now. If the change log
+        went backwards (a restored backup, a promoted standby) the indexes are
+        rebuilt and True is returned, for the caller to drop its own caches."""
+        return self._ctx.matcher.catch_up((heads or self._ctx.store.heads()).changes)
 
     # ---- the indexes, for the process that serves ----
 

@@ -1,18 +1,29 @@
 """Keeping a local hashdb in step with a central one, through its export feed.
 
 A small platform runs its own hashdb and matcher and follows the consortium's:
-`pull` fetches pages of `GET <central>/v1/export?since=<cursor>&limit=<n>&format=jsonl`
+`pull` fetches pages of `GET <central>/v1/export?since=<cursor>&limit=<n>&format=json`
 (with `Authorization: Bearer <key>`) and applies each page in one local
-transaction that also stores the new cursor, so an interrupted sync resumes after
-the last page applied and never applies a page twice. It stops at an empty page.
+transaction that also stores the page's cursor and epoch, so an interrupted sync
+resumes after the last page applied and never applies a page twice. It reads on
+while the page says `more` (an empty page may still say `more`: the cursor is
+the one the page hands back, never computed from its entries).
+
+A cursor is `(epoch, seq)` (see hashdb/consortium/export.py). When the central's
+epoch differs from the one stored with the cursor (its database was restored from
+a backup, or a standby promoted), or its change log's head is below the cursor,
+the local copy forgets every hash it holds from that central (`resync`: their
+mappings are deleted and the local rows retired, in one transaction, audited
+`sync.resync`) and replays the feed from 0.
 
 Applying a page: each remote hash id is mapped to a local row (`synced_hashes`),
 contributed by a local member standing for the central service (created on first
-sync, with no key). An add/update stores or refreshes the row; a delete marks the
-mapping dead. A local row is `active` while at least one remote hash mapped to it
-is live, and `retired` otherwise (two remote contributors of one value share one
-local row). Status changes go through the local change log, so the local matcher
-drops a retired hash at once and picks up new ones within its sync interval.
+sync, with no key). An add/update stores or refreshes the row; a video's entry
+carries its frames, stored with it as a contributed video is, so the local matcher
+matches re-encodes of it; a delete marks the mapping dead. A local row is `active`
+while at least one remote hash mapped to it is live, and `retired` otherwise (two
+remote contributors of one value share one local row). Status changes go through
+the local change log, so the local matcher drops a retired hash at once and picks
+up new ones within its sync interval.
 
 Syncing is an admin's use case (`consortium.sync`: `pull`, `cursor`; the CLI acts
 as the first admin, or `--as`): each page applied is audited (`sync.apply`: the
@@ -25,22 +36,23 @@ never sent to a server it was not meant for.
 
 from __future__ import annotations
 
+import json
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import Engine, and_, insert, select, update
+from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from hashdb.consortium import audit
 from hashdb.consortium.actor import Actor, require_admin
-from hashdb.consortium.export import FeedEntry, FeedOp, parse_jsonl, parse_value
+from hashdb.consortium.export import FeedEntry, FeedOp, FeedPage, parse_value
 from hashdb.errors import InvalidInput, OutsideFailure, Unauthenticated
 from hashdb.signals import SIGNAL_TYPES
-from hashdb.store import ChangeOp, HashStore, NewHash, Role, Status
+from hashdb.signals.vpdq import VPDQ, frames_digest
+from hashdb.store import ChangeOp, NewHash, NewVideo, Role, Status, Store
 from hashdb.store.clock import now
 from hashdb.store.hashes import lock_change_log, log_changes
 from hashdb.store.schema import hashes, members, sync_sources, synced_hashes
@@ -55,7 +67,7 @@ TIMEOUT_S = 60.0
 class FeedSource(Protocol):
     """Where pages of the export feed come from."""
 
-    def page(self, since: int, limit: int) -> list[FeedEntry]: ...
+    def page(self, since: int, limit: int) -> FeedPage: ...
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
@@ -77,11 +89,11 @@ class HttpFeed:
         self._timeout = timeout
         self._opener = urllib.request.build_opener(_NoRedirects)
 
-    def page(self, since: int, limit: int) -> list[FeedEntry]:
-        query = urllib.parse.urlencode({"since": since, "limit": limit, "format": "jsonl"})
+    def page(self, since: int, limit: int) -> FeedPage:
+        query = urllib.parse.urlencode({"since": since, "limit": limit, "format": "json"})
         request = urllib.request.Request(  # noqa: S310 (scheme checked in __init__)
             f"{self.base_url}/v1/export?{query}",
-            headers={"Authorization": f"Bearer {self._key}", "Accept": "application/x-ndjson"},
+            headers={"Authorization": f"Bearer {self._key}", "Accept": "application/json"},
         )
         try:
             with self._opener.open(request, timeout=self._timeout) as response:
@@ -93,7 +105,14 @@ class HttpFeed:
             raise OutsideFailure(f"the central hashdb answered {exc.code}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             raise OutsideFailure(f"cannot reach the central hashdb: {exc}") from None
-        return parse_jsonl(body)
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise OutsideFailure(f"the central hashdb's page is not JSON: {exc.msg}") from None
+        try:
+            return FeedPage.from_json(data)
+        except InvalidInput as exc:
+            raise OutsideFailure(f"the central hashdb's page is malformed: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -104,17 +123,26 @@ class SyncResult:
     live: int  # local rows made or kept active by this run
     retired: int  # local rows retired by this run
     skipped: int  # entries of signal types this hashdb does not know
+    resyncs: int = 0  # times the copy was forgotten and replayed from 0 (epoch changed)
 
 
-def _source_in(conn: Connection, url: str) -> tuple[int, int, int]:
-    """(source id, local member id, cursor) for `url`, registering it the first time."""
+@dataclass(frozen=True)
+class _Source:
+    id: int
+    member_id: int
+    cursor: int
+    epoch: str | None
+
+
+def _source_in(conn: Connection, url: str) -> _Source:
+    """The sync source for `url`, registering it the first time."""
     row = conn.execute(
-        select(sync_sources.c.id, sync_sources.c.member_id, sync_sources.c.cursor).where(
-            sync_sources.c.url == url
-        )
+        select(
+            sync_sources.c.id, sync_sources.c.member_id, sync_sources.c.cursor, sync_sources.c.epoch
+        ).where(sync_sources.c.url == url)
     ).one_or_none()
     if row is not None:
-        return int(row[0]), int(row[1]), int(row[2])
+        return _Source(int(row[0]), int(row[1]), int(row[2]), row[3])
     at = now()
     # The central service as a local member: credited with synced hashes, no key.
     member_id = conn.execute(
@@ -125,84 +153,149 @@ def _source_in(conn: Connection, url: str) -> tuple[int, int, int]:
     source_id = conn.execute(
         insert(sync_sources).values(url=url, member_id=member_id, cursor=0, updated_at=at)
     ).inserted_primary_key[0]  # type: ignore[index]
-    return int(source_id), int(member_id), 0
+    return _Source(int(source_id), int(member_id), 0, None)
 
 
-def _apply_page(
-    engine: Engine, store: HashStore, actor: Actor, url: str, entries: Sequence[FeedEntry]
-) -> SyncResult:
-    """Apply one page of the feed of `url`, store its cursor and audit it, in one
-    transaction."""
-    live = retired = skipped = 0
-    with engine.begin() as conn:
+def _settle(conn: Connection, store: Store, url: str, touched: set[int]) -> tuple[int, int]:
+    """Set each touched local row active or retired by its mappings' liveness;
+    (rows live, rows retired now)."""
+    live = retired = 0
+    for hash_id, should_live in sorted(_liveness(conn, touched).items()):
+        status = store.hashes.current_status_in(conn, [hash_id])[hash_id]
+        if should_live and status is not Status.ACTIVE:
+            store.hashes.set_status_in(conn, [hash_id], Status.ACTIVE, reason=f"synced from {url}")
+        elif not should_live and status is not Status.RETIRED:
+            store.hashes.set_status_in(conn, [hash_id], Status.RETIRED, reason=f"retired at {url}")
+            retired += 1
+        live += should_live
+    return live, retired
+
+
+def _apply_page(store: Store, actor: Actor, url: str, page: FeedPage) -> SyncResult:
+    """Apply one page of the feed of `url`, store its cursor and epoch and audit
+    it, in one transaction."""
+    skipped = 0
+    with store.engine.begin() as conn:
         lock_change_log(conn)
-        source_id, member_id, position = _source_in(conn, url)
+        source = _source_in(conn, url)
         touched: set[int] = set()
-        for e in entries:
+        for e in page.entries:
             if e.signal_type not in SIGNAL_TYPES:
                 skipped += 1
                 continue
             mapped = conn.execute(
                 select(synced_hashes.c.hash_id).where(
-                    and_(synced_hashes.c.source_id == source_id, synced_hashes.c.remote_id == e.id)
+                    and_(synced_hashes.c.source_id == source.id, synced_hashes.c.remote_id == e.id)
                 )
             ).scalar_one_or_none()
             if e.op is FeedOp.DELETE:
                 if mapped is not None:
                     conn.execute(
                         update(synced_hashes)
-                        .where(synced_hashes.c.source_id == source_id)
+                        .where(synced_hashes.c.source_id == source.id)
                         .where(synced_hashes.c.remote_id == e.id)
                         .values(live=False)
                     )
                     touched.add(int(mapped))
                 continue
-            local = _store_entry(conn, store, member_id, e)
+            local = _store_entry(conn, store, source.member_id, e)
             if mapped is None:
                 conn.execute(
                     insert(synced_hashes).values(
-                        source_id=source_id, remote_id=e.id, hash_id=local, live=True
+                        source_id=source.id, remote_id=e.id, hash_id=local, live=True
                     )
                 )
             else:
                 conn.execute(
                     update(synced_hashes)
-                    .where(synced_hashes.c.source_id == source_id)
+                    .where(synced_hashes.c.source_id == source.id)
                     .where(synced_hashes.c.remote_id == e.id)
                     .values(hash_id=local, live=True)
                 )
                 touched.add(int(mapped))
             touched.add(local)
-        for hash_id, should_live in sorted(_liveness(conn, touched).items()):
-            status = store.current_status_in(conn, [hash_id])[hash_id]
-            if should_live and status is not Status.ACTIVE:
-                store.set_status_in(conn, [hash_id], Status.ACTIVE, reason=f"synced from {url}")
-            elif not should_live and status is not Status.RETIRED:
-                store.set_status_in(conn, [hash_id], Status.RETIRED, reason=f"retired at {url}")
-                retired += 1
-            live += should_live
-        if entries:
-            position = max(position, entries[-1].seq)
-            conn.execute(
-                update(sync_sources)
-                .where(sync_sources.c.id == source_id)
-                .values(cursor=position, updated_at=now())
-            )
+        live, retired = _settle(conn, store, url, touched)
+        position = max(source.cursor, page.cursor)
+        conn.execute(
+            update(sync_sources)
+            .where(sync_sources.c.id == source.id)
+            .values(cursor=position, epoch=page.epoch, updated_at=now())
+        )
         audit.append(
             conn,
             actor,
             "sync.apply",
-            f"sync:{source_id}",
-            {"url": url, "entries": len(entries), "cursor": position, "retired": retired},
+            f"sync:{source.id}",
+            {
+                "url": url,
+                "entries": len(page.entries),
+                "cursor": position,
+                "epoch": page.epoch,
+                "retired": retired,
+            },
         )
-    return SyncResult(1, len(entries), position, live, retired, skipped)
+    return SyncResult(1, len(page.entries), position, live, retired, skipped)
 
 
-def _store_entry(conn: Connection, store: HashStore, member_id: int, e: FeedEntry) -> int:
-    """The local row for a live entry: created, or refreshed with the entry's fields."""
-    item = NewHash(e.signal_type, parse_value(e), e.labels, e.quality, None, e.expires_at)
-    (added,) = store.add_in(conn, member_id, [item], Status.ACTIVE, reason="synced")
-    if not added.created:
+def _resync(store: Store, actor: Actor, url: str, page: FeedPage, why: str) -> int:
+    """Forget every hash held from `url` (mappings deleted, local rows no other
+    mapping keeps live retired) and move the cursor to (page's epoch, 0), in one
+    transaction, audited; returns the local rows retired."""
+    with store.engine.begin() as conn:
+        lock_change_log(conn)
+        source = _source_in(conn, url)
+        held = {
+            int(h)
+            for h in conn.execute(
+                select(synced_hashes.c.hash_id).where(synced_hashes.c.source_id == source.id)
+            ).scalars()
+        }
+        conn.execute(delete(synced_hashes).where(synced_hashes.c.source_id == source.id))
+        _, retired = _settle(conn, store, url, held)
+        conn.execute(
+            update(sync_sources)
+            .where(sync_sources.c.id == source.id)
+            .values(cursor=0, epoch=page.epoch, updated_at=now())
+        )
+        audit.append(
+            conn,
+            actor,
+            "sync.resync",
+            f"sync:{source.id}",
+            {
+                "url": url,
+                "reason": why,
+                "from": {"epoch": source.epoch, "cursor": source.cursor},
+                "to": {"epoch": page.epoch, "head": page.head},
+                "retired": retired,
+            },
+        )
+    return retired
+
+
+def _store_entry(conn: Connection, store: Store, member_id: int, e: FeedEntry) -> int:
+    """The local row for a live entry: created, or refreshed with the entry's fields.
+    A video entry with frames is stored with them (InvalidInput if they do not
+    hash to its value)."""
+    frames = e.video_frames() if e.signal_type == VPDQ.name else None
+    if frames is not None:
+        if frames_digest(frames).hex() != e.value:
+            raise InvalidInput(
+                f"feed entry {e.id}: the frames do not hash to the video's value", field="frames"
+            )
+        video = NewVideo(
+            frames=tuple(frames),
+            duration=e.duration or 0.0,
+            fps=e.fps or 0.0,
+            width=0,
+            height=0,
+            labels=e.labels,
+        )
+        added = store.videos.add_in(conn, member_id, video, Status.ACTIVE)
+    else:
+        item = NewHash(e.signal_type, parse_value(e), e.labels, e.quality, None, e.expires_at)
+        (added,) = store.hashes.add_in(conn, member_id, [item], Status.ACTIVE, reason="synced")
+    if not added.created or (frames is not None and e.expires_at is not None):
         conn.execute(
             update(hashes)
             .where(hashes.c.id == added.id)
@@ -210,7 +303,8 @@ def _store_entry(conn: Connection, store: HashStore, member_id: int, e: FeedEntr
                 labels=list(e.labels), quality=e.quality, expires_at=e.expires_at, updated_at=now()
             )
         )
-        log_changes(conn, [added.id], ChangeOp.UPDATE)
+        if not added.created:
+            log_changes(conn, [added.id], ChangeOp.UPDATE)
     return added.id
 
 
@@ -234,14 +328,19 @@ class Sync:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    def cursor(self, actor: Actor, url: str) -> int:
-        """How far the local copy has followed `url` (0 if never)."""
+    def position(self, actor: Actor, url: str) -> tuple[str | None, int]:
+        """(epoch, cursor): how far the local copy has followed `url` ((None, 0) if
+        never)."""
         require_admin(actor, "sync from a central hashdb")
         with self._ctx.store.engine.connect() as conn:
             found = conn.execute(
-                select(sync_sources.c.cursor).where(sync_sources.c.url == url)
-            ).scalar_one_or_none()
-        return 0 if found is None else int(found)
+                select(sync_sources.c.epoch, sync_sources.c.cursor).where(sync_sources.c.url == url)
+            ).one_or_none()
+        return (None, 0) if found is None else (found[0], int(found[1]))
+
+    def cursor(self, actor: Actor, url: str) -> int:
+        """How far the local copy has followed `url` (0 if never)."""
+        return self.position(actor, url)[1]
 
     def pull(
         self,
@@ -252,22 +351,34 @@ class Sync:
         limit: int = DEFAULT_PAGE,
         max_pages: int | None = None,
     ) -> SyncResult:
-        """Follow `source` (the feed of `url`) from the stored cursor until it is
-        empty (or `max_pages` pages were applied); totals of the run."""
-        total = SyncResult(0, 0, self.cursor(actor, url), 0, 0, 0)
+        """Follow `source` (the feed of `url`) from the stored cursor while pages say
+        `more` (or until `max_pages` pages were applied), resyncing from 0 first if
+        the cursor belongs to another history; totals of the run."""
+        epoch, cursor = self.position(actor, url)
+        store = self._ctx.store
+        total = SyncResult(0, 0, cursor, 0, 0, 0)
         while max_pages is None or total.pages < max_pages:
-            entries = source.page(total.cursor, limit)
-            if not entries:
+            page = source.page(cursor, limit)
+            if cursor > 0 and (page.epoch != epoch or page.head < cursor):
+                why = "epoch changed" if page.epoch != epoch else "central head below the cursor"
+                retired = _resync(store, actor, url, page, why)
+                epoch, cursor = page.epoch, 0
+                total = replace(
+                    total, cursor=0, retired=total.retired + retired, resyncs=total.resyncs + 1
+                )
+                continue
+            if page.entries or page.cursor != cursor or page.epoch != epoch:
+                done = _apply_page(store, actor, url, page)
+                epoch, cursor = page.epoch, done.cursor
+                total = replace(
+                    total,
+                    pages=total.pages + 1,
+                    entries=total.entries + done.entries,
+                    cursor=done.cursor,
+                    live=total.live + done.live,
+                    retired=total.retired + done.retired,
+                    skipped=total.skipped + done.skipped,
+                )
+            if not page.more:
                 break
-            store = self._ctx.store
-            done = _apply_page(store.engine, store.hashes, actor, url, entries)
-            total = replace(
-                total,
-                pages=total.pages + 1,
-                entries=total.entries + done.entries,
-                cursor=done.cursor,
-                live=total.live + done.live,
-                retired=total.retired + done.retired,
-                skipped=total.skipped + done.skipped,
-            )
         return total

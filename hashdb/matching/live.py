@@ -72,11 +72,12 @@ class LiveIndexes:
     def __getitem__(self, signal_type: str) -> HammingIndex:
         return self._indexes[signal_type]
 
-    def load(self) -> bool:
-        """Restore or build every index; True if restored from a snapshot. Changes
-        committed since the position they reflect are left to `replay`."""
+    def load(self, *, fresh: bool = False) -> bool:
+        """Restore (unless `fresh`) or build every index; True if restored from a
+        snapshot. Changes committed since the position they reflect are left to
+        `replay`."""
         with self._lock:
-            restored = self._restore()
+            restored = None if fresh else self._restore()
             if restored is None:
                 cursor = self._changes.head()
                 indexes = self._build()

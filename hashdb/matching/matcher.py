@@ -18,6 +18,7 @@ image is too featureless for its hash to mean anything.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -36,6 +37,8 @@ from hashdb.signals.vpdq import Frame
 from hashdb.store import MATCHABLE, ChangeLog, HashStore, Status, VideoStore
 from hashdb.video_match import DEFAULT_INTERVAL, VideoThresholds
 
+log = logging.getLogger(__name__)
+
 
 class Matcher:
     """In-memory indexes over the store, kept current from the change log."""
@@ -52,6 +55,7 @@ class Matcher:
     ) -> None:
         matchable = frozenset(statuses)
         self._hashes = hashes
+        self._changes = changes
         self._videos = videos
         self._sync_interval = sync_interval
         self._snapshot_dir = snapshot_dir
@@ -70,11 +74,12 @@ class Matcher:
     def sizes(self) -> dict[str, int]:
         return self._indexes.sizes()
 
-    def load(self) -> None:
-        """Build every index (start-up): from a snapshot when a sound one exists, else
-        from the database; then replay the change log since the position it reflects."""
+    def load(self, *, fresh: bool = False) -> None:
+        """Build every index (start-up): from a snapshot when a sound one exists (and
+        not `fresh`), else from the database; then replay the change log since the
+        position it reflects."""
         with self._loading:
-            restored = self._indexes.load()
+            restored = self._indexes.load(fresh=fresh)
             self._rows.clear()
             self._synced_at = time.monotonic()
             self.ready = True
@@ -97,11 +102,23 @@ class Matcher:
         if time.monotonic() - self._synced_at >= self._sync_interval:
             self.refresh()
 
-    def catch_up(self, head: int) -> None:
+    def catch_up(self, head: int) -> bool:
         """Replay the change log if it has moved past what the indexes reflect
-        (`head`: its newest sequence number, as read by the caller)."""
-        if head > self.cursor and self.ready:
+        (`head`: its newest sequence number, as read by the caller). If it is
+        behind them, and still is when read again (a concurrent request may have
+        replayed past a head read earlier), the database is another history (a
+        restored backup, a promoted standby): every index is rebuilt and the row
+        cache emptied. True when that happened."""
+        if head == self.cursor or not self.ready:
+            return False
+        if head > self.cursor:
             self.refresh()
+            return False
+        if self._changes.head() >= self.cursor:
+            return False
+        log.warning("the change log went backwards (a restored database?); rebuilding")
+        self.load(fresh=True)
+        return True
 
     def warm_records(self) -> int:
         """Fill the row cache after a load (see hashdb/matching/rows.py); returns

@@ -301,3 +301,38 @@ synced_hashes = Table(
     Column("hash_id", BigInteger, ForeignKey("hashes.id"), nullable=False, index=True),
     Column("live", Boolean, nullable=False),
 )
+
+# The feed epoch (migration 0008): one row, a random id of this database's history,
+# made when the schema is created. A feed cursor (a change-log `seq`) means something
+# only within one history: a restored backup or a promoted standby reuses sequence
+# numbers, and gets a new epoch (`consortium.feed.new_epoch`), so followers whose
+# cursor belongs to another epoch resync from zero. `sync_sources.epoch` is the
+# epoch of the central a local copy's cursor was read in.
+feed_epoch = Table(
+    "feed_epoch",
+    metadata,
+    Column("epoch", String(36), primary_key=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+sync_sources.append_column(Column("epoch", String(36), nullable=True))
+
+# Idempotency keys (migration 0009): the first answer to each (API key, Idempotency-Key)
+# with its request's fingerprint (method, path, SHA-256 of the body), so that a retry
+# is answered from here and changes nothing (hashdb/consortium/idempotency.py). A row
+# with no `status` is a request still running (its claim is `token`); rows are purged
+# once past `expires_at` (HASHDB_IDEMPOTENCY_HOURS after the first request).
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("key_id", BigInteger, ForeignKey("api_keys.id"), primary_key=True),
+    Column("idempotency_key", String(200), primary_key=True),
+    Column("method", String(16), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("body_sha256", LargeBinary, nullable=False),
+    Column("token", String(32), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("status", SmallInteger, nullable=True),
+    Column("body", Text, nullable=True),
+    Column("headers", JSON, nullable=True),
+)
