@@ -23,6 +23,7 @@ from werkzeug.routing import IntegerConverter, Map
 from api import (
     admin,
     audit,
+    auth,
     console,
     contributing,
     errors,
@@ -97,6 +98,7 @@ def create_app(settings: Settings, hashdb: Consortium | None = None) -> Flask:
         app.register_blueprint(hma.bp)  # HMA 2.0's paths and shapes (api/hma.py)
     errors.register(app)
     request_id.register(app)
+    auth.register(app)  # the RateLimit fields of the caller's key
     _measure(app, metrics)
     ctx.openapi = openapi.build(app, settings)
     console.register(app)  # HTML pages for people; not part of the JSON API document

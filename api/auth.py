@@ -14,6 +14,22 @@ cache emptied.
 
 Order of checks: 401 (no key, unknown, revoked or expired), then 403 (role), then
 429 (rate limit), so a caller is told the most fundamental problem first.
+
+Every answer to a request that got as far as the rate limit (its 200s, its 4xx, its
+429s) describes the key's request bucket in the three header fields of the IETF
+draft "RateLimit header fields for HTTP" (draft-ietf-httpapi-ratelimit-headers,
+the `RateLimit-Limit` / `RateLimit-Remaining` / `RateLimit-Reset` form):
+
+    RateLimit-Limit      the bucket's size, HASHDB_RATE_LIMIT_BURST requests
+    RateLimit-Remaining  whole requests left after this one
+    RateLimit-Reset      whole seconds until the bucket is full again (0: full);
+                         it refills at HASHDB_RATE_LIMIT_PER_MINUTE a minute
+
+A 429 also says `Retry-After` (api/errors.py): seconds until the next request is
+let through. The limiter reads the bucket in the same locked step that takes the
+token (`Members.admit` returns it); `requires` stores it on `flask.g`
+and one `after_request` hook (`register`) writes the fields. With the limit off
+(HASHDB_RATE_LIMIT_PER_MINUTE=0) nothing is counted and no fields are sent.
 """
 
 from __future__ import annotations
@@ -22,10 +38,10 @@ import functools
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
-from flask import g, request
+from flask import Flask, Response, g, request
 
 from api.context import context
-from hashdb.consortium import Heads, Principal, Role
+from hashdb.consortium import Heads, OutOfRequests, Principal, Quota, Role
 from hashdb.errors import Forbidden, Unauthenticated
 
 P = ParamSpec("P")
@@ -81,7 +97,11 @@ def requires(*roles: Role) -> Callable[[Callable[P, R]], Callable[P, R]]:
                     f"role {who.member.role.value!r} may not call this endpoint (allowed: {names})",
                     role=who.member.role.value,
                 )
-            ctx.db.members.admit(who)
+            try:
+                g.rate_limit = ctx.db.members.admit(who)
+            except OutOfRequests as refused:
+                g.rate_limit = refused.quota
+                raise
             return view(*args, **kwargs)
 
         setattr(wrapper, ROLES_ATTR, allowed)
@@ -94,3 +114,16 @@ def allowed_roles(view: Callable[..., object]) -> frozenset[Role] | None:
     """The roles a view admits, or None for a public view."""
     roles = getattr(view, ROLES_ATTR, None)
     return roles if isinstance(roles, frozenset) else None
+
+
+def register(app: Flask) -> None:
+    """Write the RateLimit fields of the request's key bucket, where it was counted."""
+
+    @app.after_request
+    def _rate_limit_fields(response: Response) -> Response:
+        quota = g.get("rate_limit")
+        if isinstance(quota, Quota):
+            response.headers["RateLimit-Limit"] = str(quota.limit)
+            response.headers["RateLimit-Remaining"] = str(quota.remaining)
+            response.headers["RateLimit-Reset"] = str(quota.reset)
+        return response

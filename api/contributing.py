@@ -35,7 +35,7 @@ from api.openapi import document
 from api.request_id import actor
 from api.uploads import form_fields, image_with_variants, uploaded_file
 from api.video import hash_reference, video_hashes
-from api.web import json_body, query_args, reply
+from api.web import json_body, query_args, reply, reply_tagged
 from hashdb.consortium import Added, HashRecord, NewHash, NewVideo, Role, Status
 from hashdb.errors import InvalidInput
 from hashdb.settings import Settings
@@ -192,11 +192,16 @@ def own_hashes() -> Response:
     "Get a hash",
     tag=TAG,
     description="Your own hashes in any status; other members' while they are exported "
-    "(active or disputed). Any other id is 404, as an unknown one is.",
+    "(active or disputed). Any other id is 404, as an unknown one is.\n\n"
+    "The answer carries a strong `ETag` (the SHA-256 of its JSON body): it changes "
+    "whenever what the answer shows changes (status, labels, expiry, value), so a "
+    "member re-checking a hash sends it back in `If-None-Match` and gets `304 Not "
+    "Modified`, with no body, while the hash is as it was; any other tag gets the "
+    "200 with the current one.",
     responses={200: s.HashOut},
 )
 @requires(Role.MEMBER)
 def get_hash(hash_id: int) -> Response:
     who = actor()
     record = context().db.hashes.get(who, hash_id)
-    return reply(hash_out(record, full=who.is_admin or who.id == record.contributor_id))
+    return reply_tagged(hash_out(record, full=who.is_admin or who.id == record.contributor_id))

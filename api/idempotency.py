@@ -116,14 +116,15 @@ def fingerprint() -> Fingerprint:
 def _body_sha256() -> bytes:
     if request.mimetype != "multipart/form-data":
         return hashlib.sha256(request.get_data(cache=True)).digest()
-    fields = sorted(request.form.items(multi=True))
+    # A part may come without a name (werkzeug keeps it under None): sort as text.
+    fields = sorted(([n or "", v] for n, v in request.form.items(multi=True)), key=str)
     files = []
-    for name, upload in sorted(request.files.items(multi=True), key=lambda item: item[0]):
+    for name, upload in sorted(request.files.items(multi=True), key=lambda item: item[0] or ""):
         digest = hashlib.sha256()
         while chunk := upload.stream.read(_CHUNK):
             digest.update(chunk)
         upload.stream.seek(0)  # the view reads it again
-        files.append([name, upload.filename or "", digest.hexdigest()])
+        files.append([name or "", upload.filename or "", digest.hexdigest()])
     parts = json.dumps([fields, files], ensure_ascii=True)
     return hashlib.sha256(parts.encode("ascii")).digest()
 

@@ -6,10 +6,17 @@ validated in one step by pydantic. Query strings are validated the same way by a
 `schemas.QueryArgs` model (an unknown parameter is an error, not ignored).
 Responses are serialised from the response models, which are also the documented
 schemas.
+
+A read whose answer a client may keep (`reply_tagged`) carries a strong `ETag`:
+the SHA-256 of the exact JSON body, so it changes exactly when what the answer
+shows changes (status, labels, expiry, value, ...) and differs between two views of
+one resource (a contributor's and another member's). `If-None-Match` naming it (or
+`*`) is answered 304 with no body, as RFC 9110 section 13.1.2 asks (weak comparison).
 """
 
 from __future__ import annotations
 
+import hashlib
 from typing import TypeVar, get_origin
 
 from flask import Response, request
@@ -34,6 +41,20 @@ def json_body(model: type[M]) -> M:
 
 def reply(model: BaseModel, status: int = 200) -> Response:
     return Response(model.model_dump_json(), status=status, mimetype="application/json")
+
+
+def reply_tagged(model: BaseModel) -> Response:
+    """`reply(model)` with a strong ETag of its body, or 304 (no body) when the
+    request's `If-None-Match` already names that tag."""
+    body = model.model_dump_json().encode()
+    tag = hashlib.sha256(body).hexdigest()
+    if request.if_none_match.contains_weak(tag):
+        response = Response(status=304)
+        del response.headers["Content-Type"]
+    else:
+        response = Response(body, status=200, mimetype="application/json")
+    response.set_etag(tag)
+    return response
 
 
 def reply_data(data: object, status: int = 200) -> Response:

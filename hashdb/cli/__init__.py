@@ -49,13 +49,14 @@ def _register() -> None:
     main.add_command(members.members)
     main.add_command(settings_cmd.settings)
     main.add_command(serve.serve)
-    from hashdb.cli import audit, labels, report, sync
+    from hashdb.cli import audit, labels, remote, report, sync
 
     main.add_command(audit.audit)
     main.add_command(labels.labels)
     main.add_command(report.report)
     main.add_command(sync.sync)
     main.add_command(sync.feed_epoch)
+    main.add_command(remote.remote)
 
 
 _register()

@@ -2,8 +2,11 @@
 
 Syncing is an admin's use case (`consortium.sync`), audited page by page: the
 command acts as the first admin (`hashdb init` creates one), or the one named
-with `--as`. The feed's contract (cursor, more, epoch) is in
-hashdb/consortium/export.py; how it is followed, in hashdb/consortium/sync.py.
+with `--as`. The central's member key comes from `HASHDB_API_KEY` or the file
+`HASHDB_API_KEY_FILE` names (hashdb/client.py), never from the command line
+(`--key` still works, deprecated, with a warning on stderr). The feed's contract
+(cursor, more, epoch) is in hashdb/consortium/export.py; how it is followed, in
+hashdb/consortium/sync.py.
 """
 
 from __future__ import annotations
@@ -11,13 +14,18 @@ from __future__ import annotations
 import click
 
 from hashdb.cli.common import AS_ADMIN, acting, emit_json, open_db
+from hashdb.client import api_key
 from hashdb.consortium import sync as feed_sync
 from hashdb.consortium.export import MAX_LIMIT
 
 
 @click.command()
 @click.option("--from", "url", required=True, help="Base URL of the central hashdb.")
-@click.option("--key", required=True, help="API key for the central hashdb.")
+@click.option(
+    "--key",
+    help="Deprecated: shows the key in the process list. Set HASHDB_API_KEY, or "
+    "HASHDB_API_KEY_FILE to a file holding it.",
+)
 @click.option(
     "--limit",
     type=click.IntRange(1, MAX_LIMIT),
@@ -27,7 +35,9 @@ from hashdb.consortium.export import MAX_LIMIT
 )
 @click.option("--max-pages", type=int, help="Stop after this many pages (default: all).")
 @AS_ADMIN
-def sync(url: str, key: str, limit: int, max_pages: int | None, as_member: str | None) -> None:
+def sync(
+    url: str, key: str | None, limit: int, max_pages: int | None, as_member: str | None
+) -> None:
     """Pull the central export feed from where the last sync stopped, and apply it.
 
     Each page is applied with its cursor in one transaction: an interrupted sync
@@ -35,7 +45,17 @@ def sync(url: str, key: str, limit: int, max_pages: int | None, as_member: str |
     If the central's feed epoch changed (its database was restored or a standby
     promoted), the local copy is forgotten and replayed from the start. Run it
     from cron (or a loop) to stay current.
+
+    The member key for the central comes from HASHDB_API_KEY, or from the file
+    HASHDB_API_KEY_FILE names.
     """
+    if key is not None:
+        click.echo(
+            "warning: --key is deprecated: it shows the key to every user of this machine "
+            "in the process list; set HASHDB_API_KEY or HASHDB_API_KEY_FILE instead",
+            err=True,
+        )
+    key = api_key(key)
     db = open_db()
     try:
         actor = acting(db, as_member)

@@ -43,6 +43,7 @@ keys, hash records, queries and matches), so that an edge needs nothing else fro
 from hashdb.consortium.actor import Actor
 from hashdb.consortium.core import Consortium
 from hashdb.consortium.matching import Answer, VideoQuery
+from hashdb.consortium.ratelimit import OutOfRequests, Quota
 from hashdb.matching import Match, Probe, Query, QueryResult, Via, VideoMatch
 from hashdb.store import (
     MATCHABLE,
@@ -85,11 +86,13 @@ __all__ = [
     "NewKey",
     "NewVariant",
     "NewVideo",
+    "OutOfRequests",
     "PlannedFile",
     "Principal",
     "Probe",
     "Query",
     "QueryResult",
+    "Quota",
     "Role",
     "Status",
     "Via",

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from hashdb.consortium import audit
 from hashdb.consortium.actor import Actor, require_admin
+from hashdb.consortium.ratelimit import Quota
 from hashdb.errors import NotFound
 from hashdb.store import ApiKey, Heads, Member, NewKey, Principal, Role
 from hashdb.store.clock import now
@@ -167,13 +168,16 @@ class Members:
         expired, or its member is disabled."""
         return self._ctx.store.members.authenticate(secret)
 
-    def admit(self, who: Principal | Actor) -> None:
+    def admit(self, who: Principal | Actor) -> Quota | None:
         """Take one request from the key's request rate (HASHDB_RATE_LIMIT_PER_MINUTE),
-        before any work for the request; RateLimited (429) when it is spent. The API
-        calls this at its door for every request; an edge without that door (the
-        console's lookup) calls it for each request it answers. No key, no charge."""
-        if who.key_id is not None:
-            self._ctx.limiter.take(who.key_id)
+        before any work for the request, and return the key's bucket after it (for the
+        API's RateLimit fields); OutOfRequests (a RateLimited, 429) when it is spent.
+        The API calls this at its door for every request; an edge without that door
+        (the console's lookup) calls it for each request it answers. No key, no
+        charge; no limit (0 a minute), no bucket: None either way."""
+        if who.key_id is None:
+            return None
+        return self._ctx.limiter.take(who.key_id)
 
     # ---- console sessions ---------------------------------------------------------
 

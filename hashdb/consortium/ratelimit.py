@@ -3,8 +3,12 @@
 Requests: each key has a bucket of `burst` tokens refilled at `per_minute / 60`
 tokens a second; a request takes one token or is refused with 429 and
 `Retry-After` (whole seconds until a token is back). The API takes it at its door
-for every request; the console takes it for each lookup (`Matching.admit`), so a
-member's lookups draw on one bucket whichever edge they come through.
+for every request; the console takes it for each lookup (`Members.admit`), so a
+member's lookups draw on one bucket whichever edge they come through. Taking a
+token reads the bucket's state in the same locked step (`Quota`: its size, whole
+tokens left, whole seconds until it is full again), which the API sends back as the
+`RateLimit-Limit` / `-Remaining` / `-Reset` fields; a refusal carries it too
+(`OutOfRequests`). With the limit off (0 a minute) there is no bucket and no state.
 
 Index work: each key also has a bucket of query units (hashdb/budget.py: one plain
 query at the default threshold is 1), refilled at `HASHDB_KEY_COST_PER_SECOND` up
@@ -39,6 +43,24 @@ class _Bucket:
     at: float
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """A key's request bucket just after a request was counted (or refused)."""
+
+    limit: int  # the bucket's size: HASHDB_RATE_LIMIT_BURST requests
+    remaining: int  # whole requests left now
+    reset: int  # whole seconds until the bucket is full again; 0 when it is
+
+
+class OutOfRequests(RateLimited):
+    """RateLimited by the key's request bucket (429, `rate_limited`, as any other),
+    with the bucket's state at the refusal, for the RateLimit header fields."""
+
+    def __init__(self, message: str, *, retry_after: int, quota: Quota) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.quota = quota
+
+
 class RateLimiter:
     def __init__(
         self, per_minute: int, burst: int, clock: Callable[[], float] = time.monotonic
@@ -54,16 +76,24 @@ class RateLimiter:
     def enabled(self) -> bool:
         return self.per_second > 0
 
-    def take(self, key_id: int) -> None:
-        """Spend one token of `key_id`'s request bucket, or raise RateLimited."""
+    def take(self, key_id: int) -> Quota | None:
+        """Spend one token of `key_id`'s request bucket and return the bucket's state
+        after it, or raise OutOfRequests; None (nothing counted) when the limit is off."""
         if not self.enabled:
-            return
-        wait = self._withdraw(self._buckets, key_id, 1.0, self.per_second, self.burst)
-        if wait is not None:
-            raise RateLimited(
+            return None
+        left, wait = self._withdraw(self._buckets, key_id, 1.0, self.per_second, self.burst)
+        quota = Quota(
+            limit=self.burst,
+            remaining=math.floor(left + _SLACK),
+            reset=_whole_seconds((self.burst - left) / self.per_second),
+        )
+        if wait > 0:
+            raise OutOfRequests(
                 f"rate limit of {self.per_second * 60:g} requests a minute exceeded for this key",
-                retry_after=wait,
+                retry_after=max(1, _whole_seconds(wait)),
+                quota=quota,
             )
+        return quota
 
     def spend(self, key_id: int, units: int, per_second: float, capacity: int) -> None:
         """Spend `units` query units of `key_id`'s index-work bucket (refilled at
@@ -73,21 +103,22 @@ class RateLimiter:
         # A request above the capacity is refused earlier (max_request_cost <= capacity);
         # clamping keeps one that slips through from waiting forever.
         need = float(min(units, capacity))
-        wait = self._withdraw(self._costs, key_id, need, per_second, capacity)
-        if wait is not None:
+        _, wait = self._withdraw(self._costs, key_id, need, per_second, capacity)
+        if wait > 0:
             raise RateLimited(
                 f"index work budget of {per_second:g} query units a second "
                 f"(HASHDB_KEY_COST_PER_SECOND, burst {capacity}) exceeded for this key; "
                 f"this request costs {units} units",
-                retry_after=wait,
+                retry_after=max(1, _whole_seconds(wait)),
                 cost=units,
                 budget_per_second=per_second,
             )
 
     def _withdraw(
         self, buckets: dict[int, _Bucket], key_id: int, amount: float, rate: float, capacity: float
-    ) -> int | None:
-        """Take `amount` from the key's bucket; None if taken, else whole seconds to wait."""
+    ) -> tuple[float, float]:
+        """Take `amount` from the key's bucket: (tokens left, 0.0) if taken, else
+        (tokens there, seconds until `amount` is back)."""
         now = self._clock()
         with self._lock:
             bucket = buckets.get(key_id)
@@ -97,6 +128,14 @@ class RateLimiter:
             bucket.at = now
             if bucket.tokens >= amount:
                 bucket.tokens -= amount
-                return None
-            wait = (amount - bucket.tokens) / rate
-        return max(1, math.ceil(wait))
+                return bucket.tokens, 0.0
+            return bucket.tokens, (amount - bucket.tokens) / rate
+
+
+# Refills are float arithmetic: a bucket that is a hair's breadth under a whole token
+# (or over a whole second) counts as the whole one, not one less (or one more).
+_SLACK = 1e-9
+
+
+def _whole_seconds(seconds: float) -> int:
+    return max(0, math.ceil(seconds - _SLACK))

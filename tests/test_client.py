@@ -1,0 +1,312 @@
+"""The member client (hashdb.client) and `hashdb remote`: a member's side of the API.
+
+The retry rules are pinned with an httpx MockTransport (no waiting: the client's
+`sleep` is recorded); everything else runs against one real `hashdb serve` on
+SQLite, started once for the module with a batch limit of 3, so that batching to
+the server's limit is exercised with a handful of hashes.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from api_server import Server, start_server
+from click.testing import CliRunner
+
+from hashdb.cli import main
+from hashdb.client import (
+    KEY_ENV,
+    KEY_FILE_ENV,
+    Client,
+    MatchQuery,
+    RemoteError,
+    api_key,
+)
+from hashdb.errors import Unauthenticated
+from hashdb.store import Role, Store
+
+MAX_BATCH = 3  # the server's HASHDB_MAX_BATCH in this module
+LABEL = "attack_footage"
+
+
+def pdq_hex(seed: int) -> str:
+    return f"{random.Random(seed).getrandbits(256):064x}"
+
+
+# ---- retries, keys and errors, against a mock transport ----------------------------
+
+
+class Recorder:
+    """A MockTransport handler answering from a script, keeping every request."""
+
+    def __init__(self, *answers: httpx.Response | Exception) -> None:
+        self.answers = list(answers)
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        answer = self.answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+
+def mock_client(handler: Recorder, waits: list[float], **kwargs: Any) -> Client:
+    return Client(
+        "http://hashdb.test",
+        key="hdb_test",
+        transport=httpx.MockTransport(handler),
+        sleep=waits.append,
+        **kwargs,
+    )
+
+
+ADDED = {"hashes": [{"index": 0, "signal_type": "pdq", "id": 7, "created": True}]}
+
+
+def test_a_429_is_retried_after_its_retry_after_with_the_same_idempotency_key() -> None:
+    limited = {"error": {"code": "rate_limited", "message": "slow down", "details": {}}}
+    handler = Recorder(
+        httpx.Response(429, json=limited, headers={"Retry-After": "7"}),
+        httpx.Response(201, json=ADDED),
+    )
+    waits: list[float] = []
+    added = mock_client(handler, waits).contribute([("pdq", pdq_hex(1))])
+    assert [a.id for a in added] == [7] and added[0].created
+    assert waits == [7.0]
+    keys = [r.headers["Idempotency-Key"] for r in handler.requests]
+    assert len(keys) == 2 and keys[0] == keys[1]
+    assert handler.requests[0].headers["Authorization"] == "Bearer hdb_test"
+
+
+def test_unanswered_and_503_requests_back_off_exponentially_up_to_a_cap() -> None:
+    handler = Recorder(
+        httpx.ConnectError("refused"),
+        httpx.Response(503, json={"error": {"code": "unavailable", "message": "x"}}),
+        httpx.ReadError("dropped"),
+        httpx.Response(201, json=ADDED),
+    )
+    waits: list[float] = []
+    mock_client(handler, waits, backoff=0.5, max_wait=1.5).contribute([("pdq", pdq_hex(1))])
+    assert waits == [0.5, 1.0, 1.5]
+    assert len({r.headers["Idempotency-Key"] for r in handler.requests}) == 1
+
+
+def test_retries_stop_after_the_last_attempt_with_the_servers_error() -> None:
+    body = {"error": {"code": "rate_limited", "message": "slow down", "details": {"a": 1}}}
+    handler = Recorder(*[httpx.Response(429, json=body, headers={"Retry-After": "1"})] * 3)
+    waits: list[float] = []
+    with pytest.raises(RemoteError) as caught:
+        mock_client(handler, waits, attempts=3).match([("pdq", pdq_hex(1))])
+    assert len(handler.requests) == 3 and waits == [1.0, 1.0]
+    error = caught.value
+    assert (error.status, error.code, error.message) == (429, "rate_limited", "slow down")
+    assert error.details == {"a": 1} and error.exit_code == 2
+
+
+def test_no_answer_at_all_is_an_outside_failure() -> None:
+    handler = Recorder(*[httpx.ConnectError("refused")] * 2)
+    with pytest.raises(RemoteError) as caught:
+        mock_client(handler, [], attempts=2).export()
+    assert caught.value.status is None and caught.value.exit_code == 3
+
+
+def test_a_refusal_is_not_retried_and_matching_sends_no_idempotency_key() -> None:
+    bad = {"error": {"code": "invalid_input", "message": "bad value", "details": {"index": 0}}}
+    handler = Recorder(httpx.Response(400, json=bad))
+    with pytest.raises(RemoteError, match="bad value"):
+        mock_client(handler, []).match([("pdq", "00")])
+    assert len(handler.requests) == 1
+    assert "Idempotency-Key" not in handler.requests[0].headers
+
+
+def test_the_key_comes_from_the_argument_the_env_var_or_the_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(KEY_ENV, raising=False)
+    monkeypatch.delenv(KEY_FILE_ENV, raising=False)
+    with pytest.raises(Unauthenticated, match=KEY_ENV):
+        api_key()
+    key_file = tmp_path / "key"
+    key_file.write_text("hdb_from_file\n")
+    monkeypatch.setenv(KEY_FILE_ENV, str(key_file))
+    assert api_key() == "hdb_from_file"
+    monkeypatch.setenv(KEY_ENV, "hdb_from_env")
+    assert api_key() == "hdb_from_env"
+    assert api_key("hdb_given") == "hdb_given"
+    monkeypatch.delenv(KEY_ENV)
+    monkeypatch.setenv(KEY_FILE_ENV, str(tmp_path / "missing"))
+    with pytest.raises(Unauthenticated, match="cannot read the key file"):
+        api_key()
+
+
+# ---- against a real server ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def central(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
+    folder = tmp_path_factory.mktemp("central")
+    url = f"sqlite:///{folder / 'central.sqlite3'}"
+    store = Store.open(url)
+    try:
+        keys = {
+            "trusted": store.members.create("Trusted platform", Role.MEMBER, trusted=True)[1],
+            "member": store.members.create("Small platform", Role.MEMBER)[1],
+        }
+    finally:
+        store.close()
+    server = start_server(
+        url,
+        folder,
+        workers=1,
+        sync_interval=0.2,
+        max_batch=MAX_BATCH,
+        rate_limit_per_minute=6000,
+        rate_limit_burst=500,
+    )
+    yield server, {name: key.secret for name, key in keys.items()}
+    server.stop()
+
+
+def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the server never caught up"
+        time.sleep(0.1)
+
+
+@pytest.mark.slow
+def test_match_contribute_feedback_export_round_trip(
+    central: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = central
+    values = [pdq_hex(100 + i) for i in range(7)]  # more than one batch (3)
+    with Client(server.url, keys["trusted"]) as trusted, Client(server.url, keys["member"]) as b:
+        added = trusted.contribute([("pdq", v) for v in values], labels=[LABEL])
+        assert [a.index for a in added] == list(range(7)) and all(a.created for a in added)
+        assert trusted.max_batch == MAX_BATCH  # learnt from the server's refusal
+
+        def all_match() -> bool:
+            return all(r.matches for r in b.match([("pdq", v) for v in values]))
+
+        eventually(all_match)
+        results = b.match([MatchQuery("pdq", values[4], threshold=0), ("pdq", values[5])])
+        assert [r.index for r in results] == [0, 1]
+        (found,) = results[0].matches
+        assert found.id == added[4].id and found.distance == 0
+        assert found.labels == (LABEL,) and found.status == "active" and found.via is None
+
+        given = b.feedback(added[0].id, "agree")
+        assert given.hash_id == added[0].id and given.kind == "agree" and not given.disputed
+
+        first = b.export(0, limit=2)
+        assert first.more and first.epoch
+        pages = list(b.follow(first.cursor, limit=2))
+        assert not pages[-1].more and all(p.epoch == first.epoch for p in pages)
+        entries = {e.id: e for p in [first, *pages] for e in p.entries}
+        assert {a.id for a in added} <= set(entries)
+        assert entries[added[6].id].value == values[6]
+        assert entries[added[6].id].labels == (LABEL,)
+
+
+class DropFirstAnswer(httpx.BaseTransport):
+    """Sends every request to the server, but loses the answer to the first POST, as a
+    connection that dies after the server did the work."""
+
+    def __init__(self) -> None:
+        self._real = httpx.HTTPTransport()
+        self.dropped = 0
+        self.keys: list[str | None] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self._real.handle_request(request)
+        if request.method == "POST":
+            self.keys.append(request.headers.get("Idempotency-Key"))
+            if not self.dropped:
+                response.read()
+                response.close()
+                self.dropped += 1
+                raise httpx.ReadError("connection reset", request=request)
+        return response
+
+    def close(self) -> None:
+        self._real.close()
+
+
+@pytest.mark.slow
+def test_a_retried_contribution_or_feedback_is_stored_once(
+    central: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = central
+    drop = DropFirstAnswer()
+    waits: list[float] = []
+    value = pdq_hex(200)
+    with Client(server.url, keys["member"], transport=drop, sleep=waits.append) as client:
+        (added,) = client.contribute([("pdq", value)])
+        # The retry was answered with the first answer: created, not "already added".
+        assert added.created and drop.dropped == 1 and len(waits) == 1
+        assert drop.keys[0] is not None and drop.keys == [drop.keys[0]] * 2
+
+        drop.dropped, drop.keys = 0, []
+        client.feedback(added.id, "agree")
+        assert drop.keys[0] is not None and drop.keys == [drop.keys[0]] * 2
+
+    auth = {"Authorization": f"Bearer {keys['member']}"}
+    listed = httpx.get(f"{server.url}/v1/hashes/{added.id}/feedback", headers=auth).json()
+    assert len(listed["feedback"]) == 1
+    own = httpx.get(f"{server.url}/v1/hashes", headers=auth).json()
+    assert [h["value"] for h in own["hashes"]].count(value) == 1
+
+
+@pytest.mark.slow
+def test_hashdb_remote_match_json_reads_the_key_from_the_environment(
+    central: tuple[Server, dict[str, str]],
+) -> None:
+    server, keys = central
+    value = pdq_hex(300)
+    with Client(server.url, keys["trusted"]) as trusted:
+        (added,) = trusted.contribute([("pdq", value)], labels=[LABEL])
+        eventually(lambda: bool(trusted.match([("pdq", value)])[0].matches))
+    env = {KEY_ENV: keys["member"], KEY_FILE_ENV: None}
+    result = CliRunner().invoke(
+        main, ["remote", "match", "--url", server.url, "--json", f"pdq:{value}"], env=env
+    )
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout)
+    assert row["input"] == f"pdq:{value}"
+    assert [m["id"] for m in row["matches"]] == [added.id]
+    assert row["matches"][0]["labels"] == [LABEL]
+
+
+def test_hashdb_remote_without_a_key_is_a_user_error() -> None:
+    env = {KEY_ENV: None, KEY_FILE_ENV: None}
+    result = CliRunner().invoke(
+        main, ["remote", "match", "--url", "http://127.0.0.1:9", f"pdq:{pdq_hex(1)}"], env=env
+    )
+    assert result.exit_code == 2
+    assert KEY_ENV in result.stderr and "Traceback" not in result.output
+
+
+def test_hashdb_remote_takes_no_key_option() -> None:
+    result = CliRunner().invoke(
+        main, ["remote", "export", "--url", "http://127.0.0.1:9", "--key", "hdb_x"]
+    )
+    assert result.exit_code == 2 and "No such option" in result.stderr
+
+
+def test_hashdb_sync_warns_that_key_on_the_command_line_is_deprecated(tmp_path: Path) -> None:
+    env = {"HASHDB_DATABASE_URL": f"sqlite:///{tmp_path / 'local.sqlite3'}", KEY_ENV: None}
+    runner = CliRunner()
+    assert runner.invoke(main, ["init"], env=env).exit_code == 0
+    no_key = runner.invoke(main, ["sync", "--from", "http://127.0.0.1:9"], env=env)
+    assert no_key.exit_code == 2 and KEY_ENV in no_key.stderr
+    flagged = runner.invoke(main, ["sync", "--from", "http://127.0.0.1:9", "--key", "k"], env=env)
+    assert "deprecated" in flagged.stderr and "process list" in flagged.stderr
+    assert flagged.exit_code == 3  # nothing listens there: an outside failure
