@@ -23,7 +23,7 @@ from api.auth import principal, requires
 from api.context import context
 from api.openapi import document
 from api.request_id import actor
-from api.web import json_body, reply
+from api.web import json_body, query_args, reply, reply_page
 from hashdb.consortium import ApiKey, Member, NewKey, Role
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,21 @@ def new_key_out(new: NewKey) -> s.NewKeyOut:
 
 
 @bp.get("/v1/members")
-@document("List members", tag=TAG, responses={200: s.MemberList})
+@document(
+    "List members",
+    tag=TAG,
+    description="By id (oldest first), a page at a time.",
+    query=s.PageArgs,
+    responses={200: s.MemberList},
+)
 @requires(Role.ADMIN)
 def list_members() -> Response:
-    members = context().db.members.all(actor())
-    return reply(s.MemberList(members=[member_out(m) for m in members]))
+    args = query_args(s.PageArgs)
+    found = context().db.members.page(actor(), after=args.position, limit=args.limit)
+    body = s.MemberList(
+        members=[member_out(m) for m in found.items], cursor=found.cursor, more=found.more
+    )
+    return reply_page(body, args)
 
 
 @bp.post("/v1/members")

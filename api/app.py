@@ -4,7 +4,8 @@ Nothing happens at import time. `create_app` opens the database (unless handed a
 `Consortium`), registers one blueprint per audience (health, matching, contributing,
 vetting, labels and incidents, feedback, export, reports, audit, imports,
 administration; HMA 2.0's paths too when `HASHDB_HMA_COMPAT` is on, `api/hma.py`),
-renders every error through `api.errors`, builds the OpenAPI
+renders every error through `api.errors`, logs every request (`api.logs`), applies
+X-Forwarded-* only from HASHDB_TRUSTED_PROXIES (`api.proxies`), builds the OpenAPI
 document from the routes (failing at start if a route is undocumented), and starts
 loading the indexes in a background thread: the app answers at once, `/readyz` is
 503 until the indexes are in memory. Uploads are decoded and hashed in the media
@@ -33,8 +34,10 @@ from api import (
     hma,
     imports,
     labels,
+    logs,
     matching,
     openapi,
+    proxies,
     reports,
     request_id,
     vetting,
@@ -98,6 +101,8 @@ def create_app(settings: Settings, hashdb: Consortium | None = None) -> Flask:
         app.register_blueprint(hma.bp)  # HMA 2.0's paths and shapes (api/hma.py)
     errors.register(app)
     request_id.register(app)
+    logs.register(app)  # the access log (api/logs.py)
+    app.wsgi_app = proxies.wrap(app.wsgi_app, settings.trusted_networks)  # type: ignore[method-assign,assignment]
     auth.register(app)  # the RateLimit fields of the caller's key
     _measure(app, metrics)
     ctx.openapi = openapi.build(app, settings)
@@ -109,6 +114,7 @@ def create_app(settings: Settings, hashdb: Consortium | None = None) -> Flask:
 def _loaded(ctx: ApiContext) -> None:
     ctx.metrics.ready.set(1)
     ctx.metrics.set_index_sizes(ctx.db.matching.index_sizes())
+    ctx.metrics.set_index_bytes(ctx.db.operations.index_bytes())
 
 
 def _measure(app: Flask, metrics: Metrics) -> None:

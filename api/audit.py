@@ -18,7 +18,7 @@ from api.auth import requires
 from api.context import context
 from api.openapi import document
 from api.request_id import actor
-from api.web import query_args, reply
+from api.web import query_args, reply, reply_page
 from hashdb.consortium import Role
 
 bp = Blueprint("audit", __name__)
@@ -30,7 +30,8 @@ TAG = "audit"
 @document(
     "Read the audit log",
     tag=TAG,
-    description="Entries after `after`, oldest first; page on with the last `seq`.",
+    description="Entries by `seq` (oldest first), a page at a time; `cursor` is the last "
+    "`seq` read.",
     query=w.AuditQuery,
     responses={200: w.AuditPage},
 )
@@ -38,9 +39,9 @@ TAG = "audit"
 def read() -> Response:
     args = query_args(w.AuditQuery)
     log = context().db.audit
-    entries = log.read(actor(), after=args.after, limit=args.limit)
+    found = log.page(actor(), after=args.position, limit=args.limit)
     seq, digest = log.head(actor())
-    return reply(
+    return reply_page(
         w.AuditPage(
             entries=[
                 w.AuditEntryOut(
@@ -55,10 +56,13 @@ def read() -> Response:
                     prev_hash=e.prev_hash,
                     hash=e.hash,
                 )
-                for e in entries
+                for e in found.items
             ],
             head=w.AuditHead(seq=seq, hash=digest),
-        )
+            cursor=found.cursor,
+            more=found.more,
+        ),
+        args,
     )
 
 

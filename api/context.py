@@ -37,7 +37,6 @@ class ApiContext:
 
     def close(self) -> None:
         self.loader.stop()
-        self.imports.join(timeout=30.0)
         self.media.close()
         if self.owns_db:
             self.db.close()

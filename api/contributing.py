@@ -35,7 +35,7 @@ from api.openapi import document
 from api.request_id import actor
 from api.uploads import form_fields, image_with_variants, uploaded_file
 from api.video import hash_reference, video_hashes
-from api.web import json_body, query_args, reply, reply_tagged
+from api.web import json_body, query_args, reply, reply_page, reply_tagged
 from hashdb.consortium import Added, HashRecord, NewHash, NewVideo, Role, Status
 from hashdb.errors import InvalidInput
 from hashdb.settings import Settings
@@ -166,8 +166,8 @@ def contribute_media() -> Response:
 @document(
     "Your contributions",
     tag=TAG,
-    description="The hashes you contributed, in any status (or one `status`), oldest "
-    "first, a page at a time: where each stands in vetting.",
+    description="The hashes you contributed, in any status (or one `status`), by id "
+    "(oldest first), a page at a time: where each stands in vetting.",
     query=w.OwnHashesQuery,
     responses={200: w.ReviewPage},
 )
@@ -175,16 +175,13 @@ def contribute_media() -> Response:
 def own_hashes() -> Response:
     args = query_args(w.OwnHashesQuery)
     status = None if args.status is None else Status(args.status)
-    found = context().db.hashes.mine(
-        actor(), status=status, after_id=args.after_id, limit=args.limit
+    found = context().db.hashes.mine(actor(), status=status, after=args.position, limit=args.limit)
+    body = w.ReviewPage(
+        hashes=[hash_out(r, full=True) for r in found.items],
+        cursor=found.cursor,
+        more=found.more,
     )
-    more = len(found) == args.limit
-    return reply(
-        w.ReviewPage(
-            hashes=[hash_out(r, full=True) for r in found],
-            next_after_id=found[-1].id if more else None,
-        )
-    )
+    return reply_page(body, args)
 
 
 @bp.get("/v1/hashes/<id:hash_id>")

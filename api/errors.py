@@ -6,7 +6,10 @@ Three sources feed it: hashdb's own errors (`HashdbError`, which carry their HTT
 status), werkzeug's HTTP exceptions (404 for an unknown path, 405, 413 when the
 body exceeds `HASHDB_MAX_UPLOAD_BYTES`), and anything unexpected, which is logged
 with its traceback and answered as a bare 500: the body never carries internals.
-A database that cannot be reached is a 503 `storage_unavailable`, not a 500.
+A database that cannot be reached is a 503 `storage_unavailable`, not a 500, and so
+is a worker whose connection pool stayed exhausted for HASHDB_DB_POOL_TIMEOUT
+seconds (SQLAlchemy's `TimeoutError`; details `reason: pool_exhausted`): both with
+Retry-After.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 from flask import Flask, Response, json
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from werkzeug.exceptions import HTTPException
 
 from hashdb.errors import HashdbError, RateLimited, StorageUnavailable, Unauthenticated
@@ -40,6 +44,12 @@ def render(exc: Exception) -> Response:
     if isinstance(exc, OperationalError | InterfaceError):
         log.error("database unavailable: %s", exc)
         exc = StorageUnavailable("the database cannot be reached; try again shortly")
+    elif isinstance(exc, PoolTimeout):
+        log.warning("database connection pool exhausted: %s", exc)
+        exc = StorageUnavailable(
+            "every database connection of this worker is busy; try again shortly",
+            reason="pool_exhausted",
+        )
     if isinstance(exc, HashdbError):
         response = error_response(exc.http_status, exc.code, exc.message, exc.details)
         if isinstance(exc, RateLimited):

@@ -13,18 +13,20 @@ their expiry are retired before the page is read, so followers get their
 tombstones. `label` (repeatable) and `signal_type` filter a page without changing
 how its cursor advances. `format=jsonl` (the default) is one entry per line,
 `format=csv` the same as CSV; `format=threatexchange` is a snapshot of the live
-PDQ hashes as a python-threatexchange signal file.
+PDQ hashes as a python-threatexchange signal file. A follower that sends the
+cursor its copy holds in `X-Hashdb-Follower-Cursor` has its lag (head minus that
+cursor) shown on /metrics as `hashdb_feed_lag{member=...}`.
 """
 
 from __future__ import annotations
 
 import json
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, request
 from pydantic import Field
 
 from api import schemas_workflow as w
-from api.auth import requires
+from api.auth import principal, requires
 from api.context import context
 from api.openapi import Raw, document
 from api.request_id import actor
@@ -32,8 +34,13 @@ from api.schemas import Response as Body
 from api.web import query_args
 from hashdb.consortium import Role, export
 from hashdb.consortium.export import FeedFormat, FeedPage
+from hashdb.errors import InvalidInput
 
 bp = Blueprint("export", __name__)
+
+# Sent by a follower with the cursor its copy holds; the server keeps the member's
+# lag behind the head for /metrics (`hashdb_feed_lag`, api/metrics.py).
+FOLLOWER_CURSOR = "X-Hashdb-Follower-Cursor"
 
 TAG = "export"
 MEDIA_TYPES = {
@@ -86,6 +93,20 @@ class FeedPageOut(Body):
     )
 
 
+def _follower_cursor() -> int | None:
+    """The cursor a follower says its copy holds (`X-Hashdb-Follower-Cursor`), for
+    its lag on /metrics; None if not sent."""
+    sent = request.headers.get(FOLLOWER_CURSOR)
+    if sent is None:
+        return None
+    if not sent.isascii() or not sent.isdigit() or len(sent) > 19:
+        raise InvalidInput(
+            f"{FOLLOWER_CURSOR} must be the feed cursor your copy holds (a whole number from 0)",
+            field=FOLLOWER_CURSOR,
+        )
+    return int(sent)
+
+
 def _headers(response: Response, page: FeedPage) -> Response:
     response.headers["X-Hashdb-Cursor"] = str(page.cursor)
     response.headers["X-Hashdb-More"] = "true" if page.more else "false"
@@ -108,7 +129,9 @@ def _headers(response: Response, page: FeedPage) -> Response:
     "even if this page was empty), X-Hashdb-Epoch (the database's history: when it "
     "differs from the epoch your cursor was read in, forget the copy and resync from 0) "
     "and X-Hashdb-Head (the change log's newest seq: a cursor above it also means "
-    "resync); `format=json` carries them in the body as well.",
+    "resync); `format=json` carries them in the body as well. A follower may send the "
+    "cursor its copy holds in `X-Hashdb-Follower-Cursor` (a whole number): the server "
+    "then reports its lag behind the head on /metrics (`hashdb_feed_lag`).",
     query=w.ExportQuery,
     responses={
         200: (
@@ -130,7 +153,10 @@ def feed() -> Response:
         response.headers["X-Hashdb-Epoch"] = db.feed.epoch(actor())
         return response
     where = db.feed.filter(args.signal_type, args.label)
-    page = db.feed.page(actor(), args.since, args.limit, where)
+    reported = _follower_cursor()
+    page = db.feed.page(actor(), args.position, args.limit, where)
+    if reported is not None:
+        context().metrics.note_follower(principal().member.name, page.head - reported)
     if fmt is FeedFormat.JSON:
         text = json.dumps(page.to_json(), separators=(",", ":"))
     else:

@@ -22,7 +22,8 @@ from api.context import context
 from api.idempotency import idempotent
 from api.openapi import document
 from api.request_id import actor
-from api.web import json_body, reply
+from api.schemas import PageArgs
+from api.web import json_body, query_args, reply, reply_page
 from hashdb.consortium import Role
 from hashdb.consortium.feedback import ContentHash, DisagreeReason, Feedback, Kind
 from hashdb.consortium.outcomes import Action
@@ -91,13 +92,19 @@ def give(hash_id: int) -> Response:
 @document(
     "Feedback on a hash",
     tag=TAG,
-    description="Oldest first: every member's for admins, your own otherwise.",
+    description="By id (oldest first), a page at a time: every member's for admins, your "
+    "own otherwise.",
+    query=PageArgs,
     responses={200: w.FeedbackList},
 )
 @requires(Role.MEMBER)
 def list_feedback(hash_id: int) -> Response:
-    found = context().db.feedback.for_hash(actor(), hash_id)
-    return reply(w.FeedbackList(feedback=[feedback_out(f) for f in found]))
+    args = query_args(PageArgs)
+    found = context().db.feedback.page(actor(), hash_id, after=args.position, limit=args.limit)
+    body = w.FeedbackList(
+        feedback=[feedback_out(f) for f in found.items], cursor=found.cursor, more=found.more
+    )
+    return reply_page(body, args)
 
 
 @bp.post("/v1/hashes/<id:hash_id>/outcomes")

@@ -13,6 +13,7 @@ not be public.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, json
@@ -21,6 +22,9 @@ from api import schemas as s
 from api.context import context
 from api.openapi import Raw, document
 from api.web import reply
+from hashdb.errors import StorageUnavailable
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("health", __name__)
 
@@ -55,12 +59,18 @@ def readyz() -> Response:
 @document(
     "Prometheus metrics",
     tag=TAG,
-    description="Requests, latencies, match queries and hits, index sizes; summed over "
-    "the gunicorn workers.",
+    description="Requests, latencies, match queries and hits, index sizes, index memory, "
+    "snapshot age, import jobs by state and followers' feed lag; summed over the gunicorn "
+    "workers.",
     responses={200: Raw("text/plain")},
 )
 def metrics() -> Response:
-    m = context().metrics
+    ctx = context()
+    m = ctx.metrics
+    try:
+        m.observe(ctx.db.operations)
+    except StorageUnavailable as exc:  # the rest still helps to see why: answer it
+        log.warning("metrics without the import-job counts: %s", exc.message)
     return Response(m.render(), mimetype=None, content_type=m.content_type)
 
 

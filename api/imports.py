@@ -1,7 +1,8 @@
 """The imports blueprint: ops teams start bulk imports of server-side collections.
 
 `POST /v1/imports` plans an import of a folder or archive under HASHDB_IMPORT_ROOT
-and starts hashing it in the background (202 with the job); `GET
+and queues it for `hashdb worker` (202 with the job, `queued`; it never hashes
+here); `GET
 /v1/imports/<id>` reports its progress and every failed file; `GET /v1/imports`
 lists recent jobs. How imports run, and what is refused, is in
 `api.import_runner` and `hashdb.consortium.imports`: an unknown label is a 400
@@ -20,7 +21,8 @@ from api.context import ApiContext, context
 from api.idempotency import idempotent
 from api.openapi import document
 from api.request_id import actor
-from api.web import json_body, reply
+from api.schemas import PageArgs
+from api.web import json_body, query_args, reply, reply_page
 from hashdb.consortium import FileState, ImportJob, Role
 
 bp = Blueprint("imports", __name__)
@@ -52,17 +54,19 @@ def _out(ctx: ApiContext, job: ImportJob) -> dict[str, object]:
 @document(
     "Start an import",
     tag=TAG,
-    description="Imports every image and video of a folder or archive under the server's "
-    "HASHDB_IMPORT_ROOT, in the background; poll `GET /v1/imports/{job_id}`. Starting "
-    "an unfinished import of the same path again resumes it. An archive is unpacked "
-    "within HASHDB_IMPORT_MAX_* (bytes, compression ratio, members, depth); a file "
-    "that resolves outside the import root (a link) is reported failed, never read.",
+    description="Queues the import of every image and video of a folder or archive under "
+    "the server's HASHDB_IMPORT_ROOT; a `hashdb worker` hashes it (until one runs, the "
+    "job stays `queued`); poll `GET /v1/imports/{job_id}`. Starting an unfinished "
+    "import of the same path again resumes it (new files planned). An archive is "
+    "checked now, unpacking it within HASHDB_IMPORT_MAX_* (bytes, compression ratio, "
+    "members, depth); a file that resolves outside the import root (a link) is "
+    "reported failed, never read.",
     body=i.ImportRequest,
     responses={202: i.ImportOut},
     errors={
         403: "The role may not import, or imports over HTTP are disabled "
         "(HASHDB_IMPORT_ROOT unset).",
-        409: "An import of this path is already running.",
+        409: "A worker is running an import of this path now.",
         415: "Body is not `application/json`, or the archive is encrypted or uses a "
         "compression method that cannot be read.",
         422: "The archive is corrupt, or passes a HASHDB_IMPORT_MAX_* limit (named in "
@@ -79,12 +83,24 @@ def start() -> Response:
 
 
 @bp.get("/v1/imports")
-@document("Recent imports", tag=TAG, responses={200: i.ImportList})
+@document(
+    "Imports",
+    tag=TAG,
+    description="Every import job by id (oldest first), a page at a time.",
+    query=PageArgs,
+    responses={200: i.ImportList},
+)
 @requires(Role.OPS)
 def recent() -> Response:
     ctx = context()
-    jobs = ctx.db.imports.recent(actor())
-    return reply(i.ImportList(imports=[i.ImportOut.model_validate(_out(ctx, j)) for j in jobs]))
+    args = query_args(PageArgs)
+    found = ctx.db.imports.page(actor(), after=args.position, limit=args.limit)
+    body = i.ImportList(
+        imports=[i.ImportOut.model_validate(_out(ctx, j)) for j in found.items],
+        cursor=found.cursor,
+        more=found.more,
+    )
+    return reply_page(body, args)
 
 
 @bp.get("/v1/imports/<id:job_id>")

@@ -17,7 +17,8 @@ from api.auth import requires
 from api.context import context
 from api.openapi import document
 from api.request_id import actor
-from api.web import json_body, optional_json_body, reply
+from api.schemas import PageArgs
+from api.web import json_body, optional_json_body, query_args, reply, reply_page
 from hashdb.consortium import Role
 from hashdb.consortium.incidents import Incident
 from hashdb.consortium.labels import Label, ValueKind
@@ -51,11 +52,21 @@ def incident_out(i: Incident) -> w.IncidentOut:
 
 
 @bp.get("/v1/labels")
-@document("The label taxonomy", tag=TAG, responses={200: w.LabelList})
+@document(
+    "The label taxonomy",
+    tag=TAG,
+    description="In creation order, a page at a time; the cursor is a position.",
+    query=PageArgs,
+    responses={200: w.LabelList},
+)
 @requires(Role.MEMBER, Role.OPS)
 def list_labels() -> Response:
-    found = context().db.labels.all()
-    return reply(w.LabelList(labels=[label_out(x) for x in found]))
+    args = query_args(PageArgs)
+    found = context().db.labels.page(after=args.position, limit=args.limit)
+    body = w.LabelList(
+        labels=[label_out(x) for x in found.items], cursor=found.cursor, more=found.more
+    )
+    return reply_page(body, args)
 
 
 @bp.post("/v1/labels")
@@ -97,11 +108,21 @@ def edit_label(name: str) -> Response:
 
 
 @bp.get("/v1/incidents")
-@document("Crisis incidents", tag=TAG, responses={200: w.IncidentList})
+@document(
+    "Crisis incidents",
+    tag=TAG,
+    description="By id (the order they were opened in), a page at a time.",
+    query=PageArgs,
+    responses={200: w.IncidentList},
+)
 @requires(Role.ADMIN)
 def list_incidents() -> Response:
-    found = context().db.incidents.all(actor())
-    return reply(w.IncidentList(incidents=[incident_out(i) for i in found]))
+    args = query_args(PageArgs)
+    found = context().db.incidents.page(actor(), after=args.position, limit=args.limit)
+    body = w.IncidentList(
+        incidents=[incident_out(i) for i in found.items], cursor=found.cursor, more=found.more
+    )
+    return reply_page(body, args)
 
 
 @bp.post("/v1/incidents")

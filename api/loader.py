@@ -18,13 +18,26 @@ beside the code, or, where that is not writable, in the user's cache directory,
 or in `NUMBA_CACHE_DIR` when that is set (numba reads it at import, so it must be
 in the environment before the service starts). A cold cache costs tens of seconds
 of compilation per process; `make install` fills it once.
+
+`preload` is the pre-fork half, for a server's master (`hashdb serve`): it imports
+every module a worker's app runs and loads the kernels, so that those pages are
+the master's, shared copy-on-write by every worker it forks instead of copied into
+each. It opens no database connection, builds no index and leaves no thread of its
+own running (a process forked from one with live threads cannot rely on their
+locks or pools); the database, the indexes and this loader's thread are each
+worker's, after the fork. The BLAS libraries NumPy, SciPy and OpenCV bundle start
+their thread servers when imported, but shut them down around a fork themselves
+(pthread_atfork) and restart them on first use in the child; numba's kernels are
+not threaded (no `parallel=True`), so a compiled dispatcher is simply inherited.
 """
 
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -49,6 +62,35 @@ def warm_kernels() -> None:
     plane = np.random.default_rng(0).integers(0, 256, (96, 160), dtype=np.uint8)
     pdq_from_luma(plane, limited_range=True)
     pdq_from_luma(plane[:, 16:144], limited_range=False)
+
+
+THREADS_EXIT_SECONDS = 5.0
+
+
+def preload(*, freeze: bool = True) -> None:
+    """In a server's master, before it forks: import what a worker's app imports and
+    load every numba kernel (`warm_kernels`), without opening a database connection,
+    loading the indexes or leaving a thread running (threads the warm-up started, such
+    as a tiny index's build pool, are waited for; one still alive after
+    THREADS_EXIT_SECONDS is a RuntimeError naming it). With `freeze`, the objects
+    made so far are then moved out of the garbage collector's reach (`gc.freeze`),
+    so that a collection in a worker does not write to, and so copy, the pages they
+    share with the master."""
+    import api.app
+    import api.serving
+    import api.wsgi  # noqa: F401  (each import is the point: its pages are shared)
+
+    before = set(threading.enumerate())
+    warm_kernels()
+    deadline = time.monotonic() + THREADS_EXIT_SECONDS
+    for thread in set(threading.enumerate()) - before:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in threading.enumerate() if t.is_alive() and t not in before]
+    if left:
+        raise RuntimeError(f"preloading left threads running in the master: {left}")
+    if freeze:
+        gc.collect()
+        gc.freeze()
 
 
 class IndexLoader:

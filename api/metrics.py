@@ -1,4 +1,5 @@
-"""Prometheus metrics: requests, latencies, match queries and hits, index sizes.
+"""Prometheus metrics: requests, latencies, match queries and hits, index sizes, and
+what an operator watches (index memory, snapshot age, import jobs, followers' lag).
 
 Each app owns its registry (two apps in one process, as in tests, never collide).
 Under gunicorn every worker is its own process; `hashdb serve` then sets
@@ -7,6 +8,24 @@ worker's values to files there, and `/metrics` (answered by whichever worker)
 aggregates all of them: counters and histograms are summed over workers, index
 sizes and readiness are the largest and smallest over live workers. Without that
 variable (a single process, the test client) the registry is read directly.
+
+The operational gauges:
+
+    hashdb_index_bytes{signal_type}     array memory of a worker's index (the largest
+                                        over live workers; mapped snapshot arrays are
+                                        shared by the workers of a machine)
+    hashdb_snapshot_age_seconds{signal_type}
+                                        since the snapshot the index came from was
+                                        saved (absent: built from the database)
+    hashdb_import_jobs{state}           unfinished import jobs by state (queue depth)
+    hashdb_feed_lag{member}             changes a following member is behind: the
+                                        head minus the cursor it reported in
+                                        `X-Hashdb-Follower-Cursor` on its last export
+                                        request (api/export.py)
+
+The first three are read when `/metrics` is scraped (`observe`, cheap: no scan);
+the lag when a follower asks for a page. Values a scrape or a request sets are
+taken from the worker that set them last (`livemostrecent`).
 """
 
 from __future__ import annotations
@@ -32,6 +51,16 @@ class Indexes(Protocol):
     def cursor(self) -> int: ...
 
     def index_sizes(self) -> dict[str, int]: ...
+
+
+class Operations(Protocol):
+    """What the metrics read on a scrape (`Consortium.operations` has it)."""
+
+    def index_bytes(self) -> dict[str, int]: ...
+
+    def snapshot_age(self) -> dict[str, float]: ...
+
+    def import_jobs(self) -> dict[str, int]: ...
 
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -85,6 +114,56 @@ class Metrics:
             multiprocess_mode="livemin",
             registry=self.registry,
         )
+
+        self.index_bytes = Gauge(
+            "hashdb_index_bytes",
+            "Array memory of the in-memory index, by signal type (largest over live "
+            "workers; memory-mapped snapshot arrays included, shared on a machine).",
+            ["signal_type"],
+            multiprocess_mode="livemax",
+            registry=self.registry,
+        )
+        self.snapshot_age = Gauge(
+            "hashdb_snapshot_age_seconds",
+            "Seconds since the index snapshot the index was loaded from was saved, by "
+            "signal type (absent: built from the database).",
+            ["signal_type"],
+            multiprocess_mode="livemostrecent",
+            registry=self.registry,
+        )
+        self.import_jobs = Gauge(
+            "hashdb_import_jobs",
+            "Unfinished import jobs, by state (the import queue's depth).",
+            ["state"],
+            multiprocess_mode="livemostrecent",
+            registry=self.registry,
+        )
+        self.feed_lag = Gauge(
+            "hashdb_feed_lag",
+            "Changes a following member is behind the feed's head, as of its last "
+            "export request that reported its cursor (X-Hashdb-Follower-Cursor).",
+            ["member"],
+            multiprocess_mode="livemostrecent",
+            registry=self.registry,
+        )
+
+    def observe(self, operations: Operations) -> None:
+        """Read the operational gauges (at a scrape); the import-job count needs the
+        database and raises StorageUnavailable if it does not answer, after the
+        others are set."""
+        self.set_index_bytes(operations.index_bytes())
+        for name, age in operations.snapshot_age().items():
+            self.snapshot_age.labels(name).set(age)
+        for state, count in operations.import_jobs().items():
+            self.import_jobs.labels(state).set(count)
+
+    def set_index_bytes(self, sizes: dict[str, int]) -> None:
+        for name, size in sizes.items():
+            self.index_bytes.labels(name).set(size)
+
+    def note_follower(self, member: str, lag: int) -> None:
+        """A follower's lag, from the cursor it reported and the head it was answered."""
+        self.feed_lag.labels(member).set(max(0, lag))
 
     def set_index_sizes(self, sizes: dict[str, int]) -> None:
         for name, size in sizes.items():

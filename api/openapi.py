@@ -22,7 +22,7 @@ from api.auth import allowed_roles
 from api.idempotency import ERRORS as IDEMPOTENCY_ERRORS
 from api.idempotency import PARAMETER as IDEMPOTENCY_KEY
 from api.idempotency import accepts_idempotency_key
-from api.schemas import ErrorResponse
+from api.schemas import PAGE_HEADERS, ErrorResponse, PageOut
 from hashdb.settings import Settings
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -168,6 +168,8 @@ def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
         }
         if "description" in prop:
             param["description"] = prop["description"]
+        if shape.pop("deprecated", False):
+            param["deprecated"] = True
         out.append(param)
     return out
 
@@ -239,15 +241,19 @@ def build(app: Flask, settings: Settings) -> dict[str, Any]:
         for status, answer in op.responses.items():
             content: dict[str, Any] = {}
             json_refs = []
+            paged = False
             for out in _alternatives(answer):
                 if isinstance(out, Raw):
                     content[out.media_type] = {"schema": dict(out.schema)}
                 else:
                     json_refs.append(ref(out, "serialization"))
+                    paged = paged or issubclass(out, PageOut)
             if json_refs:
                 one = json_refs[0] if len(json_refs) == 1 else {"anyOf": json_refs}
                 content["application/json"] = {"schema": one}
             responses[str(status)] = {"description": "Success.", "content": content}
+            if paged:  # a page of a list: its cursor and more in headers too
+                responses[str(status)]["headers"] = {k: dict(v) for k, v in PAGE_HEADERS.items()}
         error = {"application/json": {"schema": ref(ErrorResponse, "serialization")}}
         codes = _error_codes(op, roles is not None, bool(params), idempotent)
         for status, text in codes.items():

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Annotated, Any, Literal, TypeVar, cast
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar, cast
 
 from pydantic import (
     BaseModel,
@@ -35,8 +35,10 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
+from hashdb.consortium.paging import DEFAULT_LIMIT, MAX_KEY, MAX_LIMIT
 from hashdb.errors import InvalidInput
 from hashdb.signals import SIGNAL_TYPES
 
@@ -149,6 +151,97 @@ def value_field() -> Any:
     return Field(
         max_length=_HEX_MAX,
         description="The hash as hex digits: 64 for pdq and sha256, 16 for phash, 32 for md5.",
+    )
+
+
+# ---- pages of a list ---------------------------------------------------------------
+# Every list endpoint pages the same way (the export feed's way; hashdb/consortium/
+# paging.py is the contract): `cursor` and `limit` in the query, `cursor` and `more`
+# in the body and in the X-Hashdb-Cursor and X-Hashdb-More headers, and a Link
+# rel="next" header while `more` (api/web.py `reply_page`).
+
+CURSOR_HEADER = "X-Hashdb-Cursor"
+MORE_HEADER = "X-Hashdb-More"
+# The headers of every page, as OpenAPI response headers (api/openapi.py adds them to
+# each answer whose model is a `PageOut`).
+PAGE_HEADERS: dict[str, dict[str, Any]] = {
+    CURSOR_HEADER: {
+        "description": "The page's `cursor`: pass it back as `cursor` for the next page.",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    MORE_HEADER: {
+        "description": "The page's `more`: `true` while items follow the cursor.",
+        "schema": {"type": "string", "enum": ["true", "false"]},
+    },
+    "Link": {
+        "description": 'While `more`: `<URL>; rel="next"`, the next page with the same '
+        "filters, `cursor` and `limit`.",
+        "schema": {"type": "string"},
+    },
+}
+
+
+class PageArgs(QueryArgs):
+    """`cursor` and `limit` of a list endpoint. A subclass that replaces an older
+    paging parameter names it in `ALIAS` and declares it as an optional integer
+    field (documented as deprecated): it is read as `cursor`, and giving both is a
+    400. `position` is where to read on from, whichever was given."""
+
+    ALIAS: ClassVar[str | None] = None
+
+    cursor: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_KEY,
+        description="Page on: the `cursor` the previous page handed back (absent or 0: "
+        "from the start).",
+    )
+    limit: int = Field(
+        default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT, description="Most items in the page."
+    )
+
+    @model_validator(mode="after")
+    def _one_cursor(self) -> Self:
+        if self.ALIAS is not None and self.cursor is not None and self.alias_value is not None:
+            raise InvalidInput(
+                f"give `cursor` or its deprecated alias `{self.ALIAS}`, not both",
+                field=self.ALIAS,
+            )
+        return self
+
+    @property
+    def alias_value(self) -> int | None:
+        if self.ALIAS is None:
+            return None
+        value = getattr(self, self.ALIAS)
+        return value if isinstance(value, int) else None
+
+    @property
+    def position(self) -> int:
+        return self.cursor or self.alias_value or 0
+
+
+def deprecated_cursor() -> Any:
+    """The field of a deprecated alias of `cursor` (see `PageArgs.ALIAS`)."""
+    return Field(
+        default=None,
+        ge=0,
+        le=MAX_KEY,
+        description="Deprecated: the old name of `cursor` (giving both is a 400).",
+        json_schema_extra={"deprecated": True},
+    )
+
+
+class PageOut(Response):
+    """The paging fields of every list answer (the items are the subclass's)."""
+
+    cursor: int = Field(
+        description="Pass back as `cursor` for the next page: the last item's key, or the "
+        "request's cursor when the page is empty. Also the X-Hashdb-Cursor header."
+    )
+    more: bool = Field(
+        description="Whether items follow the cursor: read on while true. Also the "
+        "X-Hashdb-More header."
     )
 
 
@@ -467,8 +560,8 @@ class NewKeyOut(KeyOut):
     secret: str = Field(description="The key itself. Shown this once; only a digest is kept.")
 
 
-class MemberList(Response):
-    members: list[MemberOut]
+class MemberList(PageOut):
+    members: list[MemberOut] = Field(description="By id (oldest first).")
 
 
 class MemberDetail(Response):

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from api.schemas import MAX_LABELS, Label, Request, Response
+from api.schemas import MAX_LABELS, Label, PageOut, Request, Response
 
 
 class ImportRequest(Request):
@@ -38,8 +38,12 @@ class ImportOut(Response):
     member_id: int
     source: str = Field(description="The imported path, relative to the import root.")
     labels: list[str]
-    status: str = Field(description="running or done.")
-    running_here: bool = Field(description="Hashing in the worker that answered.")
+    status: str = Field(
+        description="queued (waiting for a `hashdb worker`), running (claimed by one) or done."
+    )
+    running_here: bool = Field(
+        description="A worker holds the job now (its lease is live) and is hashing it."
+    )
     total: int = Field(description="Files planned.")
     done: int
     failed: int
@@ -57,5 +61,5 @@ class ImportDetail(ImportOut):
     errors: list[ImportFailure] = Field(description="Every failed file and why.")
 
 
-class ImportList(Response):
-    imports: list[ImportOut] = Field(description="Newest first.")
+class ImportList(PageOut):
+    imports: list[ImportOut] = Field(description="By id (oldest first).")

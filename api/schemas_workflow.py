@@ -21,11 +21,15 @@ from pydantic import AfterValidator, AwareDatetime, ConfigDict, Field
 from api.schemas import (
     FREE_TEXT_PATTERN,
     LINE_PATTERN,
+    MAX_LABELS,
     HashOut,
     Label,
+    PageArgs,
+    PageOut,
     QueryArgs,
     Request,
     Response,
+    deprecated_cursor,
     signal_field,
     value_field,
 )
@@ -71,31 +75,26 @@ Text = Annotated[str, Field(max_length=MAX_NOTE_CHARS, pattern=FREE_TEXT_PATTERN
 # ---- vetting ----------------------------------------------------------------------
 
 
-class ReviewQuery(QueryArgs):
+class ReviewQuery(PageArgs):
+    ALIAS = "after_id"
+
     status: Literal["pending", "disputed"] = Field(
         default="pending", description="Which queue: pending contributions or disputes."
     )
-    after_id: int = Field(
-        default=0, ge=0, le=MAX_ID, description="Page on: the last id of the previous page."
-    )
-    limit: int = Field(default=100, ge=1, le=1000, description="Most hashes in the page.")
+    after_id: int | None = deprecated_cursor()
 
 
-class OwnHashesQuery(QueryArgs):
+class OwnHashesQuery(PageArgs):
+    ALIAS = "after_id"
+
     status: Literal["pending", "active", "disputed", "retired", "rejected"] | None = Field(
         default=None, description="Only hashes in this status (default: every status)."
     )
-    after_id: int = Field(
-        default=0, ge=0, le=MAX_ID, description="Page on: the last id of the previous page."
-    )
-    limit: int = Field(default=100, ge=1, le=1000, description="Most hashes in the page.")
+    after_id: int | None = deprecated_cursor()
 
 
-class ReviewPage(Response):
-    hashes: list[HashOut] = Field(description="Oldest first.")
-    next_after_id: int | None = Field(
-        description="Pass as `after_id` for the next page; null when this page is the last."
-    )
+class ReviewPage(PageOut):
+    hashes: list[HashOut] = Field(description="By id (oldest first).")
 
 
 class StatusChange(Request):
@@ -126,6 +125,14 @@ class RetireBody(Request):
     reason: Reason | None = None
 
 
+class Relabel(Request):
+    labels: list[Label] = Field(
+        max_length=MAX_LABELS,
+        description="The hash's labels from now on (replacing the old ones); the "
+        "taxonomy's rules apply as for a contribution.",
+    )
+
+
 class Expiry(Request):
     expires_at: ExpiryTime | None = Field(
         description="From then on the hash never matches and is retired; null clears it."
@@ -133,6 +140,7 @@ class Expiry(Request):
 
 
 class TransitionOut(Response):
+    id: int = Field(description="Grows with every move of any hash: the history's cursor.")
     from_status: str | None = Field(description="null: the hash was created.")
     to_status: str
     actor_id: int | None = Field(description="Member who moved it; null: the service (expiry).")
@@ -140,7 +148,7 @@ class TransitionOut(Response):
     at: datetime
 
 
-class History(Response):
+class History(PageOut):
     hash_id: int
     transitions: list[TransitionOut] = Field(description="Oldest first.")
 
@@ -156,8 +164,10 @@ class LabelOut(Response):
     deprecated_at: datetime | None
 
 
-class LabelList(Response):
-    labels: list[LabelOut]
+class LabelList(PageOut):
+    labels: list[LabelOut] = Field(
+        description="In creation order; the cursor is a position (labels are never deleted)."
+    )
 
 
 class LabelIn(Request):
@@ -186,8 +196,8 @@ class IncidentOut(Response):
     closed_by: int | None
 
 
-class IncidentList(Response):
-    incidents: list[IncidentOut]
+class IncidentList(PageOut):
+    incidents: list[IncidentOut] = Field(description="By id (the order they were opened in).")
 
 
 class IncidentIn(Request):
@@ -245,7 +255,7 @@ class FeedbackGiven(Response):
     disputed: bool = Field(description="This feedback moved the hash to `disputed`.")
 
 
-class FeedbackList(Response):
+class FeedbackList(PageOut):
     feedback: list[FeedbackOut] = Field(description="All of it for admins; your own otherwise.")
 
 
@@ -273,22 +283,19 @@ class OutcomeOut(Response):
 # ---- export -----------------------------------------------------------------------
 
 
-class ExportQuery(QueryArgs):
-    since: int = Field(
-        default=0,
-        ge=0,
-        le=MAX_ID,
-        description="Cursor: the `cursor` the previous page handed back (0: from the start).",
-    )
+class ExportQuery(PageArgs):
+    ALIAS = "since"
+
     limit: int = Field(
         default=1000, ge=1, le=MAX_EXPORT, description="Most change-log entries read."
     )
+    since: int | None = deprecated_cursor()
     format: Literal["jsonl", "json", "csv", "threatexchange"] = Field(
         default="jsonl",
         description="jsonl: one entry per line (cursor, more, epoch and head in the "
         "X-Hashdb-* headers); json: one object with `entries`, `cursor`, `more`, `epoch` and "
         "`head`; csv: the entries with a header; threatexchange: a snapshot of the live PDQ "
-        "hashes (since/limit/filters ignored).",
+        "hashes (cursor/limit/filters ignored).",
     )
     label: list[Label] = Field(
         default_factory=list,
@@ -418,9 +425,11 @@ class Transparency(_Aliased):
 # ---- audit ------------------------------------------------------------------------
 
 
-class AuditQuery(QueryArgs):
-    after: int = Field(default=0, ge=0, le=MAX_ID, description="Entries after this seq.")
-    limit: int = Field(default=100, ge=1, le=MAX_READ)
+class AuditQuery(PageArgs):
+    ALIAS = "after"
+
+    limit: int = Field(default=100, ge=1, le=MAX_READ, description="Most entries in the page.")
+    after: int | None = deprecated_cursor()
 
 
 class AuditEntryOut(Response):
@@ -436,8 +445,8 @@ class AuditEntryOut(Response):
     hash: str
 
 
-class AuditPage(Response):
-    entries: list[AuditEntryOut] = Field(description="Oldest first.")
+class AuditPage(PageOut):
+    entries: list[AuditEntryOut] = Field(description="Oldest first (by seq).")
     head: AuditHead = Field(description="The newest entry now.")
 
 

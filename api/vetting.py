@@ -26,7 +26,7 @@ from api.context import context
 from api.contributing import hash_out
 from api.openapi import document
 from api.request_id import actor
-from api.web import json_body, optional_json_body, query_args, reply
+from api.web import json_body, optional_json_body, query_args, reply, reply_page
 from hashdb.consortium import HashRecord, Role, Status
 from hashdb.consortium.vetting import Resolution
 
@@ -48,7 +48,7 @@ def _hashes(records: list[HashRecord]) -> Response:
     "The review queue",
     tag=TAG,
     description="Pending contributions (or, with `status=disputed`, disputed hashes), "
-    "oldest first, a page at a time.",
+    "by id (oldest first), a page at a time.",
     query=w.ReviewQuery,
     responses={200: w.ReviewPage},
 )
@@ -56,15 +56,14 @@ def _hashes(records: list[HashRecord]) -> Response:
 def review() -> Response:
     args = query_args(w.ReviewQuery)
     found = context().db.hashes.queue(
-        actor(), Status(args.status), after_id=args.after_id, limit=args.limit
+        actor(), Status(args.status), after=args.position, limit=args.limit
     )
-    more = len(found) == args.limit
-    return reply(
-        w.ReviewPage(
-            hashes=[hash_out(r, full=True) for r in found],
-            next_after_id=found[-1].id if more else None,
-        )
+    body = w.ReviewPage(
+        hashes=[hash_out(r, full=True) for r in found.items],
+        cursor=found.cursor,
+        more=found.more,
     )
+    return reply_page(body, args)
 
 
 @bp.post("/v1/hashes/approve")
@@ -183,28 +182,52 @@ def set_expiry(hash_id: int) -> Response:
     return reply(hash_out(record, full=True))  # an admin or the contributor
 
 
+@bp.put("/v1/hashes/<id:hash_id>/labels")
+@document(
+    "Replace a hash's labels",
+    tag=TAG,
+    description="Admins, or the contributor while the hash is pending. Followers get the "
+    "new labels as an `update` in the export feed; the change is audited. A "
+    "`crisis_incident` tag cannot be added or removed this way.",
+    body=w.Relabel,
+    responses={200: s.HashOut},
+    errors={409: "The hash no longer matches (retired or rejected)."},
+)
+@requires(Role.MEMBER)
+def relabel(hash_id: int) -> Response:
+    body = json_body(w.Relabel)
+    record = context().db.vetting.relabel(actor(), hash_id, body.labels)
+    return reply(hash_out(record, full=True))
+
+
 @bp.get("/v1/hashes/<id:hash_id>/history")
 @document(
     "A hash's status history",
     tag=TAG,
-    description="Every move, oldest first, with who made it and why.",
+    description="Every move, oldest first, with who made it and why, a page at a time.",
+    query=s.PageArgs,
     responses={200: w.History},
 )
 @requires(Role.ADMIN)
 def history(hash_id: int) -> Response:
-    moves = context().db.vetting.history(actor(), hash_id)
-    return reply(
-        w.History(
-            hash_id=hash_id,
-            transitions=[
-                w.TransitionOut(
-                    from_status=t.from_status.value if t.from_status else None,
-                    to_status=t.to_status.value,
-                    actor_id=t.actor_id,
-                    reason=t.reason,
-                    at=t.at,
-                )
-                for t in moves
-            ],
-        )
+    args = query_args(s.PageArgs)
+    moves = context().db.vetting.transitions(
+        actor(), hash_id, after=args.position, limit=args.limit
     )
+    body = w.History(
+        hash_id=hash_id,
+        transitions=[
+            w.TransitionOut(
+                id=t.id,
+                from_status=t.from_status.value if t.from_status else None,
+                to_status=t.to_status.value,
+                actor_id=t.actor_id,
+                reason=t.reason,
+                at=t.at,
+            )
+            for t in moves.items
+        ],
+        cursor=moves.cursor,
+        more=moves.more,
+    )
+    return reply_page(body, args)

@@ -12,18 +12,33 @@ the SHA-256 of the exact JSON body, so it changes exactly when what the answer
 shows changes (status, labels, expiry, value, ...) and differs between two views of
 one resource (a contributor's and another member's). `If-None-Match` naming it (or
 `*`) is answered 304 with no body, as RFC 9110 section 13.1.2 asks (weak comparison).
+
+A page of a list (`reply_page`) carries its `cursor` and `more` in the body and in
+the X-Hashdb-Cursor and X-Hashdb-More headers, and, while `more`, a `Link:
+<...>; rel="next"` header (RFC 8288): the same path and filters with the page's
+`cursor` and `limit` (a deprecated alias of `cursor` given in the request is
+dropped from it). The link is relative to the request's URL.
 """
 
 from __future__ import annotations
 
 import hashlib
+import urllib.parse
 from typing import TypeVar, get_origin
 
 from flask import Response, request
 from pydantic import BaseModel, ValidationError
 from pydantic_core import to_json
 
-from api.schemas import QueryArgs, invalid_input, parse_json
+from api.schemas import (
+    CURSOR_HEADER,
+    MORE_HEADER,
+    PageArgs,
+    PageOut,
+    QueryArgs,
+    invalid_input,
+    parse_json,
+)
 from hashdb.errors import InvalidInput, UnsupportedMedia
 
 M = TypeVar("M", bound=BaseModel)
@@ -54,6 +69,20 @@ def reply_tagged(model: BaseModel) -> Response:
     else:
         response = Response(body, status=200, mimetype="application/json")
     response.set_etag(tag)
+    return response
+
+
+def reply_page(model: PageOut, args: PageArgs) -> Response:
+    """`reply(model)` for a page of a list, with its paging headers (module docstring)."""
+    response = reply(model)
+    response.headers[CURSOR_HEADER] = str(model.cursor)
+    response.headers[MORE_HEADER] = "true" if model.more else "false"
+    if model.more:
+        dropped = {"cursor", "limit", args.ALIAS}
+        kept = [(k, v) for k, v in request.args.items(multi=True) if k not in dropped]
+        query = urllib.parse.urlencode([*kept, ("cursor", model.cursor), ("limit", args.limit)])
+        path = urllib.parse.quote(request.script_root + request.path)
+        response.headers["Link"] = f'<{path}?{query}>; rel="next"'
     return response
 
 

@@ -8,19 +8,16 @@ or background thread is shared between processes. Settings come from the
 
 from __future__ import annotations
 
-import logging
-
 from flask import Flask
 
+from api import logs
 from api.app import create_app
 from hashdb.settings import Settings, load_settings
 
 
 def configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s [%(process)d] %(levelname)s %(name)s: %(message)s",
-    )
+    """HASHDB_LOG_FORMAT and HASHDB_LOG_LEVEL for the whole process (`api.logs`)."""
+    logs.configure(settings)
 
 
 def create() -> Flask:

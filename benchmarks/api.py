@@ -93,7 +93,7 @@ def load(url: str, n: int) -> tuple[str, list[str]]:
     """Store `n` corpus hashes; a member key and the hex of 20,000 query hashes."""
     corpus = make_corpus(n)
     queries, _ = make_queries(corpus, 20_000)
-    store = Store.open(url)
+    store = Store.open(url, migrate_schema=True)  # a fresh database
     try:
         member, key = store.members.create("bench", Role.MEMBER)
         step = 10_000

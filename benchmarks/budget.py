@@ -149,7 +149,7 @@ def build_app(n: int, directory: Path) -> tuple[FlaskClient, str]:
 
     url = f"sqlite:///{directory / 'budget.sqlite3'}"
     corpus = make_corpus(n)
-    store = Store.open(url)
+    store = Store.open(url, migrate_schema=True)  # a fresh database
     try:
         member, key = store.members.create("bench", Role.MEMBER)
         for start in range(0, n, 10_000):

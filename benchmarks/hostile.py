@@ -128,7 +128,7 @@ def ordinary_jpeg() -> bytes:
 def load(url: str, n: int) -> str:
     """Store `n` random PDQ hashes; a member key."""
     rng = np.random.default_rng(0)
-    store = Store.open(url)
+    store = Store.open(url, migrate_schema=True)  # a fresh database
     try:
         member, key = store.members.create("bench", Role.MEMBER)
         codes = rng.integers(0, 256, (n, 32), dtype=np.uint8)

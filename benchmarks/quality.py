@@ -174,7 +174,7 @@ def run(references: int, unrelated: int, workers: int, seed: int) -> None:
     pdq_from_bytes, pdq_index = _tx()
     tmp = Path(tempfile.mkdtemp(prefix="hashdb-quality-"))
     settings = Settings(database_url=f"sqlite:///{tmp / 'q.sqlite3'}", sync_interval=0.0)
-    db = Consortium(settings, Store.open(settings.resolved_database_url()))
+    db = Consortium(settings, Store.open(settings.resolved_database_url(), migrate_schema=True))
     admin = db.store.members.create("bench", Role.ADMIN)[0]
 
     print(f"references: {references}; storing through Consortium.contribute (SQLite in {tmp})")

@@ -46,7 +46,7 @@ def write_collection(root: Path, videos: int, seconds: float) -> None:
 
 def import_once(root: Path, workers: int, work: Path) -> tuple[float, float, int]:
     """Seconds to start the pool, seconds to import, videos imported."""
-    store = Store.open(f"sqlite:///{work / f'import-{workers}.sqlite3'}")
+    store = Store.open(f"sqlite:///{work / f'import-{workers}.sqlite3'}", migrate_schema=True)
     db = Consortium(Settings(), store)
     try:
         ops = Actor(store.members.create("ops", Role.OPS)[0])

@@ -31,8 +31,16 @@ adopts that maximum and sends the rest in smaller requests. Results come back as
 one list in the order of the input, `index` counting over the whole input.
 
 Results are frozen dataclasses (`MatchResult`, `Match`, `VideoMatch`, `Added`,
-`MediaMatch`, `MediaContribution`, `FeedbackGiven`); feed pages are the feed's own
-`FeedPage` (hashdb/consortium/export.py: entries, cursor, more, epoch, head).
+`MediaMatch`, `MediaContribution`, `FeedbackGiven`, `Hash`, `Label`); feed pages are
+the feed's own `FeedPage` (hashdb/consortium/export.py: entries, cursor, more, epoch,
+head).
+
+Lists. Every list endpoint pages the same way (`cursor` and `limit` in, `cursor` and
+`more` out; hashdb/consortium/paging.py), so one pager (`_paginate`) reads them
+all: it asks for the page after the last one's `cursor` until a page says `more:
+false`. The list methods (`hashes`, `labels`) are generators that yield the items
+across pages, fetching a page as the caller reaches it; `follow` is the same pager
+over the export feed, yielding its pages.
 
 Errors, on the tree of hashdb.errors (so the CLI maps them to exit codes as for
 every command):
@@ -75,6 +83,7 @@ RETRIED_STATUSES = frozenset({429, 503})
 _RETRIED_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 T = TypeVar("T")
+P = TypeVar("P")
 
 
 class RemoteError(HashdbError):
@@ -225,6 +234,83 @@ class FeedbackGiven:
     kind: str
     disagreeing_members: int
     disputed: bool  # this feedback moved the hash to disputed
+
+
+@dataclass(frozen=True)
+class Hash:
+    """One of the member's own hashes, as `GET /v1/hashes` lists it."""
+
+    id: int
+    signal_type: str
+    value: str
+    quality: int | None
+    labels: tuple[str, ...]
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    expires_at: datetime | None
+    reference: str | None
+
+
+@dataclass(frozen=True)
+class Label:
+    """A label of the consortium's taxonomy."""
+
+    name: str
+    description: str
+    value_kind: str  # none, optional or required: whether `name:value` is
+    deprecated: bool
+
+
+def _time(value: Any) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(str(value))
+
+
+def _hash(data: Mapping[str, Any]) -> Hash:
+    return Hash(
+        id=int(data["id"]),
+        signal_type=str(data["signal_type"]),
+        value=str(data["value"]),
+        quality=None if data.get("quality") is None else int(data["quality"]),
+        labels=tuple(str(x) for x in data["labels"]),
+        status=str(data["status"]),
+        created_at=datetime.fromisoformat(data["created_at"]),
+        updated_at=datetime.fromisoformat(data["updated_at"]),
+        expires_at=_time(data.get("expires_at")),
+        reference=data.get("reference"),
+    )
+
+
+def _label(data: Mapping[str, Any]) -> Label:
+    return Label(
+        name=str(data["name"]),
+        description=str(data["description"]),
+        value_kind=str(data["value_kind"]),
+        deprecated=data.get("deprecated_at") is not None,
+    )
+
+
+def _paginate(
+    cursor: int, fetch: Callable[[int], P], position: Callable[[P], tuple[int, bool]]
+) -> Iterator[P]:
+    """Pages from the one after `cursor` on: each fetched at the previous page's cursor,
+    until one says there is no more (`position` reads a page's cursor and more). A
+    server whose cursor does not move forward while saying more is a RemoteError, not
+    an endless loop."""
+    while True:
+        page = fetch(cursor)
+        yield page
+        after, more = position(page)
+        if not more:
+            return
+        if after <= cursor:
+            raise RemoteError(200, "malformed_answer", f"the cursor did not advance past {cursor}")
+        cursor = after
+
+
+def _page_position(data: Mapping[str, Any]) -> tuple[int, bool]:
+    with _reading():
+        return int(data["cursor"]), bool(data["more"])
 
 
 def _via(data: Mapping[str, Any] | None) -> Via | None:
@@ -431,6 +517,37 @@ class Client:
                 disputed=bool(data["disputed"]),
             )
 
+    # ---- lists ----------------------------------------------------------------------
+
+    def hashes(self, status: str | None = None, *, limit: int = 100) -> Iterator[Hash]:
+        """The member's own hashes (in every status, or only `status`), oldest first,
+        read `limit` at a time as the caller iterates."""
+        params = [] if status is None else [("status", status)]
+        return self._items("/v1/hashes", "hashes", _hash, params, limit)
+
+    def labels(self, *, limit: int = 100) -> Iterator[Label]:
+        """The label taxonomy, in creation order (deprecated labels too)."""
+        return self._items("/v1/labels", "labels", _label, [], limit)
+
+    def _items(
+        self,
+        path: str,
+        field: str,
+        parse: Callable[[Mapping[str, Any]], T],
+        params: Sequence[tuple[str, str | int]],
+        limit: int,
+    ) -> Iterator[T]:
+        """Every item of a list endpoint, across its pages (`_paginate`)."""
+
+        def fetch(cursor: int) -> Any:
+            query = [*params, ("cursor", cursor), ("limit", limit)]
+            return self._send("GET", path, params=query)
+
+        for page in _paginate(0, fetch, _page_position):
+            with _reading():
+                items = [parse(item) for item in page[field]]
+            yield from items
+
     # ---- the export feed --------------------------------------------------------
 
     def export(
@@ -441,7 +558,8 @@ class Client:
         labels: Sequence[str] = (),
         signal_types: Sequence[str] = (),
     ) -> FeedPage:
-        """One page of the feed after cursor `since` (hashdb/consortium/export.py)."""
+        """One page of the feed after cursor `since` (hashdb/consortium/export.py),
+        reporting `since` as this follower's cursor (X-Hashdb-Follower-Cursor)."""
         params: list[tuple[str, str | int]] = [
             ("since", since),
             ("limit", limit),
@@ -449,7 +567,9 @@ class Client:
         ]
         params += [("label", label) for label in labels]
         params += [("signal_type", s) for s in signal_types]
-        data = self._send("GET", "/v1/export", params=params)
+        # `since` is where the follower's copy stands: the server shows its lag.
+        headers = {"X-Hashdb-Follower-Cursor": str(since)}
+        data = self._send("GET", "/v1/export", params=params, headers=headers)
         try:
             return FeedPage.from_json(data)
         except InvalidInput as exc:
@@ -466,12 +586,11 @@ class Client:
         """Pages from `since` on, each resuming at the last one's cursor, until one says
         there is no more (an empty page may still say more). The caller checks each
         page's `epoch` against the one its cursor was read in."""
-        while True:
-            page = self.export(since, limit, labels=labels, signal_types=signal_types)
-            yield page
-            if not page.more:
-                return
-            since = page.cursor
+
+        def fetch(cursor: int) -> FeedPage:
+            return self.export(cursor, limit, labels=labels, signal_types=signal_types)
+
+        return _paginate(since, fetch, lambda page: (page.cursor, page.more))
 
     # ---- the wire -------------------------------------------------------------------
 

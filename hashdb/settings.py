@@ -8,6 +8,8 @@ class (`hashdb settings --markdown`) and a test keeps the two in step.
 
 from __future__ import annotations
 
+from enum import StrEnum
+from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
@@ -16,6 +18,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from hashdb.errors import InvalidInput
 
 DEFAULT_DB_FILENAME = "hashdb.sqlite3"
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
 
 
 class Settings(BaseSettings):
@@ -36,11 +43,55 @@ class Settings(BaseSettings):
         description="Directory for index snapshots, so a restart loads the built index "
         "and replays only newer changes; unset rebuilds from the database at every start.",
     )
+    snapshot_after_build: bool = Field(
+        default=True,
+        description="Whether a process that built its indexes from the database (no sound "
+        "snapshot in HASHDB_SNAPSHOT_DIR) saves them there at once. Turn it off where "
+        "`hashdb worker` writes the snapshots: API workers then never write one; they "
+        "serve what they built until the worker's snapshot appears, then map it.",
+    )
+    snapshot_poll_seconds: float = Field(
+        default=5.0,
+        ge=0.0,
+        le=3600.0,
+        description="How often, at most, a serving process checks HASHDB_SNAPSHOT_DIR for "
+        "a snapshot newer than the one it mapped (one `stat` per index) and swaps to it "
+        "in the background, so its private delta stays small.",
+    )
     bind: str = Field(
         default="127.0.0.1:5000", description="Address `hashdb serve` listens on (host:port)."
     )
     workers: int = Field(default=2, ge=1, le=64, description="Gunicorn worker processes.")
     threads: int = Field(default=4, ge=1, le=256, description="Threads per worker.")
+    db_pool_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=1000,
+        description="PostgreSQL connections one process keeps in its pool; unset means "
+        "HASHDB_THREADS + 2 (a connection per serving thread, one for the match-count "
+        "writer and one for an import or the index loader). Every database user of a "
+        "process (requests, the heads read, imports, the count writer) draws from this "
+        "one pool; the readiness probe alone opens a short-lived connection of its own. "
+        "Size the database for it: servers x HASHDB_WORKERS x (HASHDB_DB_POOL_SIZE + "
+        "HASHDB_DB_MAX_OVERFLOW + 1) + the connections of `hashdb import`/CLI processes "
+        "(each HASHDB_DB_POOL_SIZE + HASHDB_DB_MAX_OVERFLOW at most) + a reserve for "
+        "administration must stay within PostgreSQL's max_connections (100 by default: "
+        "3 servers x 4 workers x 7 = 84, leaving 16).",
+    )
+    db_max_overflow: int = Field(
+        default=0,
+        ge=0,
+        le=1000,
+        description="PostgreSQL connections a process may open beyond HASHDB_DB_POOL_SIZE "
+        "under a burst, closed again when returned; counted in the budget above.",
+    )
+    db_pool_timeout: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=600.0,
+        description="Seconds a request waits for a free pooled database connection; after "
+        "that it is answered 503 with Retry-After (never 500).",
+    )
     header_timeout: float = Field(
         default=10.0,
         gt=0.0,
@@ -145,6 +196,22 @@ class Settings(BaseSettings):
         "request can be served.",
     )
     log_level: str = Field(default="info", description="Log level: debug, info, warning, error.")
+    log_format: LogFormat = Field(
+        default=LogFormat.TEXT,
+        description="`text`: one readable line per record, for a terminal; `json`: one JSON "
+        "object per line (time, level, logger, message, request_id inside a request, exc "
+        "info), for a log collector. Applies to hashdb's and gunicorn's loggers and to the "
+        "access log (one line per request: method, path, status, duration, bytes, request "
+        "id, member, remote address). Keys, tokens and query strings are never logged.",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated IP addresses or CIDR networks of the reverse proxies "
+        "in front of the API. Only a request whose peer is one of them has its "
+        "X-Forwarded-For / -Proto / -Host applied (one hop); any other peer keeps its own "
+        "address, whatever it sends. Rate limits and logs use the resulting address. "
+        "Empty: no proxy is trusted.",
+    )
     pending_matches: bool = Field(
         default=True,
         description="Whether hashes awaiting vetting (`pending`) already match; results "
@@ -244,7 +311,47 @@ class Settings(BaseSettings):
         "unset disables imports over HTTP (the CLI `hashdb import` still works).",
     )
     import_workers: int = Field(
-        default=2, ge=1, le=256, description="Hashing processes of an import started over HTTP."
+        default=2,
+        ge=1,
+        le=256,
+        description="Hashing processes of an import run by `hashdb worker` (imports started "
+        "over HTTP are queued for it).",
+    )
+    import_lease_seconds: float = Field(
+        default=60.0,
+        ge=1.0,
+        le=3600.0,
+        description="How long a worker's claim on an import job lasts without renewal. The "
+        "holder's heartbeat renews it every fifth of this while the job runs, however "
+        "slow a file is; a job whose holder died is claimable again this long after its "
+        "last renewal, and the next worker resumes it, storing nothing twice.",
+    )
+    worker_poll_seconds: float = Field(
+        default=2.0,
+        ge=0.05,
+        le=3600.0,
+        description="How often an idle `hashdb worker` looks for a queued import job.",
+    )
+    worker_expiry_seconds: float = Field(
+        default=60.0,
+        ge=0.05,
+        le=86400.0,
+        description="How often `hashdb worker` retires hashes past their expiry (audited "
+        "`hash.expire`). Until then an expired hash already neither matches nor is exported.",
+    )
+    worker_snapshot_changes: int = Field(
+        default=10_000,
+        ge=1,
+        description="`hashdb worker` saves index snapshots to HASHDB_SNAPSHOT_DIR after "
+        "this many change-log entries since its last save (or after "
+        "HASHDB_WORKER_SNAPSHOT_SECONDS, whichever comes first).",
+    )
+    worker_snapshot_seconds: float = Field(
+        default=600.0,
+        ge=0.05,
+        le=86400.0,
+        description="Most seconds `hashdb worker` lets changes wait before it saves index "
+        "snapshots to HASHDB_SNAPSHOT_DIR (nothing is saved while nothing changed).",
     )
     import_max_unpacked_bytes: int = Field(
         default=256 * 1024**3,
@@ -300,6 +407,26 @@ class Settings(BaseSettings):
         if value.lower() not in {"debug", "info", "warning", "error"}:
             raise ValueError("must be one of debug, info, warning, error")
         return value.lower()
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for item in (part.strip() for part in value.split(",")):
+            if item:
+                try:
+                    ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(
+                        f"{item!r} is not an IP address or CIDR network, for example "
+                        "10.0.0.0/8 or 192.0.2.7"
+                    ) from None
+        return value
+
+    @property
+    def trusted_networks(self) -> tuple[IPv4Network | IPv6Network, ...]:
+        """HASHDB_TRUSTED_PROXIES as networks (an address is a network of one)."""
+        parts = (part.strip() for part in self.trusted_proxies.split(","))
+        return tuple(ip_network(part, strict=False) for part in parts if part)
 
     @field_validator("bind")
     @classmethod

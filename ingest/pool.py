@@ -72,8 +72,12 @@ class LocalPool:
 
 class DaskPool:
     def __init__(self, scheduler: str) -> None:
-        from distributed import Client
-
+        try:
+            from distributed import Client
+        except ImportError:
+            raise OutsideFailure(
+                "HASHDB_DASK_SCHEDULER is set but Dask is not installed: pip install 'hashdb[dask]'"
+            ) from None
         try:
             self._client = Client(scheduler, timeout=10)  # type: ignore[no-untyped-call]
         except (OSError, TimeoutError) as exc:

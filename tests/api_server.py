@@ -89,7 +89,7 @@ def start_server(
 
 
 def member_key(database_url: str, name: str) -> str:
-    """A new member's API key in the database at `database_url` (migrated first)."""
+    """A new member's API key in the database at `database_url` (already migrated)."""
     from hashdb.store import Role, Store
 
     store = Store.open(database_url)

@@ -150,13 +150,15 @@ def _serve() -> None:
 
 
 @pytest.fixture(scope="session")
-def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleServer]:
+def console_server(
+    tmp_path_factory: pytest.TempPathFactory, migrated: Callable[[str], str]
+) -> Iterator[ConsoleServer]:
     from api_server import free_port
 
     from hashdb.store import Role, Store
 
     data_dir = tmp_path_factory.mktemp("console")
-    database_url = f"sqlite:///{data_dir / 'hashdb.sqlite3'}"
+    database_url = migrated(f"sqlite:///{data_dir / 'hashdb.sqlite3'}")
     store = Store.open(database_url)
     keys = {}
     for name, role in [

@@ -37,7 +37,12 @@ class FeedServer:
                         server.db.store.members.authenticate(auth.removeprefix("Bearer ")).member
                     )
                 except Unauthenticated:
-                    self.send_error(401)
+                    refusal = b'{"error": {"code": "unauthenticated", "message": "no"}}'
+                    self.send_response(401)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(refusal)))
+                    self.end_headers()
+                    self.wfile.write(refusal)
                     return
                 url = urllib.parse.urlsplit(self.path)
                 args = dict(urllib.parse.parse_qsl(url.query))
@@ -45,7 +50,8 @@ class FeedServer:
                     self.send_error(404)
                     return
                 assert args["format"] == "json"
-                page = server.db.feed.page(reader, int(args["since"]), int(args["limit"]))
+                since = int(args.get("cursor", args.get("since", "0")))
+                page = server.db.feed.page(reader, since, int(args["limit"]))
                 server.pages.append(page)
                 body = json.dumps(page.to_json()).encode()
                 self.send_response(200)

@@ -34,6 +34,7 @@ V1_ENDPOINTS = [
     ("POST", "/v1/hashes/retire", set()),
     ("POST", "/v1/hashes/1/resolve", set()),
     ("PUT", "/v1/hashes/1/expiry", {"member"}),
+    ("PUT", "/v1/hashes/1/labels", {"member"}),
     ("GET", "/v1/hashes/1/history", set()),
     ("POST", "/v1/hashes/1/feedback", {"member"}),
     ("GET", "/v1/hashes/1/feedback", {"member"}),

@@ -140,9 +140,10 @@ def test_a_member_pages_through_its_own_contributions_and_no_one_elses(api: Api)
     assert page is not None
     assert [h["id"] for h in page["hashes"]] == mine[:2]
     assert {h["status"] for h in page["hashes"]} == {"pending"}
-    rest = api.get(f"/v1/hashes?after_id={page['next_after_id']}").json
+    assert (page["cursor"], page["more"]) == (mine[1], True)
+    rest = api.get(f"/v1/hashes?cursor={page['cursor']}").json
     assert rest is not None
-    assert ([h["id"] for h in rest["hashes"]], rest["next_after_id"]) == (mine[2:], None)
-    assert api.get("/v1/hashes?status=active").json == {"hashes": [], "next_after_id": None}
+    assert ([h["id"] for h in rest["hashes"]], rest["more"]) == (mine[2:], False)
+    assert api.get("/v1/hashes?status=active").json == {"hashes": [], "cursor": 0, "more": False}
     refused = api.get("/v1/hashes?status=lost")
     assert refused.status_code == 400 and refused.json["error"]["details"]["field"] == "status"  # type: ignore[index]

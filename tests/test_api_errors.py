@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -205,8 +206,10 @@ def test_readyz_and_match_answer_503_until_the_indexes_are_loaded(
         context(app).close()
 
 
-def test_an_unreachable_database_is_503_not_500(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'gone.sqlite3'}"
+def test_an_unreachable_database_is_503_not_500(
+    tmp_path: Path, migrated: Callable[[str], str]
+) -> None:
+    url = migrated(f"sqlite:///{tmp_path / 'gone.sqlite3'}")
     app = create_app(Settings(database_url=url))
     try:
         assert context(app).loader.wait(10)

@@ -1,19 +1,22 @@
 """Imports over HTTP: ops start an import of a server-side folder and follow its progress.
 
 Only paths under HASHDB_IMPORT_ROOT may be imported; without the setting the
-endpoint is refused. The import runs in the background (a process pool), so the
-test polls its progress until it is done, then checks its counts and errors.
+endpoint is refused. The API only queues the job; `hashdb worker` runs it (here its
+job loop, `run_queued`, with a process pool), then the test reads its progress
+over HTTP and checks its counts and errors.
 """
 
 from __future__ import annotations
 
 import shutil
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from media_factory import write_image, write_video
+from worker_fixtures import run_queued
+
+from api.context import context
 
 if TYPE_CHECKING:
     from api_fixtures import Api, MakeApi
@@ -41,14 +44,12 @@ def api(make_api: MakeApi, root: Path) -> Api:
     return make_api(import_root=root, import_workers=1)
 
 
-def wait_done(api: Api, job_id: int, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        body: dict[str, Any] = api.get(f"/v1/imports/{job_id}", "ops").json  # type: ignore[assignment]
-        if body["status"] == "done" and not body["running_here"]:
-            return body
-        time.sleep(0.2)
-    raise AssertionError(f"import {job_id} not done after {timeout}s")
+def wait_done(api: Api, job_id: int) -> dict[str, Any]:
+    """Run a worker over the queue, then the job as the API shows it: done."""
+    run_queued(context(api.app).settings)
+    body: dict[str, Any] = api.get(f"/v1/imports/{job_id}", "ops").json  # type: ignore[assignment]
+    assert (body["status"], body["running_here"]) == ("done", False), body
+    return body
 
 
 def test_an_import_started_over_http_runs_to_done_with_counts_and_errors(api: Api) -> None:
@@ -57,8 +58,10 @@ def test_an_import_started_over_http_runs_to_done_with_counts_and_errors(api: Ap
     job = started.json
     assert job is not None
     assert (job["source"], job["total"], job["labels"]) == ("collection", 6, ["attack_footage"])
+    assert (job["status"], job["running_here"], job["pending"]) == ("queued", False, 6)
     again = api.post("/v1/imports", {"path": "collection/"}, "ops")
-    assert again.status_code == 409  # the same source, still running
+    assert again.status_code == 202  # the same source, still queued: the same job
+    assert again.json is not None and again.json["id"] == job["id"]
 
     done = wait_done(api, job["id"])
     assert (done["done"], done["duplicates"], done["failed"], done["pending"]) == (4, 1, 1, 0)
@@ -71,8 +74,9 @@ def test_an_import_started_over_http_runs_to_done_with_counts_and_errors(api: Ap
     audit = api.get("/v1/audit", "admin").json["entries"]  # type: ignore[index]
     entries = {e["action"]: e for e in audit if e["target"] == f"import:{job['id']}"}
     assert set(entries) == {"import.start", "import.finish"}  # as `hashdb import` writes
-    assert entries["import.start"]["details"]["labels"] == ["attack_footage"]
-    assert entries["import.start"]["details"]["files"] == 6
+    starts = {e["details"]["resumed"]: e["details"] for e in audit if e["action"] == "import.start"}
+    assert set(starts) == {False, True}  # the first start, and the second resuming it
+    assert (starts[False]["labels"], starts[False]["files"]) == (["attack_footage"], 6)
     finish = entries["import.finish"]["details"]
     assert (finish["done"], finish["duplicates"], finish["failed"]) == (4, 1, 1)
     assert entries["import.finish"]["actor_id"] == entries["import.start"]["actor_id"]
@@ -119,7 +123,7 @@ def test_an_unknown_label_is_400_before_any_job_or_audit_entry(api: Api, root: P
         error = response.json["error"]  # type: ignore[index]
         assert error["details"]["field"] == field
         assert "unknown label(s)" in error["message"]
-    assert api.get("/v1/imports", "ops").json == {"imports": []}
+    assert api.get("/v1/imports", "ops").json == {"imports": [], "cursor": 0, "more": False}
     assert api.get("/v1/audit", "admin").json["entries"] == []  # type: ignore[index]
 
 
@@ -141,4 +145,4 @@ def test_without_an_import_root_imports_over_http_are_refused(make_api: MakeApi)
     response = api.post("/v1/imports", {"path": "collection"}, "ops")
     assert response.status_code == 403
     assert "HASHDB_IMPORT_ROOT" in response.json["error"]["message"]  # type: ignore[index]
-    assert api.get("/v1/imports", "ops").json == {"imports": []}
+    assert api.get("/v1/imports", "ops").json == {"imports": [], "cursor": 0, "more": False}

@@ -8,7 +8,7 @@ so that every operation is reached, and a bounded number of examples per operati
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,9 +42,11 @@ EXAMPLES_PER_OPERATION = 40
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
+def app(
+    tmp_path_factory: pytest.TempPathFactory, migrated: Callable[[str], str]
+) -> Iterator[Flask]:
     path: Path = tmp_path_factory.mktemp("schemathesis") / "hashdb.sqlite3"
-    app = create_app(Settings(database_url=f"sqlite:///{path}", max_batch=50))
+    app = create_app(Settings(database_url=migrated(f"sqlite:///{path}"), max_batch=50))
     assert context(app).loader.wait(30)
     yield app
     context(app).close()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +24,8 @@ import pytest
 import requests
 from api_server import Server, start_server
 
-from hashdb.consortium import Actor, sync
+from hashdb.client import Client as MemberClient
+from hashdb.consortium import Actor
 from hashdb.consortium.core import Consortium
 from hashdb.matching import Query
 from hashdb.settings import Settings
@@ -83,9 +84,9 @@ def server(db_url: str, tmp_path: Path, keys: dict[str, str]) -> Iterator[Server
 
 
 @pytest.fixture
-def local(tmp_path: Path) -> Iterator[Consortium]:
+def local(tmp_path: Path, migrated: Callable[[str], str]) -> Iterator[Consortium]:
     """A small platform's own hashdb, following the server's feed."""
-    copy = Store.open(f"sqlite:///{tmp_path / 'local.sqlite3'}")
+    copy = Store.open(migrated(f"sqlite:///{tmp_path / 'local.sqlite3'}"))
     copy.members.create("Local admin", Role.ADMIN)  # who runs the sync
     db = Consortium(Settings(sync_interval=0), copy)
     yield db
@@ -138,7 +139,7 @@ def test_the_whole_story_over_http(server: Server, keys: dict[str, str], local: 
         assert admin.ok("GET", "/v1/review")["hashes"] == []
 
         # A local copy syncs from the feed and matches it.
-        feed = sync.HttpFeed(server.url, keys["Platform B"])
+        feed = MemberClient(server.url, keys["Platform B"])
         assert local.sync.pull(Actor(local.members.operator()), feed, server.url).live == 1
         assert local_matches(local) == 1
 
@@ -193,6 +194,7 @@ def test_the_whole_story_over_http(server: Server, keys: dict[str, str], local: 
         assert local.sync.pull(Actor(local.members.operator()), feed, server.url).retired == 1
         assert local_matches(local) == 0
         up_to_date = local.sync.pull(Actor(local.members.operator()), feed, server.url)
+        feed.close()
         assert up_to_date.entries == 0
 
         # The transparency report for the period shows every one of those numbers.

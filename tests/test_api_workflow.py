@@ -195,12 +195,37 @@ def test_the_contributor_or_an_admin_sets_an_expiry_and_nobody_else(api: Api) ->
     error(naive, 400, "expires_at")
 
 
+def test_labels_are_replaced_by_an_admin_or_by_the_contributor_while_pending(
+    api: Api,
+) -> None:
+    (hash_id,) = api.add(pdq(15))
+
+    def relabel(labels: list[str], who: str) -> TestResponse:
+        return api.client.put(
+            f"/v1/hashes/{hash_id}/labels", json={"labels": labels}, headers=api.auth(who)
+        )
+
+    mine = relabel(["manifesto"], "member")
+    assert mine.status_code == 200 and mine.json["labels"] == ["manifesto"]  # type: ignore[index]
+    error(relabel(["no_such_label"], "member"), 400, "labels")
+    error(relabel(["crisis_incident:1"], "admin"), 400, "labels")
+    api.post("/v1/hashes/approve", {"ids": [hash_id]}, "admin")
+    error(relabel(["attack_footage"], "member"), 403)  # active: an admin's call now
+    done = relabel(["attack_footage", "manifesto"], "admin")
+    assert done.json["labels"] == ["attack_footage", "manifesto"]  # type: ignore[index]
+    audit = api.get("/v1/audit?limit=1000", "admin").json["entries"]  # type: ignore[index]
+    changes = [e["details"] for e in audit if e["action"] == "hash.relabel"]
+    assert changes[-1] == {"from": ["manifesto"], "to": ["attack_footage", "manifesto"]}
+    api.post("/v1/hashes/retire", {"ids": [hash_id], "reason": "wrong"}, "admin")
+    error(relabel(["manifesto"], "admin"), 409)
+
+
 def test_the_review_queue_pages_oldest_first(api: Api) -> None:
     ids = api.add(pdq(12), pdq(13), pdq(14))
     first = api.get("/v1/review?limit=2", "admin").json
     assert [h["id"] for h in first["hashes"]] == ids[:2]  # type: ignore[index]
-    rest = api.get(f"/v1/review?limit=2&after_id={first['next_after_id']}", "admin").json  # type: ignore[index]
-    assert [h["id"] for h in rest["hashes"]] == ids[2:] and rest["next_after_id"] is None  # type: ignore[index]
+    rest = api.get(f"/v1/review?limit=2&cursor={first['cursor']}", "admin").json  # type: ignore[index]
+    assert [h["id"] for h in rest["hashes"]] == ids[2:] and rest["more"] is False  # type: ignore[index]
     error(api.get("/v1/review?status=retired", "admin"), 400, "status")
     error(api.get("/v1/review?limit=0", "admin"), 400, "limit")
     error(api.get("/v1/review?page=2", "admin"), 400, "page")
@@ -378,7 +403,9 @@ def test_the_export_feed_pages_with_a_cursor_and_never_exports_pending_hashes(ap
     assert te.count("pdq ") == 2
     error(api.get("/v1/export?format=xml"), 400, "format")
     error(api.get("/v1/export?since=-1"), 400, "since")
-    error(api.get("/v1/export?cursor=3"), 400, "cursor")
+    assert api.get(f"/v1/export?cursor={cursor}").get_data() == b""  # `since`'s new name
+    error(api.get("/v1/export?cursor=3&since=3"), 400, "since")
+    error(api.get("/v1/export?after=3"), 400, "after")
 
 
 def test_reports_come_as_json_csv_or_markdown_and_need_a_zoned_period(api: Api) -> None:

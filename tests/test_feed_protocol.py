@@ -18,21 +18,25 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner
 from feed_server import FeedServer
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from hashdb.cli import main
+from hashdb.client import Client
 from hashdb.consortium import sync
 from hashdb.consortium.actor import Actor
+from hashdb.consortium.backup import backup, restore
 from hashdb.consortium.core import Consortium
 from hashdb.consortium.export import FeedOp, FeedPage
 from hashdb.consortium.feedback import DisagreeReason, Kind
 from hashdb.consortium.matching import VideoQuery
+from hashdb.consortium.vetting import Resolution
 from hashdb.errors import Forbidden, InvalidInput
 from hashdb.matching import Query
 from hashdb.settings import Settings
@@ -40,9 +44,14 @@ from hashdb.signals import MD5, PDQ
 from hashdb.signals.vpdq import Frame
 from hashdb.store import NewHash, NewVideo, Role, Status, Store
 from hashdb.store.hashes import NewVariant
-from hashdb.store.schema import changes, hashes
+from hashdb.store.schema import api_keys, changes, hashes
 from ingest.records import video_contributions
 from ingest.video import EVERY_FRAME, VideoHashes, hash_video_file
+
+if TYPE_CHECKING:
+    from api_fixtures import MakeApi
+
+pytest_plugins = ["api_fixtures"]
 
 Row = tuple[str, str, tuple[str, ...]]
 
@@ -82,7 +91,7 @@ def key(store: Store) -> str:
 
 
 def follower(path: Path) -> Consortium:
-    copy = Store.open(f"sqlite:///{path}")
+    copy = Store.open(f"sqlite:///{path}", migrate_schema=True)
     copy.members.create("Local admin", Role.ADMIN)
     return Consortium(Settings(), copy)
 
@@ -114,10 +123,47 @@ def held(local: Consortium) -> set[Row]:
     return {(str(t), bytes(v).hex(), tuple(labels)) for t, v, labels in rows}
 
 
+Matchable = tuple[str, str, tuple[str, ...], str, frozenset[tuple[str, str]]]
+
+
+def matchable(db: Consortium) -> set[Matchable]:
+    """Everything `db` matches against, read from its tables: each live hash (active
+    or disputed, not past its expiry) as (signal type, hex value, labels, status,
+    its stored variants as (kind, hex value)). The same function reads central and
+    follower, so equality means both match the same things and say the same."""
+    at = datetime.now(UTC)
+    with db.store.engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                hashes.c.id,
+                hashes.c.signal_type,
+                hashes.c.value,
+                hashes.c.labels,
+                hashes.c.status,
+                hashes.c.expires_at,
+            ).where(hashes.c.status.in_([Status.ACTIVE.value, Status.DISPUTED.value]))
+        ).all()
+    live = [r for r in rows if r.expires_at is None or _aware(r.expires_at) > at]
+    variants = db.store.hashes.variants([r.id for r in live])
+    return {
+        (
+            str(r.signal_type),
+            bytes(r.value).hex(),
+            tuple(r.labels),
+            str(r.status),
+            frozenset((v.kind, v.value.hex()) for v in variants.get(r.id, [])),
+        )
+        for r in live
+    }
+
+
+def _aware(stamp: datetime) -> datetime:
+    return stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)
+
+
 def pull(local: Consortium, central: FeedServer, key: str, limit: int) -> sync.SyncResult:
-    return local.sync.pull(
-        operator(local), sync.HttpFeed(central.url, key), central.url, limit=limit
-    )
+    with Client(central.url, key) as feed:
+        return local.sync.pull(operator(local), feed, central.url, limit=limit)
 
 
 # ---- pages that cannot stall ---------------------------------------------------------
@@ -192,6 +238,45 @@ def test_a_follower_with_tiny_pages_converges_after_bulk_approvals_and_uploads(
         assert all(p.cursor >= (p.entries[-1].seq if p.entries else 0) for p in central.pages)
 
 
+def test_an_images_stored_variants_travel_so_the_follower_matches_a_crop(
+    db: Consortium, admin: Actor, key: str, local: Consortium
+) -> None:
+    (stored,) = db.contributions.add(admin, [image(7)])
+    (entry,) = db.feed.page(admin, 0, 100).entries
+    assert {(v.kind, v.value) for v in entry.variants or ()} == {
+        (f"crop90_{k}_0", pdq(7000 + k).hex()) for k in range(3)
+    }
+    with FeedServer(db.store) as central:
+        pull(local, central, key, 1)
+    crop = Query(PDQ, pdq(7001))  # what a re-upload cropped like window 1 hashes to
+    (there,) = db.matching.match(None, [crop])[0].matches
+    (here,) = local.matching.match(None, [crop])[0].matches
+    assert there.record.id == stored.id and here.record.value == pdq(7)
+    assert here.via == there.via and here.distance == there.distance == 0
+
+
+def test_a_disputed_hash_is_disputed_on_the_follower_too_and_active_once_kept(
+    db: Consortium, admin: Actor, store: Store, key: str, local: Consortium
+) -> None:
+    (one,) = db.contributions.add(admin, [image(8)])
+    critics = [Actor(store.members.create(f"Critic {n}", Role.MEMBER)[0]) for n in range(2)]
+    with FeedServer(db.store) as central:
+        pull(local, central, key, 5)
+        assert {m[3] for m in matchable(local)} == {"active"}
+        for critic in critics:
+            db.feedback.give(critic, one.id, Kind.DISAGREE, reason=DisagreeReason.WRONG_LABEL)
+        assert db.hashes.get(admin, one.id).status is Status.DISPUTED
+        pull(local, central, key, 5)
+        assert matchable(local) == matchable(db) and {m[3] for m in matchable(local)} == {
+            "disputed"
+        }
+        db.vetting.resolve_dispute(admin, one.id, Resolution.KEEP, "it fits")
+        db.vetting.relabel(admin, one.id, ["manifesto"])
+        pull(local, central, key, 5)
+    assert matchable(local) == matchable(db)
+    assert {(m[2], m[3]) for m in matchable(local)} == {(("manifesto",), "active")}
+
+
 # ---- the epoch -----------------------------------------------------------------------
 
 
@@ -232,14 +317,14 @@ def test_a_follower_converges_after_central_is_restored_from_a_backup(
     """Central's database file is copied (the backup), changes continue and are
     synced, then the backup is restored and different changes reuse the numbers."""
     path = tmp_path / "central.sqlite3"
-    central_store = Store.open(f"sqlite:///{path}")
+    central_store = Store.open(f"sqlite:///{path}", migrate_schema=True)
     admin = Actor(central_store.members.create("Consortium", Role.ADMIN)[0])
     key = central_store.members.create("Small platform", Role.MEMBER)[1].secret
     db = Consortium(Settings(), central_store)
     db.contributions.add(admin, [image(n) for n in range(3)])
     central_store.close()
     shutil.copy(path, tmp_path / "backup.sqlite3")
-    central_store = Store.open(f"sqlite:///{path}")
+    central_store = Store.open(f"sqlite:///{path}", migrate_schema=True)
     db = Consortium(Settings(), central_store)
     with FeedServer(central_store) as central:
         db.contributions.add(admin, [image(n) for n in range(10, 14)])  # lost in the restore
@@ -281,6 +366,40 @@ def test_a_matcher_that_sees_the_change_log_go_backwards_rebuilds(
     assert db.matching.match(None, [_query(2)])[0].matches == []
     assert db.matching.match(None, [_query(1)])[0].matches
     assert db.matching.catch_up(db.members.heads()) is False
+
+
+def test_a_matcher_that_sees_a_new_epoch_rebuilds_even_if_the_log_looks_ahead(
+    db: Consortium, admin: Actor
+) -> None:
+    """A restore followed by more changes than were lost leaves the head *past* the
+    worker's cursor: only the epoch tells the worker its cursor means nothing here."""
+    _, lost = db.contributions.add(admin, [image(1), image(2)])
+    db.matching.load()
+    with db.store.engine.begin() as conn:  # restored to before `lost`, then changed more
+        conn.execute(delete(changes).where(changes.c.hash_id == lost.id))
+        for table in ("hash_variants", "hash_transitions"):
+            conn.exec_driver_sql(f"DELETE FROM {table} WHERE hash_id = {int(lost.id)}")
+        conn.execute(delete(hashes).where(hashes.c.id == lost.id))
+    db.contributions.add(admin, [image(3), image(4)])
+    db.feed.new_epoch(admin, "restored from backup")
+    heads = db.members.heads()
+    assert heads.changes > db.matching.cursor and heads.epoch != db.matching.epoch
+    assert db.matching.other_history(heads)
+    assert db.matching.catch_up(heads) is True
+    assert db.matching.match(None, [_query(2)])[0].matches == []
+    assert all(db.matching.match(None, [_query(n)])[0].matches for n in (1, 3, 4))
+    assert not db.matching.other_history(db.members.heads())
+
+
+def test_an_api_worker_forgets_cached_keys_when_the_epoch_changes(make_api: MakeApi) -> None:
+    api = make_api()
+    assert api.get("/v1/labels").status_code == 200  # the member's key is now cached
+    with api.store.engine.begin() as conn:  # the restored database never had that key
+        conn.execute(update(api_keys).values(revoked_at=datetime.now(UTC)))
+    assert api.get("/v1/labels").status_code == 200  # same auth head: still cached
+    central = Consortium(Settings(), api.store)
+    central.feed.new_epoch(Actor(central.members.operator()), "restored from backup")
+    assert api.get("/v1/labels").status_code == 401
 
 
 def _query(seed: int) -> Query:
@@ -336,7 +455,7 @@ class LibraryFeed:
     def __init__(self, central: Consortium, reader: Actor) -> None:
         self._central, self._reader = central, reader
 
-    def page(self, since: int, limit: int) -> FeedPage:
+    def export(self, since: int = 0, limit: int = sync.DEFAULT_PAGE) -> FeedPage:
         return self._central.feed.page(self._reader, since, limit)
 
 
@@ -346,7 +465,8 @@ def synthetic_video(seed: int) -> NewVideo:
 
 
 def frames_of(db: Consortium) -> set[tuple[str, tuple[Frame, ...]]]:
-    """Each exported (active or disputed) video's value and frames."""
+    """Each matchable video's value and frames (as `matchable` reads hashes)."""
+    videos = {m[1] for m in matchable(db) if m[0] == "vpdq"}
     with db.store.engine.connect() as conn:
         ids = conn.execute(
             select(hashes.c.id).where(
@@ -356,77 +476,145 @@ def frames_of(db: Consortium) -> set[tuple[str, tuple[Frame, ...]]]:
         ).scalars()
         infos = db.store.videos.info(list(ids))
     records = db.store.hashes.get_many(infos)
-    return {(records[i].value.hex(), v.frames) for i, v in infos.items()}
+    return {
+        (records[i].value.hex(), v.frames)
+        for i, v in infos.items()
+        if records[i].value.hex() in videos
+    }
 
 
 Step = tuple[str, int]
 STEPS = st.tuples(
     st.sampled_from(
         [
-            *("image", "pending", "video", "digest", "approve", "reject"),
-            *("retire", "dispute", "expire", "epoch", "sync"),
+            *("image", "pending", "video", "digest", "approve", "reject", "retire"),
+            *("dispute", "keep", "expire", "relabel", "epoch", "backup", "restore", "sync"),
         ]
     ),
     st.integers(0, 10_000),
 )
+LABEL_SETS = (
+    ("attack_footage",),
+    ("manifesto",),
+    ("attack_footage", "manifesto"),
+    ("imminent_threat", "recruitment_instruction"),
+)
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+class Central:
+    """The central service of the property test: its database (a file that a backup
+    and a restore replace), its consortium, the feed a follower reads."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.generation = 0
+        self.store = Store.open(self.settings(0).resolved_database_url(), migrate_schema=True)
+        self.db = Consortium(Settings(), self.store)
+        self.admin = Actor(self.store.members.create("Consortium", Role.ADMIN)[0])
+        self.members = [Actor(self.store.members.create(f"P{n}", Role.MEMBER)[0]) for n in range(3)]
+        self.backup: Path | None = None  # the latest
+        self.backups = 0
+
+    def feed(self) -> LibraryFeed:
+        return LibraryFeed(self.db, self.members[0])
+
+    def settings(self, generation: int) -> Settings:
+        url = f"sqlite:///{self.folder / f'central-{generation}.sqlite3'}"
+        return Settings(database_url=url, data_dir=self.folder)
+
+    def back_up(self) -> None:
+        """`hashdb backup` of the running central."""
+        self.backups += 1
+        self.backup = self.folder / f"backup-{self.backups}"
+        backup(self.settings(self.generation), self.backup)
+
+    def restore(self) -> None:
+        """`hashdb restore` of the last backup into a fresh database, which replaces
+        central's: the changes since the backup are lost, their sequence numbers will
+        be reused, and the restore starts a new epoch."""
+        if self.backup is None:
+            return
+        self.db.close()
+        self.generation += 1
+        fresh = self.settings(self.generation)
+        done = restore(fresh, self.backup)
+        assert done.epoch is not None and done.next_step is None
+        self.store = Store.open(fresh.resolved_database_url())
+        self.db = Consortium(Settings(), self.store)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(STEPS, min_size=5, max_size=30))
+@example(  # a restore that drops changes the follower already holds, then reuses numbers
+    steps=[
+        *[("image", 1), ("pending", 2), ("video", 3), ("backup", 0), ("image", 4)],
+        *[("relabel", 1), ("dispute", 0), ("retire", 1), ("sync", 5), ("restore", 0)],
+        *[("image", 6), ("approve", 0), ("relabel", 2), ("sync", 1), ("image", 7)],
+    ]
+)
 def test_a_follower_syncing_at_random_moments_with_random_pages_converges(
     steps: list[Step],
 ) -> None:
+    """After every sync, the follower matches exactly what central matches (values,
+    signal types, labels, status, stored variants, video frames), whatever happened in
+    between: contributions, vetting, disputes, relabelling, expiry, new epochs, and a
+    restore of central from a backup taken earlier."""
     with tempfile.TemporaryDirectory() as folder:
-        central_store = Store.open(f"sqlite:///{Path(folder) / 'central.sqlite3'}")
-        central = Consortium(Settings(), central_store)
-        admin = Actor(central_store.members.create("Consortium", Role.ADMIN)[0])
-        members = [Actor(central_store.members.create(f"P{n}", Role.MEMBER)[0]) for n in range(3)]
+        central = Central(Path(folder))
         local = follower(Path(folder) / "local.sqlite3")
-        feed = LibraryFeed(central, members[0])
         ids: list[int] = []
 
         def some(statuses: set[Status], n: int) -> list[int]:
-            records = central_store.hashes.get_many(ids)
+            records = central.store.hashes.get_many(ids)
             found = sorted(i for i, r in records.items() if r.status in statuses)
             return [found[n % len(found)]] if found else []
 
         def converge(limit: int) -> None:
-            local.sync.pull(operator(local), feed, "central", limit=limit)
-            assert held(local) == exported(central, admin)
-            assert frames_of(local) == frames_of(central)
+            local.sync.pull(operator(local), central.feed(), "central", limit=limit)
+            assert matchable(local) == matchable(central.db)
+            assert frames_of(local) == frames_of(central.db)
 
         for n, (what, k) in enumerate(steps):
             seed = n * 100_000 + k
+            db, admin, members = central.db, central.admin, central.members
             if what == "image":
-                ids += [a.id for a in central.contributions.add(admin, [image(seed)])]
+                ids += [a.id for a in db.contributions.add(admin, [image(seed)])]
             elif what == "pending":
-                ids += [a.id for a in central.contributions.add(members[1], [image(seed)])]
+                ids += [a.id for a in db.contributions.add(members[1], [image(seed)])]
             elif what == "video":
-                done = central.contributions.add_video(admin, synthetic_video(seed), [digest(seed)])
+                done = db.contributions.add_video(admin, synthetic_video(seed), [digest(seed)])
                 ids += [a.id for a in done]
             elif what == "digest":
-                ids += [a.id for a in central.contributions.add(admin, [digest(seed)])]
+                ids += [a.id for a in db.contributions.add(admin, [digest(seed)])]
             elif what in ("approve", "reject") and (picked := some({Status.PENDING}, k)):
-                move = central.vetting.approve if what == "approve" else central.vetting.reject
+                move = db.vetting.approve if what == "approve" else db.vetting.reject
                 move(admin, picked, what)
             elif what == "retire" and (picked := some({Status.ACTIVE, Status.DISPUTED}, k)):
-                central.vetting.retire(admin, picked, "retired")
+                db.vetting.retire(admin, picked, "retired")
             elif what == "dispute" and (picked := some({Status.ACTIVE}, k)):
                 for m in members[1:]:
-                    central.feedback.give(
-                        m, picked[0], Kind.DISAGREE, reason=DisagreeReason.WRONG_LABEL
-                    )
+                    db.feedback.give(m, picked[0], Kind.DISAGREE, reason=DisagreeReason.WRONG_LABEL)
+            elif what == "keep" and (picked := some({Status.DISPUTED}, k)):
+                db.vetting.resolve_dispute(admin, picked[0], Resolution.KEEP, "checked: it fits")
             elif what == "expire" and (picked := some({Status.ACTIVE}, k)):
                 soon = datetime.now(UTC) + timedelta(milliseconds=1)
-                central.vetting.set_expiry(admin, picked[0], soon)
+                db.vetting.set_expiry(admin, picked[0], soon)
                 time.sleep(0.002)
+            elif what == "relabel" and (
+                picked := some({Status.PENDING, Status.ACTIVE, Status.DISPUTED}, k)
+            ):
+                db.vetting.relabel(admin, picked[0], LABEL_SETS[k % len(LABEL_SETS)])
             elif what == "epoch":
-                central.feed.new_epoch(admin, "restored")
+                db.feed.new_epoch(admin, "promoted a standby")
+            elif what == "backup":
+                central.back_up()
+            elif what == "restore":
+                central.restore()
             elif what == "sync":
                 converge(1 + k % 1000 if k % 3 else 1 + k % 7)
         converge(1 + len(steps) % 5)
         local.close()
-        central_store.close()
+        central.db.close()
 
 
 def test_hashdb_feed_epoch_shows_the_epoch_and_starts_a_new_one(tmp_path: Path) -> None:
@@ -441,5 +629,7 @@ def test_hashdb_feed_epoch_shows_the_epoch_and_starts_a_new_one(tmp_path: Path) 
     assert body["new"] is True and body["epoch"] != shown.output.strip()
     again = runner.invoke(main, ["feed-epoch"], env=env)
     assert again.output.strip() == body["epoch"]
-    bad = runner.invoke(main, ["sync", "--from", "http://x", "--key", "k", "--limit", "0"], env=env)
+    bad = runner.invoke(
+        main, ["sync", "--from", "http://x", "--limit", "0"], env={**env, "HASHDB_API_KEY": "k"}
+    )
     assert bad.exit_code == 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import io
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -410,10 +411,13 @@ def test_status_and_lookups_answer_503_until_the_indexes_are_loaded(
 
 
 @pytest.mark.slow
-def test_no_hma_operation_answers_5xx_or_breaks_its_documented_schema(tmp_path: Path) -> None:
+def test_no_hma_operation_answers_5xx_or_breaks_its_documented_schema(
+    tmp_path: Path, migrated: Callable[[str], str]
+) -> None:
     """schemathesis over the HMA operations only (tests/test_api_schemathesis.py runs
     the rest with the default settings, where these paths do not exist)."""
-    app = create_app(Settings(database_url=f"sqlite:///{tmp_path / 'h.sqlite3'}", hma_compat=True))
+    url = migrated(f"sqlite:///{tmp_path / 'h.sqlite3'}")
+    app = create_app(Settings(database_url=url, hma_compat=True))
     try:
         assert context(app).loader.wait(30)
         admin = context(app).db.store.members.create("fuzz-admin", Role.ADMIN)[1].secret

@@ -17,7 +17,7 @@ container headers) is sent to `POST /v1/match/media` and to `POST /v1/media`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,9 +65,9 @@ def worker_pids(server: Server) -> frozenset[int]:
 
 
 @pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+def api(tmp_path_factory: pytest.TempPathFactory, migrated: Callable[[str], str]) -> Iterator[Api]:
     folder = tmp_path_factory.mktemp("hostile")
-    url = f"sqlite:///{folder / 'hashdb.sqlite3'}"
+    url = migrated(f"sqlite:///{folder / 'hashdb.sqlite3'}")
     key = member_key(url, "hostile-uploader")
     server = start_server(
         url, folder, workers=2, threads=4, rate_limit_per_minute=0, max_upload_bytes=4 << 20

@@ -260,7 +260,6 @@ def test_a_retried_import_starts_one_job(make_api: MakeApi, tmp_path: Path) -> N
     assert first.status_code == 202, first.json
     again = keyed(api, "/v1/imports", body, "import-1", role="ops")
     assert (again.status_code, again.json, again.headers[REPLAYED]) == (202, first.json, "true")
-    context(api.app).imports.join(timeout=60)
     jobs = api.get("/v1/imports", "ops").json
     assert jobs is not None and [j["id"] for j in jobs["imports"]] == [first.json["id"]]  # type: ignore[index]
     audit = api.get("/v1/audit", "admin").json

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,14 +43,14 @@ PROBE_SECONDS = 5.0
 
 
 @pytest.fixture(scope="module")
-def throwaway_pg(pg_url: str) -> Iterator[str]:
+def throwaway_pg(pg_url: str, migrated: Callable[[str], str]) -> Iterator[str]:
     """A migrated PostgreSQL database of this module's own, which it may break,
     holding enough PDQ hashes that a large batch takes the index's join plan."""
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
     name = f"hashdb_ready_{uuid.uuid4().hex[:12]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(pg_url).set(database=name).render_as_string(hide_password=False)
+    url = migrated(make_url(pg_url).set(database=name).render_as_string(hide_password=False))
     store = Store.open(url)
     try:
         member, _ = store.members.create("ready-contributor", Role.MEMBER)

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -285,9 +285,11 @@ def worker_pids(server: Server) -> set[int]:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, migrated: Callable[[str], str]
+) -> Iterator[tuple[Server, str]]:
     folder = tmp_path_factory.mktemp("served")
-    url = f"sqlite:///{folder / 'hashdb.sqlite3'}"
+    url = migrated(f"sqlite:///{folder / 'hashdb.sqlite3'}")
     server = start_server(url, folder, workers=2, threads=4)
     store = Store.open(url, migrate_schema=False)
     secret = store.members.create("sandbox-e2e", Role.MEMBER)[1].secret

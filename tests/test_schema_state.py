@@ -1,10 +1,11 @@
 """A database in the wrong schema state is one clear error, never a traceback or a 500.
 
 Each case runs on a fresh SQLite file and a throwaway PostgreSQL database: not
-migrated (opened without migrating, or by a role that may not create tables),
-ahead of the code (a revision this hashdb does not know), and hashdb's tables
-without a revision. The CLI exits 3 (an outside failure) with the message; the
-API factory and `hashdb serve` refuse to start with it.
+migrated (opening never migrates; a role that may not create tables cannot
+migrate), ahead of the code (a revision this hashdb does not know), and hashdb's
+tables without a revision. The CLI exits 3 (an outside failure) with the message,
+and the commands that own the schema (`hashdb init`, `hashdb migrate`, `hashdb
+serve`) exit 2 naming what to do; the API factory refuses to start with it.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -65,49 +66,66 @@ def _cli(url: str, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_open_migrates_an_empty_database_to_this_codes_schema(fresh_url: str) -> None:
-    store = Store.open(fresh_url)
+def _state(url: str) -> SchemaState:
+    engine = create_engine(url)
     try:
-        assert state_of(store.engine) is SchemaState.CURRENT
+        return state_of(engine)
     finally:
-        store.close()
+        engine.dispose()
 
 
-def test_an_unmigrated_database_opened_without_migrating_names_hashdb_init(
+def test_hashdb_init_migrates_an_empty_database_to_this_codes_schema(fresh_url: str) -> None:
+    code, output = _cli(fresh_url, "init")
+    assert code == 0, output
+    assert _state(fresh_url) is SchemaState.CURRENT
+
+
+def test_opening_an_unmigrated_database_names_hashdb_init_and_migrates_nothing(
     fresh_url: str,
 ) -> None:
     with pytest.raises(StorageUnavailable, match=r"not migrated .*run `hashdb init`") as caught:
-        Store.open(fresh_url, migrate_schema=False)
+        Store.open(fresh_url)
     assert caught.value.exit_code == 3 and caught.value.http_status == 503
     assert caught.value.details["schema"] == "empty"
+    code, output = _cli(fresh_url, "audit", "verify")
+    assert code == 3 and "run `hashdb init`" in output
+    assert _state(fresh_url) is SchemaState.EMPTY
 
 
-def test_a_schema_ahead_of_the_code_is_refused_everywhere(fresh_url: str) -> None:
-    Store.open(fresh_url).close()
+def test_a_schema_ahead_of_the_code_is_refused_everywhere(
+    fresh_url: str, migrated: Callable[[str], str]
+) -> None:
+    migrated(fresh_url)
     _execute(fresh_url, f"UPDATE alembic_version SET version_num = '{FUTURE}'")
     for migrate_schema in (True, False):
         with pytest.raises(StorageUnavailable, match=f"revision {FUTURE}, newer than this"):
             Store.open(fresh_url, migrate_schema=migrate_schema)
-    for command in (["audit", "verify"], ["init"]):
+    code, output = _cli(fresh_url, "audit", "verify")
+    assert code == 3, output
+    assert f"revision {FUTURE}, newer than this hashdb" in output and "upgrade hashdb" in output
+    for command in (["init"], ["migrate"]):
         code, output = _cli(fresh_url, *command)
-        assert code == 3, output
-        assert f"revision {FUTURE}, newer than this hashdb" in output
-        assert "upgrade hashdb" in output
+        assert code == 2, output
+        assert f"ahead of this hashdb (revision {FUTURE}" in output and "upgrade hashdb" in output
     with pytest.raises(StorageUnavailable, match="newer than this hashdb"):
         create_app(Settings(database_url=fresh_url))
 
 
-def test_hashdb_tables_without_a_revision_are_refused(fresh_url: str) -> None:
-    Store.open(fresh_url).close()
+def test_hashdb_tables_without_a_revision_are_refused(
+    fresh_url: str, migrated: Callable[[str], str]
+) -> None:
+    migrated(fresh_url)
     _execute(fresh_url, "DROP TABLE alembic_version")
     with pytest.raises(StorageUnavailable, match="hashdb tables but no schema revision"):
-        Store.open(fresh_url)
+        Store.open(fresh_url, migrate_schema=True)
     code, output = _cli(fresh_url, "audit", "verify")
     assert code == 3 and "no schema revision" in output and "hashdb init" in output
+    code, output = _cli(fresh_url, "migrate")
+    assert code == 2 and "no schema revision" in output and "cannot be migrated safely" in output
 
 
 @pytest.mark.postgres
-def test_a_role_that_may_not_migrate_is_told_to_run_hashdb_init(pg_url: str) -> None:
+def test_a_role_that_may_not_migrate_is_told_to_migrate_as_one_that_may(pg_url: str) -> None:
     """The usual production split: the service's role may not create tables."""
     admin = create_engine(pg_url, isolation_level="AUTOCOMMIT")
     suffix = uuid.uuid4().hex[:12]
@@ -123,9 +141,11 @@ def test_a_role_that_may_not_migrate_is_told_to_run_hashdb_init(pg_url: str) -> 
         admin_of_db.dispose()
         url = scoped.set(username=role, password=None).render_as_string(hide_password=False)
         code, output = _cli(url, "audit", "verify")
+        assert code == 3 and "is not migrated" in output and "run `hashdb init`" in output
+        code, output = _cli(url, "migrate")
         assert code == 3, output
         assert "is not migrated" in output and "migrating it failed" in output
-        assert "run `hashdb init` as a database role that may create tables" in output
+        assert "run `hashdb migrate` as a database role that may create tables" in output
     finally:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
@@ -134,9 +154,10 @@ def test_a_role_that_may_not_migrate_is_told_to_run_hashdb_init(pg_url: str) -> 
 
 
 @pytest.mark.slow
-def test_hashdb_serve_refuses_to_start_on_a_schema_ahead_of_it(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'ahead.sqlite3'}"
-    Store.open(url).close()
+def test_hashdb_serve_refuses_to_start_on_a_schema_ahead_of_it(
+    tmp_path: Path, migrated: Callable[[str], str]
+) -> None:
+    url = migrated(f"sqlite:///{tmp_path / 'ahead.sqlite3'}")
     _execute(url, f"UPDATE alembic_version SET version_num = '{FUTURE}'")
     env = {"HASHDB_DATABASE_URL": url, "PATH": "/usr/bin:/bin"}
     serve = "from hashdb.cli import main; main()"
@@ -149,5 +170,6 @@ def test_hashdb_serve_refuses_to_start_on_a_schema_ahead_of_it(tmp_path: Path) -
         timeout=60,
         check=False,
     )
-    assert done.returncode == 3, done.stderr
-    assert "newer than this hashdb" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2, done.stderr
+    assert "ahead of this hashdb" in done.stderr and "upgrade hashdb" in done.stderr
+    assert "Traceback" not in done.stderr

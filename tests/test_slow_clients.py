@@ -21,7 +21,7 @@ import random
 import socket
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -42,10 +42,12 @@ PROBE_TIMEOUT = 5.0  # any single request; plain gthread stalls far longer
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, str]]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, migrated: Callable[[str], str]
+) -> Iterator[tuple[Server, str]]:
     """A real server on SQLite (the serving model does not touch storage) and a key."""
     tmp = tmp_path_factory.mktemp("slow-clients")
-    url = f"sqlite:///{tmp / 'hashdb.sqlite3'}"
+    url = migrated(f"sqlite:///{tmp / 'hashdb.sqlite3'}")
     secret = member_key(url, "slow-clients")
     server = start_server(
         url,

@@ -223,7 +223,7 @@ def test_variants_stay_out_of_the_feed_the_queue_and_the_figures(
     db: Consortium, store: Store, admin: Actor, member: Actor, bridge_picture: Image.Image
 ) -> None:
     parent_id = contribute_image(db, member, jpeg(bridge_picture), "case-1")
-    queued = db.hashes.queue(admin)
+    queued = db.hashes.queue(admin).items
     assert sorted(r.id for r in queued) == hash_ids(store)  # the image's four hashes
     assert parent_id in [r.id for r in queued]
     db.vetting.approve(admin, [r.id for r in queued])

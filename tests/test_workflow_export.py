@@ -19,11 +19,12 @@ from threatexchange.exchanges.impl.file_api import (
 from threatexchange.signal_type.pdq.signal import PdqSignal
 
 from hashdb.cli import main
-from hashdb.consortium import export, sync
+from hashdb.client import Client, RemoteError
+from hashdb.consortium import export
 from hashdb.consortium.actor import Actor
 from hashdb.consortium.core import Consortium
 from hashdb.consortium.export import FeedEntry, FeedFormat, FeedOp
-from hashdb.errors import Forbidden, InvalidInput, OutsideFailure, Unauthenticated
+from hashdb.errors import Forbidden, InvalidInput
 from hashdb.matching import Query
 from hashdb.settings import Settings
 from hashdb.signals import MD5, PDQ
@@ -171,7 +172,7 @@ def test_the_threatexchange_file_loads_in_python_threatexchange(
 
 @pytest.fixture
 def local(tmp_path: Path) -> Iterator[Consortium]:
-    copy = Store.open(f"sqlite:///{tmp_path / 'local.sqlite3'}")
+    copy = Store.open(f"sqlite:///{tmp_path / 'local.sqlite3'}", migrate_schema=True)
     copy.members.create("Local admin", Role.ADMIN)
     yield Consortium(Settings(), copy)
     copy.close()
@@ -194,7 +195,7 @@ def test_a_local_copy_follows_the_central_feed_over_http(
     _, doomed = db.contributions.add(admin, [item(1), item(2)])
     (pending,) = db.contributions.add(member, [item(3)])
     with FeedServer(store) as central:
-        feed = sync.HttpFeed(central.url, key.secret)
+        feed = Client(central.url, key.secret)
         first = local.sync.pull(operator(local), feed, central.url, limit=2)
         assert (first.pages, first.entries, first.live) == (2, 3, 2)
         assert (matches(local, 1), matches(local, 2), matches(local, 3)) == (1, 1, 0)
@@ -214,7 +215,7 @@ def test_an_interrupted_sync_resumes_after_the_last_page_applied(
     _, key = store.members.create("Small platform", Role.MEMBER)
     db.contributions.add(admin, [item(n) for n in range(5)])
     with FeedServer(store) as central:
-        feed = sync.HttpFeed(central.url, key.secret)
+        feed = Client(central.url, key.secret)
         assert (
             local.sync.pull(operator(local), feed, central.url, limit=2, max_pages=1).entries == 2
         )
@@ -227,13 +228,15 @@ def test_a_refused_key_or_an_unreachable_server_is_a_typed_error(
     store: Store, local: Consortium
 ) -> None:
     with FeedServer(store) as central:
-        with pytest.raises(Unauthenticated):
-            local.sync.pull(operator(local), sync.HttpFeed(central.url, "hdb_nope"), central.url)
+        with pytest.raises(RemoteError) as refused:
+            local.sync.pull(operator(local), Client(central.url, "hdb_nope"), central.url)
+        assert (refused.value.status, refused.value.exit_code) == (401, 2)
         url = central.url
-    with pytest.raises(OutsideFailure):
-        local.sync.pull(operator(local), sync.HttpFeed(url, "hdb_x", timeout=2), url)
+    with pytest.raises(RemoteError) as unreachable:
+        local.sync.pull(operator(local), Client(url, "hdb_x", attempts=1, timeout=2), url)
+    assert (unreachable.value.status, unreachable.value.exit_code) == (None, 3)
     with pytest.raises(InvalidInput):
-        sync.HttpFeed("file:///etc/passwd", "hdb_x")
+        Client("file:///etc/passwd", "hdb_x")
 
 
 def test_hashdb_sync_pulls_into_the_configured_database(
@@ -245,10 +248,10 @@ def test_hashdb_sync_pulls_into_the_configured_database(
     runner = CliRunner()
     assert runner.invoke(main, ["init"], env=env).exit_code == 0  # syncing is an admin's
     with FeedServer(store) as central:
-        args = ["sync", "--from", central.url, "--key", key.secret]
-        first = runner.invoke(main, args, env=env)
-        again = runner.invoke(main, args, env=env)
-        refused = runner.invoke(main, ["sync", "--from", central.url, "--key", "x"], env=env)
+        args = ["sync", "--from", central.url]
+        first = runner.invoke(main, args, env={**env, "HASHDB_API_KEY": key.secret})
+        again = runner.invoke(main, args, env={**env, "HASHDB_API_KEY": key.secret})
+        refused = runner.invoke(main, args, env={**env, "HASHDB_API_KEY": "x"})
     assert first.exit_code == 0, first.output
     assert "synced 2 changes" in first.output and "2 live" in first.output
     assert "synced 0 changes" in again.output
@@ -263,7 +266,7 @@ def test_hashdb_labels_lists_the_taxonomy(db_url: str, store: Store) -> None:
     assert "attack_footage" in {row["name"] for row in json.loads(result.output)}
 
 
-def test_serving_a_page_retires_expired_hashes_first_so_followers_get_tombstones(
+def test_a_page_shows_an_expired_hash_deleted_and_the_worker_retiring_it_logs_a_tombstone(
     db: Consortium, store: Store, admin: Actor
 ) -> None:
     (added,) = db.contributions.add(admin, [item(1)])
@@ -271,12 +274,17 @@ def test_serving_a_page_retires_expired_hashes_first_so_followers_get_tombstones
     soon = datetime.now(UTC) + timedelta(milliseconds=50)
     db.vetting.set_expiry(admin, added.id, soon)
     time.sleep(0.1)
-    (tombstone,) = db.feed.page(admin, cursor, 100).entries
+    page = db.feed.page(admin, cursor, 100)
+    (tombstone,) = page.entries
+    # Reading retires nothing: the hash is shown deleted while still `active`.
     assert (tombstone.id, tombstone.op, tombstone.status) == (
         added.id,
         FeedOp.DELETE,
-        Status.RETIRED,
+        Status.ACTIVE,
     )
+    assert db.upkeep.expire() == [added.id]  # `hashdb worker`'s chore
+    (retired,) = db.feed.page(admin, page.cursor, 100).entries
+    assert (retired.id, retired.op, retired.status) == (added.id, FeedOp.DELETE, Status.RETIRED)
 
 
 def test_syncing_is_an_admins_and_each_page_applied_is_audited(
@@ -286,7 +294,7 @@ def test_syncing_is_an_admins_and_each_page_applied_is_audited(
     db.contributions.add(admin, [item(n) for n in range(3)])
     platform = Actor(local.store.members.create("Platform B", Role.MEMBER)[0])
     with FeedServer(store) as central:
-        feed = sync.HttpFeed(central.url, key.secret)
+        feed = Client(central.url, key.secret)
         with pytest.raises(Forbidden):
             local.sync.pull(platform, feed, central.url)
         assert local.sync.pull(operator(local), feed, central.url, limit=2).pages == 2

@@ -185,7 +185,7 @@ def test_feedback_and_outcomes_on_a_stored_variant_are_not_found(
             report(db, people["a"], other)
         with pytest.raises(NotFound):
             db.hashes.get(people["admin"], other)
-    assert [r.id for r in db.hashes.mine(people["admin"])] == [image.id]
+    assert [r.id for r in db.hashes.mine(people["admin"]).items] == [image.id]
 
 
 def report(db: Consortium, actor: Actor, hash_id: int) -> outcomes.Outcome:

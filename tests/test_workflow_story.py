@@ -9,7 +9,7 @@ transparency report for the period shows every one of those numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,13 +36,13 @@ class LibraryFeed:
         self._central = central
         self._reader = reader
 
-    def page(self, since: int, limit: int) -> FeedPage:
+    def export(self, since: int = 0, limit: int = 1000) -> FeedPage:
         return self._central.feed.page(self._reader, since, limit)
 
 
 @pytest.fixture
-def local(tmp_path: Path) -> Iterator[Consortium]:
-    copy = Store.open(f"sqlite:///{tmp_path / 'local.sqlite3'}")
+def local(tmp_path: Path, migrated: Callable[[str], str]) -> Iterator[Consortium]:
+    copy = Store.open(migrated(f"sqlite:///{tmp_path / 'local.sqlite3'}"))
     copy.members.create("Local admin", Role.ADMIN)
     yield Consortium(Settings(), copy)
     copy.close()

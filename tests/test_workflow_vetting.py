@@ -115,7 +115,7 @@ def test_labels_can_be_checked_up_front_without_writing(
     assert caught.value.details["unknown"] == ["cats"]
     with pytest.raises(InvalidInput):
         db.contributions.check_labels([["crisis_incident:99"]])
-    assert db.hashes.mine(people["a"]) == []
+    assert db.hashes.mine(people["a"]).items == []
 
 
 def test_the_quality_floor_is_a_contribution_rule(db: Consortium, people: dict[str, Actor]) -> None:
@@ -123,7 +123,7 @@ def test_the_quality_floor_is_a_contribution_rule(db: Consortium, people: dict[s
     with pytest.raises(InvalidInput) as caught:
         db.contributions.add(people["a"], [item(2), low])
     assert (caught.value.field, caught.value.index) == ("quality", 1)
-    assert db.hashes.mine(people["a"]) == []
+    assert db.hashes.mine(people["a"]).items == []
 
 
 # ---- where a contribution starts -------------------------------------------------
@@ -225,7 +225,8 @@ def test_the_queue_lists_pending_hashes_oldest_first(
     added = db.contributions.add(people["a"], [item(1), item(2), item(3)])
     db.vetting.approve(people["admin"], [added[1].id])
     queued = db.hashes.queue(people["admin"])
-    assert [r.id for r in queued] == [added[0].id, added[2].id]
+    assert [r.id for r in queued.items] == [added[0].id, added[2].id]
+    assert (queued.cursor, queued.more) == (added[2].id, False)
 
 
 # ---- expiry ----------------------------------------------------------------------
@@ -330,10 +331,12 @@ def test_a_member_lists_its_own_hashes_a_page_at_a_time(
     mine = db.contributions.add(people["a"], [item(1), item(2), item(3)])
     db.contributions.add(people["b"], [item(4)])
     db.vetting.reject(people["admin"], [mine[1].id], "no")
-    assert [r.id for r in db.hashes.mine(people["a"])] == [a.id for a in mine]
-    assert [r.id for r in db.hashes.mine(people["a"], after_id=mine[0].id, limit=1)] == [mine[1].id]
+    assert [r.id for r in db.hashes.mine(people["a"]).items] == [a.id for a in mine]
+    second = db.hashes.mine(people["a"], after=mine[0].id, limit=1)
+    assert [r.id for r in second.items] == [mine[1].id]
+    assert (second.cursor, second.more) == (mine[1].id, True)
     rejected = db.hashes.mine(people["a"], status=Status.REJECTED)
-    assert [r.id for r in rejected] == [mine[1].id]
+    assert ([r.id for r in rejected.items], rejected.more) == ([mine[1].id], False)
     with pytest.raises(InvalidInput) as caught:
         db.hashes.mine(people["a"], limit=0)
     assert caught.value.field == "limit"

@@ -46,9 +46,10 @@ def _thumbnails(records: list[HashRecord]) -> dict[int, Markup]:
 def queue() -> str:
     ctx = context()
     after = request.args.get("after", "0")
-    records = ctx.db.hashes.queue(
-        user().actor(), Status.PENDING, after_id=parse_id(after) or 0, limit=QUEUE_PAGE
+    found = ctx.db.hashes.queue(
+        user().actor(), Status.PENDING, after=parse_id(after) or 0, limit=QUEUE_PAGE
     )
+    records = found.items
     return render_template(
         "console_review.html",
         records=records,
@@ -56,7 +57,7 @@ def queue() -> str:
         similar=similar(ctx, records),
         thumbs=_thumbnails(records),
         hex_of=hex_of,
-        more=len(records) == QUEUE_PAGE,
+        more=found.more,
     )
 
 
@@ -94,7 +95,7 @@ def decide() -> Response:
 def disputes() -> str:
     ctx = context()
     actor = user().actor()
-    records = ctx.db.hashes.queue(actor, Status.DISPUTED, limit=QUEUE_PAGE)
+    records = ctx.db.hashes.queue(actor, Status.DISPUTED, limit=QUEUE_PAGE).items
     return render_template(
         "console_disputes.html",
         records=records,

@@ -57,6 +57,14 @@ def _register() -> None:
     main.add_command(sync.sync)
     main.add_command(sync.feed_epoch)
     main.add_command(remote.remote)
+    from hashdb.cli import worker
+
+    main.add_command(worker.worker)
+    from hashdb.cli import backup
+
+    main.add_command(backup.migrate)
+    main.add_command(backup.backup)
+    main.add_command(backup.restore)
 
 
 _register()

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from hashdb.cli.common import AS_ADMIN, acting, emit_json, open_db
+from hashdb.cli.common import AS_ADMIN, OUTPUT, Output, acting, open_db
 from hashdb.consortium.audit import Checkpoint
 
 # Exit code when the chain does not verify: a finding, not a usage error.
@@ -27,7 +27,8 @@ def audit() -> None:
 
 @audit.command("head")
 @AS_ADMIN
-def head(as_member: str | None) -> None:
+@OUTPUT
+def head(as_member: str | None, out: Output) -> None:
     """Print the newest entry as a checkpoint line to publish (signed with
     HASHDB_AUDIT_KEY when set); check the log against it later with
     `hashdb audit verify --head`."""
@@ -36,7 +37,15 @@ def head(as_member: str | None) -> None:
         checkpoint = db.audit.checkpoint(acting(db, as_member))
     finally:
         db.close()
-    click.echo(str(checkpoint))
+    out.result(
+        {
+            "checkpoint": str(checkpoint),
+            "seq": checkpoint.seq,
+            "hash": checkpoint.hash,
+            "signed": checkpoint.signature is not None,
+        },
+        [str(checkpoint)],
+    )
 
 
 @audit.command("verify")
@@ -48,8 +57,10 @@ def head(as_member: str | None) -> None:
     "it with the same hash (catches a rewritten log and a cut tail).",
 )
 @AS_ADMIN
-def verify(published: str | None, as_member: str | None) -> None:
-    """Recompute the hash chain; exit 1 naming the first entry that fails."""
+@OUTPUT
+def verify(published: str | None, as_member: str | None, out: Output) -> None:
+    """Recompute the hash chain; exit 1 naming the first entry that fails (on stderr,
+    even with --quiet; with --json in the result: ok, checked, broken_seq, reason)."""
     against = Checkpoint.parse(published) if published is not None else None
     db = open_db()
     try:
@@ -58,31 +69,46 @@ def verify(published: str | None, as_member: str | None) -> None:
         head = db.audit.head(actor)
     finally:
         db.close()
+    result = {
+        "ok": check.ok,
+        "checked": check.checked,
+        "broken_seq": check.broken_seq,
+        "reason": check.reason,
+        "head": {"seq": head[0], "hash": head[1]},
+        "checkpoint_seq": None if against is None else against.seq,
+    }
     if not check.ok:
-        if check.broken_seq is None:
-            click.echo(f"audit checkpoint refused: {check.reason}", err=True)
+        if out.as_json:
+            out.result(result)
+        elif check.broken_seq is None:
+            out.error(f"audit checkpoint refused: {check.reason}")
         else:
-            click.echo(f"audit chain broken at entry {check.broken_seq}: {check.reason}", err=True)
+            out.error(f"audit chain broken at entry {check.broken_seq}: {check.reason}")
         sys.exit(EXIT_BROKEN)
     versus = f", matches checkpoint {against.seq}" if against is not None else ""
-    click.echo(f"audit chain intact: {check.checked} entries, head {head[0]} {head[1]}{versus}")
+    out.result(
+        result, [f"audit chain intact: {check.checked} entries, head {head[0]} {head[1]}{versus}"]
+    )
 
 
 @audit.command("list")
 @click.option("--after", default=0, show_default=True, help="Entries after this number.")
 @click.option("--limit", default=100, show_default=True)
 @AS_ADMIN
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def list_entries(after: int, limit: int, as_member: str | None, as_json: bool) -> None:
+@OUTPUT
+def list_entries(after: int, limit: int, as_member: str | None, out: Output) -> None:
     """List audit entries, oldest first."""
     db = open_db()
     try:
         entries = db.audit.read(acting(db, as_member), after=after, limit=limit)
     finally:
         db.close()
-    if as_json:
-        emit_json([e.__dict__ for e in entries])
-        return
-    for e in entries:
-        who = "service" if e.actor_id is None else f"member {e.actor_id}"
-        click.echo(f"{e.seq:>6}  {e.at.isoformat()}  {who:<12} {e.action:<20} {e.target}")
+    out.result(
+        [e.__dict__ for e in entries],
+        [
+            f"{e.seq:>6}  {e.at.isoformat()}  "
+            f"{'service' if e.actor_id is None else f'member {e.actor_id}':<12} "
+            f"{e.action:<20} {e.target}"
+            for e in entries
+        ],
+    )

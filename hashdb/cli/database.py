@@ -13,6 +13,9 @@ HASHDB_MAX_DECODED_BYTES, HASHDB_VIDEO_MAX_SECONDS, HASHDB_VIDEO_MAX_FRAMES):
   frame and answered with the stored videos it matches: both shares, the matched
   time ranges and the offset, as the API answers them.
 
+`-` among the inputs reads standard input (hashdb/cli/inputs.py): `TYPE:HEX`
+lines are hashes, anything else one image or video, named `-` in the output.
+
 Every match goes through the consortium's matching use case (threshold caps and
 the per-request budget, HASHDB_MAX_REQUEST_COST); the command line has no key, so
 it spends no key's budget and its matches are not counted for any member.
@@ -28,8 +31,16 @@ import click
 from sqlalchemy.engine import make_url
 
 from hashdb.budget import check_threshold
-from hashdb.cli.common import EXIT_PARTIAL, acting, any_failed, emit_json, open_db, progress
-from hashdb.cli.inputs import BadArg, HashArg, expand
+from hashdb.cli.common import (
+    EXIT_PARTIAL,
+    OUTPUT,
+    Output,
+    acting,
+    any_failed,
+    open_db,
+    progress,
+)
+from hashdb.cli.inputs import BadArg, FileArg, HashArg, arguments
 from hashdb.consortium import (
     Actor,
     Added,
@@ -39,8 +50,9 @@ from hashdb.consortium import (
     QueryResult,
     VideoMatch,
 )
+from hashdb.consortium.schema import migrate as migrate_schema
 from hashdb.errors import HashdbError, InvalidInput
-from hashdb.settings import Settings
+from hashdb.settings import Settings, load_settings
 from hashdb.signals import MD5, PDQ, SHA256, SIGNAL_TYPES
 from hashdb.signals.pdq_dihedral import dihedral_probes
 from hashdb.signals.vpdq import VPDQ
@@ -48,25 +60,40 @@ from hashdb.signals.vpdq import VPDQ
 
 @click.command()
 @click.option("--admin-name", default="admin", show_default=True, help="Name of the first admin.")
-def init(admin_name: str) -> None:
-    """Create or upgrade the database; create a first admin and print its key once."""
+@OUTPUT
+def init(admin_name: str, out: Output) -> None:
+    """Create or upgrade the database; create a first admin and print its key once.
+
+    With --json: {"database": URL, "admin": NAME, "key": SECRET}, admin and key null
+    when an admin existed already. With --quiet the key is not shown: an operator
+    can still make another admin with `hashdb members add NAME --role admin`.
+    """
+    migrate_schema(load_settings())  # the same use case as `hashdb migrate`
     db = open_db()
     try:
         new_key = db.members.ensure_first_admin(admin_name)
-        url = make_url(db.settings.resolved_database_url())
-        click.echo(f"database ready: {url.render_as_string(hide_password=True)}")
-        if new_key is None:
-            click.echo("an admin member already exists; no new key issued")
-        else:
-            click.echo(f"first admin key (shown once, keep it safe): {new_key.secret}")
+        url = make_url(db.settings.resolved_database_url()).render_as_string(hide_password=True)
     finally:
         db.close()
+    lines = [f"database ready: {url}"]
+    if new_key is None:
+        lines.append("an admin member already exists; no new key issued")
+    else:
+        lines.append(f"first admin key (shown once, keep it safe): {new_key.secret}")
+    out.result(
+        {
+            "database": url,
+            "admin": None if new_key is None else admin_name,
+            "key": None if new_key is None else new_key.secret,
+        },
+        lines,
+    )
 
 
-def _file_error(path: Path, exc: Exception) -> dict[str, Any]:
+def _file_error(name: str, exc: Exception) -> dict[str, Any]:
     if isinstance(exc, HashdbError):
-        return {"input": str(path), "error": exc.message, "code": exc.code}
-    return {"input": str(path), "error": f"cannot read: {exc}", "code": "io_error"}
+        return {"input": name, "error": exc.message, "code": exc.code}
+    return {"input": name, "error": f"cannot read: {exc}", "code": "io_error"}
 
 
 @click.command()
@@ -74,29 +101,32 @@ def _file_error(path: Path, exc: Exception) -> dict[str, Any]:
 @click.option("--label", "labels", multiple=True, help="Label for every hash added (repeatable).")
 @click.option("--reference", help="Free-text source reference (default: the file name).")
 @click.option("--as", "as_member", help="Member to add as (default: the first admin).")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@OUTPUT
 def add(
     inputs: tuple[str, ...],
     labels: tuple[str, ...],
     reference: str | None,
     as_member: str | None,
-    as_json: bool,
+    out: Output,
 ) -> None:
-    """Add image or video files, folders or hashes (TYPE:HEX) to the database."""
+    """Add image or video files, folders or hashes (TYPE:HEX) to the database.
+
+    `-` reads standard input: TYPE:HEX lines, or one image or video."""
     db = open_db()
     try:
         actor = acting(db, as_member)
         db.contributions.check_labels([labels])  # shared by every input: refuse up front
         rows: list[dict[str, Any]] = []
-        for item in progress(list(expand(inputs)), "adding", not as_json):
-            if isinstance(item, BadArg):
-                rows.append({"input": item.text, "error": item.message})
-            elif isinstance(item, HashArg):
-                new = [NewHash(item.signal_type.name, item.value, labels, None, reference)]
-                rows.append(_added(db, actor, item.text, new))
-            else:
-                rows.append(_add_file(db, actor, item, labels, reference or item.name))
-        _print_added(rows, as_json)
+        with arguments(inputs, db.settings.max_upload_bytes) as items:
+            for item in progress(items, "adding", out.human):
+                if isinstance(item, BadArg):
+                    rows.append({"input": item.text, "error": item.message})
+                elif isinstance(item, HashArg):
+                    new = [NewHash(item.signal_type.name, item.value, labels, None, reference)]
+                    rows.append(_added(db, actor, item.text, new))
+                else:
+                    rows.append(_add_file(db, actor, item, labels, reference))
+        _print_added(rows, out)
     finally:
         db.close()
     if any_failed(rows):
@@ -104,37 +134,40 @@ def add(
 
 
 def _add_file(
-    db: Consortium, actor: Actor, path: Path, labels: tuple[str, ...], reference: str
+    db: Consortium, actor: Actor, item: FileArg, labels: tuple[str, ...], given: str | None
 ) -> dict[str, Any]:
-    """Hash one file (an image or a video) and store it, or the error that stopped it."""
+    """Hash one file (an image or a video) and store it, or the error that stopped it.
+    Its reference is the one given, else the file's name (none for standard input)."""
     from api.video import REFERENCE_RATE, complete_reference, limits
     from ingest.records import contributions, usable_perceptual, video_contributions
     from ingest.sandbox import image_with_variants
     from ingest.video import hash_video_file
 
     settings = db.settings
+    path, name = item.path, item.name
+    reference = given if given is not None else (path.name if name == str(path) else None)
     if _is_video(path):
         try:
             v = complete_reference(
                 hash_video_file(path, frames_per_second=REFERENCE_RATE, limits=limits(settings))
             )
         except (HashdbError, OSError) as exc:
-            return _file_error(path, exc)
+            return _file_error(name, exc)
         video, digests = video_contributions(v, labels, reference)
         if not video.frames:  # nothing matchable in it: the digests still identify the file
-            row = _added(db, actor, str(path), digests)
+            row = _added(db, actor, name, digests)
             row["warning"] = "no frame of pdq quality >= 50: only digests added"
             return row
         try:
             results = db.contributions.add_video(actor, video, digests)
         except InvalidInput as exc:
-            return {"input": str(path), "error": exc.message}
-        return _added_row(str(path), [VPDQ.name, *(d.signal_type for d in digests)], results)
+            return {"input": name, "error": exc.message}
+        return _added_row(name, [VPDQ.name, *(d.signal_type for d in digests)], results)
     try:
         h, variants = image_with_variants(path.read_bytes(), **_image_limits(settings))
     except (HashdbError, OSError) as exc:
-        return _file_error(path, exc)
-    row = _added(db, actor, str(path), contributions(h, labels, reference, variants))
+        return _file_error(name, exc)
+    row = _added(db, actor, name, contributions(h, labels, reference, variants))
     if not usable_perceptual(h):
         row["warning"] = f"pdq quality {h.pdq_quality} < 50: only digests added"
     return row
@@ -177,20 +210,20 @@ def _added_row(name: str, signal_types: list[str], results: list[Added]) -> dict
     }
 
 
-def _print_added(rows: list[dict[str, Any]], as_json: bool) -> None:
-    if as_json:
-        emit_json(rows)
+def _print_added(rows: list[dict[str, Any]], out: Output) -> None:
+    if out.as_json:
+        out.result(rows)
         return
     for row in rows:
         if "error" in row:
-            click.echo(f"{row['input']}: error: {row['error']}", err=True)
+            out.error(f"{row['input']}: error: {row['error']}")
             continue
         parts = [
             f"{a['signal_type']}#{a['id']}{'' if a['new'] else ' (already)'}" for a in row["added"]
         ]
-        click.echo(f"{row['input']}: " + ", ".join(parts))
+        out.say(f"{row['input']}: " + ", ".join(parts))
         if "warning" in row:
-            click.echo(f"  warning: {row['warning']}", err=True)
+            out.warn(f"  warning: {row['warning']}")
 
 
 @click.command()
@@ -201,28 +234,28 @@ def _print_added(rows: list[dict[str, Any]], as_json: bool) -> None:
     help="PDQ distance threshold, for images and each video frame (default 31).",
 )
 @click.option("--dihedral", is_flag=True, help="Also try the 8 rotations/flips of each image.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def match(inputs: tuple[str, ...], threshold: int | None, dihedral: bool, as_json: bool) -> None:
-    """Match image or video files, folders or hashes (TYPE:HEX) against the database."""
+@OUTPUT
+def match(inputs: tuple[str, ...], threshold: int | None, dihedral: bool, out: Output) -> None:
+    """Match image or video files, folders or hashes (TYPE:HEX) against the database.
+
+    `-` reads standard input: TYPE:HEX lines, or one image or video."""
     db = open_db()
     try:
         check_threshold(db.settings, PDQ, threshold, "--threshold")
         rows: list[dict[str, Any]] = []
-        for item in progress(list(expand(inputs)), "matching", not as_json):
-            if isinstance(item, BadArg):
-                rows.append({"input": item.text, "error": item.message})
-            elif isinstance(item, HashArg):
-                is_pdq = item.signal_type is PDQ
-                variants = dihedral_probes(item.value) if is_pdq and dihedral else ()
-                qs = [
-                    Query(
-                        item.signal_type, item.value, threshold if is_pdq else None, None, variants
-                    )
-                ]
-                rows.append(_matched(item.text, db.matching.match(None, qs)))
-            else:
-                rows.append(_match_file(db, item, threshold, dihedral))
-        _print_matched(rows, as_json)
+        with arguments(inputs, db.settings.max_upload_bytes) as items:
+            for item in progress(items, "matching", out.human):
+                if isinstance(item, BadArg):
+                    rows.append({"input": item.text, "error": item.message})
+                elif isinstance(item, HashArg):
+                    is_pdq = item.signal_type is PDQ
+                    variants = dihedral_probes(item.value) if is_pdq and dihedral else ()
+                    pdq_threshold = threshold if is_pdq else None
+                    qs = [Query(item.signal_type, item.value, pdq_threshold, None, variants)]
+                    rows.append(_matched(item.text, db.matching.match(None, qs)))
+                else:
+                    rows.append(_match_file(db, item, threshold, dihedral))
+        _print_matched(rows, out)
     finally:
         db.close()
     if any_failed(rows):
@@ -230,7 +263,7 @@ def match(inputs: tuple[str, ...], threshold: int | None, dihedral: bool, as_jso
 
 
 def _match_file(
-    db: Consortium, path: Path, threshold: int | None, dihedral: bool
+    db: Consortium, item: FileArg, threshold: int | None, dihedral: bool
 ) -> dict[str, Any]:
     """Hash one file (an image or a video) as the API would and match it."""
     from api.uploads import lookup_probes
@@ -239,21 +272,22 @@ def _match_file(
     from ingest.video import EVERY_FRAME, hash_video_file
 
     settings = db.settings
+    path, name = item.path, item.name
     if not _is_video(path):
         try:
             probed = probed_image(
                 path.read_bytes(), lookup_probes(dihedral), **_image_limits(settings)
             )
         except (HashdbError, OSError) as exc:
-            return _file_error(path, exc)
-        return _matched(str(path), db.matching.match(None, probed.queries(pdq_threshold=threshold)))
+            return _file_error(name, exc)
+        return _matched(name, db.matching.match(None, probed.queries(pdq_threshold=threshold)))
     try:
         v = hash_video_file(path, frames_per_second=EVERY_FRAME, limits=limits(settings))
     except (HashdbError, OSError) as exc:
-        return _file_error(path, exc)
+        return _file_error(name, exc)
     digests = [Query(MD5, v.md5), Query(SHA256, v.sha256)]
     answer = db.matching.answer(None, digests, [video_query(v, threshold)])
-    row = _matched(str(path), answer.results)
+    row = _matched(name, answer.results)
     row["video"] = {
         "duration": v.duration,
         "frames": len(v.frames),
@@ -301,13 +335,15 @@ def _span(ranges: list[dict[str, float]]) -> str:
     return ", ".join(f"{r['start']:.1f}-{r['end']:.1f}s" for r in ranges) or "-"
 
 
-def _print_matched(rows: list[dict[str, Any]], as_json: bool) -> None:
-    if as_json:
-        emit_json(rows)
+def _print_matched(rows: list[dict[str, Any]], out: Output) -> None:
+    if out.as_json:
+        out.result(rows)
         return
     for row in rows:
         if "error" in row:
-            click.echo(f"{row['input']}: error: {row['error']}", err=True)
+            out.error(f"{row['input']}: error: {row['error']}")
+            continue
+        if out.quiet:
             continue
         note = " (low quality: perceptual hashes not matched)" if row.get("low_quality") else ""
         videos = row.get("videos")
@@ -315,7 +351,7 @@ def _print_matched(rows: list[dict[str, Any]], as_json: bool) -> None:
         click.echo(f"{row['input']}: {len(row['matches'])} match(es){found}{note}")
         video = row.get("video")
         if video is not None and not video["complete"]:
-            click.echo(f"  only part of the video was hashed ({video['ended_by']})", err=True)
+            out.warn(f"  only part of the video was hashed ({video['ended_by']})")
         for m in row["matches"]:
             how = f" via {m['variant']}" if m["variant"] else ""
             labels = ",".join(m["labels"]) or "-"

@@ -11,20 +11,30 @@ member (`--as`) must be an ops team or an admin, and every label (`--label` and 
 manifest's) must be in the taxonomy, checked before an archive is unpacked or a
 file read: an unknown label exits with status 2 and stores nothing. The job's
 start and finish are audited (`import.start`, `import.finish`).
+
+`hashdb import -` reads a .zip or .tar (plain, gzip, bzip2 or xz) archive from
+standard input: it is copied into the run's work folder, at most
+HASHDB_IMPORT_MAX_UNPACKED_BYTES bytes (refused with exit 2 beyond), recognised by
+its first bytes (anything else is refused with exit 2), and then unpacked as an
+archive named on the command line is. Its job's source is `stdin:sha256:<digest
+of the archive>`, so piping the same archive again resumes that job.
 """
 
 from __future__ import annotations
 
+import hashlib
 import sys
 from pathlib import Path
 
 import click
 
-from hashdb.cli.common import EXIT_PARTIAL, acting, emit_json, open_db
+from hashdb.cli.common import EXIT_PARTIAL, OUTPUT, Output, acting, open_db
+from hashdb.cli.inputs import CHUNK, STDIN
+from hashdb.errors import InvalidInput
 
 
 @click.command("import")
-@click.argument("source", type=click.Path(exists=True, path_type=Path))
+@click.argument("source", type=click.Path(exists=True, allow_dash=True, path_type=Path))
 @click.option(
     "--manifest",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -44,7 +54,7 @@ from hashdb.cli.common import EXIT_PARTIAL, acting, emit_json, open_db
     help="Dask scheduler address (tcp://HOST:PORT): hash on that cluster instead.",
 )
 @click.option("--as", "as_member", help="Member to import as (default: the first admin).")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@OUTPUT
 def import_collection(
     source: Path,
     manifest: Path | None,
@@ -52,9 +62,10 @@ def import_collection(
     workers: int,
     scheduler: str | None,
     as_member: str | None,
-    as_json: bool,
+    out: Output,
 ) -> None:
-    """Import every image and video under SOURCE (a folder, .zip or .tar[.gz]).
+    """Import every image and video under SOURCE (a folder, .zip or .tar[.gz]; `-`:
+    an archive read from standard input).
 
     Running the same command again resumes an interrupted import: files already
     stored are skipped, and nothing is stored twice.
@@ -68,17 +79,22 @@ def import_collection(
     work = None
     try:
         actor = acting(db, as_member)
-        source = source.resolve()
+        from_stdin = str(source) == STDIN
+        source = source if from_stdin else source.resolve()
         planned = read_manifest(manifest, labels) if manifest else None
         db.imports.check(actor, labels, planned or ())
-        root = source
-        if is_archive(source):
+        root, name = source, str(source)
+        if from_stdin:
+            work = work_folder(db.settings.data_dir)
+            archive, digest = _spool_archive(work, db.settings.import_max_unpacked_bytes)
+            root, name = unpack(archive, work / "unpacked", ArchiveLimits.of(db.settings)), digest
+        elif is_archive(source):
             work = work_folder(db.settings.data_dir)
             root = unpack(source, work, ArchiveLimits.of(db.settings))
-        job = db.imports.start(actor, str(source), labels, plan_files(root, labels, planned))
+        job = db.imports.start(actor, name, labels, plan_files(root, labels, planned))
         bar = (
             None
-            if as_json
+            if not out.human
             else click.progressbar(
                 length=job.counts.total,
                 label=f"import #{job.id}",
@@ -117,16 +133,63 @@ def import_collection(
         "failed": counts.failed,
         "failures": [{"path": p, "reason": r} for p, r in summary.failures],
     }
-    if as_json:
-        emit_json(result)
-    else:
-        click.echo(
+    if not out.as_json:
+        for path, reason in summary.failures:
+            out.error(f"  failed: {path}: {reason}")
+    out.result(
+        result,
+        [
             f"import #{summary.job.id}: {counts.total} files, {summary.images} images, "
             f"{summary.videos} videos ({summary.frames} frames), "
             f"{summary.hashes_added} hashes added, {counts.duplicates} duplicates, "
             f"{counts.failed} failed"
-        )
-        for path, reason in summary.failures:
-            click.echo(f"  failed: {path}: {reason}", err=True)
+        ],
+    )
     if counts.failed:
         sys.exit(EXIT_PARTIAL)
+
+
+# An archive's first bytes, and the name that tells `ingest.sources` how to open it:
+# zip; tar compressed with gzip, bzip2 or xz (tarfile opens any of them as `.tar`).
+_ARCHIVE_MAGIC = (
+    (b"PK\x03\x04", "stdin.zip"),
+    (b"PK\x05\x06", "stdin.zip"),  # an empty zip
+    (b"\x1f\x8b", "stdin.tar.gz"),
+    (b"BZh", "stdin.tar"),
+    (b"\xfd7zXZ\x00", "stdin.tar"),
+)
+_TAR_MAGIC_AT = 257  # "ustar" in a tar header
+
+
+def _spool_archive(work: Path, limit: int) -> tuple[Path, str]:
+    """Copy standard input into `work` as an archive file, at most `limit` bytes
+    (HASHDB_IMPORT_MAX_UNPACKED_BYTES); the file and the job source naming it."""
+    spooled = work / "stdin"
+    digest = hashlib.sha256()
+    written = 0
+    stream = sys.stdin.buffer
+    with spooled.open("xb") as out:
+        while chunk := stream.read(CHUNK):
+            written += len(chunk)
+            if written > limit:
+                raise InvalidInput(
+                    f"the archive on standard input is larger than {limit} bytes "
+                    "(HASHDB_IMPORT_MAX_UNPACKED_BYTES)",
+                    field="source",
+                )
+            digest.update(chunk)
+            out.write(chunk)
+    with spooled.open("rb") as file:
+        head = file.read(_TAR_MAGIC_AT + 8)
+    name = next((n for magic, n in _ARCHIVE_MAGIC if head.startswith(magic)), None)
+    if name is None and head[_TAR_MAGIC_AT : _TAR_MAGIC_AT + 5] == b"ustar":
+        name = "stdin.tar"
+    if name is None:
+        what = "is empty" if written == 0 else "is not a .zip or .tar archive"
+        raise InvalidInput(
+            f"standard input {what}: `hashdb import -` reads an archive "
+            "(a folder must be named on the command line)",
+            field="source",
+        )
+    archive = spooled.rename(work / name)
+    return archive, f"stdin:sha256:{digest.hexdigest()}"

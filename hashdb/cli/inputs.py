@@ -4,16 +4,43 @@ An argument that names an existing file or folder is media (folders are walked,
 sorted, hidden files skipped); otherwise it must be a hash written `TYPE:HEX`
 (`pdq:...`, `phash:...`, `md5:...`, `sha256:...`), or bare hex of 64 digits,
 which is read as PDQ.
+
+The argument `-` is standard input, and may be given once (InvalidInput, exit 2,
+otherwise). Its bytes are copied to a temporary file, at most `limit` bytes
+(HASHDB_MAX_UPLOAD_BYTES, what an upload may weigh; beyond it the command is
+refused with exit 2 before anything is done), and never held whole in memory. Then:
+
+- if they are text (UTF-8 without a NUL byte) they are a list of hashes, one per
+  line as above, blank lines and lines starting with `#` ignored; a line that is
+  not a hash is reported like a bad argument. No image or video format this
+  project reads is such text (each has a binary signature or NUL bytes in its
+  header), so the test cannot take a picture for a list;
+- otherwise they are one media file, named `-` in the output and sniffed by
+  content as files are (image or video).
+
+Empty standard input is refused (exit 2): a pipe that produced nothing is more
+likely a mistake upstream than a request to do nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from hashdb.errors import InvalidInput
+from hashdb.settings import load_settings
 from hashdb.signals import PDQ, SignalType, get_signal_type
+
+STDIN = "-"
+
+# Standard input is copied in pieces of this size.
+CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -27,6 +54,18 @@ class HashArg:
     text: str
     signal_type: SignalType
     value: bytes
+
+
+@dataclass(frozen=True)
+class FileArg:
+    """A media file to read, and the name the output gives it (the path as walked,
+    or `-` for standard input)."""
+
+    path: Path
+    name: str
+
+
+Item = FileArg | HashArg | BadArg
 
 
 def walk(path: Path) -> Iterator[Path]:
@@ -52,14 +91,101 @@ def parse_hash_arg(text: str) -> HashArg:
     return HashArg(text, signal, signal.parse(hex_value, field="argument"))
 
 
-def expand(args: tuple[str, ...]) -> Iterator[Path | HashArg | BadArg]:
-    """Each argument as files, a parsed hash, or the error that says why it is neither."""
+def _hash_or_bad(text: str) -> HashArg | BadArg:
+    try:
+        return parse_hash_arg(text)
+    except InvalidInput as exc:
+        return BadArg(text, exc.message)
+
+
+def expand(args: tuple[str, ...]) -> Iterator[FileArg | HashArg | BadArg]:
+    """Each argument as files, a parsed hash, or the error that says why it is neither
+    (`-` is not special here: see `arguments`)."""
     for arg in args:
         path = Path(arg)
         if path.exists():
-            yield from walk(path)
+            yield from (FileArg(f, str(f)) for f in walk(path))
             continue
-        try:
-            yield parse_hash_arg(arg)
-        except InvalidInput as exc:
-            yield BadArg(arg, exc.message)
+        yield _hash_or_bad(arg)
+
+
+def check_stdin_once(args: tuple[str, ...]) -> bool:
+    """Whether `-` is among the arguments; InvalidInput if it is there twice."""
+    count = args.count(STDIN)
+    if count > 1:
+        raise InvalidInput("`-` (standard input) may be given only once", field="argument")
+    return count == 1
+
+
+def upload_limit(args: tuple[str, ...]) -> int:
+    """HASHDB_MAX_UPLOAD_BYTES when `-` is among `args` (settings are read only then:
+    a command that needs none does not fail on a bad unrelated variable), else 0."""
+    return load_settings().max_upload_bytes if STDIN in args else 0
+
+
+@contextmanager
+def arguments(
+    args: tuple[str, ...],
+    limit: int,
+    *,
+    expander: Callable[[tuple[str, ...]], Iterator[Item]] = expand,
+) -> Iterator[list[Item]]:
+    """The work items of `args` (each through `expander`), `-` read from standard
+    input (see the module's docstring); the temporary copy of standard input is
+    removed when the block ends."""
+    if not check_stdin_once(args):
+        yield list(expander(args))
+        return
+    folder = Path(tempfile.mkdtemp(prefix="hashdb-stdin-"))
+    try:
+        spooled = spool_stdin(folder / "stdin", limit)
+        from_stdin = read_spooled(spooled)
+        items: list[Item] = []
+        for arg in args:
+            items.extend(from_stdin if arg == STDIN else expander((arg,)))
+        yield items
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def spool_stdin(target: Path, limit: int, *, setting: str = "HASHDB_MAX_UPLOAD_BYTES") -> Path:
+    """Copy standard input to `target`, refusing it (InvalidInput) past `limit` bytes
+    or when it is empty."""
+    source: IO[bytes] = sys.stdin.buffer
+    written = 0
+    with target.open("xb") as out:
+        while chunk := source.read(CHUNK):
+            written += len(chunk)
+            if written > limit:
+                raise InvalidInput(
+                    f"standard input is larger than {limit} bytes ({setting})",
+                    field="argument",
+                )
+            out.write(chunk)
+    if written == 0:
+        raise InvalidInput("standard input is empty", field="argument")
+    return target
+
+
+def read_spooled(path: Path) -> list[Item]:
+    """A spooled standard input as a list of hashes (text) or one media file."""
+    text = _as_text(path)
+    if text is None:
+        return [FileArg(path, STDIN)]
+    items: list[Item] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped and not stripped.startswith("#"):
+            items.append(_hash_or_bad(stripped))
+    return items
+
+
+def _as_text(path: Path) -> str | None:
+    """The file's content as text, or None if it is binary (a NUL byte, or not UTF-8)."""
+    data = path.read_bytes()  # bounded by the spool's limit
+    if b"\0" in data:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import click
 
-from hashdb.cli.common import AS_ADMIN, acting, emit_json, open_db
+from hashdb.cli.common import AS_ADMIN, OUTPUT, Output, acting, open_db
 from hashdb.consortium.labels import ValueKind
 
 
@@ -19,30 +19,30 @@ def labels() -> None:
 
 
 @labels.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-def list_labels(as_json: bool) -> None:
+@OUTPUT
+def list_labels(out: Output) -> None:
     """Every label, with whether it takes a value and what it means."""
     db = open_db()
     try:
         found = db.labels.all()
     finally:
         db.close()
-    if as_json:
-        emit_json(
-            [
-                {
-                    "name": label.name,
-                    "value": label.value_kind.value,
-                    "description": label.description,
-                    "deprecated": label.deprecated_at is not None,
-                }
-                for label in found
-            ]
-        )
-        return
-    for label in found:
-        mark = " (deprecated)" if label.deprecated_at else ""
-        click.echo(f"{label.name:<24} {label.value_kind.value:<9} {label.description}{mark}")
+    out.result(
+        [
+            {
+                "name": label.name,
+                "value": label.value_kind.value,
+                "description": label.description,
+                "deprecated": label.deprecated_at is not None,
+            }
+            for label in found
+        ],
+        [
+            f"{label.name:<24} {label.value_kind.value:<9} {label.description}"
+            f"{' (deprecated)' if label.deprecated_at else ''}"
+            for label in found
+        ],
+    )
 
 
 @labels.command("add")
@@ -57,11 +57,16 @@ def list_labels(as_json: bool) -> None:
     help="Whether the label takes a `:value` suffix.",
 )
 @AS_ADMIN
-def add_label(name: str, description: str, value_kind: str, as_member: str | None) -> None:
+@OUTPUT
+def add_label(
+    name: str, description: str, value_kind: str, as_member: str | None, out: Output
+) -> None:
     """Add label NAME to the taxonomy."""
     db = open_db()
     try:
         db.labels.add(acting(db, as_member), name, description, ValueKind(value_kind))
     finally:
         db.close()
-    click.echo(f"label {name} added")
+    out.result(
+        {"name": name, "value": value_kind, "description": description}, [f"label {name} added"]
+    )

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from hashdb.cli.common import AS_ADMIN, acting, emit_json, open_db
+from hashdb.cli.common import AS_ADMIN, OUTPUT, Output, acting, open_db
 from hashdb.consortium import Role
 
 
@@ -27,21 +27,34 @@ def members() -> None:
 )
 @click.option("--trusted", is_flag=True, help="Trusted flagger: contributions skip vetting.")
 @AS_ADMIN
-def add_member(name: str, role: str, trusted: bool, as_member: str | None) -> None:
-    """Create member NAME and print its API key (shown once)."""
+@OUTPUT
+def add_member(name: str, role: str, trusted: bool, as_member: str | None, out: Output) -> None:
+    """Create member NAME and print its API key (shown once; with --json:
+    {"id", "name", "role", "trusted", "key"})."""
     db = open_db()
     try:
         member, key = db.members.create(acting(db, as_member), name, Role(role), trusted=trusted)
     finally:
         db.close()
-    click.echo(f"member {member.name} (id {member.id}, role {member.role.value}) created")
-    click.echo(f"API key (shown once, keep it safe): {key.secret}")
+    out.result(
+        {
+            "id": member.id,
+            "name": member.name,
+            "role": member.role.value,
+            "trusted": member.trusted,
+            "key": key.secret,
+        },
+        [
+            f"member {member.name} (id {member.id}, role {member.role.value}) created",
+            f"API key (shown once, keep it safe): {key.secret}",
+        ],
+    )
 
 
 @members.command("list")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@OUTPUT
 @AS_ADMIN
-def list_members(as_json: bool, as_member: str | None) -> None:
+def list_members(as_member: str | None, out: Output) -> None:
     """List members with their roles and live keys."""
     db = open_db()
     try:
@@ -61,18 +74,21 @@ def list_members(as_json: bool, as_member: str | None) -> None:
             )
     finally:
         db.close()
-    if as_json:
-        emit_json(rows)
-        return
-    for r in rows:
-        state = "disabled" if r["disabled"] else f"{len(r['keys'])} live key(s)"
-        click.echo(f"{r['id']:>4}  {r['name']:<30} {r['role']:<7} {state}")
+    out.result(
+        rows,
+        [f"{r['id']:>4}  {r['name']:<30} {r['role']:<7} {_state(r)}" for r in rows],
+    )
+
+
+def _state(row: dict[str, Any]) -> str:
+    return "disabled" if row["disabled"] else f"{len(row['keys'])} live key(s)"
 
 
 @members.command("revoke")
 @click.argument("name")
 @AS_ADMIN
-def revoke_member(name: str, as_member: str | None) -> None:
+@OUTPUT
+def revoke_member(name: str, as_member: str | None, out: Output) -> None:
     """Disable member NAME: every one of its keys stops working at once."""
     db = open_db()
     try:
@@ -81,4 +97,7 @@ def revoke_member(name: str, as_member: str | None) -> None:
         db.members.disable(actor, member.id)
     finally:
         db.close()
-    click.echo(f"member {name} disabled; all its keys revoked")
+    out.result(
+        {"name": name, "id": member.id, "disabled": True},
+        [f"member {name} disabled; all its keys revoked"],
+    )

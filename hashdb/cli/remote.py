@@ -5,9 +5,10 @@
 server's API as one member, with that member's key, which comes only from the
 `HASHDB_API_KEY` environment variable or the file `HASHDB_API_KEY_FILE` names: a
 key on a command line would show in the process list. Files given to `match` and
-`contribute` are uploaded for the server to hash; `TYPE:HEX` arguments (and
-`-`: arguments read from standard input, whitespace-separated) are sent as
-hashes, in batches of the server's size. Retries, idempotency keys and errors
+`contribute` are uploaded for the server to hash; `TYPE:HEX` arguments are sent as
+hashes, in batches of the server's size. `-` reads standard input
+(hashdb/cli/inputs.py): `TYPE:HEX` lines are hashes, anything else one image or
+video, uploaded as a file named `-` in the output. Retries, idempotency keys and errors
 are the client's (hashdb/client.py); errors exit as every command's do (2: the
 server refused, or no key; 3: no answer), and a file the server refuses is
 reported on its own line with exit 1 once the rest is done.
@@ -19,13 +20,12 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
 import click
 
-from hashdb.cli.common import EXIT_PARTIAL, any_failed, emit_json
-from hashdb.cli.inputs import BadArg, HashArg, expand
+from hashdb.cli.common import EXIT_PARTIAL, OUTPUT, Output, any_failed
+from hashdb.cli.inputs import BadArg, FileArg, HashArg, arguments, upload_limit
 from hashdb.client import Client, Match, RemoteError
 from hashdb.consortium.export import MAX_LIMIT, FeedPage
 from hashdb.errors import InvalidInput
@@ -36,7 +36,6 @@ _FILE_REFUSALS = frozenset({400, 413, 415, 422})
 URL = click.option(
     "--url", required=True, help="Base URL of the consortium server, http(s)://host[:port]."
 )
-JSON = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 INPUTS = click.argument("inputs", nargs=-1, required=True)
 
 
@@ -45,21 +44,14 @@ def remote() -> None:
     """Talk to a consortium server as a member (key: HASHDB_API_KEY or HASHDB_API_KEY_FILE)."""
 
 
-def _inputs(args: tuple[str, ...]) -> Iterator[Path | HashArg | BadArg]:
-    if "-" in args:
-        read = tuple(sys.stdin.read().split())
-        args = tuple(a for arg in args for a in (read if arg == "-" else (arg,)))
-    return expand(args)
-
-
 def _hex(item: HashArg) -> tuple[str, str]:
     return item.signal_type.name, item.signal_type.format(item.value)
 
 
-def _file_error(path: Path, exc: RemoteError) -> dict[str, Any]:
+def _file_error(item: FileArg, exc: RemoteError) -> dict[str, Any]:
     if exc.status not in _FILE_REFUSALS:
         raise exc
-    return {"input": str(path), "error": exc.message}
+    return {"input": item.name, "error": exc.message}
 
 
 def _match_row(name: str, matches: list[Match], low_quality: list[str]) -> dict[str, Any]:
@@ -73,12 +65,13 @@ def _match_row(name: str, matches: list[Match], low_quality: list[str]) -> dict[
 @URL
 @INPUTS
 @click.option("--threshold", type=click.IntRange(0, 256), help="Distance threshold for hashes.")
-@JSON
-def match(url: str, inputs: tuple[str, ...], threshold: int | None, as_json: bool) -> None:
-    """Match image or video files, folders or hashes (TYPE:HEX) on the server."""
-    items = list(_inputs(inputs))
+@OUTPUT
+def match(url: str, inputs: tuple[str, ...], threshold: int | None, out: Output) -> None:
+    """Match image or video files, folders or hashes (TYPE:HEX) on the server.
+
+    `-` reads standard input: TYPE:HEX lines, or one image or video."""
     rows: dict[int, dict[str, Any]] = {}
-    with Client(url) as client:
+    with arguments(inputs, upload_limit(inputs)) as items, Client(url) as client:
         hashes = [(i, arg) for i, arg in enumerate(items) if isinstance(arg, HashArg)]
         results = client.match([_hex(h) for _, h in hashes], threshold) if hashes else []
         for (i, arg), result in zip(hashes, results, strict=True):
@@ -89,38 +82,46 @@ def match(url: str, inputs: tuple[str, ...], threshold: int | None, as_json: boo
         for i, item in enumerate(items):
             if isinstance(item, BadArg):
                 rows[i] = {"input": item.text, "error": item.message}
-            elif isinstance(item, Path):
+            elif isinstance(item, FileArg):
                 try:
-                    media = client.match_media(item)
+                    media = client.match_media(item.path)
                 except RemoteError as exc:
                     rows[i] = _file_error(item, exc)
                     continue
                 found = [m for r in media.results for m in r.matches]
                 low = [r.signal_type for r in media.results if r.low_quality]
-                rows[i] = _match_row(str(item), found, low)
+                rows[i] = _match_row(item.name, found, low)
                 if media.kind == "video":
                     rows[i]["videos"] = [asdict(v) for v in media.videos]
-    ordered = [rows[i] for i in range(len(items))]
-    if as_json:
-        emit_json(ordered)
-    else:
-        for row in ordered:
+    ordered = [rows[i] for i in range(len(rows))]
+    _errors(ordered, out)
+    out.result(ordered, lambda: _match_text(ordered))
+    if any_failed(ordered):
+        sys.exit(EXIT_PARTIAL)
+
+
+def _errors(rows: list[dict[str, Any]], out: Output) -> None:
+    """Each failed input on stderr (with --json they are in the result instead)."""
+    if not out.as_json:
+        for row in rows:
             if "error" in row:
-                click.echo(f"{row['input']}: error: {row['error']}", err=True)
-                continue
+                out.error(f"{row['input']}: error: {row['error']}")
+
+
+def _match_text(rows: list[dict[str, Any]]) -> Iterator[str]:
+    for row in rows:
+        if "error" not in row:
             videos = row.get("videos")
             extra = f", {len(videos)} video(s)" if videos is not None else ""
-            click.echo(f"{row['input']}: {len(row['matches'])} match(es){extra}")
+            yield f"{row['input']}: {len(row['matches'])} match(es){extra}"
             for m in row["matches"]:
                 labels = ",".join(m["labels"]) or "-"
-                click.echo(f"  #{m['id']} distance {m['distance']} {m['status']} labels {labels}")
+                yield f"  #{m['id']} distance {m['distance']} {m['status']} labels {labels}"
             for v in videos or ():
-                click.echo(
+                yield (
                     f"  video #{v['id']} query {v['query_share']:.0%} "
                     f"reference {v['reference_share']:.0%}"
                 )
-    if any_failed(ordered):
-        sys.exit(EXIT_PARTIAL)
 
 
 @remote.command("contribute")
@@ -128,14 +129,15 @@ def match(url: str, inputs: tuple[str, ...], threshold: int | None, as_json: boo
 @INPUTS
 @click.option("--label", "labels", multiple=True, help="Label for every hash (repeatable).")
 @click.option("--reference", help="Free-text reference (a case number, a source).")
-@JSON
+@OUTPUT
 def contribute(
-    url: str, inputs: tuple[str, ...], labels: tuple[str, ...], reference: str | None, as_json: bool
+    url: str, inputs: tuple[str, ...], labels: tuple[str, ...], reference: str | None, out: Output
 ) -> None:
-    """Contribute image or video files, folders or hashes (TYPE:HEX) to the server."""
-    items = list(_inputs(inputs))
+    """Contribute image or video files, folders or hashes (TYPE:HEX) to the server.
+
+    `-` reads standard input: TYPE:HEX lines, or one image or video."""
     rows: dict[int, dict[str, Any]] = {}
-    with Client(url) as client:
+    with arguments(inputs, upload_limit(inputs)) as items, Client(url) as client:
         hashes = [(i, arg) for i, arg in enumerate(items) if isinstance(arg, HashArg)]
         added = client.contribute([_hex(h) for _, h in hashes], labels, reference) if hashes else []
         for (i, arg), a in zip(hashes, added, strict=True):
@@ -143,31 +145,31 @@ def contribute(
         for i, item in enumerate(items):
             if isinstance(item, BadArg):
                 rows[i] = {"input": item.text, "error": item.message}
-            elif isinstance(item, Path):
+            elif isinstance(item, FileArg):
                 try:
-                    media = client.contribute_media(item, labels, reference)
+                    media = client.contribute_media(item.path, labels, reference)
                 except RemoteError as exc:
                     rows[i] = _file_error(item, exc)
                     continue
-                rows[i] = {"input": str(item), "added": [asdict(a) for a in media.added]}
+                rows[i] = {"input": item.name, "added": [asdict(a) for a in media.added]}
                 if media.low_quality:
                     rows[i]["low_quality"] = True
-    ordered = [rows[i] for i in range(len(items))]
-    if as_json:
-        emit_json(ordered)
-    else:
-        for row in ordered:
-            if "error" in row:
-                click.echo(f"{row['input']}: error: {row['error']}", err=True)
-                continue
+    ordered = [rows[i] for i in range(len(rows))]
+    _errors(ordered, out)
+    out.result(ordered, lambda: _contributed_text(ordered))
+    if any_failed(ordered):
+        sys.exit(EXIT_PARTIAL)
+
+
+def _contributed_text(rows: list[dict[str, Any]]) -> Iterator[str]:
+    for row in rows:
+        if "error" not in row:
             ids = ", ".join(
                 f"{a['signal_type']}#{a['id']}{'' if a['created'] else ' (already added)'}"
                 for a in row["added"]
             )
             note = " (low quality: only the digests)" if row.get("low_quality") else ""
-            click.echo(f"{row['input']}: {ids}{note}")
-    if any_failed(ordered):
-        sys.exit(EXIT_PARTIAL)
+            yield f"{row['input']}: {ids}{note}"
 
 
 @remote.command("feedback")
@@ -183,7 +185,7 @@ def contribute(
     "--content", help="With false_positive: the hash (TYPE:HEX) of your content that matched."
 )
 @click.option("--note", help="Free text.")
-@JSON
+@OUTPUT
 def feedback(
     url: str,
     hash_id: int,
@@ -191,7 +193,7 @@ def feedback(
     reason: str | None,
     content: str | None,
     note: str | None,
-    as_json: bool,
+    out: Output,
 ) -> None:
     """Say whether a match of hash HASH_ID was right."""
     wrong: tuple[str, str] | None = None
@@ -202,13 +204,13 @@ def feedback(
         wrong = (name, value)
     with Client(url) as client:
         given = client.feedback(hash_id, kind, reason=reason, content=wrong, note=note)
-    if as_json:
-        emit_json(asdict(given))
-        return
     disputed = "; the hash is now disputed" if given.disputed else ""
-    click.echo(
-        f"feedback #{given.id} on hash #{given.hash_id}: {given.kind} "
-        f"({given.disagreeing_members} member(s) disagreeing){disputed}"
+    out.result(
+        asdict(given),
+        [
+            f"feedback #{given.id} on hash #{given.hash_id}: {given.kind} "
+            f"({given.disagreeing_members} member(s) disagreeing){disputed}"
+        ],
     )
 
 
@@ -221,7 +223,7 @@ def feedback(
 @click.option("--follow", is_flag=True, help="Read on page after page while there is more.")
 @click.option("--label", "labels", multiple=True, help="Only hashes with this label (repeatable).")
 @click.option("--signal-type", "signal_types", multiple=True, help="Only this type (repeatable).")
-@JSON
+@OUTPUT
 def export(
     url: str,
     since: int,
@@ -229,7 +231,7 @@ def export(
     follow: bool,
     labels: tuple[str, ...],
     signal_types: tuple[str, ...],
-    as_json: bool,
+    out: Output,
 ) -> None:
     """Read the export feed after cursor --since: one page, or all of it with --follow.
 
@@ -247,16 +249,16 @@ def export(
         last: FeedPage | None = None
         for page in pages:
             last = page
-            _print_page(page, as_json)
-    if last is not None and not as_json:
+            _print_page(page, out)
+    if last is not None:
         more = "more follows" if last.more else "up to date"
-        click.echo(f"cursor {last.cursor} ({more}); epoch {last.epoch}")
+        out.say(f"cursor {last.cursor} ({more}); epoch {last.epoch}")
 
 
-def _print_page(page: FeedPage, as_json: bool) -> None:
-    if as_json:
+def _print_page(page: FeedPage, out: Output) -> None:
+    if out.as_json:
         click.echo(json.dumps(page.to_json(), separators=(",", ":")))
         return
     for e in page.entries:
         labels = ",".join(e.labels) or "-"
-        click.echo(f"{e.seq} {e.op.value} #{e.id} {e.signal_type} {e.value or '-'} {labels}")
+        out.say(f"{e.seq} {e.op.value} #{e.id} {e.signal_type} {e.value or '-'} {labels}")

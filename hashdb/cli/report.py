@@ -1,5 +1,7 @@
 """`hashdb report`: the transparency report for a period, as Markdown, CSV or JSON.
 
+`--json` prints the JSON rendering (the same as `--format json`).
+
 Who may see which figures is the consortium's rule (`Reports.transparency`): an
 admin any member's or the whole consortium's, any other member its own only.
 """
@@ -10,7 +12,7 @@ from datetime import UTC, datetime
 
 import click
 
-from hashdb.cli.common import acting, open_db
+from hashdb.cli.common import OUTPUT, Output, acting, open_db
 from hashdb.consortium import reports
 from hashdb.errors import InvalidInput
 
@@ -41,7 +43,10 @@ def parse_time(text: str, field: str) -> datetime:
 )
 @click.option("--member", help="Only this member's figures (default: the whole consortium).")
 @click.option("--as", "as_member", help="Member to act as (default: the first admin).")
-def report(start: str, end: str, fmt: str, member: str | None, as_member: str | None) -> None:
+@OUTPUT
+def report(
+    start: str, end: str, fmt: str, member: str | None, as_member: str | None, out: Output
+) -> None:
     """Print the transparency report for the period [FROM, TO)."""
     db = open_db()
     try:
@@ -51,4 +56,8 @@ def report(start: str, end: str, fmt: str, member: str | None, as_member: str | 
         )
     finally:
         db.close()
+    if out.as_json:
+        fmt = "json"
+    elif out.quiet:
+        return
     click.echo(RENDERERS[fmt](result), nl=False)

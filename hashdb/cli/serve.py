@@ -1,14 +1,23 @@
 """`hashdb serve`: the HTTP API under gunicorn, through gunicorn's own Python API.
 
-The master process migrates the database and makes sure an admin exists (printing
-its key the first time, so `make run` ends with a URL and a key), then forks the
-workers; each worker builds its own app (`api.create_app`) after the fork, so no
-database connection, thread or index is shared between processes. Workers and
+The master process checks that the database's schema is exactly this code's
+(`hashdb.consortium.schema.require_current`: behind or ahead is exit 2 naming the
+command to run; serving never migrates, `hashdb migrate` does) and makes sure an
+admin exists (printing its key the first time, so `make run` ends with a URL and a
+key), then forks the workers; each worker builds its own app (`api.create_app`)
+after the fork, so no database connection, thread or index is shared between processes. Before
+forking, the master imports what the workers run and loads the numba kernels
+(`api.loader.preload`), so those pages are shared copy-on-write. Workers and
 threads come from settings unless given here. The worker is `api.serving`'s:
 gunicorn's threaded worker (which keeps client connections alive), except that a
 request is read whole in the worker's event loop, within HASHDB_HEADER_TIMEOUT and
 HASHDB_BODY_TIMEOUT, before a thread serves it, so slow clients cannot hold the
 threads.
+
+Start-up output: the database, the API's URL and, the first time, the admin key;
+with --json one JSON object {"database", "api", "docs", "admin_key"} (admin_key
+null when an admin existed), with --quiet nothing (the key is then not shown:
+`hashdb members add NAME --role admin` makes another).
 
 Metrics: prometheus_client keeps each worker's values in files under
 `PROMETHEUS_MULTIPROC_DIR` so `/metrics` can add up all workers. That variable
@@ -28,7 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy.engine import make_url
 
+from hashdb.cli.common import OUTPUT, Output
+from hashdb.consortium import schema
 from hashdb.settings import Settings, load_settings
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -53,7 +65,7 @@ def _metrics_dir() -> Path | None:
 
 
 def _first_admin(settings: Settings) -> str | None:
-    """Migrate the database once, in the master; a new admin key if none existed."""
+    """In the master, once: a new admin key if none existed."""
     from hashdb.consortium import Consortium
 
     db = Consortium.open(settings)
@@ -74,7 +86,10 @@ HEARTBEAT_DIR = Path("/dev/shm")  # noqa: S108
 def run_gunicorn(settings: Settings) -> None:
     """Serve until gunicorn's master is told to stop (Ctrl-C, SIGTERM)."""
     from gunicorn.app.base import BaseApplication  # type: ignore[import-untyped]
+    from gunicorn.glogging import Logger  # type: ignore[import-untyped]
 
+    from api import logs
+    from api.loader import preload
     from api.serving import Limits, worker_class
     from api.wsgi import configure_logging
 
@@ -85,6 +100,14 @@ def run_gunicorn(settings: Settings) -> None:
         max_body_bytes=settings.max_upload_bytes,
         buffer_bytes=settings.request_buffer_bytes,
     )
+
+    class _Logger(Logger):  # type: ignore[misc]
+        """gunicorn's loggers, written in HASHDB_LOG_FORMAT like the app's (api.logs)."""
+
+        def setup(self, cfg: Any) -> None:
+            super().setup(cfg)
+            for handler in (*self.error_log.handlers, *self.access_log.handlers):
+                handler.setFormatter(logs.formatter(settings.log_format))
 
     def child_exit(server: Any, worker: Any) -> None:
         from prometheus_client import multiprocess
@@ -109,6 +132,7 @@ def run_gunicorn(settings: Settings) -> None:
                 "threads": settings.threads,
                 "worker_class": worker_class(limits),
                 "loglevel": settings.log_level,
+                "logger_class": _Logger,
                 "preload_app": False,
                 "child_exit": child_exit,
                 "worker_exit": worker_exit,
@@ -128,6 +152,9 @@ def run_gunicorn(settings: Settings) -> None:
             context(app).media.warm()  # a serving worker's first upload finds a child ready
             return app
 
+    # Imports and numba kernels paid once, in the master, and shared copy-on-write
+    # by every worker (api.loader.preload opens no connection and leaves no thread).
+    preload()
     _Server().run()
 
 
@@ -135,17 +162,21 @@ def run_gunicorn(settings: Settings) -> None:
 @click.option("--bind", help="host:port to listen on (default HASHDB_BIND, 127.0.0.1:5000).")
 @click.option("--workers", type=int, help="Worker processes (default HASHDB_WORKERS).")
 @click.option("--threads", type=int, help="Threads per worker (default HASHDB_THREADS).")
-def serve(bind: str | None, workers: int | None, threads: int | None) -> None:
+@OUTPUT
+def serve(bind: str | None, workers: int | None, threads: int | None, out: Output) -> None:
     """Run the HTTP API under gunicorn (Ctrl-C to stop)."""
     overrides = {"bind": bind, "workers": workers, "threads": threads}
     settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+    schema.require_current(settings)  # before any worker: serving never migrates
     created = _metrics_dir()
     try:
         secret = _first_admin(settings)
-        click.echo(f"hashdb serving {settings.resolved_database_url()}")
-        click.echo(f"  API:  http://{settings.bind}/v1   docs: http://{settings.bind}/docs")
+        database = make_url(settings.resolved_database_url()).render_as_string(hide_password=True)
+        api, docs = f"http://{settings.bind}/v1", f"http://{settings.bind}/docs"
+        lines = [f"hashdb serving {database}", f"  API:  {api}   docs: {docs}"]
         if secret:
-            click.echo(f"  first admin key (shown once, keep it safe): {secret}")
+            lines.append(f"  first admin key (shown once, keep it safe): {secret}")
+        out.result({"database": database, "api": api, "docs": docs, "admin_key": secret}, lines)
         sys.stdout.flush()
         run_gunicorn(settings)
     finally:

@@ -4,28 +4,25 @@ Syncing is an admin's use case (`consortium.sync`), audited page by page: the
 command acts as the first admin (`hashdb init` creates one), or the one named
 with `--as`. The central's member key comes from `HASHDB_API_KEY` or the file
 `HASHDB_API_KEY_FILE` names (hashdb/client.py), never from the command line
-(`--key` still works, deprecated, with a warning on stderr). The feed's contract
+(there is no `--key` option). The feed's contract
 (cursor, more, epoch) is in hashdb/consortium/export.py; how it is followed, in
 hashdb/consortium/sync.py.
 """
 
 from __future__ import annotations
 
+from dataclasses import asdict
+
 import click
 
-from hashdb.cli.common import AS_ADMIN, acting, emit_json, open_db
-from hashdb.client import api_key
+from hashdb.cli.common import AS_ADMIN, OUTPUT, Output, acting, open_db
+from hashdb.client import Client, api_key
 from hashdb.consortium import sync as feed_sync
 from hashdb.consortium.export import MAX_LIMIT
 
 
 @click.command()
 @click.option("--from", "url", required=True, help="Base URL of the central hashdb.")
-@click.option(
-    "--key",
-    help="Deprecated: shows the key in the process list. Set HASHDB_API_KEY, or "
-    "HASHDB_API_KEY_FILE to a file holding it.",
-)
 @click.option(
     "--limit",
     type=click.IntRange(1, MAX_LIMIT),
@@ -35,9 +32,8 @@ from hashdb.consortium.export import MAX_LIMIT
 )
 @click.option("--max-pages", type=int, help="Stop after this many pages (default: all).")
 @AS_ADMIN
-def sync(
-    url: str, key: str | None, limit: int, max_pages: int | None, as_member: str | None
-) -> None:
+@OUTPUT
+def sync(url: str, limit: int, max_pages: int | None, as_member: str | None, out: Output) -> None:
     """Pull the central export feed from where the last sync stopped, and apply it.
 
     Each page is applied with its cursor in one transaction: an interrupted sync
@@ -49,28 +45,25 @@ def sync(
     The member key for the central comes from HASHDB_API_KEY, or from the file
     HASHDB_API_KEY_FILE names.
     """
-    if key is not None:
-        click.echo(
-            "warning: --key is deprecated: it shows the key to every user of this machine "
-            "in the process list; set HASHDB_API_KEY or HASHDB_API_KEY_FILE instead",
-            err=True,
-        )
-    key = api_key(key)
+    central = Client(url, api_key())
     db = open_db()
     try:
         actor = acting(db, as_member)
-        feed = feed_sync.HttpFeed(url, key)
-        result = db.sync.pull(actor, feed, url, limit=limit, max_pages=max_pages)
+        result = db.sync.pull(actor, central, url, limit=limit, max_pages=max_pages)
     finally:
         db.close()
+        central.close()
     if result.resyncs:
-        click.echo(
+        out.say(
             "the central's history changed (a restored database): the local copy was "
             "forgotten and replayed from the start"
         )
-    click.echo(
-        f"synced {result.entries} changes in {result.pages} pages; cursor {result.cursor}; "
-        f"{result.live} live, {result.retired} retired, {result.skipped} skipped"
+    out.result(
+        asdict(result),
+        [
+            f"synced {result.entries} changes in {result.pages} pages; cursor {result.cursor}; "
+            f"{result.live} live, {result.retired} retired, {result.skipped} skipped"
+        ],
     )
 
 
@@ -82,9 +75,9 @@ def sync(
     help="Start a new epoch (after restoring the database from a backup or promoting a "
     "standby), saying why: every follower then resyncs from the start.",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @AS_ADMIN
-def feed_epoch(reason: str | None, as_json: bool, as_member: str | None) -> None:
+@OUTPUT
+def feed_epoch(reason: str | None, as_member: str | None, out: Output) -> None:
     """Show this database's feed epoch (the id of its history), or start a new one.
 
     Feed cursors are sequence numbers of the change log, which a restored backup
@@ -97,7 +90,4 @@ def feed_epoch(reason: str | None, as_json: bool, as_member: str | None) -> None
         epoch = db.feed.new_epoch(actor, reason) if reason else db.feed.epoch(actor)
     finally:
         db.close()
-    if as_json:
-        emit_json({"epoch": epoch, "new": bool(reason)})
-    else:
-        click.echo(epoch)
+    out.result({"epoch": epoch, "new": bool(reason)}, [epoch])

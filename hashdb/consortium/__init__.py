@@ -32,7 +32,9 @@ One module per job, each owning its tables (declared in hashdb/store/schema.py):
     export         the change log as a feed of additions, updates and tombstones
     sync           a local copy that follows a central hashdb's feed over HTTP
     reports        the transparency report
-    imports        bulk imports: jobs and files, each file admitted as a contribution
+    imports        bulk imports: jobs and files, each file admitted as a contribution;
+                   queued jobs claimed by workers under a renewed lease
+    upkeep         the worker's chores: expiry, index snapshots
     idempotency    a retried create (same Idempotency-Key) answered from the first
 
 This package re-exports the value types the edges pass in and get back (members,
@@ -42,6 +44,7 @@ keys, hash records, queries and matches), so that an edge needs nothing else fro
 
 from hashdb.consortium.actor import Actor
 from hashdb.consortium.core import Consortium
+from hashdb.consortium.imports import Claim
 from hashdb.consortium.matching import Answer, VideoQuery
 from hashdb.consortium.ratelimit import OutOfRequests, Quota
 from hashdb.matching import Match, Probe, Query, QueryResult, Via, VideoMatch
@@ -73,6 +76,7 @@ __all__ = [
     "Added",
     "Answer",
     "ApiKey",
+    "Claim",
     "Consortium",
     "FileState",
     "HashRecord",

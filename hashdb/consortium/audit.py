@@ -62,6 +62,7 @@ from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.engine import Connection, RowMapping
 
 from hashdb.consortium.actor import Actor, require_admin
+from hashdb.consortium.paging import Page, check_page, page_of
 from hashdb.errors import InvalidInput
 from hashdb.store.clock import now, utc
 from hashdb.store.schema import audit_log
@@ -248,19 +249,20 @@ class Audit:
 
     def read(self, actor: Actor, *, after: int = 0, limit: int = 100) -> list[AuditEntry]:
         """Entries after sequence number `after`, oldest first."""
+        return self.page(actor, after=after, limit=limit).items
+
+    def page(self, actor: Actor, *, after: int = 0, limit: int = 100) -> Page[AuditEntry]:
+        """Entries after sequence number `after`, oldest first, a page at a time."""
         require_admin(actor, "read the audit log")
-        if not 1 <= limit <= MAX_READ:
-            raise InvalidInput(f"limit must be 1-{MAX_READ}", field="limit")
-        if after < 0:
-            raise InvalidInput("after must be >= 0", field="after")
+        check_page(after, limit, MAX_READ)
         with self._ctx.store.engine.connect() as conn:
             rows = conn.execute(
                 select(audit_log)
                 .where(audit_log.c.seq > after)
                 .order_by(audit_log.c.seq)
-                .limit(limit)
+                .limit(limit + 1)
             ).mappings()
-            return [_entry(r) for r in rows]
+            return page_of([_entry(r) for r in rows], after, limit, lambda e: e.seq)
 
     def head(self, actor: Actor) -> tuple[int, str]:
         """(seq, hash) of the newest entry; (0, 64 zeros) for an empty log."""

@@ -18,6 +18,9 @@ topic object per job that every edge calls.
     consortium.members         members, keys, authentication, console sessions
     consortium.audit           reading the audit log, checkpoints, the chain check
     consortium.idempotency     idempotency keys: a retried request gets its first answer
+    consortium.operations      what an operator watches: index memory, snapshot age,
+                               import jobs by state (read on every metrics scrape)
+    consortium.upkeep          the worker's chores: expiry, index snapshots (upkeep.py)
 
 The internals (store, matcher, tally, rate limiter) live in one `Context` that the
 topic objects share; an edge holds the `Consortium` and never reaches into them.
@@ -46,13 +49,15 @@ from hashdb.consortium.incidents import Incidents
 from hashdb.consortium.labels import Labels
 from hashdb.consortium.matching import Matching
 from hashdb.consortium.members import Members
+from hashdb.consortium.operations import Operations
 from hashdb.consortium.outcomes import Outcomes
 from hashdb.consortium.ratelimit import RateLimiter
 from hashdb.consortium.reports import Reports
 from hashdb.consortium.sync import Sync
+from hashdb.consortium.upkeep import Upkeep
 from hashdb.matching import Matcher
 from hashdb.settings import Settings
-from hashdb.store import Store
+from hashdb.store import PoolLimits, Store
 
 
 @dataclass
@@ -75,6 +80,8 @@ class Consortium:
             statuses=matchable_statuses(settings),
             sync_interval=settings.sync_interval,
             snapshot_dir=settings.snapshot_dir,
+            save_after_build=settings.snapshot_after_build,
+            snapshot_poll=settings.snapshot_poll_seconds,
         )
         self._ctx = Context(
             settings=settings,
@@ -98,6 +105,8 @@ class Consortium:
         self.members = Members(self._ctx)
         self.audit = Audit(self._ctx)
         self.idempotency = Idempotency(self._ctx)
+        self.operations = Operations(self._ctx)
+        self.upkeep = Upkeep(self._ctx)
 
     @property
     def settings(self) -> Settings:
@@ -128,8 +137,12 @@ class Consortium:
 
     @classmethod
     def open(cls, settings: Settings) -> Consortium:
-        return cls(settings, Store.open(settings.resolved_database_url()))
+        """Open the configured database without migrating it: a schema that is not this
+        code's is StorageUnavailable naming `hashdb migrate` (see `schema`)."""
+        url, pool = settings.resolved_database_url(), PoolLimits.of(settings)
+        return cls(settings, Store.open(url, migrate_schema=False, pool=pool))
 
     def close(self) -> None:
+        self.imports.close()  # jobs still held go back to the queue
         self._ctx.tally.close()
         self._ctx.store.close()

@@ -53,13 +53,20 @@ hashes are left out on purpose: a local copy should hold vetted hashes only;
 disputed ones stay in (they still match centrally) and say so in `status`.
 
 Every member may read the feed, whatever its role: what it shows is what every
-member may match against. Hashes past their expiry are retired before a page or a
-snapshot is read, so that followers get their tombstones.
+member may match against. Reading writes nothing: a hash past its expiry is shown
+as a `delete` whether or not `hashdb worker` has retired it yet (`exported`), so a
+follower gets the same answer either way; retiring it (`consortium.upkeep.expire`)
+appends its change, which carries the tombstone to followers that read its add.
 
-A contributed image's stored variants (the PDQ of its content region and crop
-windows, `hash_variants`) are part of the image, not hashes of their own, and are
-never exported. A follower that wants to match re-uploads as we do computes its
-own.
+Images: a contributed image's stored variants (the PDQ of its content region and
+crop windows, `hash_variants`, hashdb/variants.py) are part of the image, not
+hashes of their own: they have no entry of their own, and a live entry of an image
+that has them carries them as `variants` (`[{"kind", "value", "quality"}]`), so a
+follower that does not hold the picture matches a cropped or letterboxed re-upload
+as central does. The set only grows while the image lives (a new kind arrives as an
+`update`); every other entry has `variants` null. (A contributor that later
+contributes a variant's value as a hash of its own drops that variant centrally;
+the follower keeps it, and holds the value as that hash too, so both match alike.)
 
 Formats (`FeedFormat`):
 
@@ -68,7 +75,8 @@ Formats (`FeedFormat`):
   cursor, more, epoch and head travel in the `X-Hashdb-Cursor`, `X-Hashdb-More`,
   `X-Hashdb-Epoch` and `X-Hashdb-Head` response headers (sent with every format).
 - `csv`: the fields of `CSV_COLUMNS` with a header row; labels joined by `;`; a
-  video's frames are not in it (follow `json` or `jsonl` to copy videos).
+  video's frames and an image's variants are not in it (follow `json` or `jsonl`
+  to copy videos and variants).
 - `threatexchange`: the exported PDQ hashes as a signal file for
   python-threatexchange's `local_file` exchange (threatexchange 1.2,
   `threatexchange/exchanges/impl/file_api.py`, `LocalFileSignalExchangeAPI`): one
@@ -102,6 +110,7 @@ from hashdb.signals import SIGNAL_TYPES, get_signal_type
 from hashdb.signals.vpdq import VPDQ, Frame, format_frames, parse_frames
 from hashdb.store import ChangeOp, HashRecord, HashStore, Status, VideoStore
 from hashdb.store.clock import now
+from hashdb.store.hashes import StoredVariant
 from hashdb.store.schema import changes, feed_epoch, hash_transitions
 
 if TYPE_CHECKING:
@@ -110,6 +119,10 @@ if TYPE_CHECKING:
 EXPORTED: frozenset[Status] = frozenset({Status.ACTIVE, Status.DISPUTED})
 MAX_LIMIT = 10_000
 MAX_FILTER_LABELS = 50
+# Bounds on what a follower accepts of an entry's stored variants (an image stores
+# its content region and 74 crop windows: hashdb/variants.py).
+MAX_VARIANTS = 256
+MAX_KIND_CHARS = 32  # hash_variants.kind
 # python-threatexchange's name for each of our signal types that it knows.
 THREATEXCHANGE_TYPES = {"pdq": "pdq"}
 
@@ -152,6 +165,7 @@ class FeedEntry:
     frames: str | None = None  # a live video's frame list, vPDQ text
     duration: float | None = None  # a live video's, seconds
     fps: float | None = None  # a live video's
+    variants: tuple[FeedVariant, ...] | None = None  # a live image's stored variants
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -160,6 +174,7 @@ class FeedEntry:
             self.status.value,
             list(self.labels),
         )
+        out["variants"] = None if self.variants is None else [asdict(v) for v in self.variants]
         for name in ("updated_at", "expires_at"):
             stamp = getattr(self, name)
             out[name] = stamp.isoformat() if stamp else None
@@ -183,15 +198,58 @@ class FeedEntry:
                 frames=None if data.get("frames") is None else str(data["frames"]),
                 duration=None if data.get("duration") is None else float(data["duration"]),
                 fps=None if data.get("fps") is None else float(data["fps"]),
+                variants=_variants(data.get("variants")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"malformed feed entry: {exc}", field="feed") from None
+
+    def variant_values(self) -> list[StoredVariant]:
+        """A live image's stored variants with their values as bytes (InvalidInput if
+        one is malformed); empty if it has none."""
+        signal = SIGNAL_TYPES.get(self.signal_type)
+        if signal is None or not self.variants:
+            return []
+        if len(self.variants) > MAX_VARIANTS or any(
+            not 0 < len(v.kind) <= MAX_KIND_CHARS for v in self.variants
+        ):
+            raise InvalidInput(
+                f"feed entry {self.id}: at most {MAX_VARIANTS} variants, kinds of "
+                f"1-{MAX_KIND_CHARS} characters",
+                field="variants",
+            )
+        return [
+            StoredVariant(self.id, v.kind, signal.parse(v.value, "variants"), v.quality)
+            for v in self.variants
+        ]
 
     def video_frames(self) -> list[Frame] | None:
         """A live video entry's frames (InvalidInput if malformed); None if it has none."""
         if self.frames is None:
             return None
         return parse_frames(self.frames, "frames")
+
+
+@dataclass(frozen=True)
+class FeedVariant:
+    """One stored variant of an image (its content region, a crop window: see
+    hashdb/variants.py) as the feed carries it: kind, hex value, quality."""
+
+    kind: str
+    value: str
+    quality: int | None = None
+
+
+def _variants(data: object) -> tuple[FeedVariant, ...] | None:
+    if data is None:
+        return None
+    if not isinstance(data, list):
+        raise TypeError("variants must be a list")
+    return tuple(
+        FeedVariant(
+            str(v["kind"]), str(v["value"]), None if v.get("quality") is None else int(v["quality"])
+        )
+        for v in data
+    )
 
 
 def _stamp(value: object) -> datetime | None:
@@ -269,10 +327,12 @@ def entry(
     *,
     selected: bool = True,
     video: tuple[str, float, float] | None = None,
+    variants: Sequence[StoredVariant] = (),
     was_exported: bool = True,
 ) -> FeedEntry:
     """The entry for `record`'s latest change `seq`: a tombstone unless it is exported
-    (and `selected` by the page's label filter); `video` is (frames, duration, fps).
+    (and `selected` by the page's label filter); `video` is (frames, duration, fps),
+    `variants` the image's stored variants.
     A tombstone carries the value only if the hash was ever exported (`was_exported`):
     a pending or rejected contribution's value is not every member's to read."""
     value = SIGNAL_TYPES[record.signal_type].format(record.value)
@@ -297,6 +357,11 @@ def entry(
         frames=frames,
         duration=duration,
         fps=fps,
+        variants=tuple(
+            FeedVariant(v.kind, SIGNAL_TYPES[record.signal_type].format(v.value), v.quality)
+            for v in variants
+        )
+        or None,
     )
 
 
@@ -372,6 +437,8 @@ def _page(
     shapes = {
         i: (format_frames(v.frames), v.duration, v.fps) for i, v in videos.info(live_videos).items()
     }
+    live_images = [i for i, r in records.items() if r.signal_type != VPDQ.name and exported(r, at)]
+    stored = HashStore(engine).variants(live_images)
     entries = sorted(
         (
             entry(
@@ -381,6 +448,7 @@ def _page(
                 at,
                 selected=where.selects(records[h].labels),
                 video=shapes.get(h),
+                variants=stored.get(h, ()),
                 was_exported=h in ever,
             )
             for h, (seq, op) in latest.items()
@@ -483,12 +551,6 @@ class Feed:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
 
-    def _expire(self) -> None:
-        # Imported here: vetting reads EXPORTED from this module (through hashes).
-        from hashdb.consortium.vetting import expire_due
-
-        expire_due(self._ctx.store.engine)
-
     def filter(
         self, signal_types: Sequence[str] = (), label_names: Sequence[str] = ()
     ) -> FeedFilter:
@@ -512,9 +574,7 @@ class Feed:
     def page(
         self, actor: Actor, since: int, limit: int = 1000, where: FeedFilter = NO_FILTER
     ) -> FeedPage:
-        """The page of the feed after cursor `since` (see the module docstring);
-        hashes past their expiry are retired first."""
-        self._expire()
+        """The page of the feed after cursor `since` (see the module docstring)."""
         store = self._ctx.store
         return _page(store.engine, store.videos, since, limit, where)
 
@@ -540,7 +600,6 @@ class Feed:
 
     def snapshot(self, actor: Actor, page: int = MAX_LIMIT) -> list[FeedEntry]:
         """The exported list now: the feed replayed from 0, ordered by id."""
-        self._expire()
         store = self._ctx.store
         held: dict[int, FeedEntry] = {}
         cursor = 0

@@ -27,6 +27,7 @@ from sqlalchemy.engine import Connection, RowMapping
 from hashdb.consortium import audit, vetting
 from hashdb.consortium.actor import Actor
 from hashdb.consortium.hashes import reachable_in
+from hashdb.consortium.paging import DEFAULT_LIMIT, Page, check_page, page_of
 from hashdb.errors import InvalidInput
 from hashdb.signals import get_signal_type
 from hashdb.store import Status
@@ -222,3 +223,21 @@ class Feedbacks:
         with self._ctx.store.engine.connect() as conn:
             reachable_in(conn, actor, hash_id, self._ctx.settings)
             return [_feedback(r) for r in conn.execute(query).mappings()]
+
+    def page(
+        self, actor: Actor, hash_id: int, *, after: int = 0, limit: int = DEFAULT_LIMIT
+    ) -> Page[Feedback]:
+        """`for_hash` a page at a time: the feedback with ids above `after`, by id."""
+        check_page(after, limit)
+        query = (
+            select(feedback)
+            .where(feedback.c.hash_id == hash_id, feedback.c.id > after)
+            .order_by(feedback.c.id)
+            .limit(limit + 1)
+        )
+        if not actor.is_admin:
+            query = query.where(feedback.c.member_id == actor.id)
+        with self._ctx.store.engine.connect() as conn:
+            reachable_in(conn, actor, hash_id, self._ctx.settings)
+            rows = [_feedback(r) for r in conn.execute(query).mappings()]
+        return page_of(rows, after, limit, lambda f: f.id)

@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 
 from hashdb.consortium.actor import Actor, require_admin
 from hashdb.consortium.export import EXPORTED
+from hashdb.consortium.paging import DEFAULT_LIMIT, Page, check_page, page_of
 from hashdb.errors import InvalidInput, NotFound
 from hashdb.settings import Settings
 from hashdb.store import MATCHABLE, HashRecord, Status
@@ -114,13 +115,6 @@ def reachable_in(conn: Connection, actor: Actor, hash_id: int, settings: Setting
     return address
 
 
-def _page(after_id: int, limit: int) -> None:
-    if after_id < 0:
-        raise InvalidInput("after_id must be >= 0", field="after_id")
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(f"limit must be 1-{MAX_PAGE}", field="limit")
-
-
 class Hashes:
     """Reading hashes: one by id, a member's own, the review queue."""
 
@@ -154,47 +148,43 @@ class Hashes:
         actor: Actor,
         *,
         status: Status | None = None,
-        after_id: int = 0,
-        limit: int = 100,
-    ) -> list[HashRecord]:
-        """The actor's own hashes (any status, or only `status`), oldest first, a
-        page at a time after `after_id` (their stored variants are part of them)."""
-        _page(after_id, limit)
+        after: int = 0,
+        limit: int = DEFAULT_LIMIT,
+    ) -> Page[HashRecord]:
+        """The actor's own hashes (any status, or only `status`), by id, a page at a
+        time after id `after` (their stored variants are part of them)."""
+        check_page(after, limit, MAX_PAGE)
         query = (
             select(hashes.c.id)
-            .where(
-                hashes.c.contributor_id == actor.id,
-                hashes.c.id > after_id,
-            )
+            .where(hashes.c.contributor_id == actor.id, hashes.c.id > after)
             .order_by(hashes.c.id)
-            .limit(limit)
+            .limit(limit + 1)
         )
         if status is not None:
             query = query.where(hashes.c.status == status.value)
-        return self._records(query)
+        return page_of(self._records(query), after, limit, lambda r: r.id)
 
     def queue(
         self,
         actor: Actor,
         status: Status = Status.PENDING,
         *,
-        after_id: int = 0,
-        limit: int = 100,
-    ) -> list[HashRecord]:
-        """Hashes awaiting an admin (pending or disputed), oldest first (admins only)."""
+        after: int = 0,
+        limit: int = DEFAULT_LIMIT,
+    ) -> Page[HashRecord]:
+        """Hashes awaiting an admin (pending or disputed), by id, a page at a time
+        after id `after` (admins only)."""
         require_admin(actor, "see the review queue")
         if status not in (Status.PENDING, Status.DISPUTED):
             raise InvalidInput("the queue holds pending or disputed hashes", field="status")
-        _page(after_id, limit)
-        return self._records(
+        check_page(after, limit, MAX_PAGE)
+        query = (
             select(hashes.c.id)
-            .where(
-                hashes.c.status == status.value,
-                hashes.c.id > after_id,
-            )
+            .where(hashes.c.status == status.value, hashes.c.id > after)
             .order_by(hashes.c.id)
-            .limit(limit)
+            .limit(limit + 1)
         )
+        return page_of(self._records(query), after, limit, lambda r: r.id)
 
     def _records(self, query: Select[int]) -> list[HashRecord]:
         store = self._ctx.store

@@ -1,17 +1,24 @@
 """Bulk imports as a use case: who may import, which labels, what is audited, how
 each file's hashes are admitted.
 
-The import driver (`ingest.bulk`, run by `hashdb import` and by the API's
-background runner) does the file work: planning, digests, hashing in a pool. Every
-state change it makes goes through `Imports`, with the acting member:
+The import driver (`ingest.bulk`, run by `hashdb import` in its own process and
+by `hashdb worker` for queued jobs, `ingest.jobs`) does the file work: planning,
+digests, hashing in a pool. Every state change it makes goes through `Imports`,
+with the acting member:
 
-    start         role (ops or admin) and every label (the job's and each planned
+    enqueue       role (ops or admin) and every label (the job's and each planned
                   file's) checked against the taxonomy before anything is stored;
                   then the member's unfinished job over the same source is resumed
                   (new files planned) or a new one is created with its files, in one
                   transaction with the audit entry `import.start` (source, labels,
-                  files planned). An unknown label refuses the import up front:
-                  no job, no audit entry, no file read.
+                  files planned), and left `queued` for a worker (`POST /v1/imports`).
+                  An unknown label refuses the import up front: no job, no audit
+                  entry, no file read. A job another process holds (a live lease)
+                  is not taken over: Conflict.
+    start         the same, and the job is claimed by this process at once
+                  (`hashdb import` runs it itself)
+    claim         a worker takes the oldest claimable job (queued, or running with
+                  a lapsed lease), acting as the member that started it
     digest        a file's SHA-256, recorded once (a resumed job never reads it again)
     skip / fail   a file marked `duplicate` or `failed`, with the reason
     store_image   a file's hashes admitted through the contribution path
@@ -22,6 +29,12 @@ state change it makes goes through `Imports`, with the acting member:
     finish        the job marked done, in one transaction with the audit entry
                   `import.finish` (files done, duplicates, failed, hashes added)
 
+A job this process holds keeps its lease through `Leases`: a daemon thread renews
+every held lease each fifth of HASHDB_IMPORT_LEASE_SECONDS, independently of the
+job's progress, so one slow file does not let the lease lapse; only a process
+that died or hung loses it. A holder that finds its lease taken (`holds` false)
+stops; `finish` and `release` end the renewal.
+
 Imported hashes start `active`: an ops team or an admin imports a vetted reference
 collection, which the vetting rules treat as a fast track
 (`vetting.initial_status(..., fast_tracked=True)`), as they do a crisis incident.
@@ -31,34 +44,128 @@ imports themselves are.
 
 from __future__ import annotations
 
+import logging
+import os
+import secrets
+import socket
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
-
-from sqlalchemy import select
 
 from hashdb.consortium import audit
 from hashdb.consortium.actor import Actor, require_staff
 from hashdb.consortium.contributions import Contributions
-from hashdb.errors import Forbidden
+from hashdb.consortium.paging import DEFAULT_LIMIT, Page, check_page, page_of
+from hashdb.errors import Conflict, Forbidden
 from hashdb.signals import SHA256
 from hashdb.store import (
     Added,
     FileState,
     ImportFile,
     ImportJob,
-    JobStatus,
     NewHash,
     NewVideo,
     PlannedFile,
     Status,
 )
+from hashdb.store.clock import now
 from hashdb.store.imports import ImportStore
-from hashdb.store.schema import import_jobs
 
 if TYPE_CHECKING:
     from hashdb.consortium.core import Context
+
+log = logging.getLogger(__name__)
+
+
+def worker_id() -> str:
+    """A process's name as a job holder: host:pid:random (a pid is reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def died_here(holder: str | None) -> bool:
+    """Whether `holder` was a process of this host that is gone (so its lease need
+    not be waited out: `hashdb import` killed and run again at once)."""
+    parts = (holder or "").split(":")
+    if len(parts) != 3 or parts[0] != socket.gethostname() or not parts[1].isdigit():
+        return False
+    try:
+        os.kill(int(parts[1]), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job a worker holds: the job, and the member that started it, whom the worker
+    acts as (the job's files are that member's contributions)."""
+
+    job: ImportJob
+    actor: Actor
+
+
+class Leases:
+    """The import leases this process holds, renewed by one daemon thread (started
+    with the first lease, ended when none is left) every fifth of the lease."""
+
+    def __init__(self, jobs: ImportStore, seconds: float) -> None:
+        self.holder = worker_id()
+        self._jobs = jobs
+        self._seconds = seconds
+        self._held: set[int] = set()
+        self._lost: set[int] = set()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def until(self) -> datetime:
+        return now() + timedelta(seconds=self._seconds)
+
+    def hold(self, job_id: int) -> None:
+        with self._lock:
+            self._held.add(job_id)
+            self._lost.discard(job_id)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._renew, name="import-leases", daemon=True
+                )
+                self._thread.start()
+
+    def drop(self, job_id: int) -> None:
+        with self._lock:
+            self._held.discard(job_id)
+            self._lost.discard(job_id)
+
+    def holds(self, job_id: int) -> bool:
+        with self._lock:
+            return job_id in self._held and job_id not in self._lost
+
+    def held(self) -> list[int]:
+        with self._lock:
+            return sorted(self._held)
+
+    def _renew(self) -> None:
+        while True:
+            self._wake.wait(self._seconds / 5)
+            with self._lock:
+                held = sorted(self._held - self._lost)
+                if not held:
+                    self._thread = None
+                    return
+            for job_id in held:
+                try:
+                    kept = self._jobs.renew(job_id, self.holder, self.until())
+                except Exception:  # the database is away: try again; the lease may lapse
+                    log.warning("cannot renew the lease on import %d", job_id, exc_info=True)
+                    continue
+                if not kept:
+                    log.warning("lost the lease on import %d to another worker", job_id)
+                    with self._lock:
+                        self._lost.add(job_id)
 
 
 @dataclass(frozen=True)
@@ -74,6 +181,7 @@ class Imports:
     def __init__(self, ctx: Context) -> None:
         self._ctx = ctx
         self._contributions = Contributions(ctx)
+        self._leases = Leases(ctx.store.imports, ctx.settings.import_lease_seconds)
 
     @property
     def _jobs(self) -> ImportStore:
@@ -95,19 +203,47 @@ class Imports:
 
     # ---- a job's life ------------------------------------------------------------
 
-    def start(
+    def enqueue(
         self, actor: Actor, source: str, job_labels: Sequence[str], files: Sequence[PlannedFile]
     ) -> ImportJob:
         """The actor's unfinished job over `source`, resumed with any new files, or a
-        new job with `files`; checked as `check` does first, and audited."""
+        new job with `files`, left `queued` for a worker; checked as `check` does
+        first, and audited. Conflict if another process holds the job now."""
+        return self._plan(actor, source, job_labels, files, hold=False)
+
+    def start(
+        self, actor: Actor, source: str, job_labels: Sequence[str], files: Sequence[PlannedFile]
+    ) -> ImportJob:
+        """As `enqueue`, but the job is claimed by this process at once, its lease
+        renewed until `finish` or `release` (`hashdb import` runs it itself)."""
+        return self._plan(actor, source, job_labels, files, hold=True)
+
+    def _plan(
+        self,
+        actor: Actor,
+        source: str,
+        job_labels: Sequence[str],
+        files: Sequence[PlannedFile],
+        *,
+        hold: bool,
+    ) -> ImportJob:
         self.check(actor, job_labels, files)
+        holder = self._leases.holder if hold else None
+        until = self._leases.until() if hold else None
         with self._ctx.store.engine.begin() as conn:
             job_id = ImportStore.resumable_in(conn, actor.id, source)
             resumed = job_id is not None
             if job_id is None:
-                job_id = ImportStore.create_in(conn, actor.id, source, job_labels)
-            else:
-                ImportStore.touch_in(conn, job_id)
+                job_id = ImportStore.create_in(conn, actor.id, source, job_labels, holder, until)
+            elif not ImportStore.take_in(conn, job_id, holder, until):
+                held = ImportStore.get_in(conn, job_id)
+                mine = held.claimed_by == self.holder or died_here(held.claimed_by)
+                dead = held.claimed_by if mine else None  # this process's, or a dead one's
+                if dead is None or not ImportStore.take_in(conn, job_id, holder, until, dead=dead):
+                    raise Conflict(
+                        f"import {job_id} of this source is running on {held.claimed_by}",
+                        job=job_id,
+                    )
             new = ImportStore.plan_in(conn, job_id, files)
             job = ImportStore.get_in(conn, job_id)
             audit.append(
@@ -123,29 +259,45 @@ class Imports:
                     "resumed": resumed,
                 },
             )
+        if hold:
+            self._leases.hold(job_id)
         return job
 
-    def running(self, actor: Actor, source: str, fresh_after: datetime) -> ImportJob | None:
-        """A running job over `source` whose heartbeat is newer than `fresh_after`
-        (one that another process is working on), if any."""
-        require_staff(actor, "import collections")
-        with self._ctx.store.engine.connect() as conn:
-            job_id = conn.execute(
-                select(import_jobs.c.id)
-                .where(
-                    import_jobs.c.source == source,
-                    import_jobs.c.status == JobStatus.RUNNING.value,
-                    import_jobs.c.updated_at > fresh_after,
-                )
-                .order_by(import_jobs.c.id.desc())
-                .limit(1)
-            ).scalar_one_or_none()
-        return None if job_id is None else self._jobs.get(int(job_id))
+    # ---- workers -------------------------------------------------------------------
 
-    def touch(self, actor: Actor, job_id: int) -> None:
-        """The job's heartbeat: it is being worked on now."""
-        self._own(actor, job_id)
-        self._jobs.touch(job_id)
+    @property
+    def holder(self) -> str:
+        """This process's name on the jobs it holds (host:pid:random)."""
+        return self._leases.holder
+
+    def claim(self, exclude: Sequence[int] = ()) -> Claim | None:
+        """Take the oldest claimable job (queued, or running with a lapsed lease; not
+        one of `exclude`) for this process, its lease renewed from now on; None when
+        there is none. The service itself claims (a worker is no member); the claim
+        acts as the member that started the job."""
+        with self._ctx.store.engine.begin() as conn:
+            job_id = ImportStore.claim_in(conn, self.holder, self._leases.until(), exclude)
+            job = None if job_id is None else ImportStore.get_in(conn, job_id)
+        if job is None:
+            return None
+        self._leases.hold(job.id)
+        member = self._ctx.store.members.get(job.member_id)
+        return Claim(job, Actor(member, request_id=f"worker-{secrets.token_hex(8)}"))
+
+    def holds(self, job_id: int) -> bool:
+        """Whether this process still holds the job (its lease was not taken)."""
+        return self._leases.holds(job_id)
+
+    def release(self, job_id: int) -> bool:
+        """Give a job this process holds back to the queue (at shutdown, or when it
+        cannot be run here); False if it was not held any more."""
+        self._leases.drop(job_id)
+        return self._jobs.release(job_id, self.holder)
+
+    def close(self) -> None:
+        """Release every job this process still holds (it is closing its database)."""
+        for job_id in self._leases.held():
+            self.release(job_id)
 
     def record_digest(self, actor: Actor, file_id: int, sha256: bytes) -> None:
         require_staff(actor, "import collections")
@@ -201,8 +353,10 @@ class Imports:
         return FileStored("video", _created(added), len(video.frames))
 
     def finish(self, actor: Actor, job_id: int, *, hashes_added: int = 0) -> ImportJob:
-        """Mark the job done and audit what it did (`import.finish`), in one transaction."""
+        """Mark the job done and audit what it did (`import.finish`), in one transaction;
+        this process's lease on it ends."""
         self._own(actor, job_id)
+        self._leases.drop(job_id)
         with self._ctx.store.engine.begin() as conn:
             ImportStore.finish_in(conn, job_id)
             job = ImportStore.get_in(conn, job_id)
@@ -232,6 +386,12 @@ class Imports:
         """The newest jobs first."""
         require_staff(actor, "see imports")
         return self._jobs.recent(limit)
+
+    def page(self, actor: Actor, *, after: int = 0, limit: int = DEFAULT_LIMIT) -> Page[ImportJob]:
+        """Jobs with ids above `after`, oldest first, a page at a time."""
+        require_staff(actor, "see imports")
+        check_page(after, limit)
+        return page_of(self._jobs.after(after, limit + 1), after, limit, lambda j: j.id)
 
     def files(self, actor: Actor, job_id: int, state: FileState | None = None) -> list[ImportFile]:
         """A job's files (in one state if given), in planning order."""

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from hashdb.consortium import audit
 from hashdb.consortium.actor import Actor, require_admin
+from hashdb.consortium.paging import DEFAULT_LIMIT, Page, check_page, page_of
 from hashdb.errors import Conflict, InvalidInput, NotFound
 from hashdb.store.clock import now, utc
 from hashdb.store.schema import incidents
@@ -140,3 +141,18 @@ class Incidents:
             query = query.where(incidents.c.ended_at.is_(None))
         with self._ctx.store.engine.connect() as conn:
             return [_incident(r) for r in conn.execute(query).mappings()]
+
+    def page(self, actor: Actor, *, after: int = 0, limit: int = DEFAULT_LIMIT) -> Page[Incident]:
+        """Incidents with ids above `after`, by id (the order they were opened in, which
+        a back-dated `started_at` does not change), a page at a time (admins only)."""
+        require_admin(actor, "see incidents")
+        check_page(after, limit)
+        query = (
+            select(incidents)
+            .where(incidents.c.id > after)
+            .order_by(incidents.c.id)
+            .limit(limit + 1)
+        )
+        with self._ctx.store.engine.connect() as conn:
+            rows = [_incident(r) for r in conn.execute(query).mappings()]
+        return page_of(rows, after, limit, lambda i: i.id)

@@ -28,6 +28,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from hashdb.consortium import audit
 from hashdb.consortium.actor import Actor, require_admin
+from hashdb.consortium.paging import DEFAULT_LIMIT, Page, check_page, page_by_position
 from hashdb.errors import Conflict, InvalidInput, NotFound
 from hashdb.store.clock import now, utc
 from hashdb.store.schema import labels
@@ -175,6 +176,20 @@ class Labels:
         """Every label, by name (deprecated ones too: stored hashes name them)."""
         with self._ctx.store.engine.begin() as conn:  # an empty table is seeded
             return list(taxonomy_in(conn).values())
+
+    def page(self, *, after: int = 0, limit: int = DEFAULT_LIMIT) -> Page[Label]:
+        """The taxonomy in creation order (then by name, for the seeded defaults), a
+        page at a time; the cursor is a position (the first label is 1). Labels are
+        never deleted and a new one is created after all the others, so a position
+        keeps naming the same label while labels are added."""
+        check_page(after, limit)
+        with self._ctx.store.engine.begin() as conn:  # an empty table is seeded
+            taxonomy_in(conn)
+            rows = conn.execute(
+                select(labels).order_by(labels.c.created_at, labels.c.name)
+            ).mappings()
+            found = [_label(r) for r in rows]
+        return page_by_position(found, after, limit)
 
     def add(self, actor: Actor, name: str, description: str, value_kind: ValueKind) -> Label:
         """A new label (admins only); Conflict if the name exists."""

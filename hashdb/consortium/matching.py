@@ -166,8 +166,21 @@ class Matching:
         """Replay any change committed anywhere (any process, any server) before a
         match, so that it answers from the database as it is now. If the change log
         went backwards (a restored backup, a promoted standby) the indexes are
-        rebuilt and True is returned, for the caller to drop its own caches."""
-        return self._ctx.matcher.catch_up((heads or self._ctx.store.heads()).changes)
+        rebuilt and True is returned, for the caller to drop its own caches; so they
+        are if the feed epoch changed (a restore that happens to look ahead)."""
+        now = heads or self._ctx.store.heads()
+        return self._ctx.matcher.catch_up(now.changes, now.epoch)
+
+    @property
+    def epoch(self) -> str:
+        """The feed epoch the indexes were loaded in ("" before they are)."""
+        return self._ctx.matcher.epoch
+
+    def other_history(self, heads: Heads) -> bool:
+        """Whether `heads` (read by the caller) may belong to another history than the
+        indexes: the log is behind them, or the feed epoch changed. Cheap: no read."""
+        matcher = self._ctx.matcher
+        return heads.changes < matcher.cursor or (matcher.ready and heads.epoch != matcher.epoch)
 
     # ---- the indexes, for the process that serves ----
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from hashdb.consortium import audit
 from hashdb.consortium.actor import Actor, require_admin
+from hashdb.consortium.paging import DEFAULT_LIMIT, Page, check_page, page_of
 from hashdb.consortium.ratelimit import Quota
 from hashdb.errors import NotFound
 from hashdb.store import ApiKey, Heads, Member, NewKey, Principal, Role
@@ -122,6 +123,13 @@ class Members:
         """Every member, oldest first (admins)."""
         require_admin(actor, "list members")
         return self._ctx.store.members.all()
+
+    def page(self, actor: Actor, *, after: int = 0, limit: int = DEFAULT_LIMIT) -> Page[Member]:
+        """Members with ids above `after`, by id, a page at a time (admins)."""
+        require_admin(actor, "list members")
+        check_page(after, limit)
+        rows = self._ctx.store.members.after(after, limit + 1)
+        return page_of(rows, after, limit, lambda m: m.id)
 
     def names(self, actor: Actor) -> dict[int, str]:
         """Member names by id, for pages that show who contributed or decided

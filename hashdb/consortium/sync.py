@@ -23,96 +23,52 @@ matches re-encodes of it; a delete marks the mapping dead. A local row is `activ
 while at least one remote hash mapped to it is live, and `retired` otherwise (two
 remote contributors of one value share one local row). Status changes go through
 the local change log, so the local matcher drops a retired hash at once and picks
-up new ones within its sync interval.
+up new ones within its sync interval. A page is applied as a batch (its mappings
+read in one query, its hashes stored by one `add_in`, its videos one by one, its
+mappings written in bulk, statuses set with one call per target status) that
+leaves what applying its entries one by one, in order, would: the last
+entry for a remote id decides its mapping, the last for a local row its labels.
 
 Syncing is an admin's use case (`consortium.sync`: `pull`, `cursor`; the CLI acts
 as the first admin, or `--as`): each page applied is audited (`sync.apply`: the
 URL, the entries, the new cursor) in the page's transaction.
 
-HTTP uses the standard library. Only http and https URLs are accepted and
-redirects are refused (a feed that moved must be configured anew), so a key is
-never sent to a server it was not meant for.
+Pages come from a `FeedSource`: over HTTP, the member client (`hashdb.client.Client`,
+which accepts only http(s) URLs, follows no redirect, so a key is never sent to a
+server it was not meant for, and retries what may be retried).
 """
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.parse
-import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from hashdb.consortium import audit
 from hashdb.consortium.actor import Actor, require_admin
 from hashdb.consortium.export import FeedEntry, FeedOp, FeedPage, parse_value
-from hashdb.errors import InvalidInput, OutsideFailure, Unauthenticated
+from hashdb.errors import InvalidInput
 from hashdb.signals import SIGNAL_TYPES
 from hashdb.signals.vpdq import VPDQ, frames_digest
 from hashdb.store import ChangeOp, NewHash, NewVideo, Role, Status, Store
 from hashdb.store.clock import now
-from hashdb.store.hashes import lock_change_log, log_changes
+from hashdb.store.hashes import CHUNK, Added, NewVariant, lock_change_log, log_changes
 from hashdb.store.schema import hashes, members, sync_sources, synced_hashes
 
 if TYPE_CHECKING:
     from hashdb.consortium.core import Context
 
 DEFAULT_PAGE = 1000
-TIMEOUT_S = 60.0
 
 
 class FeedSource(Protocol):
-    """Where pages of the export feed come from."""
+    """Where pages of the export feed come from: `hashdb.client.Client` over HTTP, or
+    a central read in-process."""
 
-    def page(self, since: int, limit: int) -> FeedPage: ...
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args: object, **kwargs: object) -> None:
-        return None  # urllib then raises HTTPError for the 3xx response
-
-
-class HttpFeed:
-    """The export feed of a central hashdb at `base_url`, read with `key`."""
-
-    def __init__(self, base_url: str, key: str, *, timeout: float = TIMEOUT_S) -> None:
-        parsed = urllib.parse.urlsplit(base_url)
-        if parsed.scheme not in ("http", "https") or not parsed.netloc:
-            raise InvalidInput("the central URL must be http(s)://host[:port]", field="from")
-        if not key:
-            raise InvalidInput("an API key is required", field="key")
-        self.base_url = base_url.rstrip("/")
-        self._key = key
-        self._timeout = timeout
-        self._opener = urllib.request.build_opener(_NoRedirects)
-
-    def page(self, since: int, limit: int) -> FeedPage:
-        query = urllib.parse.urlencode({"since": since, "limit": limit, "format": "json"})
-        request = urllib.request.Request(  # noqa: S310 (scheme checked in __init__)
-            f"{self.base_url}/v1/export?{query}",
-            headers={"Authorization": f"Bearer {self._key}", "Accept": "application/json"},
-        )
-        try:
-            with self._opener.open(request, timeout=self._timeout) as response:
-                body = response.read().decode("utf-8")
-        except urllib.error.HTTPError as exc:
-            exc.close()  # the error carries the open response; release its socket now
-            if exc.code in (401, 403):
-                raise Unauthenticated(f"the central hashdb refused the key ({exc.code})") from None
-            raise OutsideFailure(f"the central hashdb answered {exc.code}") from None
-        except (urllib.error.URLError, TimeoutError, OSError) as exc:
-            raise OutsideFailure(f"cannot reach the central hashdb: {exc}") from None
-        try:
-            data = json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise OutsideFailure(f"the central hashdb's page is not JSON: {exc.msg}") from None
-        try:
-            return FeedPage.from_json(data)
-        except InvalidInput as exc:
-            raise OutsideFailure(f"the central hashdb's page is malformed: {exc}") from None
+    def export(self, since: int = 0, limit: int = DEFAULT_PAGE) -> FeedPage: ...
 
 
 @dataclass(frozen=True)
@@ -157,63 +113,137 @@ def _source_in(conn: Connection, url: str) -> _Source:
 
 
 def _settle(conn: Connection, store: Store, url: str, touched: set[int]) -> tuple[int, int]:
-    """Set each touched local row active or retired by its mappings' liveness;
-    (rows live, rows retired now)."""
-    live = retired = 0
-    for hash_id, should_live in sorted(_liveness(conn, touched).items()):
-        status = store.hashes.current_status_in(conn, [hash_id])[hash_id]
-        if should_live and status is not Status.ACTIVE:
-            store.hashes.set_status_in(conn, [hash_id], Status.ACTIVE, reason=f"synced from {url}")
-        elif not should_live and status is not Status.RETIRED:
-            store.hashes.set_status_in(conn, [hash_id], Status.RETIRED, reason=f"retired at {url}")
-            retired += 1
-        live += should_live
-    return live, retired
+    """Give each touched local row the status its mappings say (`_wanted`); (rows
+    live, rows retired now). Statuses are read in one query and set in one call
+    per target status."""
+    wanted = _wanted(conn, touched)
+    current = store.hashes.current_status_in(conn, sorted(wanted))
+    moves: dict[Status, list[int]] = {}
+    for hash_id, status in sorted(wanted.items()):
+        if status is not current[hash_id]:
+            moves.setdefault(status, []).append(hash_id)
+    for status, ids in sorted(moves.items()):
+        why = f"retired at {url}" if status is Status.RETIRED else f"synced from {url}"
+        store.hashes.set_status_in(conn, ids, status, reason=why)
+    live = sum(status is not Status.RETIRED for status in wanted.values())
+    return live, len(moves.get(Status.RETIRED, ()))
+
+
+@dataclass(frozen=True)
+class _Mapping:
+    """What a remote id says of its local row (a `synced_hashes` row)."""
+
+    hash_id: int
+    live: bool
+    status: str | None  # the remote hash's status (None: synced before statuses were kept)
+
+
+def _mappings_in(conn: Connection, source_id: int, remote_ids: set[int]) -> dict[int, _Mapping]:
+    """The stored mapping of each of `remote_ids` that has one."""
+    found: dict[int, _Mapping] = {}
+    ordered = sorted(remote_ids)
+    for start in range(0, len(ordered), CHUNK):
+        rows = conn.execute(
+            select(
+                synced_hashes.c.remote_id,
+                synced_hashes.c.hash_id,
+                synced_hashes.c.live,
+                synced_hashes.c.status,
+            ).where(
+                synced_hashes.c.source_id == source_id,
+                synced_hashes.c.remote_id.in_(ordered[start : start + CHUNK]),
+            )
+        )
+        for remote_id, hash_id, live, status in rows:
+            found[int(remote_id)] = _Mapping(int(hash_id), bool(live), status)
+    return found
+
+
+def _write_mappings(
+    conn: Connection, source_id: int, stored: dict[int, _Mapping], final: dict[int, _Mapping]
+) -> None:
+    """Write each remote id's mapping as the page leaves it: new ones inserted in one
+    statement; a stored one whose local row is unchanged (a delete) in one UPDATE per
+    (live, status), the others in one executemany UPDATE."""
+    fresh = [
+        {
+            "source_id": source_id,
+            "remote_id": r,
+            "hash_id": m.hash_id,
+            "live": m.live,
+            "status": m.status,
+        }
+        for r, m in sorted(final.items())
+        if r not in stored
+    ]
+    if fresh:
+        conn.execute(insert(synced_hashes), fresh)
+    same_row: dict[tuple[bool, str | None], list[int]] = {}
+    moved: list[dict[str, object]] = []
+    for r, m in sorted(final.items()):
+        if r not in stored or stored[r] == m:
+            continue
+        if stored[r].hash_id == m.hash_id:
+            same_row.setdefault((m.live, m.status), []).append(r)
+        else:
+            moved.append({"r": r, "h": m.hash_id, "l": m.live, "s": m.status})
+    for (live, status), remote_ids in same_row.items():
+        for start in range(0, len(remote_ids), CHUNK):
+            conn.execute(
+                update(synced_hashes)
+                .where(
+                    synced_hashes.c.source_id == source_id,
+                    synced_hashes.c.remote_id.in_(remote_ids[start : start + CHUNK]),
+                )
+                .values(live=live, status=status)
+            )
+    if moved:
+        conn.execute(
+            update(synced_hashes)
+            .where(
+                synced_hashes.c.source_id == source_id,
+                synced_hashes.c.remote_id == bindparam("r"),
+            )
+            .values(
+                hash_id=bindparam("h", type_=synced_hashes.c.hash_id.type),
+                live=bindparam("l", type_=synced_hashes.c.live.type),
+                status=bindparam("s", type_=synced_hashes.c.status.type),
+            ),
+            moved,
+        )
 
 
 def _apply_page(store: Store, actor: Actor, url: str, page: FeedPage) -> SyncResult:
     """Apply one page of the feed of `url`, store its cursor and epoch and audit
-    it, in one transaction."""
-    skipped = 0
+    it, in one transaction.
+
+    The page's entries are applied as a batch that leaves what applying them one
+    by one, in order, would: every live entry's local row stored or refreshed (the
+    last entry for a row gives its fields), every remote id mapped as its last
+    entry says, each touched local row settled once."""
+    known = [e for e in page.entries if e.signal_type in SIGNAL_TYPES]
+    skipped = len(page.entries) - len(known)
     with store.engine.begin() as conn:
         lock_change_log(conn)
         source = _source_in(conn, url)
+        stored = _mappings_in(conn, source.id, {e.id for e in known})
+        live_entries = [e for e in known if e.op is not FeedOp.DELETE]
+        local = iter(_store_entries(conn, store, source.member_id, live_entries))
+        final = dict(stored)
         touched: set[int] = set()
-        for e in page.entries:
-            if e.signal_type not in SIGNAL_TYPES:
-                skipped += 1
-                continue
-            mapped = conn.execute(
-                select(synced_hashes.c.hash_id).where(
-                    and_(synced_hashes.c.source_id == source.id, synced_hashes.c.remote_id == e.id)
-                )
-            ).scalar_one_or_none()
+        for e in known:
+            mapped = final.get(e.id)
             if e.op is FeedOp.DELETE:
                 if mapped is not None:
-                    conn.execute(
-                        update(synced_hashes)
-                        .where(synced_hashes.c.source_id == source.id)
-                        .where(synced_hashes.c.remote_id == e.id)
-                        .values(live=False)
-                    )
-                    touched.add(int(mapped))
+                    final[e.id] = _Mapping(mapped.hash_id, False, e.status.value)
+                    touched.add(mapped.hash_id)
                 continue
-            local = _store_entry(conn, store, source.member_id, e)
-            if mapped is None:
-                conn.execute(
-                    insert(synced_hashes).values(
-                        source_id=source.id, remote_id=e.id, hash_id=local, live=True
-                    )
-                )
-            else:
-                conn.execute(
-                    update(synced_hashes)
-                    .where(synced_hashes.c.source_id == source.id)
-                    .where(synced_hashes.c.remote_id == e.id)
-                    .values(hash_id=local, live=True)
-                )
-                touched.add(int(mapped))
-            touched.add(local)
+            hash_id = next(local)
+            final[e.id] = _Mapping(hash_id, True, e.status.value)
+            if mapped is not None:
+                touched.add(mapped.hash_id)
+            touched.add(hash_id)
+        _write_mappings(conn, source.id, stored, final)
         live, retired = _settle(conn, store, url, touched)
         position = max(source.cursor, page.cursor)
         conn.execute(
@@ -273,52 +303,97 @@ def _resync(store: Store, actor: Actor, url: str, page: FeedPage, why: str) -> i
     return retired
 
 
-def _store_entry(conn: Connection, store: Store, member_id: int, e: FeedEntry) -> int:
-    """The local row for a live entry: created, or refreshed with the entry's fields.
-    A video entry with frames is stored with them (InvalidInput if they do not
-    hash to its value)."""
+def _video(e: FeedEntry) -> NewVideo | None:
+    """A video entry's video with its frames (None for any other entry); InvalidInput
+    if the frames do not hash to the entry's value."""
     frames = e.video_frames() if e.signal_type == VPDQ.name else None
-    if frames is not None:
-        if frames_digest(frames).hex() != e.value:
-            raise InvalidInput(
-                f"feed entry {e.id}: the frames do not hash to the video's value", field="frames"
-            )
-        video = NewVideo(
-            frames=tuple(frames),
-            duration=e.duration or 0.0,
-            fps=e.fps or 0.0,
-            width=0,
-            height=0,
-            labels=e.labels,
+    if frames is None:
+        return None
+    if frames_digest(frames).hex() != e.value:
+        raise InvalidInput(
+            f"feed entry {e.id}: the frames do not hash to the video's value", field="frames"
         )
-        added = store.videos.add_in(conn, member_id, video, Status.ACTIVE)
-    else:
-        item = NewHash(e.signal_type, parse_value(e), e.labels, e.quality, None, e.expires_at)
-        (added,) = store.hashes.add_in(conn, member_id, [item], Status.ACTIVE, reason="synced")
-    if not added.created or (frames is not None and e.expires_at is not None):
+    return NewVideo(
+        frames=tuple(frames),
+        duration=e.duration or 0.0,
+        fps=e.fps or 0.0,
+        width=0,
+        height=0,
+        labels=e.labels,
+    )
+
+
+def _store_entries(
+    conn: Connection, store: Store, member_id: int, entries: Sequence[FeedEntry]
+) -> list[int]:
+    """The local row of each live entry, in order: created, or refreshed with the
+    entry's fields (labels, quality, expiry; in page order, so the last entry for a
+    row wins), as storing them one by one would. Videos with frames are stored with
+    them, first; every other entry in one `add_in` call."""
+    added: dict[int, Added] = {}  # by position in `entries`
+    plain: list[int] = []
+    for n, e in enumerate(entries):
+        video = _video(e)
+        if video is None:
+            plain.append(n)
+        else:
+            added[n] = store.videos.add_in(conn, member_id, video, Status.ACTIVE)
+    with_frames = set(added)
+    items = [_new_hash(entries[n]) for n in plain]
+    if items:
+        results = store.hashes.add_in(conn, member_id, items, Status.ACTIVE, reason="synced")
+        added.update(zip(plain, results, strict=True))
+    stale = [n for n in range(len(entries)) if not added[n].created]
+    refresh = sorted({n for n in with_frames if entries[n].expires_at is not None}.union(stale))
+    if refresh:
         conn.execute(
             update(hashes)
-            .where(hashes.c.id == added.id)
+            .where(hashes.c.id == bindparam("b_id"))
             .values(
-                labels=list(e.labels), quality=e.quality, expires_at=e.expires_at, updated_at=now()
-            )
+                labels=bindparam("b_labels", type_=hashes.c.labels.type),
+                quality=bindparam("b_quality", type_=hashes.c.quality.type),
+                expires_at=bindparam("b_expires_at", type_=hashes.c.expires_at.type),
+                updated_at=now(),
+            ),
+            [
+                {
+                    "b_id": added[n].id,
+                    "b_labels": list(entries[n].labels),
+                    "b_quality": entries[n].quality,
+                    "b_expires_at": entries[n].expires_at,
+                }
+                for n in refresh
+            ],
         )
-        if not added.created:
-            log_changes(conn, [added.id], ChangeOp.UPDATE)
-    return added.id
+    log_changes(conn, [added[n].id for n in stale], ChangeOp.UPDATE)
+    return [added[n].id for n in range(len(entries))]
 
 
-def _liveness(conn: Connection, hash_ids: set[int]) -> dict[int, bool]:
-    """For each local row: does any remote hash mapped to it stay live?"""
-    out = dict.fromkeys(hash_ids, False)
-    if hash_ids:
+def _new_hash(e: FeedEntry) -> NewHash:
+    """An image or digest entry as a row to store, with its stored variants."""
+    variants = tuple(NewVariant(v.kind, v.value, v.quality) for v in e.variant_values())
+    return NewHash(
+        e.signal_type, parse_value(e), e.labels, e.quality, None, e.expires_at, None, variants
+    )
+
+
+def _wanted(conn: Connection, hash_ids: set[int]) -> dict[int, Status]:
+    """For each local row, the status its remote hashes give it: `active` if any live
+    one is active (or was synced before statuses were kept), else `disputed` if any
+    live one is disputed, else `retired`."""
+    out = dict.fromkeys(hash_ids, Status.RETIRED)
+    ordered = sorted(hash_ids)
+    for start in range(0, len(ordered), CHUNK):
         rows = conn.execute(
-            select(synced_hashes.c.hash_id, synced_hashes.c.live).where(
-                synced_hashes.c.hash_id.in_(sorted(hash_ids))
+            select(synced_hashes.c.hash_id, synced_hashes.c.status).where(
+                synced_hashes.c.hash_id.in_(ordered[start : start + CHUNK]),
+                synced_hashes.c.live.is_(True),
             )
         )
-        for hash_id, alive in rows:
-            out[int(hash_id)] = out[int(hash_id)] or bool(alive)
+        for hash_id, remote in rows:
+            said = Status.DISPUTED if remote == Status.DISPUTED.value else Status.ACTIVE
+            if out[int(hash_id)] is not Status.ACTIVE:
+                out[int(hash_id)] = said
     return out
 
 
@@ -358,7 +433,7 @@ class Sync:
         store = self._ctx.store
         total = SyncResult(0, 0, cursor, 0, 0, 0)
         while max_pages is None or total.pages < max_pages:
-            page = source.page(cursor, limit)
+            page = source.export(cursor, limit)
             if cursor > 0 and (page.epoch != epoch or page.head < cursor):
                 why = "epoch changed" if page.epoch != epoch else "central head below the cursor"
                 retired = _resync(store, actor, url, page, why)

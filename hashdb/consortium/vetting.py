@@ -20,8 +20,8 @@ actor, the time and the reason, and each admin move to the audit log, in the sam
 transaction as the move itself.
 
 A hash may carry an expiry time: from then on it never matches (the matcher drops
-it at once), and `expire_due` retires it for good, which puts a tombstone in the
-export feed.
+it at once, and the feed shows it deleted), and `expire_due`, run by `hashdb worker`,
+retires it for good, which puts its change in the log.
 
 A contributed image's stored variants (hashdb/store/hashes.py) have no id or
 status of their own: they match exactly when their image does, so every move and
@@ -39,10 +39,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine, and_, select, update
 from sqlalchemy.engine import Connection
 
-from hashdb.consortium import audit
+from hashdb.consortium import audit, labels
 from hashdb.consortium.actor import Actor, require_admin
 from hashdb.consortium.hashes import addressable_in, visible_in
 from hashdb.consortium.incidents import aware
+from hashdb.consortium.paging import DEFAULT_LIMIT, Page, check_page, page_of
 from hashdb.errors import Conflict, Forbidden, InvalidInput
 from hashdb.store import MATCHABLE, ChangeOp, HashRecord, HashStore, Member, Role, Status
 from hashdb.store.clock import now, utc
@@ -70,6 +71,7 @@ class Resolution(enum.StrEnum):
 
 @dataclass(frozen=True)
 class Transition:
+    id: int  # increases with every move of any hash: the history's page key
     hash_id: int
     from_status: Status | None  # None: the hash was created
     to_status: Status
@@ -134,7 +136,8 @@ def move_in(
 
 def expire_due(engine: Engine, at: datetime | None = None) -> list[int]:
     """Retire every matchable hash whose expiry has passed; their ids. The service
-    itself does this (before a feed page is read), not an actor."""
+    itself does this (`hashdb worker`, through `consortium.upkeep`), not an actor;
+    no read path calls it."""
     moment = utc(at) if at else now()
     with engine.begin() as conn:
         lock_change_log(conn)
@@ -252,24 +255,86 @@ class Vetting:
             )
         return store.hashes.get(hash_id)
 
+    def relabel(self, actor: Actor, hash_id: int, new_labels: Sequence[str]) -> HashRecord:
+        """Replace a hash's labels (a category corrected after review, a `wrong_label`
+        dispute): admins, or the contributor while the hash is pending. The labels are
+        checked against the taxonomy as a contribution's are; a crisis incident tag can
+        neither be added nor removed this way (it decided the hash's first status).
+        The change reaches followers as an `update` in the feed."""
+        store = self._ctx.store
+        with store.engine.begin() as conn:
+            lock_change_log(conn)
+            address = visible_in(conn, actor, hash_id)
+            own_pending = address.contributor_id == actor.id and address.status is Status.PENDING
+            if not (actor.is_admin or own_pending):
+                raise Forbidden("only admins, or the contributor while it is pending, relabel")
+            if address.status not in (*MATCHABLE, Status.PENDING):
+                raise Conflict(f"hash {hash_id} is {address.status.value}: it no longer matches")
+            (refs,) = labels.check(conn, [list(new_labels)])
+            wanted = tuple(dict.fromkeys(str(r) for r in refs))
+            old = tuple(
+                conn.execute(select(hashes.c.labels).where(hashes.c.id == hash_id)).scalar_one()
+                or ()
+            )
+
+            def incident(tags: Sequence[str]) -> set[str]:
+                return {t for t in tags if labels.split(t).name == labels.INCIDENT_LABEL}
+
+            if incident(old) != incident(wanted):
+                raise InvalidInput(
+                    f"the {labels.INCIDENT_LABEL} tag cannot be changed by relabelling",
+                    field="labels",
+                )
+            if wanted != old:
+                conn.execute(
+                    update(hashes)
+                    .where(hashes.c.id == hash_id)
+                    .values(labels=list(wanted), updated_at=now())
+                )
+                log_changes(conn, [hash_id], ChangeOp.UPDATE)
+                audit.append(
+                    conn,
+                    actor,
+                    "hash.relabel",
+                    f"hash:{hash_id}",
+                    {"from": list(old), "to": list(wanted)},
+                )
+        return store.hashes.get(hash_id)
+
     def history(self, actor: Actor, hash_id: int) -> list[Transition]:
         """Every status move of a hash the actor may see, oldest first (NotFound
         otherwise, as for an unknown id)."""
         with self._ctx.store.engine.connect() as conn:
             visible_in(conn, actor, hash_id)
-            rows = conn.execute(
-                select(hash_transitions)
-                .where(hash_transitions.c.hash_id == hash_id)
-                .order_by(hash_transitions.c.id)
-            ).mappings()
-            return [
-                Transition(
-                    hash_id=r["hash_id"],
-                    from_status=Status(r["from_status"]) if r["from_status"] else None,
-                    to_status=Status(r["to_status"]),
-                    actor_id=r["actor_id"],
-                    reason=r["reason"],
-                    at=utc(r["at"]),
-                )
-                for r in rows
-            ]
+            return _transitions(conn, hash_id, 0, None)
+
+    def transitions(
+        self, actor: Actor, hash_id: int, *, after: int = 0, limit: int = DEFAULT_LIMIT
+    ) -> Page[Transition]:
+        """`history` a page at a time: the moves with ids above `after`, oldest first."""
+        check_page(after, limit)
+        with self._ctx.store.engine.connect() as conn:
+            visible_in(conn, actor, hash_id)
+            rows = _transitions(conn, hash_id, after, limit + 1)
+        return page_of(rows, after, limit, lambda t: t.id)
+
+
+def _transitions(conn: Connection, hash_id: int, after: int, limit: int | None) -> list[Transition]:
+    rows = conn.execute(
+        select(hash_transitions)
+        .where(hash_transitions.c.hash_id == hash_id, hash_transitions.c.id > after)
+        .order_by(hash_transitions.c.id)
+        .limit(limit)
+    ).mappings()
+    return [
+        Transition(
+            id=r["id"],
+            hash_id=r["hash_id"],
+            from_status=Status(r["from_status"]) if r["from_status"] else None,
+            to_status=Status(r["to_status"]),
+            actor_id=r["actor_id"],
+            reason=r["reason"],
+            at=utc(r["at"]),
+        )
+        for r in rows
+    ]

@@ -9,24 +9,38 @@ never waits for a rebuild. An id maps to one code: adding an id present replaces
 FAISS searches on one thread: a server answers many requests on its own threads,
 and OpenMP fanning one short scan out over every core costs more in thread
 hand-offs than the scan itself (docs/measurements.md, "Index and kernels").
+
+No signal type hashdb ships needs it (PDQ and pHash go to `MIHIndex`; digests are
+matched exactly), so FAISS is an optional dependency (`pip install 'hashdb[faiss]'`,
+in the dev and bench extras), imported when a `FlatIndex` is first made.
 """
 
 from __future__ import annotations
 
 import threading
+from types import ModuleType
 
-import faiss
 import numpy as np
 
 from hashdb.index.base import Codes, Ids, SearchHits, check_codes, last_wins
 
-faiss.omp_set_num_threads(1)
+
+def _faiss() -> ModuleType:
+    try:
+        import faiss
+    except ImportError:
+        raise ImportError(
+            "FlatIndex needs FAISS, an optional dependency: pip install 'hashdb[faiss]'"
+        ) from None
+    faiss.omp_set_num_threads(1)
+    return faiss
 
 
 class FlatIndex:
     def __init__(self, bits: int) -> None:
         if bits % 8:
             raise ValueError("bits must be a multiple of 8")
+        faiss = _faiss()
         self.bits = bits
         self._lock = threading.RLock()
         self._faiss = faiss.IndexBinaryFlat(bits)
@@ -54,7 +68,8 @@ class FlatIndex:
                 self._compact()
 
     def _compact(self) -> None:
-        stored = faiss.vector_to_array(self._faiss.xb)  # type: ignore[attr-defined]
+        faiss = _faiss()
+        stored = faiss.vector_to_array(self._faiss.xb)
         codes = stored.reshape(-1, self.bits // 8)[self._live]
         fresh = faiss.IndexBinaryFlat(self.bits)
         fresh.add(codes)

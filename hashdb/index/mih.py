@@ -50,11 +50,21 @@ at most 65,536), or more than 1/8 of the indexed rows are dead, a background thr
 builds a fresh segment from the live rows while searches go on against the old one
 plus the buffers; removals made meanwhile are replayed onto the fresh segment before
 it is swapped in.
-A search captures (segment, buffers, sizes) under a short lock and runs without it;
+A search captures (segments, buffers, sizes) under a short lock and runs without it;
 the kernels release the GIL; PROBE splits a batch of at least 2 x 64 queries across
 `threads` threads, JOIN splits the stored rows.
 
-Memory during a compaction is briefly twice the segment's.
+A shared base (a segment memory-mapped from a snapshot, `Segment.shared`: one copy
+per machine in the page cache, see hashdb/index/snapshot.py) is never folded into a
+private copy. Its rows are only marked dead in this process's own `live` mask, and
+compaction builds a second, private indexed segment (`extra`) from the additions
+since the snapshot (and the extra segment's own live rows), searched alongside the
+base; its size is what this process adds to the shared copy, and it stays small
+because a process swaps to a newer snapshot as one appears (hashdb/matching/live.py).
+The dead rows of a shared base are reclaimed only by the next snapshot.
+
+Memory during a compaction is briefly twice the segment being rebuilt's: the whole
+index for a private base, the extra segment for a shared one.
 """
 
 from __future__ import annotations
@@ -100,6 +110,7 @@ class _View:
     """What one search reads: captured under the lock, then read without it."""
 
     base: Segment
+    extra: Segment
     frozen: tuple[Words, Ids, npt.NDArray[np.bool_], int]
     delta: tuple[Words, Ids, npt.NDArray[np.bool_], int]
 
@@ -114,7 +125,8 @@ def _buffer_view(
 
 @dataclass(frozen=True)
 class IndexState:
-    """Everything an index holds: its indexed segment and its unindexed rows."""
+    """Everything an index holds: its base segment and its other live rows (those of
+    the extra segment and the buffers), as a snapshot stores them."""
 
     segment: Segment
     extra_ids: Ids
@@ -145,7 +157,8 @@ class MIHIndex:
         self._threads = max(1, threads if threads is not None else (os.cpu_count() or 1))
         self._background = background
         self._lock = threading.Lock()
-        self._base = Segment.empty(self.layout.words, self.layout.chunks)
+        self._base = self._empty()
+        self._extra = self._empty()  # indexed additions beside a shared base, else empty
         self._frozen: Buffer | None = None  # the buffer being folded in by a compaction
         self._delta = Buffer(self.layout.words)
         self._pending: list[Ids] | None = None  # removals made during a compaction
@@ -185,7 +198,7 @@ class MIHIndex:
             self._start_compactor()
 
     def _remove_locked(self, ids: Ids) -> None:
-        removed = self._base.remove(ids) + self._delta.remove(ids)
+        removed = self._base.remove(ids) + self._extra.remove(ids) + self._delta.remove(ids)
         if self._frozen is not None:
             removed += self._frozen.remove(ids)
         if self._pending is not None:
@@ -195,14 +208,18 @@ class MIHIndex:
     # -- compaction --------------------------------------------------------------
 
     def _buffer_limit(self) -> int:
-        return min(MAX_BUFFER, max(MIN_BUFFER, len(self._base) // 256))
+        return min(MAX_BUFFER, max(MIN_BUFFER, (len(self._base) + len(self._extra)) // 256))
+
+    def _rebuilt(self) -> Segment:
+        """The segment a compaction rebuilds: never a shared one."""
+        return self._extra if self._base.shared else self._base
 
     def _should_compact_locked(self) -> bool:
         if self._frozen is not None or not self._background:
             return False
-        base = self._base
+        target = self._rebuilt()
         return self._delta.size >= self._buffer_limit() or (
-            base.dead >= MIN_BUFFER and base.dead * DEAD_SHARE > len(base)
+            target.dead >= MIN_BUFFER and target.dead * DEAD_SHARE > len(target)
         )
 
     def _start_compactor(self) -> None:
@@ -222,7 +239,9 @@ class MIHIndex:
             self._compact_once()
 
     def compact(self) -> None:
-        """Fold every buffered addition and removal into a freshly built segment.
+        """Fold every buffered addition and removal into a freshly built segment (the
+        extra segment beside a shared base, whose dead rows stay until the next
+        snapshot).
 
         Runs in the caller's thread and returns when done; call it after a bulk load
         (otherwise background compaction catches up on its own).
@@ -231,7 +250,7 @@ class MIHIndex:
         if compactor is not None:
             compactor.join()
         with self._lock:
-            needed = self._delta.size > 0 or self._base.dead > 0
+            needed = self._delta.size > 0 or self._rebuilt().dead > 0
         if needed:
             self._compact_once()
 
@@ -239,13 +258,13 @@ class MIHIndex:
         with self._lock:
             if self._frozen is not None:
                 return  # another compaction is running
-            base, frozen = self._base, self._delta
+            shared, frozen = self._base.shared, self._delta
             self._frozen, self._delta, self._pending = frozen, Buffer(self.layout.words), []
-            base_live = base.live.copy()
-            frozen_ids, frozen_codes = frozen.live_rows()
+            folded = [self._extra] if shared else [self._base, self._extra]
+            parts = [segment.live_rows() for segment in folded] + [frozen.live_rows()]
         try:
-            ids = np.concatenate([base.ids[base_live], frozen_ids])
-            codes = np.concatenate([base.codes[base_live], frozen_codes])
+            ids = np.concatenate([ids for ids, _ in parts])
+            codes = np.concatenate([codes for _, codes in parts])
             fresh = Segment.build(ids, codes, self.layout.chunks, self._run)
         except BaseException:
             with self._lock:  # put the buffer back: nothing is lost
@@ -254,7 +273,14 @@ class MIHIndex:
         with self._lock:
             for removed in self._pending or []:
                 fresh.remove(removed)
-            self._base, self._frozen, self._pending = fresh, None, None
+            if shared:
+                self._extra = fresh
+            else:
+                self._base, self._extra = fresh, self._empty()
+            self._frozen, self._pending = None, None
+
+    def _empty(self) -> Segment:
+        return Segment.empty(self.layout.words, self.layout.chunks)
 
     def _restore_locked(self, frozen: Buffer) -> None:
         newer = self._delta
@@ -279,11 +305,12 @@ class MIHIndex:
         with self._lock:
             view = _View(
                 self._base,
+                self._extra,
                 _buffer_view(self._frozen, self.layout.words),
                 _buffer_view(self._delta, self.layout.words),
             )
         radii = probe_radii(self.layout.chunks, threshold)
-        how = self._plan or plan(len(view.base), len(words), radii)
+        how = self._plan or plan(len(view.base) + len(view.extra), len(words), radii)
         if how is Plan.JOIN:
             return self._join(view, words, threshold, radii)
         use_tables = how is Plan.PROBE
@@ -314,6 +341,9 @@ class MIHIndex:
         parts = [
             (base.codes, base.ids, base.live, int(a), int(b)) for a, b in itertools.pairwise(bounds)
         ]
+        if len(view.extra):
+            extra = view.extra
+            parts.append((extra.codes, extra.ids, extra.live, 0, len(extra)))
         for codes, ids, live, size in (view.frozen, view.delta):
             if size:
                 parts.append((codes, ids, live, 0, size))
@@ -337,7 +367,7 @@ class MIHIndex:
     def _kernel(
         view: _View, words: Words, threshold: int, radii: npt.NDArray[np.int64], use_tables: bool
     ) -> tuple[npt.NDArray[np.int64], Ids, npt.NDArray[np.int32]]:
-        base = view.base
+        base, extra = view.base, view.extra
         result: tuple[npt.NDArray[np.int64], Ids, npt.NDArray[np.int32]] = kernels.search(
             words,
             threshold,
@@ -353,7 +383,25 @@ class MIHIndex:
             *view.frozen,
             *view.delta,
         )
-        return result
+        if len(extra) == 0:
+            return result
+        none = _buffer_view(None, words.shape[1])
+        beside: tuple[npt.NDArray[np.int64], Ids, npt.NDArray[np.int32]] = kernels.search(
+            words,
+            threshold,
+            use_tables,
+            extra.codes,
+            extra.ids,
+            extra.live,
+            extra.offsets,
+            extra.rows,
+            radii,
+            FLIPS,
+            FLIPS_UPTO,
+            *none,
+            *none,
+        )
+        return _merge(result, beside)
 
     def _pool(self) -> ThreadPoolExecutor:
         with self._lock:
@@ -380,10 +428,10 @@ class MIHIndex:
         with self._lock:
             base = self._base
             segment = Segment(base.codes, base.ids, base.live.copy(), base.offsets, base.rows)
-            segment.dead = base.dead
-            parts = [self._delta.live_rows()]
+            segment.dead, segment.shared = base.dead, base.shared
+            parts = [self._extra.live_rows(), self._delta.live_rows()]
             if self._frozen is not None:
-                parts.insert(0, self._frozen.live_rows())
+                parts.insert(1, self._frozen.live_rows())
         return IndexState(
             segment,
             np.concatenate([ids for ids, _ in parts]),
@@ -408,10 +456,34 @@ class MIHIndex:
     # -- introspection -------------------------------------------------------------
 
     def nbytes(self) -> int:
-        """Bytes held in arrays: codes, ids, flags, tables and buffers."""
+        """Bytes held in arrays: codes, ids, flags, tables and buffers, including
+        those of a shared base (see `mapped_nbytes`)."""
         with self._lock:
             frozen = self._frozen.nbytes() if self._frozen is not None else 0
-            return self._base.nbytes() + self._delta.nbytes() + frozen
+            extra = self._extra.nbytes() if len(self._extra) else 0  # empty: zero pages only
+            return self._base.nbytes() + extra + self._delta.nbytes() + frozen
+
+    def mapped_nbytes(self) -> int:
+        """The part of `nbytes` that is memory-mapped snapshot files, shared by every
+        process on the machine that mapped the same snapshot."""
+        with self._lock:
+            return self._base.mapped_nbytes()
+
+
+Found = tuple[npt.NDArray[np.int64], Ids, npt.NDArray[np.int32]]
+
+
+def _merge(a: Found, b: Found) -> Found:
+    """Two (lims, ids, distances) results for the same queries as one, each query's
+    hits sorted by (distance, id) as the kernels sort them."""
+    nq = len(a[0]) - 1
+    queries = np.arange(nq, dtype=np.int64)
+    qidx = np.concatenate([np.repeat(queries, np.diff(a[0])), np.repeat(queries, np.diff(b[0]))])
+    ids, dists = np.concatenate([a[1], b[1]]), np.concatenate([a[2], b[2]])
+    order = np.lexsort((ids, dists, qidx))
+    lims = np.zeros(nq + 1, dtype=np.int64)
+    np.cumsum(np.bincount(qidx, minlength=nq), out=lims[1:])
+    return lims, ids[order], dists[order]
 
 
 def _hits(lims: npt.NDArray[np.int64], ids: Ids, dists: npt.NDArray[np.int32]) -> list[SearchHits]:

@@ -7,6 +7,12 @@ table per 16-bit substring (`offsets` (m, 65537) int32 into `rows` (m, n) int32)
 Per stored hash: 32 bytes of code, 8 of id, 1 of live flag and 4 per table (64
 for PDQ): 105 bytes, plus 4 MB of offsets for the whole index.
 
+A segment's codes, ids and tables are read-only once built (`Segment.build` marks
+them so): they may be memory maps of a snapshot's files shared by every process on
+the machine (`shared`, hashdb/index/snapshot.py), and every segment then has the
+same array types for the compiled kernels. `live` is always the process's own
+writable copy, so a removal in one process never shows in another.
+
 `Buffer` holds recent additions, unindexed and scanned linearly; it only grows
 (capacity doubling), so a reader that captured (arrays, size) keeps a consistent view
 while writers append past `size` or move to bigger arrays.
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -40,6 +47,7 @@ class Segment:
     offsets: npt.NDArray[np.int32]  # (m, 65537)
     rows: npt.NDArray[np.int32]  # (m, n)
     dead: int = 0
+    shared: bool = False  # codes, ids and tables are maps of snapshot files
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -47,11 +55,11 @@ class Segment:
     @staticmethod
     def empty(words: int, chunks: int) -> Segment:
         return Segment(
-            np.empty((0, words), dtype=np.uint64),
-            np.empty(0, dtype=np.int64),
+            _frozen(np.empty((0, words), dtype=np.uint64)),
+            _frozen(np.empty(0, dtype=np.int64)),
             np.empty(0, dtype=bool),
-            np.zeros((chunks, kernels.BUCKETS + 1), dtype=np.int32),
-            np.empty((chunks, 0), dtype=np.int32),
+            _frozen(np.zeros((chunks, kernels.BUCKETS + 1), dtype=np.int32)),
+            _frozen(np.empty((chunks, 0), dtype=np.int32)),
         )
 
     @staticmethod
@@ -71,7 +79,13 @@ class Segment:
             return lambda: kernels.build_table(codes, j, offsets[j], rows[j])
 
         run(table(j) for j in range(chunks))
-        return Segment(codes, ids, np.ones(len(ids), dtype=bool), offsets, rows)
+        live = np.ones(len(ids), dtype=bool)
+        return Segment(_frozen(codes), _frozen(ids), live, _frozen(offsets), _frozen(rows))
+
+    def live_rows(self) -> tuple[Ids, Words]:
+        """The ids and codes of the rows still live (copies)."""
+        keep = self.live.copy()
+        return self.ids[keep], self.codes[keep]
 
     def remove(self, ids: Ids) -> int:
         """Mark `ids` dead; returns how many were live here."""
@@ -88,6 +102,20 @@ class Segment:
 
     def nbytes(self) -> int:
         return sum(a.nbytes for a in (self.codes, self.ids, self.live, self.offsets, self.rows))
+
+    def mapped_nbytes(self) -> int:
+        """Bytes of this segment that are shared maps of snapshot files (0 if on the heap)."""
+        if not self.shared:
+            return 0
+        return sum(a.nbytes for a in (self.codes, self.ids, self.offsets, self.rows))
+
+
+A = TypeVar("A", bound=np.ndarray)
+
+
+def _frozen(array: A) -> A:
+    array.setflags(write=False)
+    return array
 
 
 class Buffer:

@@ -1,48 +1,73 @@
 """Index snapshots: the built index on disk, with the change-log position it reflects.
 
 Why: rebuilding the tables of 10M PDQ hashes means reading them all from the
-database and sorting sixteen tables; loading the built arrays back is a sequential
-read. A snapshot is a directory of plain `.npy` arrays (read with
+database and sorting sixteen tables; a snapshot's arrays are instead mapped into
+memory as they are. A snapshot is a directory of plain `.npy` arrays (read with
 `allow_pickle=False`: nothing in it can run code) and a `manifest.json` naming the
 format version, the bit length, the layout (bit permutation digest, substring width),
 the id space of its entries (`entries.SPACE`: what an id means), the change-log
-`cursor`, and the size and SHA-256 of every array file. Version 2 is the first with
-typed entry ids (hashdb/index/entries.py); a version 1 snapshot filed video frames
-under negative ids and stored variants as hash ids, so it is refused and rebuilt.
+`cursor`, the size and SHA-256 of every array file, and a `digest` of all of that.
+Version 2 was the first with typed entry ids (hashdb/index/entries.py); version 3
+lays the files out to be memory-mapped. Other versions are refused and rebuilt.
 
-`load_snapshot` trusts nothing: a missing, unreadable, truncated or tampered file, a
-checksum mismatch, another format version, layout or id space, or arrays that break
-the index's invariants (ids strictly increasing and inside the id space, table
-offsets monotone and ending at the row count, rows in range) all give `None` and a
-logged reason, and the caller rebuilds from the database. Whether a snapshot is
-stale (older than what the change log can still replay) is the caller's call, from
-the cursor it returns.
+One copy per machine: `load_snapshot` (by default) maps the big arrays (codes, ids,
+the tables' offsets and rows: 104 of the 105 bytes per PDQ hash) read-only
+(`np.load(mmap_mode="r")`), so every process on the machine that loads the same
+snapshot shares one copy in the page cache. What a process holds of its own is the
+`live` mask (1 byte per row, copied: a removal stays in the process that made it)
+and what it added since (hashdb/index/mih.py: a buffer, then a private extra
+segment; never a private copy of the mapped one). A mapped file must never change
+under its readers, so files are never rewritten in place: `save_snapshots` writes a
+temporary sibling directory, fsyncs it and renames it over the old one, whose files
+stay readable by the processes that mapped them (an unlinked file lives on while it
+is mapped). Saves of one snapshot directory are serialised by an exclusive `flock`
+on `<root>/.snapshot.lock`, and loads take it shared, so two processes saving at
+once leave one whole snapshot and a load never sees the indexes of two saves.
 
-`save_snapshot` writes into a temporary sibling directory and renames it into place,
-so a crash mid-write leaves the previous snapshot intact.
+Checksums, and what a load trusts: hashing every byte of a multi-gigabyte snapshot
+at every process start (and again at every swap to a newer one) costs each process
+a full read and about a second of CPU per gigabyte. So the writer computes the
+SHA-256 of each file from what it wrote back on disk, and a load checks what is
+cheap and still guards memory safety and compatibility: the manifest's digest, its
+format, version, layout and id space, each file's size, and the arrays' invariants
+(ids strictly increasing and inside the id space, table offsets monotone and ending
+at the row count, rows in range: a corrupt table can never send a kernel outside
+its arrays). What a load does not catch is a flipped bit inside `codes` (a wrong
+hash for one row, not a crash); `verify_snapshot` (and `load_snapshot(verify=True)`)
+checks every file's SHA-256 for an operator or a test that wants that certainty.
+Anything that fails gives `None` and a logged reason, and the caller rebuilds from
+the database. Whether a snapshot is stale is the caller's call, from its cursor.
+
+A saved index is folded into one segment when its dead rows and unindexed rows
+together reach 1/`FOLD_SHARE` of its indexed ones (at least `FOLD_MIN`), so the
+processes that map it start with a small delta; folding costs the writer, briefly,
+a private copy of the index.
 
 How the Matcher uses it, at start-up::
 
-    loaded = load_snapshot(directory, signal.bits)
+    loaded = load_snapshots(root, {"pdq": 256, "phash": 64})
     if loaded is None:
-        index, cursor = make_index(signal.bits), changes.head()   # then add from the store
+        indexes, cursor = ..., changes.head()    # built from the store
     else:
-        index, cursor = loaded       # then replay the change log after `cursor`
+        indexes, cursor = loaded                 # then replay the change log after it
     ...
-    save_snapshot(index, directory, cursor)   # after a build from the database
+    save_snapshots(indexes, root, cursor)        # after a build, or by the worker role
 
-The cursor passed to `save_snapshot` must be one whose changes are all applied to the
-index (the Matcher's `cursor` under its lock); replaying changes again is harmless.
+The cursor passed when saving must be one whose changes are all applied to the
+indexes (the Matcher's `cursor` under its lock); replaying changes again is harmless.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import shutil
 import uuid
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +82,17 @@ from hashdb.index.segment import Segment
 log = logging.getLogger(__name__)
 
 FORMAT = "hashdb-index-snapshot"
-VERSION = 2
+VERSION = 3
 MANIFEST = "manifest.json"
+LOCK = ".snapshot.lock"
+FOLD_SHARE = 32
+FOLD_MIN = 4096
 _ARRAYS = ("codes", "ids", "live", "offsets", "rows", "extra_ids", "extra_codes")
+_MAPPED = frozenset({"codes", "ids", "offsets", "rows"})  # the rest is copied: small or private
 
 
 class SnapshotError(Exception):
-    """Why a snapshot was not loaded (logged by `load_snapshot`, never raised out)."""
+    """Why a snapshot is unsound (logged by `load_snapshot`, raised by `verify_snapshot`)."""
 
 
 def _layout_digest(bits: int) -> str:
@@ -81,7 +110,26 @@ def _sha256(path: Path) -> str:
 
 def save_snapshot(index: MIHIndex, directory: Path, cursor: int) -> None:
     """Write `index` (reflecting change-log position `cursor`) to `directory`."""
+    directory = Path(directory)
+    save_snapshots({directory.name: index}, directory.parent, cursor)
+
+
+def save_snapshots(indexes: Mapping[str, MIHIndex], root: Path, cursor: int) -> None:
+    """Write each index to `root / name`, all at `cursor`, under the directory's lock."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with _locked(root, exclusive=True):
+        for name, index in indexes.items():
+            _write(index, root / name, cursor)
+        _fsync_dir(root)
+
+
+def _write(index: MIHIndex, directory: Path, cursor: int) -> None:
+    for stale in directory.parent.glob(f".{directory.name}.*"):  # left by a crashed save
+        shutil.rmtree(stale, ignore_errors=True)
     state = index.state()
+    if _should_fold(state):
+        state = _fold(state, index.bits)
     seg = state.segment
     arrays: dict[str, npt.NDArray[Any]] = {
         "codes": seg.codes,
@@ -92,8 +140,6 @@ def save_snapshot(index: MIHIndex, directory: Path, cursor: int) -> None:
         "extra_ids": state.extra_ids,
         "extra_codes": state.extra_codes,
     }
-    directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
     tmp = directory.with_name(f".{directory.name}.{uuid.uuid4().hex}.tmp")
     tmp.mkdir()
     try:
@@ -105,7 +151,7 @@ def save_snapshot(index: MIHIndex, directory: Path, cursor: int) -> None:
                 f.flush()
                 os.fsync(f.fileno())
             files[name] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-        manifest = {
+        manifest: dict[str, Any] = {
             "format": FORMAT,
             "version": VERSION,
             "bits": index.bits,
@@ -113,36 +159,162 @@ def save_snapshot(index: MIHIndex, directory: Path, cursor: int) -> None:
             "layout_sha256": _layout_digest(index.bits),
             "entries": entries.SPACE,
             "cursor": int(cursor),
-            "count": len(index),
+            "count": int(seg.live.sum()) + len(state.extra_ids),
             "files": files,
         }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        manifest["digest"] = _manifest_digest(manifest)
+        with (tmp / MANIFEST).open("w") as f:
+            f.write(json.dumps(manifest, indent=2))
+            f.flush()
+            os.fsync(f.fileno())
+        _fsync_dir(tmp)
         old = directory.with_name(f".{directory.name}.{uuid.uuid4().hex}.old")
         if directory.exists():
             directory.rename(old)
         tmp.rename(directory)
-        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)  # mapped files stay readable to their mappers
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
-def load_snapshot(directory: Path, bits: int) -> tuple[MIHIndex, int] | None:
-    """The index saved in `directory` and its cursor, or None (reason logged)."""
+def _should_fold(state: IndexState) -> bool:
+    seg = state.segment
+    return len(state.extra_ids) + seg.dead >= max(FOLD_MIN, len(seg) // FOLD_SHARE)
+
+
+def _fold(state: IndexState, bits: int) -> IndexState:
+    """`state` as one freshly built segment holding only its live rows."""
+    layout = layout_for(bits)
+    ids, codes = state.segment.live_rows()
+    segment = Segment.build(
+        np.concatenate([ids, state.extra_ids]),
+        np.concatenate([codes, state.extra_codes]),
+        layout.chunks,
+    )
+    return IndexState(segment, np.empty(0, np.int64), np.empty((0, layout.words), np.uint64))
+
+
+def load_snapshot(
+    directory: Path, bits: int, *, mapped: bool = True, verify: bool = False
+) -> tuple[MIHIndex, int] | None:
+    """The index saved in `directory` and its cursor, or None (reason logged).
+
+    `mapped`: codes, ids and tables are read-only maps of the files (shared with
+    every process that maps them), else copies on the heap. `verify`: check every
+    file's SHA-256 as well (reads it all; see the module docstring)."""
+    directory = Path(directory)
+    found = load_snapshots(directory.parent, {directory.name: bits}, mapped=mapped, verify=verify)
+    if found is None:
+        return None
+    indexes, cursor = found
+    return indexes[directory.name], cursor
+
+
+def load_snapshots(
+    root: Path, bits: Mapping[str, int], *, mapped: bool = True, verify: bool = False
+) -> tuple[dict[str, MIHIndex], int] | None:
+    """The index of each name in `bits` (its bit length), saved in `root / name` at one
+    cursor by one save, and that cursor; or None (reason logged)."""
+    root = Path(root)
+    loaded: dict[str, MIHIndex] = {}
+    cursors: set[int] = set()
+    with _locked(root, exclusive=False):
+        for name, length in bits.items():
+            try:
+                index, cursor = _load(root / name, length, mapped=mapped, verify=verify)
+            except SnapshotError as exc:
+                log.warning("index snapshot in %s not used: %s", root / name, exc)
+                return None
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("index snapshot in %s not used: unreadable (%s)", root / name, exc)
+                return None
+            loaded[name] = index
+            cursors.add(cursor)
+    if len(cursors) > 1:
+        log.warning("index snapshots in %s not used: saved at different cursors", root)
+        return None
+    return loaded, cursors.pop() if cursors else 0
+
+
+def verify_snapshot(directory: Path, bits: int) -> int:
+    """Check a snapshot fully (every file's SHA-256 too); its cursor, or SnapshotError."""
     try:
-        return _load(Path(directory), bits)
-    except SnapshotError as exc:
-        log.warning("index snapshot in %s not used: %s", directory, exc)
+        return _load(Path(directory), bits, mapped=True, verify=True)[1]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        log.warning("index snapshot in %s not used: unreadable (%s)", directory, exc)
-    return None
+        raise SnapshotError(f"unreadable ({exc})") from exc
 
 
-def _load(directory: Path, bits: int) -> tuple[MIHIndex, int]:
+def snapshot_cursor(root: Path, names: Iterable[str]) -> int | None:
+    """The cursor the snapshots `root / name` were saved at, when they agree (a
+    cheap read of their manifests, nothing verified); else None."""
+    cursors = set()
+    for name in names:
+        try:
+            manifest = json.loads((Path(root) / name / MANIFEST).read_text())
+        except (OSError, ValueError):
+            return None
+        cursor = manifest.get("cursor") if isinstance(manifest, dict) else None
+        if not isinstance(cursor, int):
+            return None
+        cursors.add(cursor)
+    return cursors.pop() if len(cursors) == 1 else None
+
+
+def snapshot_stamp(root: Path, names: Iterable[str]) -> tuple[tuple[int, int], ...] | None:
+    """What changes when any of the snapshots `root / name` is saved again (inode and
+    modification time of each manifest): one `stat` each, for polling; None if any
+    is missing."""
+    stamp = []
+    for name in names:
+        try:
+            st = (Path(root) / name / MANIFEST).stat()
+        except OSError:
+            return None
+        stamp.append((st.st_ino, st.st_mtime_ns))
+    return tuple(stamp)
+
+
+def _manifest_digest(manifest: Mapping[str, Any]) -> str:
+    body = {key: value for key, value in manifest.items() if key != "digest"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def _locked(root: Path, *, exclusive: bool) -> Iterator[None]:
+    """Hold `root`'s snapshot lock. A reader that cannot open the lock file (no such
+    directory yet, or one it may not write) reads unlocked: each directory is still
+    replaced whole, only a set saved together may then be seen half-replaced."""
+    try:
+        fd = os.open(root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        if exclusive:
+            raise
+        fd = -1
+    try:
+        if fd >= 0:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        yield
+    finally:
+        if fd >= 0:
+            os.close(fd)  # releases the lock
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _load(directory: Path, bits: int, *, mapped: bool, verify: bool) -> tuple[MIHIndex, int]:
     manifest_path = directory / MANIFEST
     if not manifest_path.is_file():
         raise SnapshotError("no snapshot")
     manifest = json.loads(manifest_path.read_text())
+    if not isinstance(manifest, dict):
+        raise SnapshotError("the manifest is not an object")
     expected = {
         "format": FORMAT,
         "version": VERSION,
@@ -154,6 +326,8 @@ def _load(directory: Path, bits: int) -> tuple[MIHIndex, int]:
     for key, value in expected.items():
         if manifest.get(key) != value:
             raise SnapshotError(f"incompatible: {key} is {manifest.get(key)!r}, need {value!r}")
+    if manifest.get("digest") != _manifest_digest(manifest):
+        raise SnapshotError("the manifest does not match its digest")
     cursor = manifest["cursor"]
     if not isinstance(cursor, int) or cursor < 0:
         raise SnapshotError("bad cursor")
@@ -161,10 +335,16 @@ def _load(directory: Path, bits: int) -> tuple[MIHIndex, int]:
     for name in _ARRAYS:
         entry = manifest["files"][name]
         path = directory / f"{name}.npy"
-        if path.stat().st_size != entry["bytes"] or _sha256(path) != entry["sha256"]:
+        size = path.stat().st_size
+        if size != entry["bytes"]:
+            raise SnapshotError(f"{path.name} has {size} bytes, the manifest says {entry['bytes']}")
+        if verify and _sha256(path) != entry["sha256"]:
             raise SnapshotError(f"{path.name} does not match its checksum")
-        arrays[name] = np.load(path, allow_pickle=False)
-    state = _state(arrays, bits)
+        if mapped and name in _MAPPED:
+            arrays[name] = np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
+        else:
+            arrays[name] = np.load(path, allow_pickle=False)
+    state = _state(arrays, bits, shared=mapped)
     index = MIHIndex.from_state(bits, state)
     if len(index) != manifest["count"]:
         raise SnapshotError("entry count does not match the manifest")
@@ -176,7 +356,7 @@ def _check(array: npt.NDArray[Any], dtype: type, shape: tuple[int, ...], name: s
         raise SnapshotError(f"{name} has {array.dtype} {array.shape}, need {dtype} {shape}")
 
 
-def _state(arrays: dict[str, npt.NDArray[Any]], bits: int) -> IndexState:
+def _state(arrays: dict[str, npt.NDArray[Any]], bits: int, *, shared: bool) -> IndexState:
     layout = layout_for(bits)
     ids = arrays["ids"]
     n = len(ids)
@@ -199,5 +379,7 @@ def _state(arrays: dict[str, npt.NDArray[Any]], bits: int) -> IndexState:
         raise SnapshotError("table offsets are not monotone")
     if n and (rows.min() < 0 or rows.max() >= n):
         raise SnapshotError("table rows out of range")
-    segment = Segment(arrays["codes"], ids, arrays["live"], offsets, rows)
+    for name in _MAPPED:  # read-only, mapped or not: the kernels see one array type
+        arrays[name].setflags(write=False)
+    segment = Segment(arrays["codes"], arrays["ids"], arrays["live"], offsets, rows, shared=shared)
     return IndexState(segment, arrays["extra_ids"], arrays["extra_codes"])

@@ -9,6 +9,17 @@ variant slot it could hold and (a video) its frames, then adds back what the
 database holds now if the hash's status is matchable. So a status change of an
 image moves its variants without any change-log entry of theirs, and a variant
 dropped from the database never lingers.
+
+Snapshots are shared, not copied: a restored index maps the snapshot's arrays
+(hashdb/index/snapshot.py), so every process on a machine holds one copy of them in
+the page cache, plus its own small delta (live flags, additions since). To keep that
+delta small, `adopt_snapshot` swaps to a snapshot saved at a newer cursor than the
+one the indexes came from (by the worker role, or any process calling
+`save_snapshot`): it maps the new one, replays the change log from its cursor and
+swaps under the lock, so replay never sees a half-swapped set; a search already
+running keeps reading the indexes it started with (their files stay mapped after the
+directory is replaced). `snapshot_changed` is the cheap check (one `stat` per
+signal type) that a caller polls before trying.
 """
 
 from __future__ import annotations
@@ -20,12 +31,15 @@ from pathlib import Path
 
 import numpy as np
 
-from hashdb.index import HammingIndex, MIHIndex, entries, load_snapshot, make_index, save_snapshot
+from hashdb.index import HammingIndex, MIHIndex, entries, make_index
+from hashdb.index.snapshot import load_snapshots, save_snapshots, snapshot_cursor, snapshot_stamp
 from hashdb.signals import PDQ, SIGNAL_TYPES, Matching, SignalType
 from hashdb.signals.vpdq import VPDQ
 from hashdb.store import ChangeLog, HashRecord, HashStore, Status, VideoStore
 
 log = logging.getLogger(__name__)
+
+Stamp = tuple[tuple[int, int], ...] | None
 
 
 def hamming_signals() -> list[SignalType]:
@@ -58,16 +72,35 @@ class LiveIndexes:
         self._snapshot_dir = snapshot_dir
         self._indexes: dict[str, HammingIndex] = {}
         self._cursor = 0
+        self._origin: int | None = None  # cursor of the snapshot the indexes came from
+        self._stamp: Stamp = None  # the snapshot files as last seen (`snapshot_changed`)
         self._lock = threading.Lock()
+        self._adopting = threading.Lock()
 
     @property
     def cursor(self) -> int:
         """The change-log position the indexes reflect."""
         return self._cursor
 
+    @property
+    def snapshot_cursor(self) -> int | None:
+        """The cursor of the snapshot the indexes were loaded from (None: built from the
+        database, or saved by this process after a build)."""
+        return self._origin
+
     def sizes(self) -> dict[str, int]:
         """Entries per index (hashes, stored variants and video frames together)."""
         return {name: len(index) for name, index in self._indexes.items()}
+
+    def nbytes(self) -> dict[str, int]:
+        """Bytes of arrays per index, mapped snapshot arrays included (for metrics;
+        an index type that cannot tell is left out)."""
+        found: dict[str, int] = {}
+        for name, index in self._indexes.items():
+            measure = getattr(index, "nbytes", None)
+            if callable(measure):
+                found[name] = int(measure())
+        return found
 
     def __getitem__(self, signal_type: str) -> HammingIndex:
         return self._indexes[signal_type]
@@ -77,6 +110,7 @@ class LiveIndexes:
         snapshot. Changes committed since the position they reflect are left to
         `replay`."""
         with self._lock:
+            self._stamp = self._current_stamp()
             restored = None if fresh else self._restore()
             if restored is None:
                 cursor = self._changes.head()
@@ -85,32 +119,100 @@ class LiveIndexes:
                 indexes, cursor = restored
             _warm_up(indexes)
             self._indexes, self._cursor = indexes, cursor
+            self._origin = None if restored is None else cursor
         return restored is not None
 
     def replay(self, evict: Callable[[set[int]], None]) -> int:
         """Apply the change log since `cursor`; returns how many changes. `evict` is
-        told each batch's hash ids before their rows are read again."""
-        applied = 0
+        told each batch's hash ids before their rows are read again. Before the first
+        `load` there is nothing to apply to: the load reads the database as it is."""
         with self._lock:
-            while True:
-                batch = self._changes.since(self._cursor)
-                if not batch:
-                    break
-                changed = {c.hash_id for c in batch}
-                evict(changed)
-                self._apply(changed)
-                self._cursor = batch[-1].seq
-                applied += len(batch)
+            if not self._indexes:
+                return 0
+            self._cursor, applied = self._replay_into(self._indexes, self._cursor, evict)
         return applied
 
+    def _replay_into(
+        self, indexes: dict[str, HammingIndex], cursor: int, evict: Callable[[set[int]], None]
+    ) -> tuple[int, int]:
+        """Apply the change log since `cursor` to `indexes`: (new cursor, changes)."""
+        applied = 0
+        while True:
+            batch = self._changes.since(cursor)
+            if not batch:
+                return cursor, applied
+            changed = {c.hash_id for c in batch}
+            evict(changed)
+            self._apply(indexes, changed)
+            cursor = batch[-1].seq
+            applied += len(batch)
+
     def save_snapshot(self) -> None:
-        """Write every index with the cursor it reflects (no-op without a directory)."""
+        """Write every index with the cursor it reflects (no-op without a directory).
+
+        Concurrent saves, from this process or another, are serialised by the
+        snapshot directory's lock; the last one wins, whole. The process adopts its
+        own save like any newer snapshot (`adopt_snapshot`), which trades its private
+        copy for the shared map (and the writer's delta for a folded snapshot)."""
         if self._snapshot_dir is None:
             return
         with self._lock:
-            for name, index in self._indexes.items():
-                if isinstance(index, MIHIndex):
-                    save_snapshot(index, self._snapshot_dir / name, self._cursor)
+            mine = {n: i for n, i in self._indexes.items() if isinstance(i, MIHIndex)}
+            save_snapshots(mine, self._snapshot_dir, self._cursor)
+
+    # -- newer snapshots -------------------------------------------------------------
+
+    def _current_stamp(self) -> Stamp:
+        if self._snapshot_dir is None:
+            return None
+        return snapshot_stamp(self._snapshot_dir, [s.name for s in hamming_signals()])
+
+    def snapshot_changed(self) -> bool:
+        """Whether the snapshot files changed since the indexes were loaded or last
+        adopted (one `stat` per signal type, nothing read)."""
+        return self._snapshot_dir is not None and self._current_stamp() != self._stamp
+
+    def adopt_snapshot(self, evict: Callable[[set[int]], None]) -> bool:
+        """Swap to the snapshot on disk if it was saved at a newer cursor than the one
+        the indexes came from (and the change log has reached it); True if swapped.
+
+        The new indexes are mapped and warmed outside the lock (searches and replays
+        go on meanwhile); then, under it, the change log is replayed onto them from
+        the older of the two cursors (so the row cache also forgets what the snapshot
+        moved past this process's cursor) and they replace the old ones. A search
+        that started before keeps its own references to the old indexes."""
+        if self._snapshot_dir is None or not self._adopting.acquire(blocking=False):
+            return False
+        try:
+            stamp = self._current_stamp()
+            names = [s.name for s in hamming_signals()]
+            cursor = snapshot_cursor(self._snapshot_dir, names)
+            if cursor is None:
+                return False  # being saved, or incomplete: try again at the next poll
+            if not self._newer(cursor):
+                self._stamp = stamp
+                return False
+            loaded = load_snapshots(self._snapshot_dir, {s.name: s.bits for s in hamming_signals()})
+            if loaded is None or not self._newer(loaded[1]):
+                self._stamp = stamp  # unsound (reason logged) or older: wait for the next save
+                return False
+            fresh: dict[str, HammingIndex] = dict(loaded[0])
+            _warm_up(fresh)
+            with self._lock:
+                start = min(loaded[1], self._cursor)
+                cursor, _ = self._replay_into(fresh, start, evict)
+                self._indexes, self._cursor, self._origin = fresh, cursor, loaded[1]
+                self._stamp = stamp
+            log.info("index snapshot at change %d adopted", loaded[1])
+            return True
+        finally:
+            self._adopting.release()
+
+    def _newer(self, cursor: int) -> bool:
+        """Whether a snapshot at `cursor` is worth adopting: newer than the one the
+        indexes came from (or than their build), and within this change log."""
+        origin = self._origin if self._origin is not None else -1
+        return origin < cursor <= self._changes.head()
 
     # -- building ------------------------------------------------------------------
 
@@ -152,25 +254,23 @@ class LiveIndexes:
         this database's change log has reached; otherwise None (rebuild)."""
         if self._snapshot_dir is None:
             return None
-        loaded = {
-            s.name: load_snapshot(self._snapshot_dir / s.name, s.bits) for s in hamming_signals()
-        }
-        cursors = {found[1] for found in loaded.values() if found is not None}
-        if None in loaded.values() or len(cursors) != 1:
+        loaded = load_snapshots(self._snapshot_dir, {s.name: s.bits for s in hamming_signals()})
+        if loaded is None:
             return None
-        (cursor,) = cursors
+        indexes, cursor = loaded
         if cursor > self._changes.head():
             log.warning("index snapshot is ahead of this database's change log; rebuilding")
             return None
-        return {name: found[0] for name, found in loaded.items() if found is not None}, cursor
+        return dict(indexes), cursor
 
     # -- replay --------------------------------------------------------------------
 
-    def _apply(self, hash_ids: set[int]) -> None:
+    def _apply(self, indexes: dict[str, HammingIndex], hash_ids: set[int]) -> None:
         records = self._hashes.get_many(hash_ids)
-        self._apply_videos([r for r in records.values() if r.signal_type == VPDQ.name])
+        videos = [r for r in records.values() if r.signal_type == VPDQ.name]
+        self._apply_videos(indexes[PDQ.name], videos)
         gone = sorted(hash_ids - records.keys())  # not in the database: drop everywhere
-        for name, index in self._indexes.items():
+        for name, index in indexes.items():
             mine = [r for r in records.values() if r.signal_type == name]
             stale = sorted({*(r.id for r in mine), *gone})
             if not stale:
@@ -186,12 +286,11 @@ class LiveIndexes:
         codes = np.frombuffer(b"".join(r.value for r in records), np.uint8)
         index.add(entries.hashes([r.id for r in records]), codes.reshape(-1, signal.nbytes))
 
-    def _apply_videos(self, records: Iterable[HashRecord]) -> None:
+    def _apply_videos(self, index: HammingIndex, records: Iterable[HashRecord]) -> None:
         """Frames of changed videos leave the PDQ index, and return if still matchable."""
         videos = list(records)
         if self._videos is None or not videos:
             return
-        index = self._indexes[PDQ.name]
         for rows, _ in self._videos.iter_frame_codes(hash_ids=[r.id for r in videos]):
             index.remove(entries.frames(rows))
         live = [r.id for r in videos if r.status in self._statuses]

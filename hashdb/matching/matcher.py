@@ -12,6 +12,15 @@ replays only when its last replay is older than `sync_interval` seconds (there i
 no background replay: a matcher nobody asks is not kept current). Expiry is checked
 against the clock at every match.
 
+Snapshots: with a `snapshot_dir`, `load` restores the indexes from a sound snapshot
+(memory-mapped: one copy per machine, hashdb/index/snapshot.py) or builds them from
+the database and then saves one, unless `save_after_build` is off (API workers when
+the worker role writes the snapshots: they then never write any). While serving, a
+lookup checks at most every `snapshot_poll` seconds (one `stat` per signal type)
+whether a newer snapshot was saved, and if so a background thread adopts it
+(hashdb/matching/live.py), so what each process holds beyond the shared map stays
+small. `adopt_snapshot` does the same in the caller's thread.
+
 A PDQ query below quality 50 is answered `low_quality` and not matched: such an
 image is too featureless for its hash to mean anything.
 """
@@ -52,6 +61,8 @@ class Matcher:
         statuses: Iterable[Status] = MATCHABLE,
         sync_interval: float = 2.0,
         snapshot_dir: Path | None = None,
+        save_after_build: bool = True,
+        snapshot_poll: float = 5.0,
     ) -> None:
         matchable = frozenset(statuses)
         self._hashes = hashes
@@ -59,12 +70,18 @@ class Matcher:
         self._videos = videos
         self._sync_interval = sync_interval
         self._snapshot_dir = snapshot_dir
+        self._save_after_build = save_after_build
+        self._snapshot_poll = snapshot_poll
+        self._polled_at = time.monotonic()
+        self._adopter: threading.Thread | None = None
+        self._adopter_lock = threading.Lock()
         self._indexes = LiveIndexes(hashes, changes, videos, matchable, snapshot_dir)
         self._rows = RowCache(hashes, matchable)
         self._resolver = Resolver(hashes, videos, self._rows, matchable)
         self._synced_at = 0.0
         self._loading = threading.Lock()
         self.ready = False
+        self.epoch = ""  # the feed epoch the indexes were loaded in
 
     @property
     def cursor(self) -> int:
@@ -74,23 +91,66 @@ class Matcher:
     def sizes(self) -> dict[str, int]:
         return self._indexes.sizes()
 
+    def nbytes(self) -> dict[str, int]:
+        """Bytes of array memory per index (see `LiveIndexes.nbytes`)."""
+        return self._indexes.nbytes()
+
     def load(self, *, fresh: bool = False) -> None:
         """Build every index (start-up): from a snapshot when a sound one exists (and
         not `fresh`), else from the database; then replay the change log since the
         position it reflects."""
         with self._loading:
+            # Read before the indexes: a new epoch during the load is seen next time.
+            self.epoch = self._changes.epoch()
             restored = self._indexes.load(fresh=fresh)
             self._rows.clear()
             self._synced_at = time.monotonic()
             self.ready = True
         # Changes committed while we were reading are replayed now; replay is idempotent.
         self.refresh()
-        if not restored and self._snapshot_dir is not None:
+        if not restored and self._snapshot_dir is not None and self._save_after_build:
             self.save_snapshot()
 
+    @property
+    def snapshot_cursor(self) -> int | None:
+        """The cursor of the snapshot the indexes were loaded from, if they were."""
+        return self._indexes.snapshot_cursor
+
+    def adopt_snapshot(self) -> bool:
+        """Swap to a snapshot saved at a newer cursor than the indexes came from, if
+        there is one (see hashdb/matching/live.py); True if swapped."""
+        return self.ready and self._indexes.adopt_snapshot(self._rows.evict)
+
+    def _poll_snapshot(self) -> None:
+        """Adopt a newer snapshot in the background, checking at most every
+        `snapshot_poll` seconds whether one was saved."""
+        now = time.monotonic()
+        if self._snapshot_dir is None or now - self._polled_at < self._snapshot_poll:
+            return
+        self._polled_at = now
+        if not self.ready or not self._indexes.snapshot_changed():
+            return
+        with self._adopter_lock:
+            if self._adopter is not None and self._adopter.is_alive():
+                return
+            self._adopter = threading.Thread(
+                target=self._adopt_logged, name="hashdb-snapshot-adopter", daemon=True
+            )
+            self._adopter.start()
+
+    def _adopt_logged(self) -> None:
+        try:
+            self.adopt_snapshot()
+        except Exception:  # the old indexes keep serving; the next poll tries again
+            log.exception("adopting a newer index snapshot failed")
+
     def save_snapshot(self) -> None:
-        """Write every index with the cursor it reflects (no-op without a directory)."""
+        """Write every index with the cursor it reflects (no-op without a directory),
+        then map what was written in place of this process's own copy: the writer,
+        too, then holds the shared snapshot plus a small delta (the save folds a
+        large delta into the snapshot's tables)."""
         self._indexes.save_snapshot()
+        self.adopt_snapshot()
 
     def refresh(self) -> int:
         """Apply the change log since the last refresh; returns how many changes."""
@@ -99,17 +159,26 @@ class Matcher:
         return applied
 
     def maybe_refresh(self) -> None:
+        self._poll_snapshot()
         if time.monotonic() - self._synced_at >= self._sync_interval:
             self.refresh()
 
-    def catch_up(self, head: int) -> bool:
+    def catch_up(self, head: int, epoch: str | None = None) -> bool:
         """Replay the change log if it has moved past what the indexes reflect
-        (`head`: its newest sequence number, as read by the caller). If it is
-        behind them, and still is when read again (a concurrent request may have
-        replayed past a head read earlier), the database is another history (a
-        restored backup, a promoted standby): every index is rebuilt and the row
+        (`head`: its newest sequence number, as read by the caller). If `epoch` (the
+        feed epoch read with it) differs from the one the indexes were loaded in, or
+        the log is behind them, and still is when read again (a concurrent request
+        may have replayed past a head read earlier), the database is another history
+        (a restored backup, a promoted standby): every index is rebuilt and the row
         cache emptied. True when that happened."""
-        if head == self.cursor or not self.ready:
+        self._poll_snapshot()
+        if not self.ready:
+            return False
+        if epoch is not None and epoch != self.epoch and self._changes.epoch() != self.epoch:
+            log.warning("the feed epoch changed (a restored database?); rebuilding")
+            self.load(fresh=True)
+            return True
+        if head == self.cursor:
             return False
         if head > self.cursor:
             self.refresh()

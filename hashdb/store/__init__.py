@@ -1,6 +1,9 @@
 """Storage: one facade over the SQL database (SQLite or PostgreSQL).
 
-`Store.open(url)` connects, checks the schema's Alembic revision and migrates; its
+`Store.open(url)` connects and checks the schema's Alembic revision; it never
+changes the schema unless told to (`migrate_schema=True`, which only `hashdb migrate`
+and `hashdb init` ask for, through `upgrade`), so that starting a worker or a replica
+can never run a migration behind the operator's back. Its
 parts (`members`, `hashes`, `changes`) each own one table family, so code that only
 reads hashes can take `HashStore` alone rather than the whole store.
 
@@ -9,8 +12,9 @@ the wrong state is one clear `StorageUnavailable` (exit 3 in the CLI, 503 in the
 API) instead of a traceback at the first query:
 
 - no hashdb schema, or an older revision: migrated when `migrate_schema` is true;
-  otherwise, or when migrating fails (a role that may not create tables), the
-  message says to run `hashdb init`;
+  otherwise the message says to run `hashdb migrate` (`hashdb init` for a new
+  database), and when migrating fails (a role that may not create tables), to run it
+  as a role that may create tables;
 - a revision this code does not know (the schema is ahead of the code, written by
   a newer hashdb): refused, never migrated or read;
 - hashdb's tables without a revision (not made by `hashdb init`): refused, since
@@ -19,6 +23,7 @@ API) instead of a traceback at the first query:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
@@ -31,7 +36,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from hashdb.errors import StorageUnavailable
 from hashdb.store.changes import Change, ChangeLog
-from hashdb.store.engine import MIGRATIONS, migrate, open_engine
+from hashdb.store.engine import MIGRATIONS, PoolLimits, migrate, open_engine
 from hashdb.store.hashes import MATCHABLE, Added, ChangeOp, HashRecord, HashStore, NewHash, Status
 from hashdb.store.heads import HeadReader, Heads
 from hashdb.store.imports import (
@@ -64,6 +69,11 @@ def _scripts() -> tuple[frozenset[str], frozenset[str]]:
     return frozenset(r.revision for r in scripts.walk_revisions()), frozenset(scripts.get_heads())
 
 
+def known_revisions() -> frozenset[str]:
+    """Every revision this code's migrations know."""
+    return _scripts()[0]
+
+
 def schema_revisions(engine: Engine) -> tuple[str, ...]:
     """The Alembic revisions recorded in the database (empty: none)."""
     try:
@@ -91,6 +101,47 @@ def _state(engine: Engine, current: set[str]) -> SchemaState:
     except OperationalError as exc:
         raise StorageUnavailable(f"cannot reach the database: {exc.orig}") from None
     return SchemaState.UNVERSIONED if tables & set(metadata.tables) else SchemaState.EMPTY
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where a database's schema stands: its state, the revisions recorded in it and
+    this code's head revisions."""
+
+    state: SchemaState
+    found: tuple[str, ...]
+    head: tuple[str, ...]
+
+
+def schema_status(url: str) -> SchemaStatus:
+    """The schema status of the database at `url` (changing nothing: a SQLite file
+    that does not exist is EMPTY, and is not created)."""
+    engine = open_engine(url)
+    try:
+        file = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+        if file and file != ":memory:" and not Path(file).exists():
+            return SchemaStatus(SchemaState.EMPTY, (), tuple(sorted(_scripts()[1])))
+        return _status(engine)
+    finally:
+        engine.dispose()
+
+
+def _status(engine: Engine) -> SchemaStatus:
+    found = schema_revisions(engine)
+    return SchemaStatus(_state(engine, set(found)), found, tuple(sorted(_scripts()[1])))
+
+
+def upgrade(url: str) -> tuple[SchemaStatus, SchemaStatus]:
+    """Migrate the database at `url` to this code's head: (before, after). A schema
+    that is ahead or unversioned is refused (StorageUnavailable), never touched."""
+    engine = open_engine(url)
+    try:
+        _make_parent(engine)
+        before = _status(engine)
+        check_schema(engine, migrate_schema=True)
+        return before, _status(engine)
+    finally:
+        engine.dispose()
 
 
 def check_schema(engine: Engine, *, migrate_schema: bool) -> None:
@@ -121,13 +172,14 @@ def check_schema(engine: Engine, *, migrate_schema: bool) -> None:
         f"the database {where} is not migrated (schema revision {found}, this hashdb needs {head})"
     )
     if not migrate_schema:
-        raise StorageUnavailable(f"{not_migrated}: run `hashdb init`", schema=state.value)
+        run = "`hashdb init`" if state is SchemaState.EMPTY else "`hashdb migrate`"
+        raise StorageUnavailable(f"{not_migrated}: run {run}", schema=state.value)
     try:
         migrate(engine)
     except (DBAPIError, CommandError) as exc:
         reason = exc.orig if isinstance(exc, DBAPIError) else exc
         raise StorageUnavailable(
-            f"{not_migrated} and migrating it failed: {reason}; run `hashdb init` as a "
+            f"{not_migrated} and migrating it failed: {reason}; run `hashdb migrate` as a "
             "database role that may create tables",
             schema=state.value,
         ) from None
@@ -144,10 +196,12 @@ class Store:
         self._heads = HeadReader(engine)
 
     @classmethod
-    def open(cls, url: str, *, migrate_schema: bool = True) -> Store:
-        """Connect to `url` and check its schema (see the module docstring),
-        migrating it to this code's head if `migrate_schema`."""
-        engine = open_engine(url)
+    def open(
+        cls, url: str, *, migrate_schema: bool = False, pool: PoolLimits | None = None
+    ) -> Store:
+        """Connect to `url` (pooled within `pool`) and check its schema (see the module
+        docstring), migrating it to this code's head if `migrate_schema`."""
+        engine = open_engine(url, pool)
         try:
             _make_parent(engine)
             check_schema(engine, migrate_schema=migrate_schema)
@@ -207,9 +261,11 @@ __all__ = [
     "NewKey",
     "NewVideo",
     "PlannedFile",
+    "PoolLimits",
     "Principal",
     "Role",
     "SchemaState",
+    "SchemaStatus",
     "Status",
     "Store",
     "VideoInfo",

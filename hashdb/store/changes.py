@@ -13,7 +13,7 @@ from sqlalchemy import Engine, func, select
 
 from hashdb.store.clock import utc
 from hashdb.store.hashes import ChangeOp
-from hashdb.store.schema import changes
+from hashdb.store.schema import changes, feed_epoch
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,11 @@ class ChangeLog:
         """The newest sequence number (0 for an empty log)."""
         with self._engine.connect() as conn:
             return int(conn.execute(select(func.coalesce(func.max(changes.c.seq), 0))).scalar_one())
+
+    def epoch(self) -> str:
+        """The feed epoch, the id of this database's history ("" before it has one)."""
+        with self._engine.connect() as conn:
+            return str(conn.execute(select(func.min(feed_epoch.c.epoch))).scalar_one() or "")
 
     def since(self, seq: int, limit: int = 10_000) -> list[Change]:
         with self._engine.connect() as conn:

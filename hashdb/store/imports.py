@@ -7,8 +7,17 @@ picks up the `pending` files only. Counts (done, failed, duplicates, remaining) 
 computed from the file rows, never kept separately, so they cannot drift.
 
 A new job is created together with its planned files in one transaction
-(`create_in`), so a plan that cannot be stored leaves no job behind: an orphan
-`running` job would look alive to the next start of the same source and block it.
+(`create_in`), so a plan that cannot be stored leaves no job behind.
+
+A job is `queued` (accepted, nobody works on it), `running` (claimed by a worker,
+`claimed_by`, until `lease_until`, which the holder's heartbeat keeps renewing) or
+`done`. A running job whose lease has lapsed (its holder died or hung) is claimable
+again, as a queued one is (`claimable`): claiming is one conditional UPDATE
+(`claim_in`, `take_in`) whose WHERE repeats that test, so of two processes racing
+for one job exactly one changes the row; on PostgreSQL the candidate is also
+picked `FOR UPDATE SKIP LOCKED`, so racing workers take different jobs instead of
+queueing behind one row lock. Renewing and releasing name the holder, so a
+process that lost its lease cannot extend or drop another's.
 
 The rules (who may import, which labels, the audit entries of a job's start and
 finish, how a file's hashes are admitted) are the consortium layer's
@@ -23,7 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import ColumnElement, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from hashdb.errors import NotFound
@@ -33,8 +42,12 @@ from hashdb.store.schema import import_files, import_jobs
 
 
 class JobStatus(enum.StrEnum):
+    QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
+
+
+UNFINISHED = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
 class FileState(enum.StrEnum):
@@ -87,6 +100,27 @@ class ImportJob:
     updated_at: datetime
     finished_at: datetime | None
     counts: ImportCounts
+    claimed_by: str | None = None  # the worker holding (or that last held) the job
+    lease_until: datetime | None = None  # the holder's lease; claimable again after it
+
+    def leased(self, at: datetime) -> bool:
+        """Whether a worker holds the job at `at` (running, lease not lapsed)."""
+        return (
+            self.status is JobStatus.RUNNING
+            and self.lease_until is not None
+            and self.lease_until > at
+        )
+
+
+def claimable(at: datetime) -> ColumnElement[bool]:
+    """Queued, or running with a lease that lapsed by `at` (or never had one: a job
+    left running by a version without leases)."""
+    c = import_jobs.c
+    lapsed = or_(c.lease_until.is_(None), c.lease_until <= at)
+    return or_(
+        c.status == JobStatus.QUEUED.value,
+        and_(c.status == JobStatus.RUNNING.value, lapsed),
+    )
 
 
 def _file(row: RowMapping) -> ImportFile:
@@ -110,20 +144,119 @@ class ImportStore:
         self._engine = engine
 
     @staticmethod
-    def create_in(conn: Connection, member_id: int, source: str, labels: Sequence[str]) -> int:
-        """A new running job (no files yet); its id."""
+    def create_in(
+        conn: Connection,
+        member_id: int,
+        source: str,
+        labels: Sequence[str],
+        holder: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> int:
+        """A new job (no files yet): queued, or running and held by `holder` until
+        `lease_until`; its id."""
         at = now()
         job_id = conn.execute(
             insert(import_jobs).values(
                 member_id=member_id,
                 source=source,
                 labels=list(labels),
-                status=JobStatus.RUNNING.value,
+                status=(JobStatus.QUEUED if holder is None else JobStatus.RUNNING).value,
                 created_at=at,
                 updated_at=at,
+                claimed_by=holder,
+                lease_until=lease_until if holder is not None else None,
             )
         ).inserted_primary_key[0]  # type: ignore[index]
         return int(job_id)
+
+    @staticmethod
+    def take_in(
+        conn: Connection,
+        job_id: int,
+        holder: str | None,
+        lease_until: datetime | None,
+        *,
+        dead: str | None = None,
+    ) -> bool:
+        """Take over job `job_id` if it is claimable now (or still held by `dead`: the
+        caller itself, or a holder known to have died): held by `holder` until
+        `lease_until`, or queued again when `holder` is None. False (nothing changed)
+        if it is done or another process holds a live lease."""
+        at = now()
+        which = (
+            claimable(at)
+            if dead is None
+            else and_(
+                import_jobs.c.status == JobStatus.RUNNING.value,
+                import_jobs.c.claimed_by == dead,
+            )
+        )
+        values: dict[str, object] = {
+            "status": (JobStatus.QUEUED if holder is None else JobStatus.RUNNING).value,
+            "claimed_by": holder,
+            "lease_until": lease_until if holder is not None else None,
+            "updated_at": at,
+        }
+        done = conn.execute(
+            update(import_jobs).where(import_jobs.c.id == job_id, which).values(**values)
+        )
+        return done.rowcount == 1
+
+    @staticmethod
+    def claim_in(
+        conn: Connection, holder: str, lease_until: datetime, exclude: Sequence[int] = ()
+    ) -> int | None:
+        """Claim the oldest claimable job (not in `exclude`) for `holder`; its id, or
+        None when there is none (or a racing process took each candidate first)."""
+        for _ in range(3):  # a candidate taken by a racer between the read and the update
+            query = (
+                select(import_jobs.c.id)
+                .where(claimable(now()))
+                .order_by(import_jobs.c.id)
+                .limit(1)
+                .with_for_update(skip_locked=True)
+            )
+            if exclude:
+                query = query.where(import_jobs.c.id.not_in(sorted(exclude)))
+            job_id = conn.execute(query).scalar_one_or_none()
+            if job_id is None:
+                return None
+            if ImportStore.take_in(conn, int(job_id), holder, lease_until):
+                return int(job_id)
+        return None
+
+    def renew(self, job_id: int, holder: str, lease_until: datetime) -> bool:
+        """Extend `holder`'s lease on a running job; False if it holds it no more."""
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                update(import_jobs)
+                .where(
+                    import_jobs.c.id == job_id,
+                    import_jobs.c.claimed_by == holder,
+                    import_jobs.c.status == JobStatus.RUNNING.value,
+                )
+                .values(lease_until=lease_until, updated_at=now())
+            )
+            return done.rowcount == 1
+
+    def release(self, job_id: int, holder: str) -> bool:
+        """Put a running job `holder` holds back in the queue, at once claimable."""
+        with self._engine.begin() as conn:
+            done = conn.execute(
+                update(import_jobs)
+                .where(
+                    import_jobs.c.id == job_id,
+                    import_jobs.c.claimed_by == holder,
+                    import_jobs.c.status == JobStatus.RUNNING.value,
+                )
+                .values(
+                    status=JobStatus.QUEUED.value,
+                    claimed_by=None,
+                    lease_until=None,
+                    updated_at=now(),
+                )
+            )
+            return done.rowcount == 1
 
     @staticmethod
     def resumable_in(conn: Connection, member_id: int, source: str) -> int | None:
@@ -133,7 +266,7 @@ class ImportStore:
             .where(
                 import_jobs.c.member_id == member_id,
                 import_jobs.c.source == source,
-                import_jobs.c.status == JobStatus.RUNNING.value,
+                import_jobs.c.status.in_(UNFINISHED),
             )
             .order_by(import_jobs.c.id.desc())
             .limit(1)
@@ -174,6 +307,8 @@ class ImportStore:
             updated_at=utc(found["updated_at"]),
             finished_at=utc(found["finished_at"]) if found["finished_at"] else None,
             counts=counts,
+            claimed_by=found["claimed_by"],
+            lease_until=utc(found["lease_until"]) if found["lease_until"] else None,
         )
 
     def recent(self, limit: int = 50) -> list[ImportJob]:
@@ -182,6 +317,19 @@ class ImportStore:
                 select(import_jobs.c.id).order_by(import_jobs.c.id.desc()).limit(limit)
             ).scalars()
             wanted = list(ids)
+        return [self.get(i) for i in wanted]
+
+    def after(self, after: int, limit: int) -> list[ImportJob]:
+        """Up to `limit` jobs with ids above `after`, oldest first."""
+        with self._engine.connect() as conn:
+            wanted = list(
+                conn.execute(
+                    select(import_jobs.c.id)
+                    .where(import_jobs.c.id > after)
+                    .order_by(import_jobs.c.id)
+                    .limit(limit)
+                ).scalars()
+            )
         return [self.get(i) for i in wanted]
 
     @staticmethod
@@ -256,13 +404,5 @@ class ImportStore:
         conn.execute(
             update(import_jobs)
             .where(import_jobs.c.id == job_id)
-            .values(status=JobStatus.DONE.value, finished_at=at, updated_at=at)
+            .values(status=JobStatus.DONE.value, finished_at=at, updated_at=at, lease_until=None)
         )
-
-    def touch(self, job_id: int) -> None:
-        with self._engine.begin() as conn:
-            self.touch_in(conn, job_id)
-
-    @staticmethod
-    def touch_in(conn: Connection, job_id: int) -> None:
-        conn.execute(update(import_jobs).where(import_jobs.c.id == job_id).values(updated_at=now()))

@@ -223,6 +223,14 @@ class MemberStore:
             rows = conn.execute(select(members).order_by(members.c.id)).mappings()
             return [_member(r) for r in rows]
 
+    def after(self, after: int, limit: int) -> list[Member]:
+        """Up to `limit` members with ids above `after`, by id."""
+        with self._engine.connect() as conn:
+            rows = conn.execute(
+                select(members).where(members.c.id > after).order_by(members.c.id).limit(limit)
+            ).mappings()
+            return [_member(r) for r in rows]
+
     def get(self, member_id: int) -> Member:
         with self._engine.connect() as conn:
             return self.get_in(conn, member_id)

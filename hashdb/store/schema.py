@@ -145,6 +145,10 @@ import_jobs = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("finished_at", DateTime(timezone=True), nullable=True),
+    # migration 0010: the worker that holds the job, and until when (hashdb.worker)
+    Column("claimed_by", String(200), nullable=True),
+    Column("lease_until", DateTime(timezone=True), nullable=True),
+    Index("ix_import_jobs_status", "status", "lease_until"),
 )
 
 import_files = Table(
@@ -315,6 +319,9 @@ feed_epoch = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 sync_sources.append_column(Column("epoch", String(36), nullable=True))
+# Migration 0011: the central's status of each synced hash (`active` or `disputed`
+# while live; null for mappings synced before it, read as `active`).
+synced_hashes.append_column(Column("status", String(16), nullable=True))
 
 # Idempotency keys (migration 0009): the first answer to each (API key, Idempotency-Key)
 # with its request's fingerprint (method, path, SHA-256 of the body), so that a retry
