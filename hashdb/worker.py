@@ -18,7 +18,9 @@ It runs two loops on their own threads until told to stop:
   the change log every poll) and save them as snapshots once
   HASHDB_WORKER_SNAPSHOT_CHANGES change-log entries have been applied since the
   last save, or HASHDB_WORKER_SNAPSHOT_SECONDS after the first unsaved one,
-  whichever comes first. Nothing is saved while nothing changed.
+  whichever comes first. Nothing is saved while nothing changed, except at start
+  when there was no snapshot to map: then one is saved at once, so serving
+  processes (which never save where a worker runs) map it instead of building.
 
 `stop()` (the CLI calls it on SIGTERM and SIGINT) ends both loops: the job in
 hand is released at its next file boundary (files in flight are lost and hashed
@@ -176,6 +178,8 @@ class Worker:
                 if not loaded:
                     upkeep.load_index()
                     loaded = True
+                    if not upkeep.index_from_snapshot:  # none yet: serving processes
+                        self._first_unsaved = time.monotonic() - self._snapshot_every
                 if time.monotonic() >= next_expiry:
                     self.expire()
                     next_expiry = time.monotonic() + self._expiry_every

@@ -22,8 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,10 +31,7 @@ import pytest
 import requests
 import yaml  # type: ignore[import-untyped]
 from api_server import free_port
-from conftest import PG_ADMIN_URL
 from media_factory import write_image
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from hashdb.store import Role, Store
 
@@ -148,27 +144,9 @@ class Deployment:
 
 
 @pytest.fixture
-def scratch_database() -> Iterator[str]:
-    """An empty PostgreSQL database (no schema: `migrate` must create it), dropped after."""
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"hashdb_deploy_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL unavailable: {exc}")
-    try:
-        yield make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-
-@pytest.fixture
-def deployment(scratch_database: str, tmp_path: Path) -> Iterator[Deployment]:
-    deployed = Deployment(scratch_database, tmp_path)
+def deployment(new_database: Callable[[str], str], tmp_path: Path) -> Iterator[Deployment]:
+    """The roles against an empty PostgreSQL database (no schema: `migrate` makes it)."""
+    deployed = Deployment(new_database("postgresql"), tmp_path)
     try:
         yield deployed
     finally:

@@ -147,9 +147,9 @@ def test_an_unknown_log_format_is_refused_at_start() -> None:
         load_settings(log_format="xml")
 
 
-def test_gunicorn_and_the_app_write_json_under_hashdb_serve(db_url: str, tmp_path: Path) -> None:
-    if not db_url.startswith("postgresql"):
-        pytest.skip("one server run is enough: PostgreSQL")
+@pytest.mark.postgres
+def test_gunicorn_and_the_app_write_json_under_hashdb_serve(pg_url: str, tmp_path: Path) -> None:
+    db_url = pg_url  # one server run is enough
     store = Store.open(db_url)
     try:
         secret = store.members.create("logged", Role.MEMBER)[1].secret

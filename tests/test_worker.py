@@ -515,3 +515,29 @@ def test_migration_0010_adds_the_lease_columns_and_downgrades_queued_jobs(
     assert {"claimed_by", "lease_until"} <= columns()
     claim = consortium().imports.claim()  # null lease: lapsed
     assert claim is not None and claim.job.id == job_id
+
+
+def test_a_worker_that_finds_no_snapshot_saves_one_at_start_for_serving_processes(
+    settings: Settings, store: Store, tmp_path: Path, consortium: Open
+) -> None:
+    """Where a worker runs, serving processes never save (HASHDB_SNAPSHOT_AFTER_BUILD
+    off); the worker must not wait for a change before the first snapshot exists."""
+    snapshots = tmp_path / "snapshots"
+    db = consortium(
+        snapshot_dir=snapshots,
+        snapshot_after_build=False,
+        worker_snapshot_changes=1000,
+        worker_snapshot_seconds=3600.0,
+        worker_poll_seconds=0.05,
+    )
+    worker = Worker(db, run_claimed)
+    running = threading.Thread(target=worker.run)
+    running.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not list(snapshots.rglob("manifest.json")) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        worker.stop()
+        running.join(30)
+    assert list(snapshots.rglob("manifest.json")), "no snapshot saved at start"

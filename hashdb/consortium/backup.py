@@ -50,6 +50,7 @@ from hashdb.consortium.actor import Actor, require_admin
 from hashdb.consortium.core import Consortium
 from hashdb.consortium.schema import check
 from hashdb.errors import Conflict, Forbidden, InvalidInput, NotFound, StorageUnavailable
+from hashdb.index.snapshot import reading as snapshots_read
 from hashdb.matching.live import hamming_signals
 from hashdb.settings import Settings
 from hashdb.store import SchemaState, known_revisions
@@ -160,13 +161,14 @@ def backup(settings: Settings, path: Path) -> BackupResult:
 
 def _copy_snapshots(source: Path | None, target: Path) -> tuple[str, ...]:
     copied: list[str] = []
-    if source is None:
+    if source is None or not source.is_dir():
         return ()
-    for signal in hamming_signals():
-        folder = source / signal.name
-        if folder.is_dir():
-            shutil.copytree(folder, target / signal.name)
-            copied.append(signal.name)
+    with snapshots_read(source):  # no save replaces one while it is copied
+        for signal in hamming_signals():
+            folder = source / signal.name
+            if folder.is_dir():
+                shutil.copytree(folder, target / signal.name)
+                copied.append(signal.name)
     return tuple(copied)
 
 

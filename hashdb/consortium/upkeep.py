@@ -49,6 +49,12 @@ class Upkeep:
         return self._ctx.matcher.cursor
 
     @property
+    def index_from_snapshot(self) -> bool:
+        """Whether this process's indexes were mapped from a snapshot (not built from
+        the database)."""
+        return self._ctx.matcher.snapshot_cursor is not None
+
+    @property
     def snapshots(self) -> bool:
         """Whether snapshots are kept (HASHDB_SNAPSHOT_DIR is set)."""
         return self._ctx.settings.snapshot_dir is not None

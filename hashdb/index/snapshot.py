@@ -300,6 +300,12 @@ def _locked(root: Path, *, exclusive: bool) -> Iterator[None]:
             os.close(fd)  # releases the lock
 
 
+def reading(root: Path) -> contextlib.AbstractContextManager[None]:
+    """Hold `root`'s snapshot lock shared, as a load does: no save replaces a snapshot
+    meanwhile (for copying the directory, as a backup does)."""
+    return _locked(root, exclusive=False)
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
