@@ -27,21 +27,24 @@ Uploads are untrusted, so decoding is the trust boundary of hashing:
   run hashing in several processes (gunicorn workers, the bulk importer's process
   pool) for parallelism; pdqhash and imagehash hold the GIL anyway.
 - **Reduced decode**: PDQ squeezes every picture to 64 x 64 and pHash to 32 x 32, so
-  the full resolution of a camera photo is wasted work. A JPEG is decoded by
-  libjpeg at 1/2, 1/4 or 1/8 scale (Pillow's draft mode), the largest reduction
-  that keeps both sides at least `MIN_SIDE` = 512 pixels; any other picture whose
-  short side is still at least twice that is box-reduced by an integer factor.
-  Why 512: at that size the PDQ hash of every test photo of quality >= 50 stays
-  within a few bits of its full-resolution hash and the reference images within
-  the 10-bit conformance bar of the C++ hashes (tests/test_ingest_image.py,
-  tests/test_pdq_conformance.py); at 256 some dihedral reference images fall
-  outside it. A camera photo then hashes an order of magnitude faster than with
-  python-threatexchange, which decodes in full (benchmarks/hashing.py; figures in
-  docs/measurements.md, "Decode limits"); pictures under 1024 pixels on the short
-  side are not reduced, so they cost the same as before. The C++ reference's own
-  command-line tool shrinks anything over 512 pixels to 512 x 512 before hashing
-  (`DOWNSAMPLE_DIMS` in facebook/ThreatExchange `pdq/cpp/io/pdqio.cpp`), so 512 is
-  also the scale the reference considers enough.
+  the full resolution of a photo is mostly wasted work. A picture is decoded at
+  1/2, 1/4 or 1/8 of each side (`reduction`): a JPEG by libjpeg's DCT scaling
+  (Pillow's draft mode, which skips most of the inverse DCT), any other format by
+  averaging blocks of pixels after decoding. `ingest.pdq.pdq` then hashes the small
+  picture as its full-resolution self (`Decoded.full_size`): it maps PDQ's own
+  filter, whose box window is ceil(side / 128) full-resolution pixels, onto the
+  decoded pixels, rather than letting PDQ filter the small picture at its own
+  size (which moved hashes well beyond the bound below). The rule: the largest
+  factor whose decoded pixel spans at most half of that window along the short
+  side (`WINDOW_SHARE` = 2 decoded pixels a window, at least), so 1/2 from a short
+  side of 385 pixels, 1/4 from 897 and 1/8 from 1921. Why half a window: it is
+  the coarsest decode at which every PDQ hash of the reference images, the test
+  data's photos and 1-2 MP JPEGs cut from them stays within 4 bits of the PDQ of
+  the full-resolution pixels, with its quality within a few points; a decoded
+  pixel as wide as the window breaks that bound (tests/test_ingest_image.py
+  checks both; figures in docs/measurements.md, "Decode limits"). pHash, the
+  content region and the crop probes (ingest/probes.py) are computed from the
+  same decoded picture; `Decoded.scale` says how reduced it is.
 - **Orientation**: the EXIF orientation tag is applied (as
   `ImageOps.exif_transpose` would), so we hash the picture people see. A phone
   photo stored sideways with a "rotate 90" tag then matches the copy another
@@ -71,7 +74,11 @@ from ingest.pixels import to_8bit
 log = logging.getLogger(__name__)
 
 FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")
-MIN_SIDE = 512
+# A decoded pixel spans at most 1 / WINDOW_SHARE of PDQ's box window (ceil(side /
+# PDQ_WINDOW_DIVISOR) full-resolution pixels, along the short side).
+WINDOW_SHARE = 2
+PDQ_WINDOW_DIVISOR = 128
+FACTORS = (8, 4, 2)  # libjpeg's DCT scaling factors, largest first
 # Admits a 64 MP RGB picture (Pillow stores RGB in 4 bytes a pixel), refuses a
 # 10000 x 10000 RGBA one (400 MB).
 DEFAULT_MAX_DECODED_BYTES = 256 * 1024 * 1024
@@ -108,6 +115,8 @@ _UPRIGHT = {
     8: Image.Transpose.ROTATE_90,
 }
 
+_SIDEWAYS = (5, 6, 7, 8)  # orientations whose upright picture swaps width and height
+
 # Serialises the process-wide warning filters swapped by catch_warnings (see above).
 _WARNINGS_LOCK = threading.Lock()
 
@@ -120,6 +129,15 @@ class Decoded:
     width: int  # as stored in the file, before reduction and orientation
     height: int
     format: str  # Pillow's name: "JPEG", "PNG", ...
+    scale: int  # full-resolution pixels per decoded pixel along each side (1, 2, 4, 8)
+    full_size: tuple[int, int]  # (width, height) of the upright full-resolution picture
+
+
+def reduction(width: int, height: int) -> int:
+    """The factor (1, 2, 4 or 8) a `width` x `height` picture is decoded at: the
+    largest whose decoded pixel spans at most 1 / WINDOW_SHARE of PDQ's window."""
+    window = -(-min(width, height) // PDQ_WINDOW_DIVISOR)
+    return next((f for f in FACTORS if window >= WINDOW_SHARE * f), 1)
 
 
 def decode(
@@ -161,8 +179,10 @@ def _opened(data: bytes, max_pixels: int, max_decoded_bytes: int) -> tuple[Image
             height=height,
             max_pixels=max_pixels,
         )
+    factor = reduction(width, height)
     try:
-        opened.draft(None, (MIN_SIDE, MIN_SIDE))  # JPEG only; a no-op for other formats
+        if factor > 1:  # JPEG only; a no-op for other formats
+            opened.draft(None, (max(1, width // factor), max(1, height // factor)))
     except _CORRUPT as exc:
         raise MediaError(f"image header cannot be read: {exc}") from exc
     decoded_bytes = _decoded_bytes(opened)
@@ -189,17 +209,31 @@ def _decoded_bytes(opened: Image.Image) -> int:
 def _decode(data: bytes, max_pixels: int, max_decoded_bytes: int) -> Decoded:
     opened, width, height = _opened(data, max_pixels, max_decoded_bytes)
     file_format = opened.format or "unknown"
+    drafted = max(1, round(width / max(1, opened.width)))  # libjpeg's scale, or 1
+    rest = max(1, reduction(width, height) // drafted)
     try:
         opened.load()
-        pixels = _reduce(to_8bit(opened))
+        pixels = to_8bit(opened)
+        if rest >= 2:
+            pixels = pixels.reduce(rest)
     except _CORRUPT as exc:
         raise MediaError(
             f"{file_format} image cannot be decoded: {exc}", format=file_format
         ) from exc
     orientation = _orientation(opened)  # after load: a PNG may keep EXIF after its pixels
+    full_size = (width, height)
     if orientation in _UPRIGHT:
         pixels = pixels.transpose(_UPRIGHT[orientation])
-    return Decoded(image=pixels, width=width, height=height, format=file_format)
+        if orientation in _SIDEWAYS:
+            full_size = (height, width)
+    return Decoded(
+        image=pixels,
+        width=width,
+        height=height,
+        format=file_format,
+        scale=drafted * rest,
+        full_size=full_size,
+    )
 
 
 def _open(data: bytes) -> Image.Image:
@@ -234,8 +268,3 @@ def _orientation(image: Image.Image) -> int:
         log.debug("EXIF cannot be parsed, orientation ignored: %s", exc)
         return 1
     return value if isinstance(value, int) else 1
-
-
-def _reduce(image: Image.Image) -> Image.Image:
-    factor = min(image.size) // MIN_SIDE
-    return image.reduce(factor) if factor >= 2 else image

@@ -56,7 +56,7 @@ def hash_image(
 
 def hash_decoded(data: bytes, decoded: Decoded, *, dihedral: bool = False) -> ImageHashes:
     """The hashes of `data`, already decoded (for callers that also use the pixels)."""
-    perceptual = pdq(decoded.image, dihedral=dihedral)
+    perceptual = pdq(decoded.image, dihedral=dihedral, full_size=decoded.full_size)
     return ImageHashes(
         pdq=perceptual.hash,
         pdq_quality=perceptual.quality,

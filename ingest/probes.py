@@ -174,7 +174,11 @@ def probe_queries(
     box = None if found is None else found.box
     if found is not None:
         cropped = found.picture
-        region = pdq(cropped, dihedral=ProbeKind.CONTENT_DIHEDRAL in options.kinds)
+        region = pdq(
+            cropped,
+            dihedral=ProbeKind.CONTENT_DIHEDRAL in options.kinds,
+            full_size=_full_size(cropped, decoded.scale),
+        )
         if ProbeKind.CONTENT in options.kinds:
             raw.append(("content", region.hash, region.quality))
         if ProbeKind.CONTENT_DIHEDRAL in options.kinds:
@@ -190,16 +194,17 @@ def probe_queries(
     return ProbedImage(hashes, box, (first, *(p for p in others if p is not None)))
 
 
-def stored_variants(picture: Image.Image, whole: bytes) -> tuple[NewVariant, ...]:
+def stored_variants(picture: Image.Image, whole: bytes, scale: int = 1) -> tuple[NewVariant, ...]:
     """The stored variants of a contributed picture (hashdb/variants.py): the PDQ of its
-    content region, when one is found (hashed as the query's content probe is), and
-    of each crop window in CROP_WINDOWS (cut from the working copy); those of quality
-    below 50 or equal to `whole` (the picture's own PDQ) are left out."""
+    content region, when one is found (hashed as the query's content probe is: as at
+    full resolution, `scale` being the decode's reduction), and of each crop window
+    in CROP_WINDOWS (cut from the working copy); those of quality below 50 or equal
+    to `whole` (the picture's own PDQ) are left out."""
     work = _working_copy(picture)
     found: list[NewVariant] = []
     content = content_region(picture)
     if content is not None:
-        region = pdq(content.picture)
+        region = pdq(content.picture, full_size=_full_size(content.picture, scale))
         found.append(NewVariant(CONTENT, region.hash, region.quality))
     for name, window in CROP_WINDOWS.items():
         crop = pdq(_window(work, window.x, window.y, window.keep))
@@ -218,6 +223,12 @@ def _probe(options: ProbeOptions, name: str, code: bytes, quality: int) -> Probe
     if threshold > default and quality < LOOSE_MIN_QUALITY:
         threshold = default
     return ProbeHash(name, code, quality, threshold)
+
+
+def _full_size(picture: Image.Image, scale: int) -> tuple[int, int]:
+    """The size `picture`, cut from a decode reduced `scale` times, has at full
+    resolution: PDQ hashes it as that picture (ingest/pdq.py)."""
+    return (picture.width * scale, picture.height * scale)
 
 
 def _working_copy(picture: Image.Image, side: int = WORK_SIDE) -> Image.Image:

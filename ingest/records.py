@@ -49,7 +49,7 @@ def hash_with_variants(
     stored variants of its PDQ row, from one decode (none for a low-quality image)."""
     decoded = decode(data, max_pixels=max_pixels)
     h = hash_decoded(data, decoded)
-    return h, stored_variants(decoded.image, h.pdq) if usable_perceptual(h) else ()
+    return h, stored_variants(decoded.image, h.pdq, decoded.scale) if usable_perceptual(h) else ()
 
 
 def image_contributions(

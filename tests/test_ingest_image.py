@@ -25,7 +25,7 @@ from PIL import Image
 
 from hashdb.errors import MediaError, UnsupportedMedia
 from hashdb.signals.pdq_dihedral import DIHEDRAL_FORMS
-from ingest.decode import decode
+from ingest.decode import decode, reduction
 from ingest.image import ImageHashes, hash_image, hash_image_file
 from ingest.pdq import pdq
 
@@ -243,9 +243,9 @@ def _labelme_300x256(testdata: Path) -> Image.Image:
 
 
 def _bridge_decoded(testdata: Path) -> Image.Image:
-    """The bridge photo as decoded, 1600 x 1004 (flipping top to bottom was 8 bits off)."""
-    data = (testdata / "pdq" / "bridge-mods" / "aaa-orig.jpg").read_bytes()
-    return decode(data, max_pixels=100_000_000).image
+    """The bridge photo in full, 1600 x 1004 (flipping top to bottom was 8 bits off)."""
+    with Image.open(testdata / "pdq" / "bridge-mods" / "aaa-orig.jpg") as image:
+        return image.convert("RGB")
 
 
 @pytest.mark.parametrize("picture", [_labelme_q0122, _labelme_300x256, _bridge_decoded])
@@ -262,33 +262,162 @@ def test_dihedral_forms_are_exactly_the_hashes_of_the_picture_really_turned(
 
 # --- reduced decoding --------------------------------------------------------------
 
+REDUCED_BITS = 4  # every hash of a reduced decode, from the PDQ of the full-resolution pixels
+REDUCED_QUALITY = 2  # and its quality, in points
+
+
+def _full_resolution(image: Image.Image) -> tuple[bytes, int]:
+    """PDQ hash and quality of every pixel of `image`, as python-threatexchange does."""
+    vector, quality = pdqhash.compute(np.asarray(image.convert("RGB")))
+    return np.packbits(np.asarray(vector, dtype=np.uint8)).tobytes(), int(quality)
+
 
 def _full_resolution_pdq(image: Image.Image) -> bytes:
-    vector, _ = pdqhash.compute(np.asarray(image.convert("RGB")))
-    return np.packbits(np.asarray(vector, dtype=np.uint8)).tobytes()
+    return _full_resolution(image)[0]
 
 
-def test_large_jpeg_is_decoded_at_reduced_size_within_10_bits_of_full_resolution(
+# (width, height, JPEG quality) of the 1-2 MP photos cut from the test data's photos
+PHOTO_SHAPES = [
+    (1200, 900, 93),
+    (1920, 1080, 77),
+    (1080, 1350, 94),
+    (1632, 1224, 76),
+    (1280, 720, 82),
+    (1000, 1500, 88),
+]
+
+
+def _photos(testdata: Path) -> dict[str, bytes]:
+    """1-2 MP JPEGs with a photo's statistics: crops of the 12 MP and bridge photos at
+    seeded places, resized with Lanczos, saved at quality 76-94."""
+    pdq_data = testdata / "pdq"
+    with Image.open(pdq_data / "large" / "photo-12mp.jpg") as big:
+        camera = big.convert("RGB")
+    with Image.open(pdq_data / "bridge-mods" / "aaa-orig.jpg") as small:
+        bridge = small.convert("RGB")
+    rng = np.random.default_rng(18)
+    photos = {}
+    for i, (width, height, quality) in enumerate(PHOTO_SHAPES):
+        source = bridge if i % 3 == 0 else camera
+        fit = min(source.width / width, source.height / height) * rng.uniform(0.55, 1.0)
+        cut_w, cut_h = int(width * fit), int(height * fit)
+        x = int(rng.integers(0, source.width - cut_w + 1))
+        y = int(rng.integers(0, source.height - cut_h + 1))
+        cut = source.crop((x, y, x + cut_w, y + cut_h)).resize(
+            (width, height), Image.Resampling.LANCZOS
+        )
+        photos[f"photo {width}x{height} q{quality}"] = encode(cut, "JPEG", quality=quality)
+    return photos
+
+
+@pytest.fixture(scope="module")
+def reduced_cases(testdata: Path) -> dict[str, bytes]:
+    """The conformance images, the bridge edits, the 12 MP photo and 1-2 MP photos:
+    every file whose PDQ quality at full resolution is at least 50."""
+    pdq_data = testdata / "pdq"
+    paths = [
+        *sorted((pdq_data / "reference").rglob("*.jpg")),
+        pdq_data / "reference" / "pen-and-coaster.png",
+        *sorted((pdq_data / "bridge-mods").glob("*.jpg")),
+        pdq_data / "large" / "photo-12mp.jpg",
+    ]
+    cases = {str(p.relative_to(pdq_data)): p.read_bytes() for p in paths} | _photos(testdata)
+    return {name: data for name, data in cases.items() if _full_pdq_of(data)[1] >= 50}
+
+
+def _full_pdq_of(data: bytes) -> tuple[bytes, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        return _full_resolution(image)
+
+
+def _distances_to_full_resolution(cases: dict[str, bytes]) -> dict[str, tuple[int, int, int]]:
+    """name -> (decode's reduction, bits, quality points) from the full-resolution PDQ."""
+    found = {}
+    for name, data in cases.items():
+        full, full_quality = _full_pdq_of(data)
+        h = hash_image(data)
+        scale = decode(data, max_pixels=100_000_000).scale
+        found[name] = (scale, hamming(h.pdq, full), abs(h.pdq_quality - full_quality))
+    return found
+
+
+def test_reduced_decodes_hash_within_4_bits_of_full_resolution(
+    reduced_cases: dict[str, bytes],
+) -> None:
+    found = _distances_to_full_resolution(reduced_cases)
+    assert len(found) >= 20
+    assert max(bits for _, bits, _ in found.values()) <= REDUCED_BITS, found  # measured: 4
+    assert max(q for _, _, q in found.values()) <= REDUCED_QUALITY, found  # measured: 0
+    # and it does reduce: every photo of 1 MP and more, the 1600 x 1004 ones to 1/4
+    assert {scale for scale, _, _ in found.values()} == {1, 2, 4, 8}
+    assert found["bridge-mods/aaa-orig.jpg"][0] == 4
+    assert all(found[name][0] >= 2 for name in found if name.startswith("photo"))
+
+
+def test_a_decoded_pixel_as_wide_as_pdqs_window_would_break_the_bound(
+    reduced_cases: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Why WINDOW_SHARE is 2: with 1, some hashes move further than REDUCED_BITS."""
+    monkeypatch.setattr("ingest.decode.WINDOW_SHARE", 1)
+    found = _distances_to_full_resolution(reduced_cases)
+    assert max(bits for _, bits, _ in found.values()) > REDUCED_BITS  # measured: 32
+
+
+def test_reduction_factor_follows_pdqs_window_on_the_short_side() -> None:
+    assert reduction(4032, 3024) == 8
+    assert reduction(1600, 1004) == 4
+    assert reduction(1280, 720) == 2
+    assert reduction(400, 385) == 2  # window 4: two decoded pixels of 2
+    assert reduction(384, 5000) == 1  # window 3
+    assert reduction(256, 256) == 1
+
+
+def test_large_jpeg_is_decoded_at_one_eighth_within_4_bits_of_full_resolution(
     testdata: Path,
 ) -> None:
     path = testdata / "pdq" / "large" / "photo-12mp.jpg"
     data = path.read_bytes()
-    assert decode(data, max_pixels=100_000_000).image.size == (1008, 756)
+    decoded = decode(data, max_pixels=100_000_000)
+    assert (decoded.image.size, decoded.scale, decoded.full_size) == ((504, 378), 8, (4032, 3024))
     with Image.open(path) as image:
         full = _full_resolution_pdq(image)
     h = hash_image(data)
     assert (h.width, h.height) == (4032, 3024)
-    assert hamming(h.pdq, full) <= 10  # measured: 2
+    assert hamming(h.pdq, full) <= REDUCED_BITS  # measured: 0
 
 
-def test_large_non_jpeg_is_box_reduced_within_10_bits_of_full_resolution(
+def test_large_non_jpeg_is_box_reduced_within_4_bits_of_full_resolution(
     photo_path: Path,
 ) -> None:
     with Image.open(photo_path) as image:
         big = image.convert("RGB").resize((2400, 1506), Image.Resampling.BICUBIC)
     data = encode(big, "BMP")
-    assert decode(data, max_pixels=100_000_000).image.size == (1200, 753)
-    assert hamming(hash_image(data).pdq, _full_resolution_pdq(big)) <= 10  # measured: 2
+    assert decode(data, max_pixels=100_000_000).image.size == (600, 377)
+    assert hamming(hash_image(data).pdq, _full_resolution_pdq(big)) <= REDUCED_BITS  # measured: 2
+
+
+def test_dihedral_forms_of_a_reduced_decode_are_those_of_the_full_picture_turned(
+    photo_path: Path,
+) -> None:
+    with Image.open(photo_path) as image:
+        full = image.convert("RGB")
+    h = hash_image(photo_path.read_bytes(), dihedral=True)
+    distances = {
+        name: hamming(value, _full_resolution_pdq(full.transpose(TURN_INTO_FORM[name])))
+        for name, value in h.dihedral
+    }
+    assert max(distances.values()) <= REDUCED_BITS, distances  # measured: 2
+
+
+def test_a_sideways_photo_is_reduced_and_hashed_upright(photo_path: Path) -> None:
+    with Image.open(photo_path) as image:
+        upright = image.convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned a quarter, shown upright
+    data = encode(upright.transpose(Transpose.ROTATE_90), "JPEG", quality=95, exif=exif)
+    decoded = decode(data, max_pixels=100_000_000)
+    assert (decoded.full_size, decoded.image.size) == ((1600, 1004), (400, 251))
+    assert hamming(hash_image(data).pdq, _full_resolution_pdq(upright)) <= REDUCED_BITS  # 2
 
 
 # --- bad input ---------------------------------------------------------------------

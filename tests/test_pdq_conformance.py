@@ -87,7 +87,7 @@ def test_dihedral_forms_of_the_original_find_every_dihedral_reference_file(
     forms = {"original": h.pdq, **dict(h.dihedral)}
     distances = {form: hamming(forms[form], cpp[name]) for form, name in DIH_FILES.items()}
     assert max(distances.values()) <= MATCH_THRESHOLD, distances
-    assert max(distances.values()) <= CONFORMANCE_BITS, distances  # measured: 8 for each
+    assert max(distances.values()) <= CONFORMANCE_BITS, distances  # measured: 4-8
 
 
 def test_bridge_edits_all_match_the_original(testdata: Path) -> None:
@@ -95,8 +95,8 @@ def test_bridge_edits_all_match_the_original(testdata: Path) -> None:
     original = hash_image_file(mods / "aaa-orig.jpg").pdq
     distances = {p.name: hamming(hash_image_file(p).pdq, original) for p in mods.glob("*.jpg")}
     assert len(distances) == 12
-    # measured: 0-6 for blur/contrast/saturation/sharpen-a-little/shrink-a-little,
-    # 12 sharpen-a-lot, 16 shrink-a-lot, 8-12 for the square versions
+    # measured: 0-4 for blur/contrast/saturation/sharpen-a-little/shrink-a-little,
+    # 16 sharpen-a-lot, 14 shrink-a-lot, 6-12 for the square versions
     assert max(distances.values()) <= MATCH_THRESHOLD, distances
 
 
@@ -117,7 +117,7 @@ def test_bit_derived_forms_match_what_hashing_the_files_gives(reference: Path) -
     ours = {form: hash_image_file(reference / name).pdq for form, name in DIH_FILES.items()}
     derived = dict(dihedral_probes(ours["original"]))
     distances = {form: hamming(derived[form], ours[form]) for form in derived}
-    assert max(distances.values()) <= 20, distances  # measured: 14, 8, 8, 8, 14, 0, 8
+    assert max(distances.values()) <= 20, distances  # measured: 14, 6, 4, 4, 14, 0, 6
 
 
 def test_bit_derived_forms_mostly_match_the_picture_really_turned(reference: Path) -> None:
