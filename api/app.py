@@ -126,9 +126,9 @@ def _measure(app: Flask, metrics: Metrics) -> None:
 
     @app.after_request
     def _record(response: Response) -> Response:
-        endpoint = request.endpoint or "unmatched"
         started = g.get("started")
-        if isinstance(started, float):
-            metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-        metrics.requests.labels(endpoint, request.method, str(response.status_code)).inc()
+        seconds = time.perf_counter() - started if isinstance(started, float) else None
+        metrics.note_request(
+            request.endpoint or "unmatched", request.method, response.status_code, seconds
+        )
         return response

@@ -61,6 +61,9 @@ Result = dict[str, Any]
 
 TAG = "matching"
 
+# The documented default request rate of a key (HASHDB_RATE_LIMIT_PER_MINUTE / 60).
+_DEFAULT_REQUESTS_PER_SECOND = Settings.model_fields["rate_limit_per_minute"].default // 60
+
 
 def batch_cost(items: Sequence[s.MatchQuery]) -> int:
     """Query units of a `POST /v1/match` batch estimated from the request as sent, so
@@ -132,6 +135,9 @@ def _results(
 
 def _match_mixed(ctx: ApiContext, queries: Sequence[Query | VpdqQuery]) -> list[Result]:
     """Hash and vpdq queries answered as one request; results in query order."""
+    hashes = [q for q in queries if isinstance(q, Query)]
+    if len(hashes) == len(queries):  # the usual request: nothing to put back in order
+        return _results(_answer(ctx, hashes).results)
     plain = [(i, q) for i, q in enumerate(queries) if isinstance(q, Query)]
     sent = [(i, q) for i, q in enumerate(queries) if isinstance(q, VpdqQuery)]
     answer = _answer(ctx, [q for _, q in plain], [q.query for _, q in sent])
@@ -150,20 +156,18 @@ def _match_mixed(ctx: ApiContext, queries: Sequence[Query | VpdqQuery]) -> list[
 
 
 def _count(ctx: ApiContext, answer: Answer) -> None:
-    """Metrics once per request and signal type, not once per query."""
+    """The request's lookups in the metrics: one update, by signal type, not one per
+    query."""
     queried: Counter[str] = Counter()
     matched: Counter[str] = Counter()
     for r in answer.results:
-        queried[r.query.signal_type.name] += 1
-        matched[r.query.signal_type.name] += len(r.matches)
-    for found in answer.videos:
-        queried[VPDQ.name] += 1
-        matched[VPDQ.name] += len(found)
-    for name, count in queried.items():
-        ctx.metrics.queries.labels(name).inc(count)
-        if matched[name]:
-            ctx.metrics.matches.labels(name).inc(matched[name])
-    ctx.metrics.note_index(ctx.db.matching)
+        name = r.query.signal_type.name
+        queried[name] += 1
+        matched[name] += len(r.matches)
+    if answer.videos:
+        queried[VPDQ.name] += len(answer.videos)
+        matched[VPDQ.name] += sum(len(found) for found in answer.videos)
+    ctx.metrics.note_lookup(queried, matched, ctx.db.matching)
 
 
 def _result(index: int, result: QueryResult) -> Result:
@@ -217,9 +221,14 @@ def media_hashes(h: ImageHashes) -> s.MediaHashes:
     "A request above the per-request budget (HASHDB_MAX_REQUEST_COST, default "
     f"{Settings.model_fields['max_request_cost'].default:,} units, so 10,000 plain queries "
     "pass) is refused with 413 `budget_exceeded` naming its cost and the maximum, before "
-    "any index work; each key also has a budget of units per second "
-    "(HASHDB_KEY_COST_PER_SECOND, burst HASHDB_KEY_COST_BURST), beyond which it gets 429 "
-    "with Retry-After.",
+    "any index work. Each key has two budgets, in each worker process, beyond which it "
+    "gets 429 with Retry-After: requests (HASHDB_RATE_LIMIT_PER_MINUTE, default "
+    f"{_DEFAULT_REQUESTS_PER_SECOND:,} a second, burst HASHDB_RATE_LIMIT_BURST, default "
+    f"{Settings.model_fields['rate_limit_burst'].default:,}), so that a platform can look up "
+    "each upload as it comes, and index work (HASHDB_KEY_COST_PER_SECOND, default "
+    f"{Settings.model_fields['key_cost_per_second'].default:,.0f} units a second, burst "
+    "HASHDB_KEY_COST_BURST, default the per-request budget), which bounds what its "
+    "lookups cost the index whether they come one by one or in batches.",
     body=s.MatchRequest,
     responses={200: s.MatchResponse},
     uses_index=True,

@@ -26,11 +26,19 @@ The operational gauges:
 The first three are read when `/metrics` is scraped (`observe`, cheap: no scan);
 the lag when a follower asks for a page. Values a scrape or a request sets are
 taken from the worker that set them last (`livemostrecent`).
+
+A request updates its metrics through two calls, whatever it asked: `note_request`
+(every request: its count and latency) and, for a lookup, `note_lookup` (queries and
+matches by signal type, index sizes if they moved). Both keep the labelled children
+they touch, so the hot path does a dictionary lookup per update rather than
+prometheus_client's label validation and locking; the children are the ones
+`labels()` returns (and keeps) anyway, so nothing grows that would not have grown.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Protocol
 
 from prometheus_client import (
@@ -75,6 +83,9 @@ class Metrics:
     def __init__(self) -> None:
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         self._sizes_at = -1  # the change-log position the index size gauges reflect
+        # Labelled children the hot path updates (see the module docstring).
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+        self._lookup_children: dict[str, tuple[Counter, Counter]] = {}
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "hashdb_http_requests",
@@ -168,6 +179,38 @@ class Metrics:
     def set_index_sizes(self, sizes: dict[str, int]) -> None:
         for name, size in sizes.items():
             self.index_size.labels(name).set(size)
+
+    def note_request(self, endpoint: str, method: str, status: int, seconds: float | None) -> None:
+        """One answered request: its count by endpoint, method and status, and its
+        latency by endpoint (None: not timed)."""
+        key = (endpoint, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(endpoint, method, str(status)),
+                self.latency.labels(endpoint),
+            )
+            self._request_children[key] = children
+        count, latency = children
+        count.inc()
+        if seconds is not None:
+            latency.observe(seconds)
+
+    def note_lookup(
+        self, queried: Mapping[str, int], matched: Mapping[str, int], indexes: Indexes
+    ) -> None:
+        """One lookup request: the hashes it looked up and the matches it returned, by
+        signal type, and the index sizes if the indexes moved (`note_index`)."""
+        for name, count in queried.items():
+            children = self._lookup_children.get(name)
+            if children is None:
+                children = (self.queries.labels(name), self.matches.labels(name))
+                self._lookup_children[name] = children
+            children[0].inc(count)
+            found = matched.get(name, 0)
+            if found:
+                children[1].inc(found)
+        self.note_index(indexes)
 
     def note_index(self, indexes: Indexes) -> None:
         """Index sizes again, if the indexes replayed changes since they were set

@@ -106,12 +106,13 @@ def load(url: str, n: int) -> tuple[str, list[str]]:
 
 
 def start_server(url: str, port: int) -> subprocess.Popen[bytes]:
-    # The rate limit is off: this measures the service, not the limiter's verdict.
+    # The rate limits are off: this measures the service, not the limiters' verdicts.
     env = dict(
         os.environ,
         HASHDB_DATABASE_URL=url,
         HASHDB_LOG_LEVEL="warning",
         HASHDB_RATE_LIMIT_PER_MINUTE="0",
+        HASHDB_KEY_COST_PER_SECOND="0",
     )
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     command = [sys.executable, "-c", SERVE, "--bind", f"127.0.0.1:{port}"]

@@ -168,12 +168,16 @@ class Settings(BaseSettings):
         "64-megapixel photo and refuses a 10000 x 10000 RGBA picture.",
     )
     rate_limit_per_minute: int = Field(
-        default=6000,
+        default=60_000,
         ge=0,
-        description="Requests per minute allowed per API key (0 disables the limit).",
+        description="Requests per minute allowed per API key, in each worker process (0 "
+        "disables the limit): 1,000 a second, so a platform can look up each upload as it "
+        "comes; the index work they cost is bounded by HASHDB_KEY_COST_PER_SECOND.",
     )
     rate_limit_burst: int = Field(
-        default=600, ge=1, description="Requests a key may make at once before it is throttled."
+        default=1_000,
+        ge=1,
+        description="Requests a key may make at once before it is throttled.",
     )
     max_request_cost: int = Field(
         default=50_000,

@@ -17,6 +17,7 @@ import pytest
 
 from hashdb.consortium import OutOfRequests, Quota
 from hashdb.consortium.ratelimit import RateLimiter
+from hashdb.settings import Settings
 
 if TYPE_CHECKING:
     from api_fixtures import Api, MakeApi
@@ -84,7 +85,7 @@ def test_successful_answers_describe_the_default_bucket(api: Api) -> None:
     response = api.get(f"/v1/hashes/{hash_id}")
     assert response.status_code == 200
     limit, remaining, reset = fields(response)
-    assert limit == 600  # HASHDB_RATE_LIMIT_BURST's default
+    assert limit == Settings.model_fields["rate_limit_burst"].default == 1000
     assert 0 <= remaining < limit and reset >= 0
 
 

@@ -18,11 +18,19 @@ until enough units are back. Units, not requests, so that a
 batch of 100 plain queries costs what 100 single lookups cost (100 units) and a
 member's sustained index work is bounded whatever the shape of its requests.
 
+The two budgets do different jobs. The request rate bounds the request path's own
+work (a key check, parsing, a response) and is set so that it does not stand in the
+way of a platform that looks up every upload as it arrives: by default 1,000
+requests a second (burst 1,000). The query-unit budget is what protects the index:
+by default 10,000 units a second (burst HASHDB_MAX_REQUEST_COST, 50,000), so a key
+may look up 1,000 single hashes a second, or up to 10,000 hashes a second in
+batches, and no shape of request buys more index work than that.
+
 The buckets live in the worker process, not in the database: a shared limiter
 would put a write on the hot path of every request, which costs more than the
 abuse it prevents for a consortium of known, authenticated members. The price is
 that a key's ceiling across a deployment is the configured rate times the number
-of worker processes (`HASHDB_WORKERS` x servers); the default is generous, and a
+of worker processes (`HASHDB_WORKERS` x servers); the defaults are generous, and a
 limit meant as a hard quota should be divided by that number when configured.
 """
 
