@@ -1,21 +1,24 @@
 """The export feed: the change log as additions, updates and tombstones, with a cursor.
 
-Members that match locally follow this feed (`hashdb sync --from URL --key KEY`)
-instead of downloading the list again and again: `GET /v1/export?since=<cursor>`
+Members that match locally follow this feed (`hashdb sync --from URL`, the key in
+HASHDB_API_KEY) instead of downloading the list again and again: `GET
+/v1/export?cursor=<cursor>` (`since`, its older name, is still read)
 answers the entries after the cursor (`hashdb.consortium.export.FeedEntry`; the
 contract is that module's docstring). Every answer hands back where the reader
 stands, in the `X-Hashdb-Cursor`, `X-Hashdb-More`, `X-Hashdb-Epoch` and
 `X-Hashdb-Head` headers and, with `format=json`, in the body too: resume with
-`since=<cursor>` while `more` is true (a page may be empty and still say more),
+`cursor=<cursor>` while `more` is true (a page may be empty and still say more),
 and resync from 0 when the `epoch` is not the one the cursor was read in. Pending
-hashes are never exported: a local copy holds vetted hashes only. Hashes past
-their expiry are retired before the page is read, so followers get their
-tombstones. `label` (repeatable) and `signal_type` filter a page without changing
-how its cursor advances. `format=jsonl` (the default) is one entry per line,
-`format=csv` the same as CSV; `format=threatexchange` is a snapshot of the live
-PDQ hashes as a python-threatexchange signal file. A follower that sends the
-cursor its copy holds in `X-Hashdb-Follower-Cursor` has its lag (head minus that
-cursor) shown on /metrics as `hashdb_feed_lag{member=...}`.
+hashes are never exported: a local copy holds vetted hashes only. A hash past its
+expiry is a tombstone whether or not `hashdb worker` has retired it yet (reading
+the feed writes nothing). A live image's entry carries its stored variants, so a
+follower matches crops of it as central does. `label` (repeatable) and
+`signal_type` filter a page without changing how its cursor advances.
+`format=jsonl` (the default) is one entry per line, `format=csv` the same as CSV;
+`format=threatexchange` is a snapshot of the live PDQ hashes as a
+python-threatexchange signal file. A follower that sends the cursor its copy holds
+in `X-Hashdb-Follower-Cursor` has its lag (head minus that cursor) shown on
+/metrics as `hashdb_feed_lag{member=...}`.
 """
 
 from __future__ import annotations
@@ -51,6 +54,12 @@ MEDIA_TYPES = {
 }
 
 
+class FeedVariantOut(Body):
+    kind: str = Field(description="Which variant: `content`, or a crop window's name.")
+    value: str = Field(description="Hex, of the entry's signal type.")
+    quality: int | None
+
+
 class FeedEntryOut(Body):
     seq: int = Field(description="The change-log entry this is the hash's state at.")
     op: str = Field(description="`add`, `update` or `delete` (a tombstone).")
@@ -71,13 +80,17 @@ class FeedEntryOut(Body):
     )
     duration: float | None = Field(description="A live video's duration in seconds.")
     fps: float | None = Field(description="A live video's frame rate.")
+    variants: list[FeedVariantOut] | None = Field(
+        description="A live image's stored variants (its content region and crop "
+        "windows), to store with it so that crops of it match; null otherwise."
+    )
 
 
 class FeedPageOut(Body):
     entries: list[FeedEntryOut]
     cursor: int = Field(
         description="The `seq` of the last change-log entry read (maybe past the last "
-        "entry returned): the next page's `since`. Also the X-Hashdb-Cursor header."
+        "entry returned): the next page's `cursor`. Also the X-Hashdb-Cursor header."
     )
     more: bool = Field(
         description="Whether entries follow the cursor: read on while true, even after an "
@@ -119,13 +132,14 @@ def _headers(response: Response, page: FeedPage) -> Response:
 @document(
     "The export feed",
     tag=TAG,
-    description="Entries after the cursor `since`: `add` and `update` carry the hash "
+    description="Entries after `cursor`: `add` and `update` carry the hash "
     "(id, signal_type, value, quality, labels, status, updated_at, expires_at; a video "
-    "also frames, duration, fps); `delete` (a tombstone) id, signal_type, status and value "
+    "also frames, duration, fps; an image its stored variants); `delete` (a tombstone) "
+    "id, signal_type, status and value "
     "(null if never exported). "
     "Apply add/update as upsert by id and delete as removal by id (or by value, when the "
     "last id holding it goes). Every answer carries the headers X-Hashdb-Cursor (resume "
-    "with `since` = it, never with the last entry's seq), X-Hashdb-More (`true`: read on, "
+    "with `cursor` = it, never with the last entry's seq), X-Hashdb-More (`true`: read on, "
     "even if this page was empty), X-Hashdb-Epoch (the database's history: when it "
     "differs from the epoch your cursor was read in, forget the copy and resync from 0) "
     "and X-Hashdb-Head (the change log's newest seq: a cursor above it also means "
