@@ -33,7 +33,7 @@ from hashdb.consortium import sync
 from hashdb.consortium.actor import Actor
 from hashdb.consortium.backup import backup, restore
 from hashdb.consortium.core import Consortium
-from hashdb.consortium.export import FeedOp, FeedPage
+from hashdb.consortium.export import FeedEntry, FeedOp, FeedPage
 from hashdb.consortium.feedback import DisagreeReason, Kind
 from hashdb.consortium.matching import VideoQuery
 from hashdb.consortium.vetting import Resolution
@@ -633,3 +633,19 @@ def test_hashdb_feed_epoch_shows_the_epoch_and_starts_a_new_one(tmp_path: Path) 
         main, ["sync", "--from", "http://x", "--limit", "0"], env={**env, "HASHDB_API_KEY": "k"}
     )
     assert bad.exit_code == 2
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"quality": 1000},
+        {"variants": [{"kind": "crop90_3_3", "value": "00" * 32, "quality": -1}]},
+        {"variants": "crop90_3_3"},
+        {"variants": [{"value": "00" * 32}]},
+    ],
+)
+def test_a_malformed_feed_entry_is_refused_by_name_not_stored(bad: dict[str, object]) -> None:
+    entry = {"seq": 1, "op": "add", "id": 7, "signal_type": "pdq", "status": "active"}
+    with pytest.raises(InvalidInput) as caught:
+        FeedEntry.from_json({**entry, "value": "00" * 32, **bad})
+    assert caught.value.field == "feed"

@@ -255,6 +255,19 @@ def test_the_heartbeat_renews_the_lease_while_one_slow_file_hashes(
 # ---- a worker killed mid-job ------------------------------------------------------------
 
 
+def _worker_env(db_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    """The environment of a `hashdb worker` subprocess: this test's database, one
+    hashing process, a quick poll; no HASHDB_* setting of the caller's leaks in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HASHDB_")}
+    return env | {
+        "HASHDB_DATABASE_URL": db_url,
+        "HASHDB_DATA_DIR": str(tmp_path / "data"),
+        "HASHDB_IMPORT_WORKERS": "1",
+        "HASHDB_WORKER_POLL_SECONDS": "0.1",
+        **extra,
+    }
+
+
 def _done(store: Store, job_id: int) -> int:
     return store.imports.get(job_id).counts.done
 
@@ -265,14 +278,7 @@ def test_a_killed_worker_leaves_a_lapsed_lease_and_another_resumes_without_stori
 ) -> None:
     db = consortium()
     job_id = _enqueue(db, ops, _collection(tmp_path / "big", 12, size=500))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HASHDB_")}
-    env |= {
-        "HASHDB_DATABASE_URL": db_url,
-        "HASHDB_DATA_DIR": str(tmp_path / "data"),
-        "HASHDB_IMPORT_WORKERS": "1",
-        "HASHDB_IMPORT_LEASE_SECONDS": "2",
-        "HASHDB_WORKER_POLL_SECONDS": "0.1",
-    }
+    env = _worker_env(db_url, tmp_path, HASHDB_IMPORT_LEASE_SECONDS="2")
     first = subprocess.Popen(
         [sys.executable, "-m", "hashdb.cli", "worker", "--quiet"],
         cwd=ROOT,
@@ -311,13 +317,7 @@ def test_sigterm_releases_the_job_in_hand_and_exits_0(
 ) -> None:
     db = consortium()
     job_id = _enqueue(db, ops, _collection(tmp_path / "big", 12, size=500))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HASHDB_")}
-    env |= {
-        "HASHDB_DATABASE_URL": db_url,
-        "HASHDB_DATA_DIR": str(tmp_path / "data"),
-        "HASHDB_IMPORT_WORKERS": "1",
-        "HASHDB_WORKER_POLL_SECONDS": "0.1",
-    }
+    env = _worker_env(db_url, tmp_path)
     worker = subprocess.Popen(
         [sys.executable, "-m", "hashdb.cli", "worker", "--json"],
         cwd=ROOT,

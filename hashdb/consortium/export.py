@@ -110,7 +110,7 @@ from hashdb.signals import SIGNAL_TYPES, get_signal_type
 from hashdb.signals.vpdq import VPDQ, Frame, format_frames, parse_frames
 from hashdb.store import ChangeOp, HashRecord, HashStore, Status, VideoStore
 from hashdb.store.clock import now
-from hashdb.store.hashes import StoredVariant
+from hashdb.store.hashes import NewVariant, StoredVariant
 from hashdb.store.schema import changes, feed_epoch, hash_transitions
 
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ class FeedEntry:
                 signal_type=str(data["signal_type"]),
                 status=Status(data["status"]),
                 value=None if data.get("value") is None else str(data["value"]),
-                quality=None if data.get("quality") is None else int(data["quality"]),
+                quality=_quality(data.get("quality")),
                 labels=tuple(str(x) for x in data.get("labels") or ()),
                 updated_at=_stamp(data.get("updated_at")),
                 expires_at=_stamp(data.get("expires_at")),
@@ -203,7 +203,7 @@ class FeedEntry:
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"malformed feed entry: {exc}", field="feed") from None
 
-    def variant_values(self) -> list[StoredVariant]:
+    def variant_values(self) -> list[NewVariant]:
         """A live image's stored variants with their values as bytes (InvalidInput if
         one is malformed); empty if it has none."""
         signal = SIGNAL_TYPES.get(self.signal_type)
@@ -218,8 +218,7 @@ class FeedEntry:
                 field="variants",
             )
         return [
-            StoredVariant(self.id, v.kind, signal.parse(v.value, "variants"), v.quality)
-            for v in self.variants
+            NewVariant(v.kind, signal.parse(v.value, "variants"), v.quality) for v in self.variants
         ]
 
     def video_frames(self) -> list[Frame] | None:
@@ -245,11 +244,18 @@ def _variants(data: object) -> tuple[FeedVariant, ...] | None:
     if not isinstance(data, list):
         raise TypeError("variants must be a list")
     return tuple(
-        FeedVariant(
-            str(v["kind"]), str(v["value"]), None if v.get("quality") is None else int(v["quality"])
-        )
-        for v in data
+        FeedVariant(str(v["kind"]), str(v["value"]), _quality(v.get("quality"))) for v in data
     )
+
+
+def _quality(value: object) -> int | None:
+    """A PDQ quality as a feed carries it: null or 0-100 (ValueError otherwise)."""
+    if value is None:
+        return None
+    quality = int(str(value))
+    if not 0 <= quality <= 100:
+        raise ValueError(f"quality {quality} is not 0-100")
+    return quality
 
 
 def _stamp(value: object) -> datetime | None:

@@ -55,7 +55,7 @@ from hashdb.signals import SIGNAL_TYPES
 from hashdb.signals.vpdq import VPDQ, frames_digest
 from hashdb.store import ChangeOp, NewHash, NewVideo, Role, Status, Store
 from hashdb.store.clock import now
-from hashdb.store.hashes import CHUNK, Added, NewVariant, lock_change_log, log_changes
+from hashdb.store.hashes import CHUNK, Added, lock_change_log, log_changes
 from hashdb.store.schema import hashes, members, sync_sources, synced_hashes
 
 if TYPE_CHECKING:
@@ -371,7 +371,7 @@ def _store_entries(
 
 def _new_hash(e: FeedEntry) -> NewHash:
     """An image or digest entry as a row to store, with its stored variants."""
-    variants = tuple(NewVariant(v.kind, v.value, v.quality) for v in e.variant_values())
+    variants = tuple(e.variant_values())
     return NewHash(
         e.signal_type, parse_value(e), e.labels, e.quality, None, e.expires_at, None, variants
     )

@@ -123,6 +123,12 @@ def claimable(at: datetime) -> ColumnElement[bool]:
     )
 
 
+def held_by(holder: str) -> ColumnElement[bool]:
+    """Running and claimed by `holder` (whether or not its lease lapsed)."""
+    c = import_jobs.c
+    return and_(c.status == JobStatus.RUNNING.value, c.claimed_by == holder)
+
+
 def _file(row: RowMapping) -> ImportFile:
     return ImportFile(
         id=row["id"],
@@ -183,14 +189,7 @@ class ImportStore:
         `lease_until`, or queued again when `holder` is None. False (nothing changed)
         if it is done or another process holds a live lease."""
         at = now()
-        which = (
-            claimable(at)
-            if dead is None
-            else and_(
-                import_jobs.c.status == JobStatus.RUNNING.value,
-                import_jobs.c.claimed_by == dead,
-            )
-        )
+        which = claimable(at) if dead is None else held_by(dead)
         values: dict[str, object] = {
             "status": (JobStatus.QUEUED if holder is None else JobStatus.RUNNING).value,
             "claimed_by": holder,
@@ -230,11 +229,7 @@ class ImportStore:
         with self._engine.begin() as conn:
             done = conn.execute(
                 update(import_jobs)
-                .where(
-                    import_jobs.c.id == job_id,
-                    import_jobs.c.claimed_by == holder,
-                    import_jobs.c.status == JobStatus.RUNNING.value,
-                )
+                .where(import_jobs.c.id == job_id, held_by(holder))
                 .values(lease_until=lease_until, updated_at=now())
             )
             return done.rowcount == 1
@@ -242,21 +237,7 @@ class ImportStore:
     def release(self, job_id: int, holder: str) -> bool:
         """Put a running job `holder` holds back in the queue, at once claimable."""
         with self._engine.begin() as conn:
-            done = conn.execute(
-                update(import_jobs)
-                .where(
-                    import_jobs.c.id == job_id,
-                    import_jobs.c.claimed_by == holder,
-                    import_jobs.c.status == JobStatus.RUNNING.value,
-                )
-                .values(
-                    status=JobStatus.QUEUED.value,
-                    claimed_by=None,
-                    lease_until=None,
-                    updated_at=now(),
-                )
-            )
-            return done.rowcount == 1
+            return self.take_in(conn, job_id, None, None, dead=holder)
 
     @staticmethod
     def resumable_in(conn: Connection, member_id: int, source: str) -> int | None:
