@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from click.testing import CliRunner, Result
+from sqlalchemy.engine import Connection
 
 from hashdb.cli import main
 from hashdb.consortium import Actor, Role
@@ -33,6 +34,27 @@ if TYPE_CHECKING:
 pytest_plugins = ["api_fixtures", "console_fixtures"]
 
 HEX_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def test_servers_racing_to_create_the_first_admin_leave_one_and_do_not_fail(
+    db: Consortium, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another server's admin commits between this one's check and its insert: the
+    insert conflicts on the name, and the loser finds the winner's admin."""
+    assert db.members.ensure_first_admin() is not None  # the winner
+    real = store.members.has_admin_in
+    seen: list[bool] = []
+
+    def has_admin_in(conn: Connection) -> bool:
+        seen.append(real(conn))
+        return seen[-1] if len(seen) > 1 else False  # the first check: before the winner
+
+    monkeypatch.setattr(store.members, "has_admin_in", has_admin_in)
+    assert db.members.ensure_first_admin() is None
+    assert len(seen) == 2  # the insert conflicted, and the second look found the admin
+    assert [m.role for m in store.members.all()] == [Role.ADMIN]
+
+
 Invoke = Callable[..., Result]
 
 

@@ -28,7 +28,7 @@ from hashdb.consortium import audit
 from hashdb.consortium.actor import Actor, require_admin
 from hashdb.consortium.paging import DEFAULT_LIMIT, Page, check_page, page_of
 from hashdb.consortium.ratelimit import Quota
-from hashdb.errors import NotFound
+from hashdb.errors import Conflict, NotFound
 from hashdb.store import ApiKey, Heads, Member, NewKey, Principal, Role
 from hashdb.store.clock import now
 
@@ -65,18 +65,27 @@ class Members:
 
     def ensure_first_admin(self, name: str = "admin") -> NewKey | None:
         """Create an admin if the database has none, audited as the service's own
-        act; its key, or None if an admin existed. For `hashdb init` and `serve`."""
-        with self._ctx.store.engine.begin() as conn:
-            if self._ctx.store.members.has_admin_in(conn):
-                return None
-            member, key = self._ctx.store.members.create_in(conn, name, Role.ADMIN)
-            audit.append(
-                conn,
-                None,
-                "member.create",
-                _target(member.id),
-                {"role": Role.ADMIN.value, "trusted": False, "key_id": key.key.id},
-            )
+        act; its key, or None if an admin existed. For `hashdb init` and `serve`:
+        several servers starting at once on an empty database race here, and the
+        losers, whose insert of the same name conflicts, find the winner's admin."""
+        store = self._ctx.store
+        try:
+            with store.engine.begin() as conn:
+                if store.members.has_admin_in(conn):
+                    return None
+                member, key = store.members.create_in(conn, name, Role.ADMIN)
+                audit.append(
+                    conn,
+                    None,
+                    "member.create",
+                    _target(member.id),
+                    {"role": Role.ADMIN.value, "trusted": False, "key_id": key.key.id},
+                )
+        except Conflict:
+            with store.engine.connect() as conn:
+                if store.members.has_admin_in(conn):
+                    return None
+            raise
         return key
 
     def disable(self, actor: Actor, member_id: int) -> Member:
