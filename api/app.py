@@ -70,6 +70,7 @@ def create_app(settings: Settings, hashdb: Consortium | None = None) -> Flask:
     app.url_map.strict_slashes = False
 
     db = hashdb or Consortium.open(settings)
+    db.listen_for_changes()  # the heads are read when notified, not per request
     metrics = Metrics()
     ctx = ApiContext(
         settings=settings,

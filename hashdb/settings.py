@@ -71,12 +71,14 @@ class Settings(BaseSettings):
         "HASHDB_THREADS + 2 (a connection per serving thread, one for the match-count "
         "writer and one for an import or the index loader). Every database user of a "
         "process (requests, the heads read, imports, the count writer) draws from this "
-        "one pool; the readiness probe alone opens a short-lived connection of its own. "
+        "one pool; a serving worker's listening connection (log-change notifications) "
+        "and the readiness probe's short-lived one are its only others. "
         "Size the database for it: servers x HASHDB_WORKERS x (HASHDB_DB_POOL_SIZE + "
-        "HASHDB_DB_MAX_OVERFLOW + 1) + the connections of `hashdb import`/CLI processes "
+        "HASHDB_DB_MAX_OVERFLOW + 2) + the connections of `hashdb import`/CLI processes "
         "(each HASHDB_DB_POOL_SIZE + HASHDB_DB_MAX_OVERFLOW at most) + a reserve for "
         "administration must stay within PostgreSQL's max_connections (100 by default: "
-        "3 servers x 4 workers x 7 = 84, leaving 16).",
+        "3 servers x 4 workers x (4 + 2 + 0 + 2) = 96 is too many beside a worker and a "
+        "reserve; with a pool of 4, 72).",
     )
     db_max_overflow: int = Field(
         default=0,

@@ -112,6 +112,13 @@ class Consortium:
     def settings(self) -> Settings:
         return self._ctx.settings
 
+    def listen_for_changes(self) -> None:
+        """Learn of log changes from database notifications rather than a read per
+        request (PostgreSQL; see `hashdb.store.heads`). For serving processes: it
+        opens one connection outside the pool and a thread, so call it after any
+        fork."""
+        self._ctx.store.listen_for_changes()
+
     def check_ready(self) -> None:
         """StorageUnavailable unless the database answers now, on a fresh connection
         with a deadline (the readiness probe)."""

@@ -225,8 +225,13 @@ class Store:
             )
 
     def heads(self) -> Heads:
-        """Where the hash and auth change logs end (one round trip)."""
+        """Where the hash and auth change logs end (one round trip, or none while
+        listening and nothing was notified)."""
         return self._heads.read()
+
+    def listen_for_changes(self) -> None:
+        """Reuse the heads until PostgreSQL notifies a change (`HeadReader.listen`)."""
+        self._heads.listen()
 
     def close(self) -> None:
         self._heads.close()
