@@ -11,9 +11,10 @@ place; `link` fails when the name exists, so the first wins and both read the sa
 key. If the data directory is not writable, each process makes its own random key
 and says so: sessions then last as long as the process and do not span workers.
 
-The API itself never uses the session: `LazySessions` opens a session without
-touching the key when the request carries no console cookie, so API requests (and
-the API's tests) never create the key file. It also marks the cookie `Secure`
+The API itself never uses the session: `LazySessions` gives requests outside the
+console Flask's null session (no cookie parsed, none written), and opens a console
+session without touching the key when the request carries no console cookie, so
+API requests (and the API's tests) never create the key file. It also marks the cookie `Secure`
 whenever the request came over HTTPS (`request.is_secure`): behind a reverse
 proxy that is what gunicorn concludes from `X-Forwarded-Proto` sent by an address
 in its `forwarded_allow_ips` (by default the same host). The cookie is always
@@ -41,6 +42,7 @@ from hashdb.settings import Settings
 log = logging.getLogger(__name__)
 
 KEY_FILE = "console-secret-key"
+CONSOLE_PATHS = "/console"  # api.console.routes' prefix: the only pages with sessions
 MIN_KEY_CHARS = 32
 
 
@@ -114,6 +116,8 @@ class LazySessions(SecureCookieSessionInterface):
         return current_request.is_secure or super().get_cookie_secure(app)
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if not request.path.startswith(CONSOLE_PATHS):
+            return None  # Flask's null session: the JSON API has no use for a cookie
         if not request.cookies.get(self.get_cookie_name(app)):
             return self.session_class()
         return super().open_session(app, request)

@@ -14,7 +14,7 @@ arbitrary or unbounded text into the audit log through it.
 from __future__ import annotations
 
 import re
-import uuid
+import secrets
 from dataclasses import dataclass
 
 from hashdb.errors import Forbidden, InvalidInput
@@ -29,8 +29,8 @@ def valid_request_id(value: str) -> bool:
 
 
 def request_id(sent: str | None) -> str:
-    """`sent` if it is a valid request id, else a fresh random one (uuid4 hex)."""
-    return sent if sent is not None and valid_request_id(sent) else uuid.uuid4().hex
+    """`sent` if it is a valid request id, else a fresh random one (128 random bits in hex)."""
+    return sent if sent is not None and valid_request_id(sent) else secrets.token_hex(16)
 
 
 @dataclass(frozen=True)
