@@ -16,7 +16,9 @@ while two more clients upload hostile files without pause, in turn:
 - a 640 x 480 video of 20 s at 30 fps (within the limits; a query is hashed at
   every frame, so it keeps a sandbox process busy for many seconds).
 
-It prints the ordinary match's p50, p99 and worst latency in both phases, the
+Alone, the same match is also timed with `dihedral=true` and with every probe
+kind (`probes=all`). It prints the ordinary match's p50, p99 and worst latency in
+each phase, the
 hostile answers by status, and whether the target "the ordinary match stays under
 1 s" holds (every request of the loaded phase). The clients share the machine
 with the server, as in production they would not: the figures are for the box.
@@ -57,7 +59,7 @@ class Phase:
         ordered = sorted(self.latencies)
         p99 = ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
         return (
-            f"{name:<22} {len(ordered):>5} matches  p50 {statistics.median(ordered) * 1000:7.0f} ms"
+            f"{name:<34} {len(ordered):>5} matches  p50 {statistics.median(ordered) * 1000:7.0f} ms"
             f"  p99 {p99 * 1000:7.0f} ms  max {ordered[-1] * 1000:7.0f} ms"
             f"  statuses {dict(self.statuses)}"
         )
@@ -143,19 +145,25 @@ def workers(master: int) -> list[str]:
     return sorted(Path(f"/proc/{master}/task/{master}/children").read_text().split())
 
 
-def match(session: requests.Session, url: str, name: str, data: bytes) -> tuple[int, float]:
+def match(
+    session: requests.Session, url: str, name: str, data: bytes, form: dict[str, str] | None = None
+) -> tuple[int, float]:
     started = time.perf_counter()
-    response = session.post(f"{url}/v1/match/media", files={"file": (name, data)}, timeout=300)
+    response = session.post(
+        f"{url}/v1/match/media", files={"file": (name, data)}, data=form or {}, timeout=300
+    )
     return response.status_code, time.perf_counter() - started
 
 
-def measure(url: str, secret: str, photo: bytes, seconds: float) -> Phase:
+def measure(
+    url: str, secret: str, photo: bytes, seconds: float, form: dict[str, str] | None = None
+) -> Phase:
     phase = Phase()
     with requests.Session() as session:
         session.headers["Authorization"] = f"Bearer {secret}"
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            status, took = match(session, url, "photo.jpg", photo)
+            status, took = match(session, url, "photo.jpg", photo, form)
             phase.statuses[status] += 1
             phase.latencies.append(took)
     return phase
@@ -194,6 +202,14 @@ def main() -> None:
         try:
             measure(base, secret, photo, 5.0)  # warm up: every worker's sandbox
             alone = measure(base, secret, photo, args.seconds)
+            # The same photo with the dihedral probes (rotations and flips of the
+            # picture and of its content region), then with every probe kind.
+            probed = {
+                "dihedral": measure(base, secret, photo, args.seconds / 2, {"dihedral": "true"}),
+                "every probe": measure(
+                    base, secret, photo, args.seconds / 2, {"dihedral": "true", "probes": "all"}
+                ),
+            }
             before = workers(server.pid)
             stop = threading.Event()
             seen: list[Counter[str]] = []
@@ -217,6 +233,8 @@ def main() -> None:
     averages = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"load average of the box (1, 5, 15 min): {averages} on {os.cpu_count()} cores")
     print(alone.line("no hostile load"))
+    for name, phase in probed.items():
+        print(phase.line(f"no hostile load, {name}"))
     print(loaded.line("2 hostile clients"))
     hostile = sum(seen, Counter())
     print("hostile answers:", ", ".join(f"{k}: {v}" for k, v in sorted(hostile.items())))
