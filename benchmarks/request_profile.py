@@ -1,12 +1,13 @@
-"""Where a single-hash `POST /v1/match` spends its CPU, stage by stage.
+"""Where a `POST /v1/match` spends its CPU, stage by stage.
 
     .venv/bin/python -m benchmarks.request_profile [--hashes 20000] [--requests 3000]
-        [--runs 3] [--postgres]
+        [--runs 3] [--postgres] [--batch 1]
 
 Builds the real app (`api.create_app`) over a scratch database (a SQLite file in a
 temporary directory, or with `--postgres` a fresh PostgreSQL database on
 HASHDB_BENCH_PG, dropped at the end) holding `--hashes` random PDQ hashes, and
-drives single-hash `POST /v1/match` requests straight into its WSGI callable, in
+drives `POST /v1/match` requests of `--batch` hashes (default one) straight into
+its WSGI callable, in
 this process: no network, no server, no client, so what is measured is the
 request path alone. Half the queries are stored hashes with a few bits flipped
 (one match each), half random (no match). The request-rate and index-work limits
@@ -212,11 +213,13 @@ def load(url: str, n: int) -> tuple[str, npt.NDArray[np.uint8]]:
     return key.secret, codes
 
 
-def environs(secret: str, hexes: Iterable[str]) -> list[tuple[dict[str, Any], bytes]]:
-    """A WSGI environ (without its body stream) and the body of each request."""
+def environs(secret: str, hexes: list[str], batch: int = 1) -> list[tuple[dict[str, Any], bytes]]:
+    """A WSGI environ (without its body stream) and the body of each request, each
+    asking for `batch` of `hexes` in turn."""
     out = []
-    for value in hexes:
-        body = json.dumps({"queries": [{"signal_type": "pdq", "value": value}]}).encode()
+    for start in range(0, len(hexes), batch):
+        queries = [{"signal_type": "pdq", "value": v} for v in hexes[start : start + batch]]
+        body = json.dumps({"queries": queries}).encode()
         builder = EnvironBuilder(
             path="/v1/match",
             method="POST",
@@ -259,7 +262,7 @@ def drive(app: Flask, requests: list[tuple[dict[str, Any], bytes]]) -> float:
 def profile(
     app: Flask, secret: str, stored: npt.NDArray[np.uint8], args: argparse.Namespace
 ) -> None:
-    requests = environs(secret, query_hexes(stored, args.requests))
+    requests = environs(secret, query_hexes(stored, args.requests * args.batch), args.batch)
     drive(app, requests[: min(300, len(requests))])  # warm: caches, kernels, first key lookup
     n = len(requests)
     untimed: list[float] = []
@@ -280,8 +283,9 @@ def profile(
         per_stage[REST].append(total - claimed)
 
     width = max(len(s) for s in (*STAGES, REST)) + 2
+    shape = "single-hash" if args.batch == 1 else f"{args.batch:,}-hash"
     print(
-        f"\nsingle-hash POST /v1/match, {n:,} requests x {args.runs} runs, "
+        f"\n{shape} POST /v1/match, {n:,} requests x {args.runs} runs, "
         f"{args.hashes:,} stored PDQ hashes, {args.backend}"
     )
     print(f"{'stage':<{width}}{'us/request':>12}{'share':>8}")
@@ -291,6 +295,10 @@ def profile(
         print(f"{stage:<{width}}{us:>12.1f}{us / total:>8.1%}")
     print(f"{'total (timed)':<{width}}{total:>12.1f}")
     print(f"{'total (untimed run)':<{width}}{statistics.median(untimed):>12.1f}")
+    if args.batch > 1:
+        per_hash = statistics.median(untimed) / args.batch
+        print(f"{'per hash (untimed run)':<{width}}{per_hash:>12.2f}")
+        print(f"{'hashes/s of one core':<{width}}{1e6 / per_hash:>12,.0f}")
 
 
 def main() -> None:
@@ -299,8 +307,9 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=3_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--postgres", action="store_true", help="a scratch PostgreSQL database")
+    parser.add_argument("--batch", type=int, default=1, help="hashes per request")
     args = parser.parse_args()
-    for name in ("hashes", "requests", "runs"):
+    for name in ("hashes", "requests", "runs", "batch"):
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     args.backend = "PostgreSQL" if args.postgres else "SQLite"
