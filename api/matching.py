@@ -98,11 +98,12 @@ def to_queries(settings: Settings, items: Sequence[s.MatchQuery]) -> list[Query 
         if signal.matching is Matching.VIDEO:
             out.append(vpdq_query(settings, item, i))
             continue
-        for name in ("min_query_share", "min_reference_share"):
-            if getattr(item, name) is not None:
-                raise InvalidInput(f"{name} applies to vpdq only", field=name, index=i)
+        if item.min_query_share is not None or item.min_reference_share is not None:
+            name = "min_query_share" if item.min_query_share is not None else "min_reference_share"
+            raise InvalidInput(f"{name} applies to vpdq only", field=name, index=i)
         value = signal.parse(item.value, "value", i)
-        check_threshold(settings, signal, item.threshold, "threshold", i)
+        if item.threshold is not None:
+            check_threshold(settings, signal, item.threshold, "threshold", i)
         variants: tuple[tuple[str, bytes], ...] = ()
         if item.dihedral:
             if signal is not PDQ:

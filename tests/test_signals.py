@@ -31,6 +31,34 @@ def test_hex_round_trips_through_raw_bytes(signal, data) -> None:  # type: ignor
     assert signal.parse(text.upper()) == raw
 
 
+_HEXISH = st.text(alphabet="0123456789abcdefABCDEF \t\n-xzé٣", max_size=70)
+
+
+@pytest.mark.parametrize("signal", [PDQ, PHASH, MD5], ids=lambda s: s.name)
+@given(text=_HEXISH)
+def test_any_text_parses_to_its_exact_bytes_or_is_refused(signal, text: str) -> None:  # type: ignore[no-untyped-def]
+    """Whatever the text, parse gives back the bytes whose hex is the text stripped of
+    surrounding whitespace (any case), or refuses it: never bytes of another text."""
+    stripped = text.strip()
+    valid = len(stripped) == signal.hex_length and all(
+        c in "0123456789abcdefABCDEF" for c in stripped
+    )
+    if valid:
+        assert signal.parse(text).hex() == stripped.lower()
+    else:
+        with pytest.raises(InvalidInput):
+            signal.parse(text)
+
+
+# 64 characters each: as many as a PDQ hash has digits, yet not 32 bytes of hex
+@pytest.mark.parametrize(
+    "text", ["ab" * 31 + " a", "ab" * 15 + "a b" + "ab" * 15 + "c", "٣" * 64, "ab" * 30 + "0x1f"]
+)
+def test_text_of_the_right_length_with_spaces_or_other_digits_is_refused(text: str) -> None:
+    with pytest.raises(InvalidInput):
+        PDQ.parse(text)
+
+
 def test_a_hash_of_the_wrong_length_is_an_error_naming_the_field_and_index() -> None:
     with pytest.raises(InvalidInput) as info:
         PDQ.parse("ab" * 10, field="queries.value", index=3)

@@ -52,6 +52,17 @@ class SignalType:
 
     def parse(self, text: object, field: str = "value", index: int | None = None) -> bytes:
         """Hex text to raw bytes, or InvalidInput naming the field."""
+        if isinstance(text, str) and len(text) == self.hex_length:
+            # The usual case, without the checks below: exactly as many characters as
+            # digits, and bytes.fromhex makes a byte of every two (a space or any
+            # non-hex character among them fails it, or leaves it short of nbytes).
+            try:
+                raw = bytes.fromhex(text)
+            except ValueError:
+                pass
+            else:
+                if len(raw) == self.nbytes:
+                    return raw
         if not isinstance(text, str):
             raise InvalidInput(f"{self.name} hash must be a hex string", field=field, index=index)
         value = text.strip()
