@@ -132,7 +132,7 @@ def worker(root: Path, kind: Kind, queries: int, inp: IO[str], out: IO[str]) -> 
         index = found[0]["pdq"]
     assert isinstance(index, MIHIndex)
     segment = index.state().segment
-    for array in (segment.codes, segment.ids, segment.offsets, segment.rows):
+    for array in (segment.codes, segment.ids, segment.offsets, segment.rows, segment.tags):
         int(array.reshape(-1).view(np.uint8)[::4096].sum())  # every page resident
     print("loaded", file=out, flush=True)
     inp.readline()  # its turn: the workers time their queries one at a time

@@ -304,10 +304,48 @@ def test_join_filters_keep_matches_at_the_threshold() -> None:
         assert same(index.search(query[None], threshold), oracle.search(query[None], threshold))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_probe_tags_keep_matches_only_one_table_finds(threads: int) -> None:
+    """Matches at the threshold that only one table can find, and only at the limit of
+    its tag filter: in one 32-bit substring, `own` bits off in the 16-bit half j and
+    3 - own in the tag bits of its sibling (the low byte of j ^ 1); 2 bits off in
+    every other half (each beyond its radius 1). The same rows one bit further are
+    not matches. Every table and both distances to its key, at and around 31."""
+    rng = np.random.default_rng(26)
+    query = random_codes(1, 256, seed=27)[0]
+    layout = MIHIndex(256).layout
+    stored = []
+    for table in range(16):
+        sibling = table ^ 1
+        for own in (0, 1):
+            bits = np.zeros(256, dtype=np.uint8)
+            for half in range(16):
+                if half == table:
+                    spots = 16 * half + rng.choice(16, size=own, replace=False)
+                elif half == sibling:
+                    spots = 16 * half + rng.choice(8, size=3 - own, replace=False)
+                else:
+                    spots = 16 * half + rng.choice(16, size=2, replace=False)
+                bits[layout.permutation[spots]] = 1  # internal bit p is bit p % 64 of word p // 64
+            stored.append(np.packbits(np.unpackbits(query) ^ bits))
+    stored_codes = np.array(stored)
+    index = MIHIndex(256, threads=threads, plan=Plan.PROBE)
+    oracle = BruteForceIndex(256)
+    for i in (index, oracle):
+        i.add(np.arange(len(stored_codes)), stored_codes)
+    index.compact()
+    assert [len(h) for h in oracle.search(query[None], 31)] == [32]
+    assert [len(h) for h in oracle.search(query[None], 30)] == [0]
+    queries = np.repeat(query[None], 2 * 64, axis=0)  # enough for the batch to split
+    for threshold in (30, 31, 32):
+        assert same(index.search(query[None], threshold), oracle.search(query[None], threshold))
+        assert same(index.search(queries, threshold), oracle.search(queries, threshold))
+
+
 def test_plan_follows_batch_size() -> None:
     radii = probe_radii(16, 31)
     assert plan(1_000_000, 1, radii) is Plan.PROBE
-    assert plan(1_000_000, 2000, radii) is Plan.JOIN
+    assert plan(1_000_000, 10_000, radii) is Plan.JOIN
     assert plan(1_000_000, 2000, probe_radii(16, 200)) is Plan.SCAN
 
 

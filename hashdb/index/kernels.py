@@ -39,6 +39,16 @@ JOIN_BLOCK = 16384
 # Hits ahead whose query entries `join` prefetches, so that they arrive before the
 # walk reaches them (docs/measurements.md, "Index and kernels").
 PREFETCH_HITS = 24
+# Candidates ahead whose codes `search` prefetches while it verifies (PROBE): enough
+# random reads in flight to cover memory latency, few enough that each code is still
+# in L1 when its turn comes (docs/measurements.md, "Index and kernels").
+PREFETCH_ROWS = 32
+ROWS_PER_LINE, TAGS_PER_LINE = 16, 64  # table entries per 64-byte cache line
+# A table entry carries, beside its row, the low TAG_BITS bits of the row's sibling
+# substring (chunk j ^ 1 for table j), so PROBE drops most candidates on one
+# popcount without reading their codes (`search`; why no match is lost: layout.py).
+TAG_BITS = 8
+TAG_MASK = (1 << TAG_BITS) - 1
 GROUPS = BUCKETS // 64  # 64-bucket groups of a `query_tables` occupancy bitmap
 QUERY_SHIFT = 18  # a `query_tables` entry: query << 18 | own distance << 16 | sibling
 JOIN_QUERIES = 1 << (32 - QUERY_SHIFT)  # queries per `query_tables` (entries are uint32)
@@ -93,9 +103,12 @@ def permute(codes: Any, table: Any, words: int) -> Any:  # pragma: no cover - co
 
 
 @njit(nogil=True, cache=True)
-def build_table(codes: Any, chunk: int, offsets: Any, rows: Any) -> None:  # pragma: no cover
+def build_table(  # pragma: no cover - compiled
+    codes: Any, chunk: int, offsets: Any, rows: Any, tags: Any
+) -> None:
     """Counting sort of rows by the value of `chunk`: bucket v is
-    rows[offsets[v]:offsets[v + 1]], rows ascending inside a bucket."""
+    rows[offsets[v]:offsets[v + 1]], rows ascending inside a bucket, and beside each
+    row its tag for this table (`tag_of`)."""
     n = codes.shape[0]
     word = chunk >> 2
     shift = np.uint64((chunk & 3) * CHUNK_BITS)
@@ -110,7 +123,25 @@ def build_table(codes: Any, chunk: int, offsets: Any, rows: Any) -> None:  # pra
     for r in range(n):
         key = (codes[r, word] >> shift) & mask
         rows[counts[key]] = r
+        tags[counts[key]] = _tag(codes, r, chunk)
         counts[key] += 1
+
+
+@njit(inline="always")
+def _tag(codes: Any, r: int, chunk: int) -> Any:  # pragma: no cover
+    sibling = chunk ^ 1
+    shift = np.uint64((sibling & 3) * CHUNK_BITS)
+    return np.uint8((codes[r, sibling >> 2] >> shift) & np.uint64(TAG_MASK))
+
+
+@njit(nogil=True, cache=True)
+def tag_of(codes: Any, rows: Any, tags: Any) -> None:  # pragma: no cover - compiled
+    """Fill `tags` (m, n) uint8 beside tables `rows` (m, n): the tag of table j's
+    entry for row r is the low `TAG_BITS` bits of r's sibling substring j ^ 1.
+    `build_table` fills tags as it sorts; this is for tables saved without them."""
+    for j in range(rows.shape[0]):
+        for s in range(rows.shape[1]):
+            tags[j, s] = _tag(codes, rows[j, s], j)
 
 
 @njit(inline="always")
@@ -135,15 +166,6 @@ def _grow(ids: Any, dists: Any, size: int) -> Any:  # pragma: no cover
     new_ids[: len(ids)] = ids
     new_dists[: len(dists)] = dists
     return new_ids, new_dists
-
-
-@njit(nogil=True)
-def _grow_candidates(rows: Any, tables: Any, size: int) -> Any:  # pragma: no cover
-    new_rows = np.empty(max(2 * len(rows), size), dtype=np.int32)
-    new_tables = np.empty(len(new_rows), dtype=np.int32)
-    new_rows[: len(rows)] = rows
-    new_tables[: len(tables)] = tables
-    return new_rows, new_tables
 
 
 @njit(nogil=True)
@@ -182,17 +204,177 @@ def _scan(  # pragma: no cover - compiled
     out_dists: Any,
     h: int,
 ) -> Any:
+    start = 0
+    while True:
+        start, h = _scan_until_full(
+            q, threshold, codes, ids, live, start, size, out_ids, out_dists, h
+        )
+        if start == size:
+            return out_ids, out_dists, h
+        out_ids, out_dists = _grow(out_ids, out_dists, h + 1)
+
+
+@njit(nogil=True)
+def _scan_until_full(  # pragma: no cover - compiled
+    q: Any,
+    threshold: int,
+    codes: Any,
+    ids: Any,
+    live: Any,
+    start: int,
+    size: int,
+    out_ids: Any,
+    out_dists: Any,
+    h: int,
+) -> tuple[int, int]:
+    """`_scan` from row `start` until the output is full: (the row it stopped at, or
+    `size`, and the new hit count). The loop never replaces its output arrays: in a
+    loop that may reassign an array, numba counts references on every iteration, which
+    made scans many times slower (docs/measurements.md, "Index and kernels")."""
     words = codes.shape[1]
-    for r in range(size):
+    for r in range(start, size):
         if live[r]:
             d = _distance(q, codes, r, words)
             if d <= threshold:
                 if h == len(out_ids):
-                    out_ids, out_dists = _grow(out_ids, out_dists, h + 1)
+                    return r, h
                 out_ids[h] = ids[r]
                 out_dists[h] = d
                 h += 1
-    return out_ids, out_dists, h
+    return size, h
+
+
+@njit(inline="always")
+def _candidates(  # pragma: no cover - compiled
+    q: Any,
+    offsets: Any,
+    rows: Any,
+    tags: Any,
+    radii: Any,
+    flips: Any,
+    flips_upto: Any,
+    probe_lo: Any,
+    probe_hi: Any,
+) -> int:
+    """The bucket of every probe of query `q` as a range of `rows` (flat: table j's
+    row s is j * n + s), prefetching each bucket (rows and tags) so that `_gather`
+    finds them in cache; returns the candidate count."""
+    n = rows.shape[1]
+    flat_rows = rows.reshape(rows.shape[0] * n)
+    flat_tags = tags.reshape(tags.shape[0] * n)
+    p = k = 0
+    for j in range(offsets.shape[0]):
+        key = (q[j >> 2] >> np.uint64((j & 3) * CHUNK_BITS)) & np.uint64(BUCKETS - 1)
+        for f in range(flips_upto[radii[j]]):
+            probe = key ^ flips[f]
+            lo, hi = offsets[j, probe], offsets[j, probe + 1]
+            if hi > lo:  # every line of the bucket: its misses overlap with the others'
+                for s in range(j * n + lo, j * n + hi, ROWS_PER_LINE):
+                    _prefetch(flat_rows, s)  # type: ignore[call-arg]
+                _prefetch(flat_rows, j * n + hi - 1)  # type: ignore[call-arg]
+                for s in range(j * n + lo, j * n + hi, TAGS_PER_LINE):
+                    _prefetch(flat_tags, s)
+                _prefetch(flat_tags, j * n + hi - 1)
+            probe_lo[p] = j * n + lo
+            probe_hi[p] = j * n + hi
+            k += hi - lo
+            p += 1
+    return k
+
+
+@njit(nogil=True)
+def _gather(  # pragma: no cover - compiled
+    q: Any,
+    rows: Any,
+    tags: Any,
+    radii: Any,
+    flips: Any,
+    flips_upto: Any,
+    probe_lo: Any,
+    probe_hi: Any,
+    table_ends: Any,
+    cand_rows: Any,
+) -> int:
+    """The rows of the probed buckets (`_candidates`) whose tag passes the sibling
+    filter, concatenated in probe order; `table_ends` is rewritten for them. Returns
+    their count."""
+    chunks, n = rows.shape
+    flat_rows = rows.reshape(chunks * n)
+    flat_tags = tags.reshape(chunks * n)
+    k = p = 0
+    for j in range(chunks):
+        sibling = j ^ 1
+        shift = np.uint64((sibling & 3) * CHUNK_BITS)
+        tag = (q[sibling >> 2] >> shift) & np.uint64(TAG_MASK)
+        pair = radii[j] + radii[sibling] + 1
+        for f in range(flips_upto[radii[j]]):
+            limit = pair - _popcount(flips[f])  # type: ignore[call-arg]
+            for s in range(probe_lo[p], probe_hi[p]):
+                cand_rows[k] = flat_rows[s]  # kept only if the filter passes: branch-free
+                k += _popcount(np.uint64(flat_tags[s]) ^ tag) <= limit
+            p += 1
+        table_ends[j] = k
+    return k
+
+
+@njit(inline="always")
+def _passes_tag(q: Any, codes: Any, r: int, j: int, radii: Any) -> bool:  # pragma: no cover
+    """Whether row r is a candidate of table j that passes its tag filter (`search`)."""
+    own = _chunk_distance(q, codes, r, j)
+    if own > radii[j]:
+        return False
+    sibling = j ^ 1
+    shift = np.uint64((sibling & 3) * CHUNK_BITS)
+    x = ((q[sibling >> 2] ^ codes[r, sibling >> 2]) >> shift) & np.uint64(TAG_MASK)
+    passes: bool = own + _popcount(x) <= radii[j] + radii[sibling] + 1  # type: ignore[call-arg]
+    return passes
+
+
+@njit(nogil=True)
+def _verify(  # pragma: no cover - compiled
+    q: Any,
+    threshold: int,
+    codes: Any,
+    ids: Any,
+    live: Any,
+    radii: Any,
+    cand_rows: Any,
+    table_ends: Any,
+    out_ids: Any,
+    out_dists: Any,
+    h: int,
+) -> int:
+    """Append the candidates (`_gather`) within `threshold` to the output (which has
+    room for all of them); returns the new hit count.
+
+    A software pipeline: the code of the candidate PREFETCH_ROWS ahead is requested
+    now, so that many random reads are in flight at once and each code arrives in L1
+    just before it is compared. A row is reported from the first table whose filter
+    keeps it only."""
+    words = codes.shape[1]
+    flat_codes = codes.reshape(codes.shape[0] * words)
+    k = table_ends[-1]
+    start = 0
+    for j in range(len(table_ends)):
+        stop = table_ends[j]
+        for c in range(start, stop):
+            if c + PREFETCH_ROWS < k:
+                _prefetch(flat_codes, cand_rows[c + PREFETCH_ROWS] * words)  # type: ignore[call-arg]
+            r = cand_rows[c]
+            d = _distance(q, codes, r, words)
+            if d > threshold or not live[r]:
+                continue
+            seen = False
+            for jj in range(j):
+                if _passes_tag(q, codes, r, jj, radii):
+                    seen = True
+                    break
+            if not seen:
+                out_ids[h] = ids[r]
+                out_dists[h] = d
+                h += 1
+        start = stop
+    return h
 
 
 @njit(nogil=True, cache=True)
@@ -205,6 +387,7 @@ def search(  # pragma: no cover - compiled
     live: Any,
     offsets: Any,
     rows: Any,
+    tags: Any,
     radii: Any,
     flips: Any,
     flips_upto: Any,
@@ -225,57 +408,33 @@ def search(  # pragma: no cover - compiled
     (lims, ids, distances): query i's hits are [lims[i], lims[i + 1]), sorted by
     (distance, id).
     """
-    nq, words = queries.shape
+    nq = queries.shape[0]
     chunks = offsets.shape[0]
     lims = np.zeros(nq + 1, dtype=np.int64)
     out_ids = np.empty(1024, dtype=np.int64)
     out_dists = np.empty(1024, dtype=np.int32)
+    probes = 0
+    for j in range(chunks):
+        probes += flips_upto[radii[j]]
+    probe_lo = np.empty(probes, dtype=np.int64)
+    probe_hi = np.empty(probes, dtype=np.int64)
+    table_ends = np.empty(chunks, dtype=np.int64)
     cand_rows = np.empty(16384, dtype=np.int32)
-    cand_tables = np.empty(16384, dtype=np.int32)
-    flat_codes = codes.reshape(codes.shape[0] * words)
     h = 0
     for qi in range(nq):
         q = queries[qi]
         if use_tables:
-            # Gather the candidates of every probe first, prefetching their codes, then
-            # verify: the random reads of codes overlap instead of stalling one by one.
-            k = 0
-            for j in range(chunks):
-                key = (q[j >> 2] >> np.uint64((j & 3) * CHUNK_BITS)) & np.uint64(BUCKETS - 1)
-                for f in range(flips_upto[radii[j]]):
-                    probe = key ^ flips[f]
-                    lo, hi = offsets[j, probe], offsets[j, probe + 1]
-                    if k + hi - lo > len(cand_rows):
-                        cand_rows, cand_tables = _grow_candidates(
-                            cand_rows, cand_tables, k + hi - lo
-                        )
-                    for s in range(lo, hi):
-                        r = rows[j, s]
-                        _prefetch(flat_codes, r * words)  # type: ignore[call-arg]
-                        cand_rows[k] = r
-                        cand_tables[k] = j
-                        k += 1
-            for c in range(k):
-                r = cand_rows[c]
-                if not live[r]:
-                    continue
-                d = _distance(q, codes, r, words)
-                if d > threshold:
-                    continue
-                # Report a row from the first table that can find it only.
-                j = cand_tables[c]
-                seen = False
-                for jj in range(j):
-                    if _chunk_distance(q, codes, r, jj) <= radii[jj]:
-                        seen = True
-                        break
-                if seen:
-                    continue
-                if h == len(out_ids):
-                    out_ids, out_dists = _grow(out_ids, out_dists, h + 1)
-                out_ids[h] = ids[r]
-                out_dists[h] = d
-                h += 1
+            k = _candidates(q, offsets, rows, tags, radii, flips, flips_upto, probe_lo, probe_hi)
+            if k > len(cand_rows):
+                cand_rows = np.empty(max(k, 2 * len(cand_rows)), dtype=np.int32)
+            k = _gather(
+                q, rows, tags, radii, flips, flips_upto, probe_lo, probe_hi, table_ends, cand_rows
+            )
+            if h + k > len(out_ids):  # room for every candidate: no growth in the loop
+                out_ids, out_dists = _grow(out_ids, out_dists, h + k)
+            h = _verify(
+                q, threshold, codes, ids, live, radii, cand_rows, table_ends, out_ids, out_dists, h
+            )
         else:
             out_ids, out_dists, h = _scan(
                 q, threshold, codes, ids, live, codes.shape[0], out_ids, out_dists, h

@@ -32,6 +32,15 @@ bits passes the 32-bit test with probability about 137 / 65536, so the JOIN plan
 substring it keeps inline with each entry, with the entry's own distance to the key
 (a pair one bit off on its own substring may be at most 2 off on the sibling),
 before touching either full code.
+
+PROBE's tags apply the same filter with less: table j stores beside each row the
+low 8 bits of its sibling substring j ^ 1 (`kernels.TAG_BITS`), and a candidate met
+through a probe `own` bits from the query's key is kept only if those 8 bits are
+within R - own of the query's. Distance on 8 of the sibling's bits is at most
+distance on all 16, so every candidate the 32-bit filter keeps, the tag keeps, and
+a match is still kept by some table; it is reported from the first table whose tag
+filter keeps it (the same test on the full codes), so once. For PDQ at 31 a random
+candidate passes with probability 37 / 256 (own 1) or 93 / 256 (own 0).
 """
 
 from __future__ import annotations
@@ -121,27 +130,48 @@ class Plan(enum.Enum):
     SCAN = "scan"  # per query: compare with every stored code
 
 
-# Cost model, nanoseconds of one thread: a probe of a stored table; a candidate
-# verified by PROBE (a random read of its code, memory-latency bound); a stored row
-# scanned by SCAN; a (row, table) step of JOIN and a (query, candidate) pair it meets
-# (both in cache); a query key filed by JOIN. Only the ratios matter: they decide
-# where one plan overtakes another. JOIN_ROW_NS is set above the cost of JOIN's first
-# pass alone (it also carries the hits' passes) so that the switch to JOIN falls
-# where the benchmark crosses over. Candidates are estimated as uniform codes would
-# give, times BUCKET_SKEW, set above the corpus's skew to leave room for collections
-# more skewed than it. The measurements and how to redo them: docs/measurements.md,
-# "Index cost model"; re-measure whenever a kernel changes.
-PROBE_NS, CANDIDATE_NS, SCAN_NS = 4.0, 80.0, 1.5
+# Cost model, nanoseconds of one thread: a probe of a stored table; a candidate met
+# by PROBE, its tag checked (a sequential read beside its row); a candidate whose tag
+# passes, verified against its code (a random read, many in flight at once); a stored
+# row scanned by SCAN; a (row, table) step of JOIN and a (query, candidate) pair it
+# meets (both in cache); a query key filed by JOIN. Only the ratios matter: they
+# decide where one plan overtakes another. JOIN_ROW_NS is set above the cost of
+# JOIN's first pass alone (it also carries the hits' passes), and VERIFY_NS so that
+# the switch to JOIN falls where the benchmark crosses over. Candidates are estimated
+# as uniform codes would give, times BUCKET_SKEW, set above the corpus's skew to
+# leave room for collections more skewed than it; the share whose tag passes as
+# uniform codes would give (`_tag_pass_share`). The measurements and how to redo
+# them: docs/measurements.md, "Index cost model"; re-measure whenever a kernel
+# changes.
+PROBE_NS, TAG_NS, VERIFY_NS, SCAN_NS = 4.0, 4.0, 35.0, 1.5
 JOIN_ROW_NS, JOIN_PAIR_NS, JOIN_KEY_NS = 13.0, 6.0, 2.0
 BUCKET_SKEW = 1.5
+
+
+@functools.cache
+def _tag_pass_share(radii: tuple[int, ...]) -> float:
+    """The share of PROBE's candidates whose tag passes its filter (kernels.search),
+    for uniform random codes: a probe at distance `own` from the query's key keeps an
+    entry if its TAG_BITS tag bits are within pair radius - own of the query's."""
+    tag_bits = kernels.TAG_BITS
+    kept = probes = 0.0
+    for j, radius in enumerate(radii):
+        pair = radius + radii[j ^ 1] + 1
+        for own in range(radius + 1):
+            keys = comb(CHUNK_BITS, own)
+            within = sum(comb(tag_bits, d) for d in range(min(tag_bits, pair - own) + 1))
+            kept += keys * within / (1 << tag_bits)
+            probes += keys
+    return kept / probes
 
 
 def plan(rows: int, queries: int, radii: npt.NDArray[np.int64]) -> Plan:
     """The cheapest way for `queries` queries to search `rows` indexed rows."""
     probes = float(FLIPS_UPTO[radii].sum())
     candidates = probes / (1 << CHUNK_BITS) * rows * BUCKET_SKEW
+    verified = candidates * _tag_pass_share(tuple(radii.tolist()))
     costs = {
-        Plan.PROBE: queries * (probes * PROBE_NS + candidates * CANDIDATE_NS),
+        Plan.PROBE: queries * (probes * PROBE_NS + candidates * TAG_NS + verified * VERIFY_NS),
         Plan.SCAN: queries * rows * SCAN_NS,
         Plan.JOIN: rows * len(radii) * JOIN_ROW_NS
         + queries * (candidates * JOIN_PAIR_NS + probes * JOIN_KEY_NS),

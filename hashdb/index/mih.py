@@ -13,14 +13,18 @@ that re-measure them: docs/measurements.md, "Index and kernels".
 Two plans over the same tables (`layout.plan` picks the cheaper from a cost model;
 SCAN, a plain comparison with every code, wins only at very high thresholds):
 
-PROBE, for single queries and small batches: probe the stored tables, gather the
-candidate rows (prefetching their codes), verify. The offsets of a 16-bit table
-(256 KB) stay in cache, so what a query pays is one cache miss per candidate
-(memory-latency bound even with software prefetch). Wider keys cut candidates but
-need more probes into tables that no longer fit in cache (20-bit keys: about as many
-misses as they save).
+PROBE, for single queries and batches up to several thousand: probe the stored
+tables (prefetching every bucket), gather the candidate rows whose one-byte tag
+passes (the low 8 bits of the row's sibling substring, kept beside the row in the
+table: a candidate one bit off on its own substring must be within 2 bits on those
+8, see `layout.py`, so about 1 in 6 random candidates passes), then verify those in
+a software pipeline that keeps dozens of random reads of their codes in flight.
+What a query pays is a sequential pass over its buckets' rows and tags and one
+random read per candidate that passes. Wider keys cut candidates but need more
+probes into tables that no longer fit in cache (20-bit keys: about as many misses
+as they save).
 
-JOIN, for batches (from a few hundred queries): turn the index around. File the
+JOIN, for large batches (several thousand queries): turn the index around. File the
 batch's queries in 16-bit tables of their own, each query under its 17 keys
 (`kernels.query_tables`: 2000 queries are 2 MB of entries, filed by all threads, a
 range of tables each), then stream the stored codes through them, 16,384 rows at a
@@ -37,10 +41,10 @@ occupied bucket) reads L1 only, where the 256 KB offsets would cost an L2 access
 step; a second branch-free pass fetches the hits' entry ranges with independent
 loads, a third walks them, prefetching the entries of a hit `kernels.PREFETCH_HITS`
 ahead. Batches grow cheaper per query with size (the passes over the stored rows
-serve more queries at once), so `layout.plan` switches from PROBE to JOIN at a few
-hundred queries. The join needs no memory beyond the batch's own tables: per stored
+serve more queries at once), so `layout.plan` switches from PROBE to JOIN at several
+thousand queries. The join needs no memory beyond the batch's own tables: per stored
 hash the index holds what PROBE needs (32 code, 8 id, 1 live flag, 64 table rows,
-plus 4 MB of offsets in all), inside the 128-byte budget.
+16 tags, plus 4 MB of offsets in all), inside the 128-byte budget.
 
 Live updates: the indexed `Segment` never changes but for its `live` mask, so a
 removal is one flag write and applies to every search that starts afterwards.
@@ -377,6 +381,7 @@ class MIHIndex:
             base.live,
             base.offsets,
             base.rows,
+            base.tags,
             radii,
             FLIPS,
             FLIPS_UPTO,
@@ -395,6 +400,7 @@ class MIHIndex:
             extra.live,
             extra.offsets,
             extra.rows,
+            extra.tags,
             radii,
             FLIPS,
             FLIPS_UPTO,
@@ -427,7 +433,7 @@ class MIHIndex:
         """A consistent copy of what the index holds (shares the immutable arrays)."""
         with self._lock:
             base = self._base
-            segment = Segment(base.codes, base.ids, base.live.copy(), base.offsets, base.rows)
+            segment = Segment(base.codes, base.ids, base.live.copy(), *base.tables())
             segment.dead, segment.shared = base.dead, base.shared
             parts = [self._extra.live_rows(), self._delta.live_rows()]
             if self._frozen is not None:

@@ -2,10 +2,12 @@
 
 `Segment` is built once from a batch of (id, code) pairs and never changes except
 for its `live` mask: rows sorted by id (so an id is found by binary search, with no
-id->row map to store), codes as permuted uint64 words, and one counting-sorted
-table per 16-bit substring (`offsets` (m, 65537) int32 into `rows` (m, n) int32).
-Per stored hash: 32 bytes of code, 8 of id, 1 of live flag and 4 per table (64
-for PDQ): 105 bytes, plus 4 MB of offsets for the whole index.
+id->row map to store), codes as permuted uint64 words (starting on a cache line, so
+that no PDQ code straddles two), and one counting-sorted table per 16-bit substring
+(`offsets` (m, 65537) int32 into `rows` (m, n) int32, and beside each row a one-byte
+`tags` (m, n) entry that lets a search drop most candidates without reading their
+codes: kernels.tag_of). Per stored hash: 32 bytes of code, 8 of id, 1 of live flag
+and 5 per table (80 for PDQ): 121 bytes, plus 4 MB of offsets for the whole index.
 
 A segment's codes, ids and tables are read-only once built (`Segment.build` marks
 them so): they may be memory maps of a snapshot's files shared by every process on
@@ -20,6 +22,7 @@ while writers append past `size` or move to bigger arrays.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -46,6 +49,7 @@ class Segment:
     live: npt.NDArray[np.bool_]  # (n,), the only mutable part
     offsets: npt.NDArray[np.int32]  # (m, 65537)
     rows: npt.NDArray[np.int32]  # (m, n)
+    tags: npt.NDArray[np.uint8]  # (m, n), beside rows: kernels.tag_of
     dead: int = 0
     shared: bool = False  # codes, ids and tables are maps of snapshot files
 
@@ -60,6 +64,7 @@ class Segment:
             np.empty(0, dtype=bool),
             _frozen(np.zeros((chunks, kernels.BUCKETS + 1), dtype=np.int32)),
             _frozen(np.empty((chunks, 0), dtype=np.int32)),
+            _frozen(np.empty((chunks, 0), dtype=np.uint8)),
         )
 
     @staticmethod
@@ -71,16 +76,19 @@ class Segment:
         ids = ids[order]
         if len(ids) > 1 and not (np.diff(ids) > 0).all():
             raise ValueError("segment ids must be unique")
-        codes = np.ascontiguousarray(codes[order])
+        codes = _aligned(codes[order])
         offsets = np.empty((chunks, kernels.BUCKETS + 1), dtype=np.int32)
         rows = np.empty((chunks, len(ids)), dtype=np.int32)
+        tags = np.empty((chunks, len(ids)), dtype=np.uint8)
 
         def table(j: int) -> Callable[[], None]:
-            return lambda: kernels.build_table(codes, j, offsets[j], rows[j])
+            return lambda: kernels.build_table(codes, j, offsets[j], rows[j], tags[j])
 
         run(table(j) for j in range(chunks))
         live = np.ones(len(ids), dtype=bool)
-        return Segment(_frozen(codes), _frozen(ids), live, _frozen(offsets), _frozen(rows))
+        return Segment(
+            _frozen(codes), _frozen(ids), live, _frozen(offsets), _frozen(rows), _frozen(tags)
+        )
 
     def live_rows(self) -> tuple[Ids, Words]:
         """The ids and codes of the rows still live (copies)."""
@@ -101,16 +109,48 @@ class Segment:
         return len(pos)
 
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.codes, self.ids, self.live, self.offsets, self.rows))
+        return sum(a.nbytes for a in (self.codes, self.ids, self.live, *self.tables()))
 
     def mapped_nbytes(self) -> int:
-        """Bytes of this segment that are shared maps of snapshot files (0 if on the heap)."""
+        """Bytes of this segment that are shared maps of snapshot files (0 if on the heap;
+        tags derived for an old snapshot that had none are the process's own)."""
         if not self.shared:
             return 0
-        return sum(a.nbytes for a in (self.codes, self.ids, self.offsets, self.rows))
+        return sum(a.nbytes for a in (self.codes, self.ids, *self.tables()) if _is_map(a))
+
+    def tables(self) -> tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.uint8]]:
+        return self.offsets, self.rows, self.tags
+
+
+def tags_for(codes: Words, rows: npt.NDArray[np.int32]) -> npt.NDArray[np.uint8]:
+    """The tags beside tables `rows` over `codes`, for tables saved without them (an
+    older snapshot format): a private, read-only array."""
+    tags = np.empty(rows.shape, dtype=np.uint8)
+    kernels.tag_of(codes, rows, tags)
+    return _frozen(tags)
+
+
+def _is_map(array: np.ndarray) -> bool:
+    base: object = array
+    while isinstance(base, np.ndarray):
+        base = base.base
+    return isinstance(base, mmap.mmap)
 
 
 A = TypeVar("A", bound=np.ndarray)
+
+CACHE_LINE = 64
+
+
+def _aligned(codes: Words) -> Words:
+    """A copy of `codes` starting on a cache line, so that a 32-byte PDQ code never
+    straddles two lines (a random read of one is then one miss, not sometimes two)."""
+    size = codes.size
+    buffer = np.empty(size + CACHE_LINE // 8, dtype=np.uint64)
+    skip = (-buffer.ctypes.data % CACHE_LINE) // 8
+    out = buffer[skip : skip + size].reshape(codes.shape)
+    out[...] = codes
+    return out
 
 
 def _frozen(array: A) -> A:

@@ -8,10 +8,14 @@ format version, the bit length, the layout (bit permutation digest, substring wi
 the id space of its entries (`entries.SPACE`: what an id means), the change-log
 `cursor`, the size and SHA-256 of every array file, and a `digest` of all of that.
 Version 2 was the first with typed entry ids (hashdb/index/entries.py); version 3
-lays the files out to be memory-mapped. Other versions are refused and rebuilt.
+lays the files out to be memory-mapped; version 4 adds the tables' tags (a byte
+beside each table row, hashdb/index/segment.py). A version 3 snapshot still loads:
+its tags are derived from its codes and rows on load, into the process's own memory
+(16 bytes per PDQ hash, not shared) until the next save writes version 4. Other
+versions are refused and rebuilt.
 
 One copy per machine: `load_snapshot` (by default) maps the big arrays (codes, ids,
-the tables' offsets and rows: 104 of the 105 bytes per PDQ hash) read-only
+the tables' offsets, rows and tags: 120 of the 121 bytes per PDQ hash) read-only
 (`np.load(mmap_mode="r")`), so every process on the machine that loads the same
 snapshot shares one copy in the page cache. What a process holds of its own is the
 `live` mask (1 byte per row, copied: a removal stays in the process that made it)
@@ -33,8 +37,9 @@ format, version, layout and id space, each file's size, and the arrays' invarian
 (ids strictly increasing and inside the id space, table offsets monotone and ending
 at the row count, rows in range: a corrupt table can never send a kernel outside
 its arrays). What a load does not catch is a flipped bit inside `codes` (a wrong
-hash for one row, not a crash); `verify_snapshot` (and `load_snapshot(verify=True)`)
-checks every file's SHA-256 for an operator or a test that wants that certainty.
+hash for one row, not a crash) or `tags` (a match a search may miss, not a crash);
+`verify_snapshot` (and `load_snapshot(verify=True)`) checks every file's SHA-256
+for an operator or a test that wants that certainty.
 Anything that fails gives `None` and a logged reason, and the caller rebuilds from
 the database. Whether a snapshot is stale is the caller's call, from its cursor.
 
@@ -77,18 +82,19 @@ import numpy.typing as npt
 from hashdb.index import entries, kernels
 from hashdb.index.layout import layout_for
 from hashdb.index.mih import IndexState, MIHIndex
-from hashdb.index.segment import Segment
+from hashdb.index.segment import Segment, tags_for
 
 log = logging.getLogger(__name__)
 
 FORMAT = "hashdb-index-snapshot"
-VERSION = 3
+VERSION = 4
+READABLE = (3, VERSION)  # version 3 has no tags: they are derived on load
 MANIFEST = "manifest.json"
 LOCK = ".snapshot.lock"
 FOLD_SHARE = 32
 FOLD_MIN = 4096
-_ARRAYS = ("codes", "ids", "live", "offsets", "rows", "extra_ids", "extra_codes")
-_MAPPED = frozenset({"codes", "ids", "offsets", "rows"})  # the rest is copied: small or private
+_ARRAYS = ("codes", "ids", "live", "offsets", "rows", "tags", "extra_ids", "extra_codes")
+_MAPPED = frozenset({"codes", "ids", "offsets", "rows", "tags"})  # the rest: small or private
 
 
 class SnapshotError(Exception):
@@ -137,6 +143,7 @@ def _write(index: MIHIndex, directory: Path, cursor: int) -> None:
         "live": seg.live,
         "offsets": seg.offsets,
         "rows": seg.rows,
+        "tags": seg.tags,
         "extra_ids": state.extra_ids,
         "extra_codes": state.extra_codes,
     }
@@ -321,9 +328,12 @@ def _load(directory: Path, bits: int, *, mapped: bool, verify: bool) -> tuple[MI
     manifest = json.loads(manifest_path.read_text())
     if not isinstance(manifest, dict):
         raise SnapshotError("the manifest is not an object")
+    if manifest.get("version") not in READABLE:
+        raise SnapshotError(
+            f"incompatible: version is {manifest.get('version')!r}, need one of {READABLE}"
+        )
     expected = {
         "format": FORMAT,
-        "version": VERSION,
         "bits": bits,
         "chunk_bits": kernels.CHUNK_BITS,
         "layout_sha256": _layout_digest(bits),
@@ -339,6 +349,8 @@ def _load(directory: Path, bits: int, *, mapped: bool, verify: bool) -> tuple[MI
         raise SnapshotError("bad cursor")
     arrays = {}
     for name in _ARRAYS:
+        if name == "tags" and manifest["version"] == 3:
+            continue  # derived by `_state`
         entry = manifest["files"][name]
         path = directory / f"{name}.npy"
         size = path.stat().st_size
@@ -385,7 +397,12 @@ def _state(arrays: dict[str, npt.NDArray[Any]], bits: int, *, shared: bool) -> I
         raise SnapshotError("table offsets are not monotone")
     if n and (rows.min() < 0 or rows.max() >= n):
         raise SnapshotError("table rows out of range")
+    if "tags" not in arrays:  # version 3; its rows are checked in range above
+        arrays["tags"] = tags_for(arrays["codes"], rows)
+    _check(arrays["tags"], np.uint8, (layout.chunks, n), "tags")
     for name in _MAPPED:  # read-only, mapped or not: the kernels see one array type
         arrays[name].setflags(write=False)
-    segment = Segment(arrays["codes"], arrays["ids"], arrays["live"], offsets, rows, shared=shared)
+    segment = Segment(
+        arrays["codes"], arrays["ids"], arrays["live"], offsets, rows, arrays["tags"], shared=shared
+    )
     return IndexState(segment, arrays["extra_ids"], arrays["extra_codes"])
