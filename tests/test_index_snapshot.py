@@ -240,8 +240,7 @@ def test_loaded_arrays_are_read_only_maps_and_the_live_mask_is_private(tmp_path:
         assert np.ascontiguousarray(array) is array  # the kernels get the map, not a copy
     assert not mapped_file(segment.live)
     assert loaded[0].mapped_nbytes() == sum(
-        a.nbytes
-        for a in (segment.codes, segment.ids, segment.offsets, segment.rows, segment.tags)
+        a.nbytes for a in (segment.codes, segment.ids, segment.offsets, segment.rows, segment.tags)
     )
     heap = load_snapshot(directory, 256, mapped=False)
     assert heap is not None and not mapped_file(heap[0].state().segment.codes)
