@@ -16,6 +16,13 @@ hashing stops itself first, and the sandbox only stops what would not.
 `hashdb add` and `hashdb match` hash a video in their own process, at the same
 rates and under the same `limits`, and store one only if `complete_reference`.
 
+A query video's frames are searched with its frame probes: where it has bars, each
+frame again without them; where it has a static logo in a corner, each frame with
+the logo painted over (ingest/video_regions.py). Each probe counts in its frame's
+second, so a copy with bars added, or made SD and grey with bars, matches its
+reference; a reference hashed with bars of its own is not yet matched by a copy
+without them (that would need probes stored with the reference).
+
 A vpdq query in `POST /v1/match` carries the frames itself as vPDQ text; its
 frames of quality below 50 are left out, as vPDQ does, and a query left with
 none is answered `low_quality`.
@@ -35,7 +42,7 @@ from hashdb.settings import Settings
 from hashdb.signals import MD5, PDQ, SHA256
 from hashdb.signals.vpdq import frames_digest, parse_frames
 from hashdb.video_match import TimeRange, VideoThresholds
-from ingest.records import video_frames
+from ingest.records import video_frames, video_probes
 from ingest.sandbox import JobLimits
 from ingest.video import (
     EVERY_FRAME,
@@ -45,6 +52,7 @@ from ingest.video import (
     VideoLimits,
     hash_video,
 )
+from ingest.video_regions import ProbeSet
 
 REFERENCE_RATE = 1.0  # frames per second stored for a contributed video
 # Video jobs run this much nicer than image jobs: they take seconds of CPU, and an
@@ -71,17 +79,26 @@ def job_limits(settings: Settings) -> JobLimits:
     )
 
 
-def _hash(ctx: ApiContext, data: bytes, rate: float) -> VideoHashes:
+def _hash(
+    ctx: ApiContext, data: bytes, rate: float, probes: ProbeSet = ProbeSet.NONE
+) -> VideoHashes:
     s = ctx.settings
     return in_sandbox(
-        ctx, job_limits(s), hash_video, data, frames_per_second=rate, limits=limits(s)
+        ctx,
+        job_limits(s),
+        hash_video,
+        data,
+        frames_per_second=rate,
+        limits=limits(s),
+        probes=probes,
     )
 
 
 def hash_query(ctx: ApiContext, data: bytes) -> VideoHashes:
-    """Every frame of an uploaded query video, within the request's limits (in the
-    media sandbox, as every upload)."""
-    return _hash(ctx, data, EVERY_FRAME)
+    """Every frame of an uploaded query video, and its frame probes (bars cut off, a
+    static logo painted over: ingest/video_regions.py), within the request's limits
+    (in the media sandbox, as every upload)."""
+    return _hash(ctx, data, EVERY_FRAME, ProbeSet.QUERY)
 
 
 def hash_reference(ctx: ApiContext, data: bytes) -> VideoHashes:
@@ -108,7 +125,9 @@ def video_query(
     v: VideoHashes, threshold: int | None = None, thresholds: VideoThresholds | None = None
 ) -> VideoQuery:
     """A hashed query video as the matching use case takes it."""
-    return VideoQuery(video_frames(v), threshold, thresholds or VideoThresholds())
+    return VideoQuery(
+        video_frames(v), threshold, thresholds or VideoThresholds(), video_probes(v)
+    )
 
 
 @dataclass(frozen=True)

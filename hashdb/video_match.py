@@ -55,6 +55,15 @@ the offset to the frame. So: hash references at 1 frame per second, queries at
 every frame (`ingest.video.EVERY_FRAME`), and score with `interval` = the
 references' sampling interval.
 
+Probes. A query's rows may be more than its frames: `ingest.video_regions`
+hashes each frame again inside bars added around the picture and with a static
+logo painted over, each probe with its frame's timestamp. Scored as frames, a
+probe's hit counts in its frame's slot, so the shares stay shares of seconds
+(several rows matching in one slot count once) and the offset is unchanged. A
+row may only be paired with a stored row of the same variant (the caller's
+search decides that: frames and content probes meet stored frames; a painted
+standard corner meets the same corner painted in a stored corner set).
+
 Thresholds (`VideoThresholds`): a candidate is reported when both shares reach
 their minimum (vPDQ's rule). vPDQ's README gives P_c = 80 % on the compared video
 and P_q = 0 % on the query as an example, which finds a reference inside a longer

@@ -83,6 +83,15 @@ def video_frames(v: VideoHashes) -> tuple[Frame, ...]:
     return tuple(Frame(f.index, f.timestamp, f.pdq, f.quality) for f in v.frames)
 
 
+def video_probes(v: VideoHashes) -> tuple[Frame, ...]:
+    """A hashed query video's frame probes (ingest/video_regions.py) as frames to
+    search beside its own: those that undo a layout edit (bars, a static logo). The
+    probes meant for a stored corner set are left out: no reference stores one."""
+    return tuple(
+        Frame(p.index, p.timestamp, p.pdq, p.quality) for p in v.probes if not p.variant
+    )
+
+
 def video_contributions(
     v: VideoHashes, labels: tuple[str, ...], reference: str | None
 ) -> tuple[NewVideo, list[NewHash]]:

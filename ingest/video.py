@@ -3,7 +3,8 @@
     hashes = hash_video_file(path)                 # or hash_video(data)
     hashes.frames          # FrameHash(index, timestamp, pdq, quality), quality >= 50
     hashes.ended_by        # EndReason.COMPLETE unless a limit or damage cut it short
-    hash_video_file(path, frames_per_second=EVERY_FRAME)   # a query: every frame
+    hash_video_file(path, frames_per_second=EVERY_FRAME, probes=ProbeSet.QUERY)  # a query
+    hashes.probes          # FrameProbe: frames hashed again without bars / logos
 
 The model is Meta's vPDQ (facebook/ThreatExchange, `vpdq/README.md`): a video is
 the sequence of PDQ hashes of its frames taken at a fixed interval, each kept with
@@ -27,6 +28,16 @@ segment after segment, each segment's timestamps continuing where the previous
 one's ended (`ingest.video_plan.Timeline`); frame numbers and timestamps run on
 across the restart, and a change of frame size there is followed frame by frame.
 
+Probes (`probes=ProbeSet.QUERY` for queries, `ProbeSet.REFERENCE` for the
+stored side): a copy with bars added around the picture (letterbox, pillarbox,
+borders, an SD copy of an HD reference) or a logo burnt into a corner drifts past
+the threshold frame after frame; each sampled frame is then also hashed inside
+the bars and with static corner overlays painted over (`ingest.video_regions`,
+which says which probe may meet which stored hash). Probes carry their frame's number and time, so a
+matcher searches them with the frames and counts their hits in their frame's
+interval; they are never part of the stored vPDQ frame list, which stays
+comparable with Meta's vPDQ.
+
 Decoding lives in `ingest.video_decode` (with its plan in `ingest.video_plan`),
 the per-file budget in `ingest.video_limits`, the per-frame PDQ in
 `ingest.video_pdq`, the container sniffing behind `is_video` in
@@ -48,7 +59,8 @@ from pathlib import Path
 from hashdb.signals import PDQ
 from ingest.video_decode import LumaFrame, sample_frames
 from ingest.video_limits import EndReason, VideoLimits
-from ingest.video_pdq import FramePdq, pdq_from_luma
+from ingest.video_pdq import pdq_buffer, pdq_from_buffer
+from ingest.video_regions import ProbeCollector, ProbeKind, ProbeSet
 from ingest.video_sniff import is_video
 
 __all__ = [
@@ -56,6 +68,9 @@ __all__ = [
     "MIN_QUALITY",
     "EndReason",
     "FrameHash",
+    "FrameProbe",
+    "ProbeKind",
+    "ProbeSet",
     "VideoHashes",
     "VideoLimits",
     "hash_video",
@@ -81,6 +96,15 @@ class FrameHash:
 
 
 @dataclass(frozen=True)
+class FrameProbe(FrameHash):
+    """A frame hashed again with a layout edit undone (`ingest.video_regions`): its
+    picture without the bars around it, or with a static logo painted over."""
+
+    kind: ProbeKind
+    variant: str  # for ProbeKind.CORNER: which standard corner (video_regions.CORNERS)
+
+
+@dataclass(frozen=True)
 class VideoHashes:
     md5: bytes
     sha256: bytes
@@ -92,6 +116,9 @@ class VideoHashes:
     frames: tuple[FrameHash, ...]  # sampled frames of quality >= MIN_QUALITY, in time order
     low_quality_frames: int  # sampled frames left out for quality < MIN_QUALITY
     ended_by: EndReason  # COMPLETE, or the limit / damage that cut sampling short
+    # Probes of the sampled frames, quality >= MIN_QUALITY, in time order; empty unless
+    # asked for (`probes=`). Never part of the vPDQ frame list.
+    probes: tuple[FrameProbe, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -107,12 +134,14 @@ def hash_video_file(
     *,
     frames_per_second: float = 1.0,
     limits: VideoLimits = VideoLimits(),  # noqa: B008 - frozen, safe to share
+    probes: ProbeSet = ProbeSet.NONE,
 ) -> VideoHashes:
-    """Hash the video at `path`; the limits bound the work whatever the file claims."""
+    """Hash the video at `path`; the limits bound the work whatever the file claims.
+    `probes`: which probes to compute beside the frames (`VideoHashes.probes`)."""
     started = time.monotonic()
     with path.open("rb") as file:
         digests = _digests(iter(lambda: file.read(_CHUNK), b""))
-    return _hash(path, digests, frames_per_second, limits, started)
+    return _hash(path, digests, frames_per_second, limits, started, probes)
 
 
 def hash_video(
@@ -120,10 +149,11 @@ def hash_video(
     *,
     frames_per_second: float = 1.0,
     limits: VideoLimits = VideoLimits(),  # noqa: B008 - frozen, safe to share
+    probes: ProbeSet = ProbeSet.NONE,
 ) -> VideoHashes:
     """Hash a video held in memory (an upload); no temporary file is written."""
     started = time.monotonic()
-    return _hash(data, _digests([data]), frames_per_second, limits, started)
+    return _hash(data, _digests([data]), frames_per_second, limits, started, probes)
 
 
 def _digests(chunks: Iterable[bytes]) -> tuple[bytes, bytes]:
@@ -141,11 +171,24 @@ def _hash(
     rate: float,
     limits: VideoLimits,
     started: float,
+    probes: ProbeSet,
 ) -> VideoHashes:
+    collector = ProbeCollector(probes) if probes is not ProbeSet.NONE else None
+
+    def hash_frame(frame: LumaFrame) -> FrameHash:
+        grey = pdq_buffer(frame.luma, limited_range=frame.limited_range)
+        if collector is not None:
+            collector.add(frame.index, frame.timestamp, frame.luma, frame.limited_range, grey)
+        if grey is None:  # too small to hash: the reference's all-zero hash, quality 0
+            return FrameHash(frame.index, frame.timestamp, bytes(32), 0)
+        result = pdq_from_buffer(grey)
+        return FrameHash(frame.index, frame.timestamp, result.hash, result.quality)
+
     sampling = sample_frames(
-        source, _hash_frame, frames_per_second=rate, limits=limits, started=started
+        source, hash_frame, frames_per_second=rate, limits=limits, started=started
     )
     frames = tuple(f for f in sampling.results if f.quality >= MIN_QUALITY)
+    found = collector.probes() if collector is not None else []
     return VideoHashes(
         md5=digests[0],
         sha256=digests[1],
@@ -157,9 +200,16 @@ def _hash(
         frames=frames,
         low_quality_frames=len(sampling.results) - len(frames),
         ended_by=sampling.ended_by,
+        probes=tuple(
+            sorted(
+                (
+                    FrameProbe(
+                        p.index, p.timestamp, p.result.hash, p.result.quality, p.kind, p.variant
+                    )
+                    for p in found
+                    if p.result.quality >= MIN_QUALITY
+                ),
+                key=lambda p: (p.timestamp, p.index),
+            )
+        ),
     )
-
-
-def _hash_frame(frame: LumaFrame) -> FrameHash:
-    result: FramePdq = pdq_from_luma(frame.luma, limited_range=frame.limited_range)
-    return FrameHash(frame.index, frame.timestamp, result.hash, result.quality)

@@ -13,12 +13,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import cv2
+import numpy as np
 import pytest
+from media_factory import write_video
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import TestResponse, encode_multipart
 
+from api.context import context
+from hashdb.consortium import VideoQuery
 from hashdb.signals.vpdq import format_frames
-from ingest.records import video_contributions
+from ingest.records import video_contributions, video_frames
 from ingest.video import EVERY_FRAME, hash_video_file
 
 if TYPE_CHECKING:
@@ -241,3 +245,45 @@ def test_request_limits_cut_a_query_short_and_refuse_a_long_contribution(
     )
     assert too_many.status_code == 400
     assert too_many.json["error"]["details"]["maximum"] == 5  # type: ignore[index]
+
+
+def letterboxed_video(source: Path, path: Path) -> Path:
+    """`source` re-encoded with its picture scaled into black bars above and below
+    (a 4:3 clip shown letterboxed), at the same frame size and rate."""
+    capture = cv2.VideoCapture(str(source))
+    fps = capture.get(cv2.CAP_PROP_FPS)
+    width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH))
+    height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    inner = round(height * 0.7)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"mp4v"), fps, (width, height))
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        barred = np.zeros_like(frame)
+        top = (height - inner) // 2
+        barred[top : top + inner] = cv2.resize(frame, (width, inner), interpolation=cv2.INTER_AREA)
+        writer.write(barred)
+    capture.release()
+    writer.release()
+    return path
+
+
+def test_a_copy_with_bars_added_matches_its_reference_through_the_frame_probes(
+    api: Api, tmp_path: Path
+) -> None:
+    reference = write_video(tmp_path / "reference.mp4", seed=41, seconds=4.0)
+    stored = contribute(api, reference.read_bytes(), labels=["attack_footage"])["added"][0]["id"]
+    contribute(api, write_video(tmp_path / "other.mp4", seed=42, seconds=4.0).read_bytes())
+    barred = letterboxed_video(reference, tmp_path / "barred.mp4")
+
+    response = upload(api, "/v1/match/media", barred.read_bytes())
+    assert response.status_code == 200, response.json
+    body: dict[str, Any] = response.json  # type: ignore[assignment]
+    assert [v["id"] for v in body["videos"]] == [stored]
+    assert body["videos"][0]["query_share"] >= 0.5
+
+    # The frames alone, without the probes that cut the bars off, find nothing.
+    plain = hash_video_file(barred, frames_per_second=EVERY_FRAME)
+    answer = context(api.app).db.matching.answer(None, (), [VideoQuery(video_frames(plain))])
+    assert answer.videos == [[]]

@@ -38,6 +38,7 @@ from ingest.video import (
     EVERY_FRAME,
     MIN_QUALITY,
     EndReason,
+    ProbeSet,
     VideoHashes,
     VideoLimits,
     hash_video,
@@ -153,6 +154,20 @@ def test_every_frame_is_within_31_bits_of_the_reference(testdata: Path) -> None:
     ]
     assert max(compared) <= 31
     assert statistics.median(compared) <= 6
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_asking_for_probes_leaves_the_vpdq_frames_as_they_were(
+    testdata: Path, hashed: dict[str, VideoHashes], name: str
+) -> None:
+    """Probes (ingest.video_regions) come beside the frames, never in their place: the
+    frames stay Meta's vPDQ, and every probe names a sampled frame and its time."""
+    probed = hash_video_file(sample(testdata, name), probes=ProbeSet.QUERY)
+    assert probed.frames == hashed[name].frames and not hashed[name].probes
+    times = {f.index: f.timestamp for f in probed.frames}
+    for probe in probed.probes:
+        assert probe.quality >= MIN_QUALITY
+        assert times.get(probe.index, probe.timestamp) == probe.timestamp
 
 
 def test_skipping_frames_does_not_change_the_sampled_ones(testdata: Path) -> None:

@@ -31,7 +31,7 @@ from hashdb.video_match import (
     rank_candidates,
     score_video,
 )
-from ingest.video import EVERY_FRAME, VideoHashes, hash_video_file
+from ingest.video import EVERY_FRAME, ProbeSet, VideoHashes, hash_video_file
 
 FPS = 30
 
@@ -353,3 +353,37 @@ def test_a_compilation_is_found_with_where_each_reference_starts(
     padded = matches["test-padded-dimensions"]
     assert padded.offset == pytest.approx(-padded_start, abs=0.1)
     assert "doorknob-hd-no-bar" not in matches
+
+
+def test_probes_count_in_their_frames_interval_so_shares_stay_shares(
+    testdata: Path, references: dict[str, VideoHashes], tmp_path: Path
+) -> None:
+    """A letterboxed copy of the grey chair (which has pillars of its own): its frames
+    match little, its probes (the picture inside the added bars) nearly all; the
+    probes add no interval of their own, so both shares stay within [0, 1] and the
+    offset is the copy's."""
+    path = tmp_path / "letterboxed.mp4"
+    writer = open_writer(path, (480, 720))
+    capture = cv2.VideoCapture(str(video(testdata, "chair-22-sd-grey-bar")))
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        boxed = np.zeros_like(frame)
+        boxed[90:630] = cv2.resize(frame, (480, 540), interpolation=cv2.INTER_AREA)
+        writer.write(boxed)
+    capture.release()
+    writer.release()
+    query = hash_video_file(path, frames_per_second=EVERY_FRAME, probes=ProbeSet.QUERY)
+    library = Library({"chair-orig-22-sd-bar": references["chair-orig-22-sd-bar"]})
+    plain = library.match(query).get("chair-orig-22-sd-bar")
+    found = library.index.search(codes([*query.frames, *query.probes]), PDQ.default_threshold)
+    times = [f.timestamp for f in [*query.frames, *query.probes]]
+    probed = score_video(
+        times,
+        library.times["chair-orig-22-sd-bar"],
+        group_hits(found, library.locate)["chair-orig-22-sd-bar"],
+    )
+    assert plain is None or plain.query_share < 0.2
+    assert probed.query_share >= 0.9 and probed.reference_share >= 0.9
+    assert probed.offset == pytest.approx(0.0, abs=1 / FPS)

@@ -270,6 +270,7 @@ def _match_file(
     from api.video import limits, video_match, video_query
     from ingest.sandbox import probed_image
     from ingest.video import EVERY_FRAME, hash_video_file
+    from ingest.video_regions import ProbeSet
 
     settings = db.settings
     path, name = item.path, item.name
@@ -282,7 +283,9 @@ def _match_file(
             return _file_error(name, exc)
         return _matched(name, db.matching.match(None, probed.queries(pdq_threshold=threshold)))
     try:
-        v = hash_video_file(path, frames_per_second=EVERY_FRAME, limits=limits(settings))
+        v = hash_video_file(
+            path, frames_per_second=EVERY_FRAME, limits=limits(settings), probes=ProbeSet.QUERY
+        )
     except (HashdbError, OSError) as exc:
         return _file_error(name, exc)
     digests = [Query(MD5, v.md5), Query(SHA256, v.sha256)]

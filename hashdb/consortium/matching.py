@@ -67,6 +67,17 @@ class VideoQuery:
     frames: tuple[Frame, ...]
     threshold: int | None = None
     thresholds: VideoThresholds = field(default_factory=VideoThresholds)
+    # Frames hashed again with a layout edit undone (bars cut off, a static logo
+    # painted over: ingest/video_regions.py), each at its frame's time, so a hit
+    # counts in that frame's second; searched with the frames, never stored.
+    probes: tuple[Frame, ...] = ()
+
+    @property
+    def searched(self) -> tuple[Frame, ...]:
+        """The frames and the probes, in time order: every row the index is asked."""
+        if not self.probes:
+            return self.frames
+        return tuple(sorted((*self.frames, *self.probes), key=lambda f: f.timestamp))
 
 
 @dataclass(frozen=True)
@@ -80,8 +91,8 @@ class Answer:
 
 def price(queries: Sequence[Query], videos: Sequence[VideoQuery] = ()) -> int:
     """Query units of a lookup (hashdb/budget.py): its hash queries with their probes,
-    and one PDQ probe per frame of each video query."""
-    return request_cost(queries) + sum(video_cost(len(v.frames), v.threshold) for v in videos)
+    and one PDQ probe per frame and per frame probe of each video query."""
+    return request_cost(queries) + sum(video_cost(len(v.searched), v.threshold) for v in videos)
 
 
 # Rows of the tiny indexes the kernels are warmed on: enough for the tables to hold
@@ -144,7 +155,7 @@ class Matching:
         matcher = self._ctx.matcher
         results = matcher.match(queries) if queries else []
         found = [
-            matcher.match_video(v.frames, threshold=v.threshold, thresholds=v.thresholds)
+            matcher.match_video(v.searched, threshold=v.threshold, thresholds=v.thresholds)
             for v in videos
         ]
         if actor is not None:
