@@ -87,6 +87,39 @@ scaled back to the caller's picture):
    uniform sky ends at a horizon, not at a line mirrored on the other side, so a
    plain photo is left alone.
 
+8. **Candidate regions** (`content_regions`). One box cannot serve every layout: a
+   grid of pictures, a picture in a chat bubble among text bubbles, a post inside a
+   phone bezel on a backdrop, a page with sidebars. `content_regions` returns
+   `content_region`'s own region first (so the "content" probe is unchanged), then
+   further candidates, at most MAX_REGIONS in all, each meant as a probe:
+   - every solid block of steps 1-2, not merged with others (edge uniformity is
+     measured leaving out CORNER_TRIM = 15% of each edge at either end: the rounded
+     corners of a card or a phone body), and the union of any two blocks stacked
+     with the same left and right sides or side by side with the same top and
+     bottom (within ALIGN = 2 pixels: a picture a band of the background's colour
+     broke in two), that keeps BLOCK_MIN_SIDE = 12% of each side and
+     BLOCK_MIN_AREA = 2% of the image, fills at least BLOCK_FILL = 50% of its box,
+     and meets its background along straight edges (EDGE_FILL);
+   - and, DEPTH = 3 levels down, the blocks inside each such block against its own
+     edge colour (bezel, screen, card, bubble);
+   - a block whose most common colour (quantised) covers PLAIN_SHARE = 60% or more
+     of it is a drawn surface (bubble, card, button, screen): recursed into, not
+     offered. The rest are offered most picture-like first (that share, in steps of
+     0.1), then the more deeply nested (tighter), then the larger;
+   - each box is placed to the pixel (step 5), less lines of its background along
+     its sides, and cut along lines of its background running right across it (at
+     least GAP_SHARE = 95% of the line: the gaps of a grid) into parts of at least
+     PART_MIN = 15% of the side, columns then rows, twice over;
+   - a thin frame inside a box (a bubble's padding, an outline) is dropped: lines
+     with FRAME_UNIFORM = 80% of their pixels within FINE_TOLERANCE of their median,
+     up to FRAME_MAX = 4% of the side, on sides whose frame colour another side
+     shares (a picture's own sky along one edge stays);
+   - a box overlapping one already offered by SAME_BOX = 90% (intersection over
+     union) is dropped; rounded corners are filled as in step 6 with a quarter
+     circle of BLOCK_CORNER = 10% of the short side (apps round small pictures
+     more).
+   On a plain photo it finds nothing, as `content_region` does.
+
 What it buys, on benchmarks/quality.py's corpus (`--references 80 --unrelated
 12000`): nearly every caption, border, letterbox, pillarbox and screenshot edit is
 recovered at 31 bits, almost all through the content probe, where plain PDQ
@@ -98,6 +131,7 @@ docs/measurements.md, "Content region".
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import NamedTuple
 
@@ -131,6 +165,21 @@ BAR_UNIFORM = 0.99
 BAR_SYMMETRY = 0.01
 BAR_MIN_SIDE = 0.1
 CORNER = 0.05
+MAX_REGIONS = 5  # content_region's own region and up to 4 candidates
+CORNER_TRIM = 0.15
+GAP_SHARE = 0.95
+PART_MIN = 0.15
+ALIGN = 2
+BLOCK_CORNER = 0.1
+FRAME_UNIFORM = 0.8
+FRAME_MAX = 0.04
+BLOCK_FILL = 0.5
+BLOCK_MIN_SIDE = 0.12
+BLOCK_MIN_AREA = 0.02
+DEPTH = 3
+PLAIN_SHARE = 0.6
+SAME_BOX = 0.9
+
 
 _Pixels = npt.NDArray[np.int16]
 
@@ -184,7 +233,9 @@ def content_region(image: Image.Image) -> Region | None:
     return Region(box, _fill_corners(image.crop(box).convert("RGB"), colours))
 
 
-def _fill_corners(region: Image.Image, colours: dict[str, Background]) -> Image.Image:
+def _fill_corners(
+    region: Image.Image, colours: dict[str, Background], corner: float = CORNER
+) -> Image.Image:
     """`region` with the background showing in its corners (a picture pasted with
     rounded corners, as social-media posts show them) painted over from the picture
     around it. Only where both sides meeting at the corner were stripped, only
@@ -192,7 +243,7 @@ def _fill_corners(region: Image.Image, colours: dict[str, Background]) -> Image.
     the background colour and the CORNER_RIM around them (the anti-aliased edge of
     the rounding): a square corner of the picture itself is left as it is."""
     w, h = region.size
-    r = max(2, round(CORNER * min(w, h)))
+    r = max(2, round(corner * min(w, h)))
     if min(w, h) < 4 * r:
         return region
     yy, xx = np.mgrid[0:r, 0:r]
@@ -222,15 +273,25 @@ def _fill_corners(region: Image.Image, colours: dict[str, Background]) -> Image.
     return Image.fromarray(filled)
 
 
-def _find(image: Image.Image) -> tuple[Box, dict[str, Background]] | None:
-    """The content box and, for each stripped side, the background it was stripped of."""
+def _analysis_copy(image: Image.Image) -> _Pixels:
+    """`image` as RGB with its long side at most ANALYSIS_SIDE."""
     width, height = image.size
     scale = min(1.0, ANALYSIS_SIDE / max(width, height))
     small = image.convert("RGB")
     if scale < 1.0:
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         small = small.resize(size, Image.Resampling.BOX)
-    pixels: _Pixels = np.asarray(small, dtype=np.int16)
+    return np.asarray(small, dtype=np.int16)
+
+
+def _find(
+    image: Image.Image, pixels: _Pixels | None = None
+) -> tuple[Box, dict[str, Background]] | None:
+    """The content box and, for each stripped side, the background it was stripped of;
+    `pixels`: `_analysis_copy(image)` if already made."""
+    width, height = image.size
+    if pixels is None:
+        pixels = _analysis_copy(image)
     top, left = 0, 0
     bottom, right = pixels.shape[:2]
     colours: dict[str, Background] = {}  # side -> the background it was stripped of
@@ -351,15 +412,18 @@ def _strip_once(pixels: _Pixels, fill: float) -> tuple[Box, Background] | None:
     return None
 
 
-def _backgrounds(pixels: _Pixels) -> list[Background]:
+def _backgrounds(pixels: _Pixels, trim: float = 0.0) -> list[Background]:
     """The backgrounds to try, in order: the colours of the uniform edges, the most
     shared first, each at TOLERANCE and then, if it is a canvas (flat on at least
-    CANVAS_EDGES edges), at FINE_TOLERANCE."""
+    CANVAS_EDGES edges), at FINE_TOLERANCE. `trim`: the share of each edge's length
+    left out at either end (the rounded corners of a card or a phone)."""
+    h, w = pixels.shape[:2]
+    ty, tx = round(trim * h), round(trim * w)
     edges = (
-        pixels[1 : 1 + EDGE_ROWS].reshape(-1, 3),
-        pixels[-1 - EDGE_ROWS : -1].reshape(-1, 3),
-        pixels[:, 1 : 1 + EDGE_ROWS].reshape(-1, 3),
-        pixels[:, -1 - EDGE_ROWS : -1].reshape(-1, 3),
+        pixels[1 : 1 + EDGE_ROWS, tx : w - tx].reshape(-1, 3),
+        pixels[-1 - EDGE_ROWS : -1, tx : w - tx].reshape(-1, 3),
+        pixels[ty : h - ty, 1 : 1 + EDGE_ROWS].reshape(-1, 3),
+        pixels[ty : h - ty, -1 - EDGE_ROWS : -1].reshape(-1, 3),
     )
     colours: list[tuple[_Pixels, int, bool]] = []  # colour, edges sharing it, all flat
     for edge in edges:
@@ -429,3 +493,228 @@ def _sound(content: npt.NDArray[np.uint8], box: Box, fill: float) -> bool:
     outside = int(content.sum()) - int(inside.sum())
     outside_area = h * w - box.width * box.height
     return bool(1 - outside / outside_area >= OUTSIDE_BACKGROUND)
+
+
+def content_regions(image: Image.Image) -> list[Region]:
+    """Candidate pictures inside `image`: `content_region`'s first when it finds one,
+    then the blocks of step 8 of the module docstring, most picture-like first; at
+    most MAX_REGIONS, [] when nothing sound was found."""
+    width, height = image.size
+    pixels = _analysis_copy(image)
+    h, w = pixels.shape[:2]
+    found: list[tuple[tuple[float, int, int], Box, dict[str, Background]]] = []
+    _blocks(pixels, Box(0, 0, w, h), (w, h), DEPTH, found)
+    sx, sy = width / w, height / h
+    margin = math.ceil(max(sx, sy)) + 1
+    regions: list[Region] = []
+    first = _find(image, pixels)
+    if first is not None:
+        regions.append(
+            Region(first[0], _fill_corners(image.crop(first[0]).convert("RGB"), first[1]))
+        )
+    for _, box, colours in sorted(found, key=lambda item: item[0], reverse=True):
+        rough = Box(
+            max(0, round(box.left * sx)),
+            max(0, round(box.top * sy)),
+            min(width, round(box.right * sx)),
+            min(height, round(box.bottom * sy)),
+        )
+        fine = _refine(image, rough, colours, margin)
+        for part in _split(image, fine, colours):
+            part = _unframe(image, part)
+            if any(_overlap(part, r.box) >= SAME_BOX for r in regions):
+                continue
+            picture = _fill_corners(image.crop(part).convert("RGB"), colours, BLOCK_CORNER)
+            regions.append(Region(part, picture))
+        if len(regions) >= MAX_REGIONS:
+            break
+    return regions[:MAX_REGIONS]
+
+
+def _unframe(image: Image.Image, box: Box) -> Box:
+    """`box` less a thin frame inside it: the padding of a chat bubble, a card's
+    outline. Lines along a side are dropped while at least FRAME_UNIFORM of their
+    pixels are within FINE_TOLERANCE of the line's median colour, up to FRAME_MAX of
+    the side; only the sides whose frame shares its colour with another side's, so
+    that a picture's own uniform sky along one edge is kept."""
+    rgb = np.asarray(image.crop(box).convert("RGB"), dtype=np.int16)
+    h, w = rgb.shape[:2]
+    cap = max(1, round(FRAME_MAX * min(w, h)))
+    lines = {
+        "top": rgb[:cap],
+        "bottom": rgb[::-1][:cap],
+        "left": rgb[:, :cap].transpose(1, 0, 2),
+        "right": rgb[:, ::-1][:, :cap].transpose(1, 0, 2),
+    }
+    frames: dict[str, tuple[int, _Pixels]] = {}
+    for side, stack in lines.items():
+        depth, colour = 0, None
+        for line in stack:
+            median = np.median(line, axis=0)
+            if (np.abs(line - median).max(axis=1) <= FINE_TOLERANCE).mean() < FRAME_UNIFORM:
+                break
+            if colour is not None and np.abs(median - colour).max() > FINE_TOLERANCE:
+                break
+            colour = median if colour is None else colour
+            depth += 1
+        if depth and colour is not None:
+            frames[side] = (depth, colour.astype(np.int16))
+    cut = {side: 0 for side in lines}
+    for side, (depth, colour) in frames.items():
+        shared = any(
+            np.abs(colour - other).max() <= FINE_TOLERANCE
+            for name, (_, other) in frames.items()
+            if name != side
+        )
+        if shared:
+            cut[side] = depth
+    if cut["left"] + cut["right"] >= w or cut["top"] + cut["bottom"] >= h:
+        return box
+    return Box(
+        box.left + cut["left"],
+        box.top + cut["top"],
+        box.right - cut["right"],
+        box.bottom - cut["bottom"],
+    )
+
+
+def _split(image: Image.Image, box: Box, colours: dict[str, Background]) -> list[Box]:
+    """`box` less any lines of its background along its sides, cut along lines of
+    its background running right across it (a grid of pictures): columns, then
+    rows, each part again down to two cuts."""
+    if not colours:
+        return [box]
+    colour, tolerance = next(iter(colours.values()))
+    rgb = np.asarray(image.crop(box).convert("RGB"))
+    fill = tuple(int(c) for c in colour)
+    diff = cv2.absdiff(rgb, np.full_like(rgb, fill))
+    distance = np.asarray(cv2.max(cv2.max(diff[..., 0], diff[..., 1]), diff[..., 2]), np.uint8)
+    return [
+        Box(box.left + p.left, box.top + p.top, box.left + p.right, box.top + p.bottom)
+        for p in _cut(distance, tolerance, Box(0, 0, box.width, box.height), 2)
+    ]
+
+
+def _cut(distance: npt.NDArray[np.uint8], tolerance: int, box: Box, depth: int) -> list[Box]:
+    """`_split` on `distance` (of the pixels from the background) within `box`."""
+    for axis in (0, 1):  # 0: cut into columns, 1: into rows
+        within = distance[box.top : box.bottom, box.left : box.right]
+        extent = within.shape[1 - axis]
+        runs = _runs((within <= tolerance).mean(axis=axis) < GAP_SHARE, extent)
+        if not runs:
+            return [box]
+        cuts = [
+            Box(box.left + a, box.top, box.left + b, box.bottom)
+            if axis == 0
+            else Box(box.left, box.top + a, box.right, box.top + b)
+            for a, b in runs
+        ]
+        if len(cuts) == 1:
+            box = cuts[0]
+            continue
+        if depth == 0:
+            return [box]
+        return [part for cut in cuts for part in _cut(distance, tolerance, cut, depth - 1)]
+    return [box]
+
+
+def _runs(content: npt.NDArray[np.bool_], extent: int) -> list[tuple[int, int]]:
+    """The runs of True in `content` at least PART_MIN of `extent` long."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], content.astype(np.int8), [0]))))
+    runs = [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    return [(a, b) for a, b in runs if b - a >= PART_MIN * extent]
+
+
+def _overlap(a: Box, b: Box) -> float:
+    w = min(a.right, b.right) - max(a.left, b.left)
+    h = min(a.bottom, b.bottom) - max(a.top, b.top)
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return inter / (a.width * a.height + b.width * b.height - inter)
+
+
+def _blocks(
+    pixels: _Pixels,
+    at: Box,
+    whole: tuple[int, int],
+    depth: int,
+    found: list[tuple[tuple[float, int, int], Box, dict[str, Background]]],
+) -> None:
+    """Adds to `found` (score, box in the analysis copy, backgrounds) every solid,
+    straight-edged block inside `at` and, `depth` levels down, inside those blocks."""
+    region = pixels[at.top : at.bottom, at.left : at.right]
+    h, w = region.shape[:2]
+    if min(h, w) < 8 * STRIP:
+        return
+    for background in _backgrounds(region, CORNER_TRIM):
+        distance = np.abs(region - background.colour).max(axis=2)
+        content = (distance > background.tolerance).astype(np.uint8)
+        k = max(3, round(KERNEL * min(h, w))) | 1
+        opened = cv2.morphologyEx(content, cv2.MORPH_OPEN, np.ones((k, k), np.uint8))
+        _, _, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=8)
+        boxes = [
+            (Box(int(x), int(y), int(x + bw), int(y + bh)), int(area))
+            for x, y, bw, bh, area in stats[1:]
+        ]
+        boxes += _aligned(boxes)
+        added = False
+        for box, area in boxes:
+            bw, bh = box.width, box.height
+            if bw < BLOCK_MIN_SIDE * whole[0] or bh < BLOCK_MIN_SIDE * whole[1]:
+                continue
+            if bw * bh < BLOCK_MIN_AREA * whole[0] * whole[1] or area < BLOCK_FILL * bw * bh:
+                continue
+            inside = content[box.top : box.bottom, box.left : box.right]
+            edges = {
+                "top": (box.top > 0, inside[:STRIP]),
+                "bottom": (box.bottom < h, inside[-STRIP:]),
+                "left": (box.left > 0, inside[:, :STRIP]),
+                "right": (box.right < w, inside[:, -STRIP:]),
+            }
+            if not any(inset for inset, _ in edges.values()):
+                continue
+            if any(inset and strip.mean() < EDGE_FILL for inset, strip in edges.values()):
+                continue
+            colours = {side: background for side, (inset, _) in edges.items() if inset}
+            moved = Box(
+                at.left + box.left, at.top + box.top, at.left + box.right, at.top + box.bottom
+            )
+            block = pixels[moved.top : moved.bottom, moved.left : moved.right]
+            plain = _plain_share(block)
+            if plain < PLAIN_SHARE:
+                rank = (round(1 - plain, 1), -depth, int(bw * bh))  # nested first: tighter
+                found.append((rank, moved, colours))
+            added = True
+            if depth > 1:
+                _blocks(pixels, moved, whole, depth - 1, found)
+        if added:
+            return
+
+
+def _aligned(boxes: list[tuple[Box, int]]) -> list[tuple[Box, int]]:
+    """The union of each two blocks stacked with the same left and right sides (or
+    side by side with the same top and bottom), within ALIGN pixels: a picture that
+    a band of the background's colour across it broke in two."""
+    unions = []
+    for (a, area_a), (b, area_b) in itertools.combinations(boxes, 2):
+        columns = abs(a.left - b.left) <= ALIGN and abs(a.right - b.right) <= ALIGN
+        rows = abs(a.top - b.top) <= ALIGN and abs(a.bottom - b.bottom) <= ALIGN
+        if columns or rows:
+            union = Box(
+                min(a.left, b.left),
+                min(a.top, b.top),
+                max(a.right, b.right),
+                max(a.bottom, b.bottom),
+            )
+            gap = union.width * union.height - a.width * a.height - b.width * b.height
+            unions.append((union, area_a + area_b + max(0, gap)))
+    return unions
+
+
+def _plain_share(block: _Pixels) -> float:  # quantised to 11 levels per channel
+    """The share of `block`'s pixels in its most common colour (quantised): high for
+    a drawn surface with text on it, low for a picture."""
+    q = (block // 24).reshape(-1, 3)
+    codes = q[:, 0] * 121 + q[:, 1] * 11 + q[:, 2]
+    return float(np.bincount(codes).max() / len(codes))

@@ -6,11 +6,16 @@ afford several probes: the whole picture, its content region (ingest/canonical.p
 without borders, caption bars or the screenshot around it), its 7 other dihedral
 forms (a mirrored copy is about 128 bits away otherwise), the dihedral forms of the
 content region, and a few centred and corner crops (for a query that shows more
-than the stored picture). Every added probe widens the net, so each kind has its
-own threshold in THRESHOLDS, set from the distances of unrelated pictures in
+than the stored picture). A screenshot may hold its picture inside a phone frame, a
+chat bubble, a card or a grid of several pictures, where one box is not enough:
+`canonical.content_regions` offers up to MAX_REGIONS candidates, the first being
+the content region above, the others probed as `content_2`... at the content
+probe's threshold (benchmarks/screenshots.py measures them; none brought an
+unrelated picture near a reference). Every added probe widens the net, so each kind
+has its own threshold in THRESHOLDS, set from the distances of unrelated pictures in
 benchmarks/quality.py (docs/measurements.md, "Probes and stored-variant
-thresholds"), and the set is bounded (at most MAX_PROBES = 21 probes: 1 whole + 7
-dihedral + 1 content + 7 content dihedral + 5 crops).
+thresholds"), and the set is bounded (at most MAX_PROBES = 25 probes: 1 whole + 7
+dihedral + 5 content regions + 7 content dihedral + 5 crops).
 
 **Store side.** A query that shows *less* than the stored picture (a crop) cannot
 be recovered by probing the query: the missing part is gone. So a contributed
@@ -54,7 +59,7 @@ from hashdb.consortium import NewVariant, Probe, Query
 from hashdb.signals import MD5, PDQ, PHASH, SHA256
 from hashdb.signals.pdq_dihedral import DIHEDRAL_FORMS
 from hashdb.variants import CONTENT, CROP_WINDOWS
-from ingest.canonical import Box, content_region
+from ingest.canonical import MAX_REGIONS, Box, content_region, content_regions
 from ingest.decode import decode
 from ingest.image import DEFAULT_MAX_PIXELS, ImageHashes, hash_decoded
 from ingest.pdq import pdq
@@ -81,12 +86,13 @@ CROPS: dict[str, tuple[float, float]] = {
 THRESHOLDS: dict[str, int] = {
     "whole": PDQ.default_threshold or 31,
     "content": 31,
+    **{f"content_{i}": 31 for i in range(2, MAX_REGIONS + 1)},
     **{name: 31 for name in DIHEDRAL_FORMS},
     **{f"content_{name}": 28 for name in DIHEDRAL_FORMS},
     **{name: 28 for name in CROPS},
 }
 
-MAX_PROBES = 1 + 2 * (1 + len(DIHEDRAL_FORMS)) - 1 + len(CROPS)
+MAX_PROBES = 1 + 2 * (1 + len(DIHEDRAL_FORMS)) - 1 + (MAX_REGIONS - 1) + len(CROPS)
 
 
 class ProbeKind(StrEnum):
@@ -168,20 +174,21 @@ def probe_queries(
     hashes = hash_decoded(data, decoded, dihedral=ProbeKind.DIHEDRAL in options.kinds)
     raw: list[tuple[str, bytes, int]] = [("whole", hashes.pdq, hashes.pdq_quality)]
     raw += [(name, code, hashes.pdq_quality) for name, code in hashes.dihedral]
-    found = None
+    regions = []
     if options.kinds & {ProbeKind.CONTENT, ProbeKind.CONTENT_DIHEDRAL}:
-        found = content_region(picture)
-    box = None if found is None else found.box
-    if found is not None:
+        regions = content_regions(picture)
+    box = regions[0].box if regions else None
+    for i, found in enumerate(regions):
         cropped = found.picture
         region = pdq(
             cropped,
-            dihedral=ProbeKind.CONTENT_DIHEDRAL in options.kinds,
+            dihedral=i == 0 and ProbeKind.CONTENT_DIHEDRAL in options.kinds,
             full_size=_full_size(cropped, decoded.scale),
         )
         if ProbeKind.CONTENT in options.kinds:
-            raw.append(("content", region.hash, region.quality))
-        if ProbeKind.CONTENT_DIHEDRAL in options.kinds:
+            name = "content" if i == 0 else f"content_{i + 1}"
+            raw.append((name, region.hash, region.quality))
+        if i == 0 and ProbeKind.CONTENT_DIHEDRAL in options.kinds:
             raw += [(f"content_{n}", code, region.quality) for n, code in region.dihedral]
     if ProbeKind.CROPS in options.kinds:
         small = _working_copy(_working_copy(picture), CROP_SIDE)

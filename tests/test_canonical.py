@@ -7,10 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from media_factory import hamming, jpeg
 from PIL import Image, ImageDraw, ImageFont
 
-from ingest.canonical import Box, content_box, content_region
+from ingest.canonical import MAX_REGIONS, Box, Region, content_box, content_region, content_regions
 from ingest.pdq import pdq
 
 TEXT = "WHEN THEY SAY IT CANNOT HAPPEN HERE"
@@ -202,8 +204,8 @@ def test_a_picture_as_dark_as_the_post_around_it_is_found(
 def test_a_night_photo_with_flat_dark_edges_is_not_cut(testdata: Path) -> None:
     """Flat dark edges on a photo are not a canvas: the fine tolerance is only for a
     colour flat on three edges or more, else the photo's dark band is cut off."""
-    photo = Image.open(testdata / "pdq" / "reference" / "labelme-subset" / "q0291.jpg")
-    photo = photo.convert("RGB")
+    name = testdata / "pdq" / "reference" / "labelme-subset" / "q0291.jpg"
+    photo = Image.open(name).convert("RGB")
     photo.thumbnail((480, 480))
     for gain in (0.3, 0.22):
         night = toned(photo, gain, (10, 18, 28))
@@ -213,8 +215,8 @@ def test_a_night_photo_with_flat_dark_edges_is_not_cut(testdata: Path) -> None:
 def test_rounded_corners_are_painted_over_to_their_rim(testdata: Path) -> None:
     """A post shows its picture with rounded corners; the region's corners, rim and
     all, are painted over from the picture, so its PDQ stays near the picture's."""
-    photo = Image.open(testdata / "pdq" / "reference" / "labelme-subset" / "q0004.jpg")
-    photo = photo.convert("RGB")
+    name = testdata / "pdq" / "reference" / "labelme-subset" / "q0004.jpg"
+    photo = Image.open(name).convert("RGB")
     photo.thumbnail((480, 480))
     w, h = photo.size
     mask = Image.new("L", photo.size, 0)
@@ -226,3 +228,133 @@ def test_rounded_corners_are_painted_over_to_their_rim(testdata: Path) -> None:
     assert region is not None
     assert_near(region.box, Box(24, 110, 24 + w, 110 + h), tolerance=1)
     assert hamming(pdq(region.picture).hash, pdq(photo).hash) <= 20
+
+
+# Layouts beyond one post canvas: content_regions offers up to MAX_REGIONS candidate
+# boxes (content_region's own first), one of which must be the picture.
+
+
+def found_among(regions: list[Region], expected: Box, picture: Image.Image) -> Region:
+    """The region at `expected` (within 4 px) whose PDQ is within 31 bits of `picture`'s."""
+    assert len(regions) <= MAX_REGIONS
+    near = [
+        r for r in regions if all(abs(f - e) <= 4 for f, e in zip(r.box, expected, strict=True))
+    ]
+    assert near, f"none of {[r.box for r in regions]} is {expected}"
+    assert min(hamming(pdq(r.picture).hash, pdq(picture).hash) for r in near) <= 31
+    return near[0]
+
+
+def post_around(picture: Image.Image, bg: str, ink: str, margin: int, avatar: int) -> Image.Image:
+    """A post: a large square avatar at the right, 5 lines above, a row of buttons below."""
+    w, h = picture.size
+    out = Image.new("RGB", (w + 2 * margin, h + 330), bg)
+    draw = ImageDraw.Draw(out)
+    draw.rectangle(
+        (w + 2 * margin - avatar - 12, 12, w + 2 * margin - 12, 12 + avatar), fill="#c04"
+    )
+    for i in range(5):
+        draw.text((12, 100 + 24 * i), TEXT.lower(), fill=ink, font=font(18))
+    out.paste(picture, (margin, 230))
+    for i in range(4):
+        draw.rounded_rectangle(
+            (12 + 90 * i, h + 250, 80 + 90 * i, h + 280), radius=10, fill="#1d9bf0"
+        )
+    return out
+
+
+def test_a_dark_theme_post_with_a_large_avatar_is_found(photo: Image.Image) -> None:
+    w, h = photo.size
+    image = jpeg_picture(post_around(photo, "black", "#e7e9ea", 36, 72), 80)
+    found_among(content_regions(image), Box(36, 230, 36 + w, 230 + h), photo)
+
+
+def test_an_edge_to_edge_picture_is_found(photo: Image.Image) -> None:
+    w, h = photo.size
+    image = jpeg_picture(post_around(photo, "white", "#0f1419", 0, 48))
+    found_among(content_regions(image), Box(0, 230, w, 230 + h), photo)
+
+
+def test_a_post_in_a_phone_frame_is_found(photo: Image.Image) -> None:
+    w, h = photo.size
+    screen = post_around(photo, "#15202b", "#e7e9ea", 16, 48)
+    out = Image.new("RGB", (screen.width + 140, screen.height + 160), (70, 140, 200))
+    draw = ImageDraw.Draw(out)
+    draw.rounded_rectangle(
+        (40, 40, screen.width + 100, screen.height + 120), radius=40, fill="#222"
+    )
+    out.paste(screen, (70, 70))
+    found_among(content_regions(jpeg_picture(out)), Box(86, 300, 86 + w, 300 + h), photo)
+
+
+def test_each_picture_of_a_grid_is_a_region(photo: Image.Image, testdata: Path) -> None:
+    name = testdata / "pdq" / "reference" / "labelme-subset" / "q0004.jpg"
+    other = Image.open(name).convert("RGB").resize(photo.size)
+    w, h = photo.size
+    out = Image.new("RGB", (2 * w + 4 + 40, h + 200), "white")
+    ImageDraw.Draw(out).text((20, 40), TEXT, fill="black", font=font(20))
+    out.paste(other, (20, 120))
+    out.paste(photo, (20 + w + 4, 120))
+    regions = content_regions(jpeg_picture(out))
+    found_among(regions, Box(24 + w, 120, 24 + 2 * w, 120 + h), photo)
+    found_among(regions, Box(20, 120, 20 + w, 120 + h), other)
+
+
+def test_a_picture_in_a_chat_bubble_is_found(photo: Image.Image) -> None:
+    w, h = photo.size
+    out = Image.new("RGB", (w + 160, h + 420), (236, 229, 221))
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((0, 0, w + 160, 60), fill=(0, 128, 105))
+    draw.rounded_rectangle((12, 80, 300, 140), radius=14, fill="white")
+    draw.text((24, 96), "did you see this", fill="black", font=font(16))
+    draw.rounded_rectangle((140, 160, 148 + w + 6, 166 + h + 6), radius=12, fill=(220, 248, 198))
+    out.paste(photo, (146, 166))
+    draw.rounded_rectangle((12, h + 200, 260, h + 250), radius=14, fill="white")
+    draw.text((24, h + 214), "they will delete it", fill="black", font=font(16))
+    found_among(content_regions(jpeg_picture(out)), Box(146, 166, 146 + w, 166 + h), photo)
+
+
+def test_content_regions_start_with_the_content_region(photo: Image.Image) -> None:
+    image = screenshot(photo, dark=True)
+    first = content_region(image)
+    assert first is not None
+    assert content_regions(image)[0].box == first.box
+
+
+def test_no_region_is_found_on_a_plain_photo(photo: Image.Image, testdata: Path) -> None:
+    assert content_regions(photo) == []
+    for name in ("blur-a-little.jpg", "high-contrast.jpg", "square-512x512.jpg"):
+        edit = Image.open(testdata / "pdq" / "bridge-mods" / name).convert("RGB")
+        assert content_regions(edit) == [], name
+
+
+@settings(
+    max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    left=st.integers(0, 120),
+    top=st.integers(0, 200),
+    right=st.integers(0, 120),
+    bottom=st.integers(0, 200),
+    colour=st.tuples(st.integers(0, 255), st.integers(0, 255), st.integers(0, 255)),
+)
+def test_regions_are_boxes_inside_the_image_content_region_first(
+    photo: Image.Image,
+    left: int,
+    top: int,
+    right: int,
+    bottom: int,
+    colour: tuple[int, int, int],
+) -> None:
+    w, h = photo.size
+    image = on_canvas(photo, (left + w + right, top + h + bottom), (left, top), colour)
+    regions = content_regions(image)
+    assert len(regions) <= MAX_REGIONS
+    for region in regions:
+        box = region.box
+        assert 0 <= box.left < box.right <= image.width
+        assert 0 <= box.top < box.bottom <= image.height
+        assert region.picture.size == (box.width, box.height)
+    first = content_region(image)
+    if first is not None:
+        assert regions[0].box == first.box
