@@ -125,9 +125,7 @@ def video_query(
     v: VideoHashes, threshold: int | None = None, thresholds: VideoThresholds | None = None
 ) -> VideoQuery:
     """A hashed query video as the matching use case takes it."""
-    return VideoQuery(
-        video_frames(v), threshold, thresholds or VideoThresholds(), video_probes(v)
-    )
+    return VideoQuery(video_frames(v), threshold, thresholds or VideoThresholds(), video_probes(v))
 
 
 @dataclass(frozen=True)

@@ -87,9 +87,7 @@ def video_probes(v: VideoHashes) -> tuple[Frame, ...]:
     """A hashed query video's frame probes (ingest/video_regions.py) as frames to
     search beside its own: those that undo a layout edit (bars, a static logo). The
     probes meant for a stored corner set are left out: no reference stores one."""
-    return tuple(
-        Frame(p.index, p.timestamp, p.pdq, p.quality) for p in v.probes if not p.variant
-    )
+    return tuple(Frame(p.index, p.timestamp, p.pdq, p.quality) for p in v.probes if not p.variant)
 
 
 def video_contributions(
