@@ -69,6 +69,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from ingest.canonical import Box
 from ingest.video_pdq import FramePdq, pdq_buffer, pdq_from_buffers
 
 # Bars: a row is bar while this share of its pixels lie within BAR_TOLERANCE
@@ -130,30 +131,14 @@ class ProbeSet(enum.Enum):
     REFERENCE = "reference"
 
 
-@dataclass(frozen=True)
-class Box:
-    """A rectangle of a frame, in pixels: [left, right) x [top, bottom)."""
-
-    left: int
-    top: int
-    right: int
-    bottom: int
-
-    @property
-    def width(self) -> int:
-        return self.right - self.left
-
-    @property
-    def height(self) -> int:
-        return self.bottom - self.top
-
-    def near(self, other: Box, tolerance: int) -> bool:
-        return (
-            abs(self.left - other.left) <= tolerance
-            and abs(self.top - other.top) <= tolerance
-            and abs(self.right - other.right) <= tolerance
-            and abs(self.bottom - other.bottom) <= tolerance
-        )
+def near(a: Box, b: Box, tolerance: int) -> bool:
+    """Whether every side of `a` is within `tolerance` pixels of `b`'s."""
+    return (
+        abs(a.left - b.left) <= tolerance
+        and abs(a.top - b.top) <= tolerance
+        and abs(a.right - b.right) <= tolerance
+        and abs(a.bottom - b.bottom) <= tolerance
+    )
 
 
 @dataclass(frozen=True)
@@ -352,7 +337,7 @@ class ProbeCollector:
         kept = self._kept_boxes()
         content = _Region()
         for box, region in self._cuts.items():
-            if any(box.near(k, t) for k, t in kept):
+            if any(near(box, k, t) for k, t in kept):
                 content.frames += region.frames
                 content.buffers += region.buffers
         out = _hashed(content.frames, content.buffers, ProbeKind.CONTENT)
@@ -361,7 +346,7 @@ class ProbeCollector:
         for box, tolerance in kept if self._which is ProbeSet.QUERY else []:
             region = _Region()
             for cut_box, cut in self._cuts.items():
-                if box.near(cut_box, tolerance):
+                if near(box, cut_box, tolerance):
                     region.frames += cut.frames
                     region.buffers += cut.buffers
             out += _masked(region, ProbeKind.CONTENT_MASKED)
@@ -378,9 +363,9 @@ class ProbeCollector:
         needed = max(2, MIN_BOX_SHARE * len(self._seen))
         kept: list[tuple[Box, int]] = []
         for box in _by_frequency(boxes):
-            if any(box.near(k, tolerance) for k, _ in kept):
+            if any(near(box, k, tolerance) for k, _ in kept):
                 continue
-            if sum(box.near(b, tolerance) for b in boxes) >= needed:
+            if sum(near(box, b, tolerance) for b in boxes) >= needed:
                 kept.append((box, tolerance))
         return kept
 

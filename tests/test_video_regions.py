@@ -21,16 +21,17 @@ from hypothesis import strategies as st
 from media_factory import hamming
 
 from hashdb.video_match import FrameHit, VideoScore, score_video
+from ingest.canonical import Box
 from ingest.video import EVERY_FRAME, FrameHash, ProbeKind, ProbeSet, VideoHashes, hash_video_file
 from ingest.video_decode import sample_frames
 from ingest.video_pdq import pdq_buffer, pdq_from_buffer, pdq_from_buffers
 from ingest.video_regions import (
     CORNERS,
     MIN_BAR,
-    Box,
     bars_box,
     candidate_boxes,
     corner_of,
+    near,
     overlay_mask,
 )
 
@@ -189,7 +190,7 @@ def test_a_logo_on_a_bar_does_not_break_it(photo: Frame) -> None:
     frame = framed(photo, (1280, 720), Box(0, 90, 1280, 630), 0)
     frame[20:70, 1150:1230] = 255  # a channel badge on the top bar
     found = bars_box(frame)
-    assert found is not None and found.near(Box(0, 90, 1280, 630), 2)
+    assert found is not None and near(found, Box(0, 90, 1280, 630), 2)
 
 
 def test_bars_both_ways_also_propose_each_pair_alone() -> None:
