@@ -92,7 +92,9 @@ class Answer:
 def price(queries: Sequence[Query], videos: Sequence[VideoQuery] = ()) -> int:
     """Query units of a lookup (hashdb/budget.py): its hash queries with their probes,
     and one PDQ probe per frame and per frame probe of each video query."""
-    return request_cost(queries) + sum(video_cost(len(v.searched), v.threshold) for v in videos)
+    return request_cost(queries) + sum(
+        video_cost(len(v.frames) + len(v.probes), v.threshold) for v in videos
+    )
 
 
 # Rows of the tiny indexes the kernels are warmed on: enough for the tables to hold
