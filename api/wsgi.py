@@ -12,6 +12,8 @@ from flask import Flask
 
 from api import logs
 from api.app import create_app
+from api.context import context
+from api.loader import settle_heap
 from hashdb.settings import Settings, load_settings
 
 
@@ -23,4 +25,6 @@ def configure_logging(settings: Settings) -> None:
 def create() -> Flask:
     settings = load_settings()
     configure_logging(settings)
-    return create_app(settings)
+    app = create_app(settings)
+    context(app).loader.when_warm(settle_heap)  # a serving process's heap (api.loader)
+    return app

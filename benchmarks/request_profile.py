@@ -52,6 +52,7 @@ import api.request_id
 from api.app import create_app
 from api.context import context
 from api.keycache import KeyCache
+from api.loader import settle_heap
 from hashdb.consortium.match_counts import Tally
 from hashdb.consortium.matching import Matching
 from hashdb.consortium.members import Members
@@ -339,6 +340,7 @@ def main() -> None:
                 if isinstance(handler, logging.StreamHandler):
                     handler.setStream(Nowhere())
             app = create_app(settings)
+            context(app).loader.when_warm(settle_heap)  # as a serving process does
             try:
                 if not context(app).loader.wait(120):
                     raise SystemExit("the indexes did not load")

@@ -146,10 +146,12 @@ def run_gunicorn(settings: Settings) -> None:
         def load(self) -> Any:
             from api.app import create_app
             from api.context import context
+            from api.loader import settle_heap
 
             configure_logging(settings)
             app = create_app(settings)
             context(app).media.warm()  # a serving worker's first upload finds a child ready
+            context(app).loader.when_warm(settle_heap)  # api.loader's module docstring
             return app
 
     # Imports and numba kernels paid once, in the master, and shared copy-on-write
