@@ -17,10 +17,9 @@ worker holds for its life (the app, the indexes' bookkeeping, the cached rows)
 is moved out of the garbage collector's reach, and the collector runs less often.
 A request allocates many short-lived objects (a 1,000-hash batch tens of
 thousands), each allocation counting towards a collection; a full collection
-walks every tracked object of the process, a quarter of a million once the rows
-are cached, and so lands tens of milliseconds on whichever request triggered it
-(the batch path went from ~28 to ~18 ms a request, in-process, with both changes;
-docs/measurements.md, "Collector"). Rows cached later stay young and collectable;
+walks every tracked object of the process, the cached rows included, and so
+lands on whichever request triggered it (docs/measurements.md, "Collector").
+Rows cached later stay young and collectable;
 objects that die by reference count, frozen or not, are freed as ever.
 
 The kernels are compiled with `cache=True`: numba keeps them in `__pycache__`

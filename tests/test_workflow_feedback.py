@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import delete, select
 
 from hashdb.consortium import feedback, match_counts, outcomes, vetting
 from hashdb.consortium.actor import Actor
@@ -16,6 +19,7 @@ from hashdb.matching import Query
 from hashdb.settings import Settings
 from hashdb.signals import PDQ
 from hashdb.store import NewHash, Role, Status, Store
+from hashdb.store.clock import utc
 from hashdb.store.hashes import NewVariant
 from hashdb.store.schema import match_counts as match_counts_table
 
@@ -300,6 +304,35 @@ def test_every_match_is_counted_per_member_hash_and_hour(
         (people["a"].id, active_id, 3),
         (people["b"].id, active_id, 1),
     ]
+
+
+HOURS = [datetime(2024, 5, 1, h, tzinfo=UTC) for h in (11, 12)]
+FLUSH = st.dictionaries(
+    st.tuples(st.sampled_from(HOURS), st.integers(1, 3), st.integers(1, 40)),
+    st.integers(1, 5),
+    max_size=30,
+)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(flushes=st.lists(FLUSH, min_size=1, max_size=4))
+def test_stored_counts_are_the_sum_of_every_write(
+    store: Store, flushes: list[dict[match_counts.Key, int]]
+) -> None:
+    """Whatever hours, members and hashes the writes hold, in whatever grouping."""
+    with store.engine.begin() as conn:
+        conn.execute(delete(match_counts_table))
+    expected: Counter[match_counts.Key] = Counter()
+    for flush in flushes:
+        assert match_counts.write(store.engine, Counter(flush)) == sum(flush.values())
+        expected.update(flush)
+    t = match_counts_table.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(t.bucket, t.member_id, t.hash_id, t.count)).all()
+    stored = {(utc(bucket), member, hash_id): n for bucket, member, hash_id, n in rows}
+    assert stored == dict(expected)
 
 
 def test_a_batch_without_matches_writes_nothing(store: Store, people: dict[str, Actor]) -> None:

@@ -2,10 +2,11 @@
 
 Only counts are kept, never the members' queries or content. Labels are not
 stored here: a hash's labels are joined in when a report asks for matches by
-label. Counting costs one `INSERT ... ON CONFLICT DO UPDATE` per match batch,
-executed with many rows (aggregated first, so each hash appears once) from a
-statement compiled once: a multi-row VALUES statement would be compiled anew for
-every batch, which cost more than the search itself.
+label. Counting costs one `INSERT ... ON CONFLICT DO UPDATE` per write, its rows
+aggregated first (each hash appears once): on PostgreSQL one statement per hour
+and member taking the hash ids and counts as two arrays; on SQLite one statement
+compiled once and executed with many rows (a multi-row VALUES statement would be
+compiled anew for every batch, which cost more than the search itself).
 An hour is the finest time a report can ask about matches.
 
 The match path does not write: a serving process adds each batch's matches to a
@@ -30,8 +31,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 
-from sqlalchemy import Engine, Insert
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Engine, Insert, text
+from sqlalchemy.dialects import sqlite
 
 from hashdb.matching import QueryResult
 from hashdb.store.clock import now, utc
@@ -44,12 +45,11 @@ Key = tuple[datetime, int, int]
 
 
 @cache
-def _upsert(dialect_name: str) -> Insert:
-    """One statement per dialect, built once: executed with many rows, SQLAlchemy
-    compiles it once and the driver pipelines the rows (this is the match path)."""
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    statement = dialect.insert(match_counts)
-    return statement.on_conflict_do_update(  # type: ignore[no-any-return]
+def _upsert_rows() -> Insert:
+    """SQLite's statement, built once: executed with many rows, SQLAlchemy compiles
+    it once."""
+    statement = sqlite.insert(match_counts)
+    return statement.on_conflict_do_update(
         index_elements=["bucket", "member_id", "hash_id"],
         set_={"count": match_counts.c.count + statement.excluded.count},
     )
@@ -68,16 +68,51 @@ def tally_of(
     return Counter((bucket, member_id, m.record.id) for r in results for m in r.matches)
 
 
+# PostgreSQL: one statement per (hour, member), its hashes and counts as two arrays.
+_UPSERT_ARRAYS = text(
+    "INSERT INTO match_counts (bucket, member_id, hash_id, count) "
+    "SELECT :bucket, :member_id, u.hash_id, u.count "
+    "FROM unnest(CAST(:hash_ids AS bigint[]), CAST(:counts AS bigint[])) AS u(hash_id, count) "
+    "ON CONFLICT (bucket, member_id, hash_id) "
+    "DO UPDATE SET count = match_counts.count + excluded.count"
+)
+
+
 def write(engine: Engine, counted: Counter[Key]) -> int:
-    """Add `counted` to the stored counts; returns how many matches that was."""
+    """Add `counted` to the stored counts; returns how many matches that was.
+
+    Rows go in key order, so that two processes writing at once take the rows'
+    locks in the same order (no deadlock). On PostgreSQL the rows of each hour and
+    member travel as two arrays in one statement: executed row by row, the
+    parameters of a flush of some 10,000 hashes cost a background thread tens of
+    milliseconds of the interpreter's lock, which the requests of the same process
+    waited for (docs/measurements.md, "Match counts")."""
     if not counted:
         return 0
+    if engine.dialect.name == "postgresql":
+        groups: dict[tuple[datetime, int], list[tuple[int, int]]] = {}
+        for (bucket, member, hash_id), n in counted.items():
+            groups.setdefault((bucket, member), []).append((hash_id, n))
+        with engine.begin() as conn:
+            for (bucket, member), pairs in sorted(groups.items()):
+                pairs.sort()
+                hash_ids, counts = zip(*pairs, strict=True)
+                conn.execute(
+                    _UPSERT_ARRAYS,
+                    {
+                        "bucket": bucket,
+                        "member_id": member,
+                        "hash_ids": list(hash_ids),
+                        "counts": list(counts),
+                    },
+                )
+        return sum(counted.values())
     rows = [
         {"bucket": bucket, "member_id": member, "hash_id": hash_id, "count": n}
         for (bucket, member, hash_id), n in sorted(counted.items())
     ]
     with engine.begin() as conn:
-        conn.execute(_upsert(engine.dialect.name), rows)
+        conn.execute(_upsert_rows(), rows)
     return sum(counted.values())
 
 
