@@ -29,11 +29,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict
-from typing import Any
 
 from flask import Blueprint, Response
 
+from api import match_json
 from api import schemas as s
 from api.auth import heads, requires
 from api.context import ApiContext, context
@@ -41,9 +40,9 @@ from api.openapi import document
 from api.request_id import actor
 from api.uploads import form_fields, lookup_probes, probed_image, uploaded_file
 from api.video import VpdqQuery, hash_query, video_hashes, video_match, video_query, vpdq_query
-from api.web import json_body, reply, reply_data
+from api.web import json_body, reply_json
 from hashdb.budget import check_request_cost, check_threshold, probe_cost, video_cost
-from hashdb.consortium import Answer, Query, QueryResult, Role, VideoQuery
+from hashdb.consortium import Answer, Query, Role, VideoQuery
 from hashdb.errors import InvalidInput, OutsideFailure
 from hashdb.settings import Settings
 from hashdb.signals import MD5, PDQ, PHASH, SHA256, SIGNAL_TYPES, Matching, get_signal_type
@@ -55,9 +54,6 @@ from ingest.probes import FULL, PLAIN, ProbeKind, ProbeOptions
 from ingest.video import is_video
 
 bp = Blueprint("matching", __name__)
-
-# One result of POST /v1/match as plain JSON-ready data (see `_result`).
-Result = dict[str, Any]
 
 TAG = "matching"
 
@@ -125,34 +121,29 @@ def _answer(
     return answer
 
 
-def _results(
-    results: Sequence[QueryResult], positions: Sequence[int] | None = None
-) -> list[Result]:
-    """Results as plain data; `positions` are the queries' indexes in the request
-    (default 0..n)."""
-    where = range(len(results)) if positions is None else positions
-    return [_result(i, r) for i, r in zip(where, results, strict=True)]
-
-
-def _match_mixed(ctx: ApiContext, queries: Sequence[Query | VpdqQuery]) -> list[Result]:
-    """Hash and vpdq queries answered as one request; results in query order."""
+def _match_mixed(ctx: ApiContext, queries: Sequence[Query | VpdqQuery]) -> list[bytes]:
+    """Hash and vpdq queries answered as one request; results (JSON) in query order."""
     hashes = [q for q in queries if isinstance(q, Query)]
     if len(hashes) == len(queries):  # the usual request: nothing to put back in order
-        return _results(_answer(ctx, hashes).results)
+        return match_json.results(_answer(ctx, hashes).results)
     plain = [(i, q) for i, q in enumerate(queries) if isinstance(q, Query)]
     sent = [(i, q) for i, q in enumerate(queries) if isinstance(q, VpdqQuery)]
     answer = _answer(ctx, [q for _, q in plain], [q.query for _, q in sent])
-    out: dict[int, Result] = {}
-    out.update((r["index"], r) for r in _results(answer.results, [i for i, _ in plain]))
+    positions = [i for i, _ in plain]
+    out = dict(zip(positions, match_json.results(answer.results, positions), strict=True))
     for (i, q), found in zip(sent, answer.videos, strict=True):
-        out[i] = s.QueryResult(
-            index=i,
-            signal_type=VPDQ.name,
-            value=VPDQ.format(q.digest),
-            low_quality=not q.query.frames,
-            matches=[],
-            videos=[video_match(m) for m in found],
-        ).model_dump()
+        out[i] = (
+            s.QueryResult(
+                index=i,
+                signal_type=VPDQ.name,
+                value=VPDQ.format(q.digest),
+                low_quality=not q.query.frames,
+                matches=[],
+                videos=[video_match(m) for m in found],
+            )
+            .model_dump_json()
+            .encode()
+        )
     return [out[i] for i in range(len(queries))]
 
 
@@ -169,33 +160,6 @@ def _count(ctx: ApiContext, answer: Answer) -> None:
         queried[VPDQ.name] += len(answer.videos)
         matched[VPDQ.name] += sum(len(found) for found in answer.videos)
     ctx.metrics.note_lookup(queried, matched, ctx.db.matching)
-
-
-def _result(index: int, result: QueryResult) -> Result:
-    """One result as plain data shaped like `schemas.QueryResult`. Plain data, not
-    the model: building (even without validating) 1,000 results and their
-    matches as pydantic objects cost more than the search itself; the shape is
-    held to the documented schema by the schema tests."""
-    q = result.query
-    return {
-        "index": index,
-        "signal_type": q.signal_type.name,
-        "value": q.signal_type.format(q.value),
-        "low_quality": result.low_quality,
-        "matches": [
-            {
-                "id": m.record.id,
-                "distance": m.distance,
-                "via": None if m.via is None else asdict(m.via),
-                "variant": m.how,
-                "labels": list(m.record.labels),
-                "status": m.record.status.value,
-                "added_at": m.record.created_at,
-            }
-            for m in result.matches
-        ],
-        "videos": None,
-    }
 
 
 def media_hashes(h: ImageHashes) -> s.MediaHashes:
@@ -245,7 +209,8 @@ def match() -> Response:
     request = json_body(s.MatchRequest)
     check_request_cost(ctx.settings, batch_cost(request.queries))
     queries = to_queries(ctx.settings, request.queries)
-    return reply_data({"results": _match_mixed(ctx, queries)})
+    body = match_json.document([("results", match_json.array(_match_mixed(ctx, queries)))])
+    return reply_json(body)
 
 
 @bp.post("/v1/match/media")
@@ -276,12 +241,15 @@ def match_media() -> Response:
         return _match_uploaded_video(ctx, data, form)
     probed = probed_image(ctx, data, probe_options(form))
     queries = probed.queries(pdq_threshold=form.pdq_threshold, phash_threshold=form.phash_threshold)
-    results = _results(_answer(ctx, queries).results)
-    return reply(
-        s.MediaMatchResponse.model_validate(
-            {"hashes": media_hashes(probed.hashes), "results": results}
-        )
+    results = match_json.results(_answer(ctx, queries).results)
+    body = match_json.document(
+        [
+            ("kind", b'"image"'),
+            ("hashes", media_hashes(probed.hashes).model_dump_json().encode()),
+            ("results", match_json.array(results)),
+        ]
     )
+    return reply_json(body)
 
 
 def probe_options(form: s.MediaMatchForm) -> ProbeOptions:
@@ -311,11 +279,13 @@ def _match_uploaded_video(ctx: ApiContext, data: bytes, form: s.MediaMatchForm) 
     digests = [Query(MD5, v.md5), Query(SHA256, v.sha256)]
     answer = _answer(ctx, digests, [video_query(v, form.pdq_threshold, thresholds)])
     (found,) = answer.videos
-    body = s.VideoMatchResponse.model_validate(
-        {
-            "hashes": video_hashes(v),
-            "videos": [video_match(m) for m in found],
-            "results": _results(answer.results),
-        }
+    videos = [video_match(m).model_dump_json().encode() for m in found]
+    body = match_json.document(
+        [
+            ("kind", b'"video"'),
+            ("hashes", video_hashes(v).model_dump_json().encode()),
+            ("videos", match_json.array(videos)),
+            ("results", match_json.array(match_json.results(answer.results))),
+        ]
     )
-    return reply(body)
+    return reply_json(body)

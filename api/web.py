@@ -93,6 +93,11 @@ def reply_data(data: object, status: int = 200) -> Response:
     return Response(to_json(data), status=status, mimetype="application/json")
 
 
+def reply_json(body: bytes, status: int = 200) -> Response:
+    """A response whose JSON body is already encoded (`api.match_json`)."""
+    return Response(body, status=status, mimetype="application/json")
+
+
 def optional_json_body(model: type[M]) -> M | None:
     """A JSON body if one was sent (DELETE may carry one or not); None otherwise."""
     if not request.get_data(cache=True):
