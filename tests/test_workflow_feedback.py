@@ -308,9 +308,9 @@ def test_every_match_is_counted_per_member_hash_and_hour(
 
 HOURS = [datetime(2024, 5, 1, h, tzinfo=UTC) for h in (11, 12)]
 FLUSH = st.dictionaries(
-    st.tuples(st.sampled_from(HOURS), st.integers(1, 3), st.integers(1, 40)),
-    st.integers(1, 5),
-    max_size=30,
+    st.tuples(st.sampled_from(HOURS), st.integers(1, 3)),
+    st.dictionaries(st.integers(1, 40), st.integers(1, 5), max_size=12).map(Counter),
+    max_size=4,
 )
 
 
@@ -319,15 +319,16 @@ FLUSH = st.dictionaries(
 )
 @given(flushes=st.lists(FLUSH, min_size=1, max_size=4))
 def test_stored_counts_are_the_sum_of_every_write(
-    store: Store, flushes: list[dict[match_counts.Key, int]]
+    store: Store, flushes: list[match_counts.Counts]
 ) -> None:
     """Whatever hours, members and hashes the writes hold, in whatever grouping."""
     with store.engine.begin() as conn:
         conn.execute(delete(match_counts_table))
-    expected: Counter[match_counts.Key] = Counter()
+    expected: Counter[tuple[datetime, int, int]] = Counter()
     for flush in flushes:
-        assert match_counts.write(store.engine, Counter(flush)) == sum(flush.values())
-        expected.update(flush)
+        assert match_counts.write(store.engine, flush) == match_counts.total(flush)
+        for (hour, member), matched in flush.items():
+            expected.update({(hour, member, h): n for h, n in matched.items()})
     t = match_counts_table.c
     with store.engine.connect() as conn:
         rows = conn.execute(select(t.bucket, t.member_id, t.hash_id, t.count)).all()

@@ -40,8 +40,8 @@ from hashdb.store.schema import match_counts
 
 log = logging.getLogger(__name__)
 
-# (hour bucket, member id, hash id)
-Key = tuple[datetime, int, int]
+# Matches counted: per (hour bucket, member id), how often each hash id matched.
+Counts = dict[tuple[datetime, int], Counter[int]]
 
 
 @cache
@@ -62,10 +62,23 @@ def bucket_of(at: datetime) -> datetime:
 
 def tally_of(
     member_id: int, results: Sequence[QueryResult], at: datetime | None = None
-) -> Counter[Key]:
-    """The matches of one member's batch, keyed by hour, member and hash."""
-    bucket = bucket_of(at or now())
-    return Counter((bucket, member_id, m.record.id) for r in results for m in r.matches)
+) -> Counts:
+    """The matches of one member's batch, by hour and member, then by hash."""
+    matched = Counter([m.record.id for r in results for m in r.matches])
+    return {(bucket_of(at or now()), member_id): matched} if matched else {}
+
+
+def merge(counts: Counts, more: Counts) -> None:
+    """Add `more` into `counts`."""
+    for key, matched in more.items():
+        if key in counts:
+            counts[key].update(matched)
+        else:
+            counts[key] = Counter(matched)
+
+
+def total(counts: Counts) -> int:
+    return sum(sum(matched.values()) for matched in counts.values())
 
 
 # PostgreSQL: one statement per (hour, member), its hashes and counts as two arrays.
@@ -78,8 +91,8 @@ _UPSERT_ARRAYS = text(
 )
 
 
-def write(engine: Engine, counted: Counter[Key]) -> int:
-    """Add `counted` to the stored counts; returns how many matches that was.
+def write(engine: Engine, counts: Counts) -> int:
+    """Add `counts` to the stored counts; returns how many matches that was.
 
     Rows go in key order, so that two processes writing at once take the rows'
     locks in the same order (no deadlock). On PostgreSQL the rows of each hour and
@@ -87,33 +100,29 @@ def write(engine: Engine, counted: Counter[Key]) -> int:
     parameters of a flush of some 10,000 hashes cost a background thread tens of
     milliseconds of the interpreter's lock, which the requests of the same process
     waited for (docs/measurements.md, "Match counts")."""
-    if not counted:
+    groups = sorted((key, sorted(matched.items())) for key, matched in counts.items() if matched)
+    if not groups:
         return 0
-    if engine.dialect.name == "postgresql":
-        groups: dict[tuple[datetime, int], list[tuple[int, int]]] = {}
-        for (bucket, member, hash_id), n in counted.items():
-            groups.setdefault((bucket, member), []).append((hash_id, n))
-        with engine.begin() as conn:
-            for (bucket, member), pairs in sorted(groups.items()):
-                pairs.sort()
-                hash_ids, counts = zip(*pairs, strict=True)
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            for (bucket, member), pairs in groups:
                 conn.execute(
                     _UPSERT_ARRAYS,
                     {
                         "bucket": bucket,
                         "member_id": member,
-                        "hash_ids": list(hash_ids),
-                        "counts": list(counts),
+                        "hash_ids": [hash_id for hash_id, _ in pairs],
+                        "counts": [n for _, n in pairs],
                     },
                 )
-        return sum(counted.values())
-    rows = [
-        {"bucket": bucket, "member_id": member, "hash_id": hash_id, "count": n}
-        for (bucket, member, hash_id), n in sorted(counted.items())
-    ]
-    with engine.begin() as conn:
-        conn.execute(_upsert_rows(), rows)
-    return sum(counted.values())
+        else:
+            rows = [
+                {"bucket": bucket, "member_id": member, "hash_id": hash_id, "count": n}
+                for (bucket, member), pairs in groups
+                for hash_id, n in pairs
+            ]
+            conn.execute(_upsert_rows(), rows)
+    return total(counts)
 
 
 def record(
@@ -130,7 +139,7 @@ class Tally:
     def __init__(self, engine: Engine, interval: float = 1.0) -> None:
         self._engine = engine
         self._interval = interval
-        self._pending: Counter[Key] = Counter()
+        self._pending: Counts = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -145,7 +154,7 @@ class Tally:
             write(self._engine, counted)
             return
         with self._lock:
-            self._pending.update(counted)
+            merge(self._pending, counted)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="hashdb-match-counts", daemon=True
@@ -156,17 +165,17 @@ class Tally:
     def pending(self) -> int:
         """Matches counted but not written yet."""
         with self._lock:
-            return sum(self._pending.values())
+            return total(self._pending)
 
     def flush(self) -> int:
         """Write what accumulated; returns how many matches that was."""
         with self._lock:
-            counted, self._pending = self._pending, Counter()
+            counted, self._pending = self._pending, {}
         try:
             return write(self._engine, counted)
         except Exception:
             with self._lock:  # keep them for the next try
-                self._pending.update(counted)
+                merge(self._pending, counted)
             raise
 
     def close(self) -> None:

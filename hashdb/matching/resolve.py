@@ -71,7 +71,11 @@ class Resolver:
         wanted |= {video for video, _ in owners.values()}
         records = self._rows.get(wanted) if wanted else {}
         at = datetime.now(UTC)
-        best: list[dict[int, Match]] = [{} for _ in queries]
+        # Per query, the closest hit of each live hash: (distance, hash id, probe,
+        # stored variant, frame time); Match objects are made for these alone.
+        best: list[dict[int, tuple[int, int, str | None, str | None, float | None]]] = [
+            {} for _ in queries
+        ]
         found = zip(
             np.repeat([q for q, _ in parts], sizes).tolist(),
             [probe for (_, (_, _, probe)), n in zip(parts, sizes, strict=True) for _ in range(n)],
@@ -91,17 +95,18 @@ class Resolver:
                 stored = STORED_KINDS[slot]
                 if distance > STORED_THRESHOLDS[stored]:
                     continue
-            record = records.get(hash_id)
-            if record is None or not self.live(record, at):
-                continue
             seen = best[q].get(hash_id)
-            if seen is None or distance < seen.distance:
-                best[q][hash_id] = Match(record, distance, Via.of(probe, stored), frame_at)
+            if seen is None or distance < seen[0]:
+                best[q][hash_id] = (distance, hash_id, probe, stored, frame_at)
         results = []
         for query, by_hash in zip(queries, best, strict=True):
-            matches = list(by_hash.values())
-            if len(matches) > 1:
-                matches.sort(key=lambda m: (m.distance, m.record.id))
+            matches = []
+            # Closest first, ties by hash id (the tuples' first two fields).
+            for distance, hash_id, probe, stored, frame_at in sorted(by_hash.values()):
+                record = records.get(hash_id)
+                if record is None or not self.live(record, at):
+                    continue
+                matches.append(Match(record, distance, Via.of(probe, stored), frame_at))
             results.append(QueryResult(query, matches))
         return results
 
