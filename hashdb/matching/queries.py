@@ -11,7 +11,7 @@ API reports (`str(via)`: "flip_x", "stored:crop90_3_3", "content+stored:content"
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from hashdb.signals import PDQ, Matching, SignalType
@@ -70,8 +70,10 @@ class Via:
         return None if probe is None and stored is None else cls(probe, stored)
 
 
-@dataclass(frozen=True)
-class Match:
+class Match(NamedTuple):
+    """A stored hash a query matched. A named tuple, not a dataclass: a batch makes
+    thousands, and a tuple is made several times faster than a frozen dataclass."""
+
     record: HashRecord
     distance: int
     via: Via | None = None  # None: the query as given hit the stored hash itself
@@ -85,10 +87,11 @@ class Match:
         return None if self.via is None else str(self.via)
 
 
-@dataclass(frozen=True)
-class QueryResult:
+class QueryResult(NamedTuple):
+    """A query and its matches, closest first (a named tuple, as `Match` is)."""
+
     query: Query
-    matches: list[Match] = field(default_factory=list)
+    matches: list[Match]
 
     @property
     def low_quality(self) -> bool:
