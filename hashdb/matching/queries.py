@@ -27,13 +27,13 @@ class Probe(NamedTuple):
     threshold: int | None = None
 
 
-@dataclass(frozen=True)
-class Query:
+class Query(NamedTuple):
     """One hash to look up. `quality` is the PDQ quality (0-100) of the image the
     hash came from, when known; it gates every perceptual hash of that image.
     `probes` are extra forms of the same content (for example the dihedral forms
     of an image), each with a name: a `(name, value)` pair is probed at the query's
-    threshold, a `Probe` at its own (ingest/probes.py measures one per kind)."""
+    threshold, a `Probe` at its own (ingest/probes.py measures one per kind). A
+    named tuple, as `Match` is: a batch makes thousands."""
 
     signal_type: SignalType
     value: bytes
