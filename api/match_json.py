@@ -23,8 +23,7 @@ from functools import cache
 
 from pydantic_core import to_json
 
-from hashdb.matching import Match, QueryResult
-from hashdb.store import HashRecord
+from hashdb.consortium import HashRecord, Match, QueryResult
 
 #: Encoded rows kept at most; past it the cache starts again empty.
 MAX_ROWS = 100_000
