@@ -2,11 +2,12 @@
 
 A batch of 1,000 queries answers with a thousand results and a match or more each;
 building them as dictionaries and then encoding those took a quarter of a worker's
-interpreter time on the batch path (docs/measurements.md, "Result encoding"). Here
-each result is one bytes template filled in, and what a match shows of its stored
-hash (labels, status, the time it was added) is encoded once per row object and
-reused while the row cache keeps that object: a change to the row replaces the
-object (hashdb/matching/rows.py), so a reused encoding is never stale.
+interpreter time on the batch path (docs/measurements.md, "Result encoding and
+the batch path"). Here each result is one bytes template filled in, and what a
+match shows of its stored hash (labels, status, the time it was added) is encoded
+once per row object and reused while the row cache keeps that object: a change to
+the row replaces the object (hashdb/matching/rows.py), so a reused encoding is
+never stale.
 
 Contract: `result(i, r)` is byte for byte what pydantic's encoder (`to_json`) writes
 for the same result shaped as `schemas.QueryResult` with `videos` null; the

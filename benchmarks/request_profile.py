@@ -47,6 +47,7 @@ from flask import Flask
 from werkzeug.test import EnvironBuilder
 
 import api.logs
+import api.match_json
 import api.matching
 import api.request_id
 from api.app import create_app
@@ -72,8 +73,7 @@ STAGES = (
     "index search",
     "hydration (row cache)",
     "match counting",
-    "result shaping",
-    "JSON encoding",
+    "results as JSON",
     "metrics",
     "request id",
     "access log",
@@ -140,9 +140,9 @@ def instrumented(app: Flask, timers: StageTimers) -> Iterator[None]:
         (index_type, "search", "index search"),
         (Resolver, "results", "hydration (row cache)"),
         (Tally, "add", "match counting"),
-        (api.matching, "_match_mixed", "result shaping"),
-        (api.matching, "_results", "result shaping"),
-        (api.matching, "reply_data", "JSON encoding"),
+        (api.matching, "_match_mixed", "results as JSON"),
+        (api.match_json, "results", "results as JSON"),
+        (api.match_json, "document", "results as JSON"),
         (api.matching, "_count", "metrics"),
         (api.request_id, "current", "request id"),
         (app.session_interface, "open_session", "cookie session (console's)"),
