@@ -12,15 +12,11 @@ nothing itself.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from fresh_interpreter import run_script
 
 NO_CONNECTION_NO_THREAD = """
 import gc, json, sqlite3, sys, threading
@@ -112,18 +108,7 @@ def run_as_master(script: str, tmp_path: Path) -> dict[str, object]:
         "HASHDB_DATABASE_URL": f"sqlite:///{tmp_path / 'never-opened.sqlite3'}",
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),  # as `hashdb serve` sets it
     }
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
-    return result
+    return run_script(script, env=env)
 
 
 def test_preload_opens_no_database_connection_and_leaves_no_thread(tmp_path: Path) -> None:

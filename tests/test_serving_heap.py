@@ -12,16 +12,13 @@ process's own collector is not touched.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from api.loader import COLLECT_THRESHOLDS
+from fresh_interpreter import run_script
 
-ROOT = Path(__file__).resolve().parent.parent
+from api.loader import COLLECT_THRESHOLDS
 
 REPORT = """
 import gc, json, sys
@@ -57,18 +54,7 @@ context(app).close()
 def report(url: str, how: str) -> dict[str, object]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("HASHDB_")}
     env.update(HASHDB_DATABASE_URL=url, HASHDB_LOG_LEVEL="warning")
-    done = subprocess.run(
-        [sys.executable, "-c", REPORT, url, how],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    out: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
-    return out
+    return run_script(REPORT, url, how, env=env)
 
 
 def test_a_serving_app_freezes_what_it_holds_once_warm(
