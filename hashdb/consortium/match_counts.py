@@ -60,9 +60,7 @@ def bucket_of(at: datetime) -> datetime:
     return utc(at).replace(minute=0, second=0, microsecond=0)
 
 
-def tally_of(
-    member_id: int, results: Sequence[QueryResult], at: datetime | None = None
-) -> Counts:
+def tally_of(member_id: int, results: Sequence[QueryResult], at: datetime | None = None) -> Counts:
     """The matches of one member's batch, by hour and member, then by hash."""
     matched = Counter([m.record.id for r in results for m in r.matches])
     return {(bucket_of(at or now()), member_id): matched} if matched else {}
