@@ -12,15 +12,15 @@ meanwhile.
 Once ready, the loader fills the row cache matches are hydrated from
 (`Matching.warm_records`), so that matches are answered without reading their
 rows from the database. A serving process then settles its heap (`settle_heap`,
-which `hashdb serve` and `api.wsgi` ask for with `when_warm`): what the
-worker holds for its life (the app, the indexes' bookkeeping, the cached rows)
-is moved out of the garbage collector's reach, and the collector runs less often.
-A request allocates many short-lived objects (a 1,000-hash batch tens of
+which `hashdb serve` and `api.wsgi` ask for with `when_warm`): what the worker
+holds for its life (the app, the indexes' bookkeeping, the cached rows) is moved
+out of the garbage collector's reach, and the collector runs less often. A
+request allocates many short-lived objects (a 1,000-hash batch tens of
 thousands), each allocation counting towards a collection; a full collection
 walks every tracked object of the process, the cached rows included, and so
 lands on whichever request triggered it (docs/measurements.md, "Collector").
-Rows cached later stay young and collectable;
-objects that die by reference count, frozen or not, are freed as ever.
+Rows cached later stay young and collectable; objects that die by reference
+count, frozen or not, are freed as ever.
 
 The kernels are compiled with `cache=True`: numba keeps them in `__pycache__`
 beside the code, or, where that is not writable, in the user's cache directory,
