@@ -223,10 +223,11 @@ def content_box(image: Image.Image) -> Box | None:
     return None if found is None else found[0]
 
 
-def content_region(image: Image.Image) -> Region | None:
+def content_region(image: Image.Image, pixels: _Pixels | None = None) -> Region | None:
     """The picture inside `image`'s borders, caption bars or canvas, cut out to the
-    pixel, its rounded corners filled in; None when nothing sound was found."""
-    found = _find(image)
+    pixel, its rounded corners filled in; None when nothing sound was found.
+    `pixels`: `image`'s analysis copy, when the caller has made it already."""
+    found = _find(image, pixels)
     if found is None:
         return None
     box, colours = found
@@ -506,12 +507,8 @@ def content_regions(image: Image.Image) -> list[Region]:
     _blocks(pixels, Box(0, 0, w, h), (w, h), DEPTH, found)
     sx, sy = width / w, height / h
     margin = math.ceil(max(sx, sy)) + 1
-    regions: list[Region] = []
-    first = _find(image, pixels)
-    if first is not None:
-        regions.append(
-            Region(first[0], _fill_corners(image.crop(first[0]).convert("RGB"), first[1]))
-        )
+    first = content_region(image, pixels)
+    regions = [] if first is None else [first]
     for _, box, colours in sorted(found, key=lambda item: item[0], reverse=True):
         rough = Box(
             max(0, round(box.left * sx)),
