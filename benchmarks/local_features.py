@@ -252,6 +252,16 @@ def _p50(samples: list[float]) -> str:
     return f"{1000 * statistics.median(samples):.1f} ms"
 
 
+def _match_seconds(index: KeypointIndex, queries: list[tuple[KeypointSet, ...]]) -> list[float]:
+    """Seconds `index` takes to match each query, one at a time."""
+    seconds = []
+    for query in queries:
+        t0 = time.perf_counter()
+        index.match(query)
+        seconds.append(time.perf_counter() - t0)
+    return seconds
+
+
 def _timings(
     index: KeypointIndex, queries: list[tuple[KeypointSet, ...]], seed: int, limit: int
 ) -> None:
@@ -259,7 +269,7 @@ def _timings(
     buf = io.BytesIO()
     photo.save(buf, "JPEG", quality=90)
     data = buf.getvalue()
-    hashing, matching, both = [], [], []
+    hashing, both = [], []
     for _ in range(30):
         t0 = time.perf_counter()
         pair = query_sets(decode(data, max_pixels=MAX_PIXELS).image)
@@ -268,10 +278,7 @@ def _timings(
         t2 = time.perf_counter()
         hashing.append(t1 - t0)
         both.append(t2 - t0)
-    for query in queries:
-        t0 = time.perf_counter()
-        index.match(query)
-        matching.append(time.perf_counter() - t0)
+    matching = _match_seconds(index, queries)
     print(
         f"\n1 MP JPEG: decode + keypoints (as is and mirrored) p50 {_p50(hashing)}, "
         f"+ match p50 {_p50(both)}"
@@ -327,11 +334,7 @@ def _scaled(
         f"\nscaled index of {n:,} references built in {time.perf_counter() - started:.0f} s, "
         f"{index.nbytes() / n:,.0f} bytes per reference"
     )
-    matching = []
-    for query in queries:
-        t0 = time.perf_counter()
-        index.match(query)
-        matching.append(time.perf_counter() - t0)
+    matching = _match_seconds(index, queries)
     print(
         f"match per query at {n:,} references: p50 {_p50(matching)}, "
         f"p90 {1000 * np.percentile(matching, 90):.1f} ms"
