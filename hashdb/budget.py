@@ -14,7 +14,8 @@ the weight of the smallest threshold class at or above t (`WEIGHTS`). A query co
 the sum over its probes (the query itself, its dihedral forms, any other probe at
 its own threshold); a request the sum over its queries, so a batch of n queries costs
 exactly n single queries and batching is never charged extra. A video query costs
-one probe per frame. Exact digests (md5, sha256) cost 1: one row lookup.
+one probe per frame. Exact digests (md5, sha256) cost 1: one row lookup. A keypoint
+set searched costs KEYPOINT_SET_WEIGHT, whatever the threshold (it takes none).
 
 Weights come from benchmarks/budget.py (`--weights-only`), which times the production
 index at each class for single queries and batches up to the largest request and
@@ -38,7 +39,7 @@ from collections.abc import Iterable
 from hashdb.errors import BudgetExceeded, InvalidInput
 from hashdb.matching import Probe, Query
 from hashdb.settings import Settings
-from hashdb.signals import PDQ, PHASH, SignalType
+from hashdb.signals import PDQ, PHASH, Matching, SignalType
 
 # Per Hamming signal type: (largest threshold of the class, weight), ascending. A
 # threshold above the last class is priced at the last class (the settings cap it).
@@ -57,10 +58,16 @@ WEIGHTS: dict[str, tuple[tuple[int, int], ...]] = {
     PHASH.name: ((10, 1), (12, 38), (14, 38), (16, 38), (24, 375), (32, 1232)),
 }
 MAX_REQUEST_COST_SETTING = "HASHDB_MAX_REQUEST_COST"
+# A keypoint set searched (the query's, or its mirror's): candidate retrieval for up
+# to 256 descriptors and the verification of up to 8 candidates cost about as much
+# as this many PDQ queries at 31 (benchmarks/local_features.py times both).
+KEYPOINT_SET_WEIGHT = 64
 
 
 def threshold_weight(signal: SignalType, threshold: int | None) -> int:
     """Query units of one probe of `signal` at `threshold` (None: the default)."""
+    if signal.matching is Matching.LOCAL:
+        return KEYPOINT_SET_WEIGHT
     classes = WEIGHTS.get(signal.name)
     if classes is None:
         return 1

@@ -7,7 +7,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hashdb.errors import InvalidInput
-from hashdb.signals import MD5, PDQ, PHASH, SHA256, SIGNAL_TYPES, VPDQ, Matching, get_signal_type
+from hashdb.signals import (
+    KEYPOINTS,
+    MD5,
+    PDQ,
+    PHASH,
+    SHA256,
+    SIGNAL_TYPES,
+    VPDQ,
+    Matching,
+    get_signal_type,
+)
 from hashdb.signals.vpdq import Frame, format_frames, frames_digest, parse_frames
 
 
@@ -18,7 +28,9 @@ def test_each_signal_type_declares_name_bits_threshold_and_matching() -> None:
     assert (SHA256.bits, SHA256.matching) == (256, Matching.EXACT)
     assert PDQ.min_quality == 50
     assert (VPDQ.bits, VPDQ.default_threshold, VPDQ.matching) == (256, 31, Matching.VIDEO)
-    assert set(SIGNAL_TYPES) == {"pdq", "phash", "md5", "sha256", "vpdq"}
+    assert (KEYPOINTS.default_threshold, KEYPOINTS.matching) == (0, Matching.LOCAL)
+    assert KEYPOINTS.min_quality == 24  # keypoints in the set
+    assert set(SIGNAL_TYPES) == {"pdq", "phash", "md5", "sha256", "vpdq", "keypoints"}
 
 
 @pytest.mark.parametrize("signal", list(SIGNAL_TYPES.values()), ids=lambda s: s.name)

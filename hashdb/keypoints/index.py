@@ -25,8 +25,14 @@ benchmarks/local_features.py measures both (recall, time, bytes per reference).
 
 Per stored row the index itself also keeps 4 bytes of geometry (position, level,
 angle); rows of one reference are contiguous, so the row -> reference map is one
-offset per reference. Removal marks the reference dead at once (its rows stop
-voting); the rows are dropped when the index is next rebuilt from the store.
+offset per reference. Removal marks the reference's rows dead at once (they stop
+voting), and a removed reference may be added again (new rows); dead rows are
+dropped when the index is next rebuilt from the store.
+
+`search_for` picks the search for a corpus: exact MIH while it is small, IVF
+trained on (a sample of) its descriptors once FAISS has enough to train `nlist`
+lists. Adds and searches of one index are serialised by its lock (FAISS's indexes
+are not safe to add to while searched); verification runs outside it.
 """
 
 from __future__ import annotations
@@ -45,6 +51,11 @@ from hashdb.keypoints.verify import MIN_INLIERS, Verdict, verify
 
 MAX_DISTANCE = 64  # of 256 bits: ORB's usual bound for a true correspondence
 CANDIDATES = 8  # references verified per query keypoint set, most votes first
+# FAISS's k-means wants at least 39 training points per list; the smallest IVF has
+# MIN_LISTS lists, trained on at most TRAINING_SAMPLE descriptors.
+MIN_LISTS = 64
+IVF_MIN_ROWS = 39 * MIN_LISTS
+TRAINING_SAMPLE = 150_000
 
 Rows = npt.NDArray[np.int64]
 Codes = npt.NDArray[np.uint8]
@@ -134,6 +145,19 @@ class MihSearch:
         return int(self._index.nbytes())
 
 
+def search_for(codes: Codes, *, seed: int = 1234) -> DescriptorSearch:
+    """The search for a corpus of these descriptors: MIH (exact, no training) below
+    IVF_MIN_ROWS, else an IVF of about sqrt(rows) lists (a power of two) trained on a
+    sample of them (benchmarks/local_features.py measures the two)."""
+    if len(codes) < IVF_MIN_ROWS:
+        return MihSearch()
+    rng = np.random.default_rng(seed)
+    sample = codes[np.sort(rng.choice(len(codes), min(len(codes), TRAINING_SAMPLE), replace=False))]
+    nlist = int(2 ** round(np.log2(max(MIN_LISTS, np.sqrt(len(codes))))))
+    nlist = min(nlist, len(sample) // 39)
+    return IvfSearch(sample, nlist=nlist)
+
+
 def _no_pairs() -> Near:
     return Near(np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.int32))
 
@@ -154,28 +178,34 @@ class KeypointIndex:
         self._search = search
         self._lock = threading.Lock()
         self._starts: list[int] = []  # first row of each reference, in row order
+        self._starts_array: Rows = np.empty(0, np.int64)  # the same, as last read
         self._refs: list[int] = []
-        self._sizes: dict[int, tuple[int, int]] = {}
+        self._sizes: list[tuple[int, int]] = []  # width and height, per place
         self._where: dict[int, int] = {}  # reference id -> its place in _starts
         self._geometry = np.empty((0, 4), dtype=np.uint8)
         self._chunks: list[npt.NDArray[np.uint8]] = []
         self._rows = 0
-        self._dead: set[int] = set()
+        self._dead: set[int] = set()  # places of removed references
 
     def __len__(self) -> int:
         return len(self._refs) - len(self._dead)
 
+    def __contains__(self, reference: int) -> bool:
+        place = self._where.get(reference)
+        return place is not None and place not in self._dead
+
     def add(self, reference: int, keypoints: KeypointSet) -> None:
-        """Add one reference's keypoints (ValueError if the id is already stored)."""
+        """Add one reference's keypoints (ValueError if the id is indexed and not
+        removed)."""
         with self._lock:
-            if reference in self._where:
+            if reference in self:
                 raise ValueError(f"reference {reference} is already indexed")
             n = len(keypoints)
             rows = np.arange(self._rows, self._rows + n, dtype=np.int64)
             self._where[reference] = len(self._starts)
             self._starts.append(self._rows)
             self._refs.append(reference)
-            self._sizes[reference] = (keypoints.width, keypoints.height)
+            self._sizes.append((keypoints.width, keypoints.height))
             self._chunks.append(
                 np.stack([keypoints.x, keypoints.y, keypoints.level, keypoints.angle], axis=1)
             )
@@ -186,14 +216,14 @@ class KeypointIndex:
     def remove(self, reference: int) -> None:
         with self._lock:
             if reference in self._where:
-                self._dead.add(reference)
+                self._dead.add(self._where[reference])
 
     def _geometry_rows(self) -> npt.NDArray[np.uint8]:
-        with self._lock:
-            if self._chunks:
-                self._geometry = np.concatenate([self._geometry, *self._chunks])
-                self._chunks = []
-            return self._geometry
+        """The geometry of every row (call under the lock)."""
+        if self._chunks:
+            self._geometry = np.concatenate([self._geometry, *self._chunks])
+            self._chunks = []
+        return self._geometry
 
     def nbytes(self) -> int:
         """Memory the index holds: the descriptor search, geometry, row offsets."""
@@ -220,9 +250,14 @@ class KeypointIndex:
     def _match_one(self, query: KeypointSet) -> list[Found]:
         if len(query) < MIN_INLIERS:
             return []
-        near = self._search.near(query.descriptors)
-        geometry = self._geometry_rows()
-        starts = np.asarray(self._starts, dtype=np.int64)
+        with self._lock:  # a consistent view: rows, offsets and geometry of one moment
+            near = self._search.near(query.descriptors)
+            geometry = self._geometry_rows()
+            if len(self._starts_array) != len(self._starts):
+                self._starts_array = np.asarray(self._starts, dtype=np.int64)
+            starts = self._starts_array
+            # _refs and _sizes only grow: the places `starts` knows stay valid
+            refs, sizes, dead, total = self._refs, self._sizes, set(self._dead), self._rows
         place = np.searchsorted(starts, near.stored_rows, side="right") - 1
         # one vote per (query keypoint, reference)
         pairs = np.unique(place * (len(query) + 1) + near.query_rows)
@@ -233,14 +268,14 @@ class KeypointIndex:
         for k in order.tolist():
             if votes[k] < MIN_INLIERS or len(found) == CANDIDATES:
                 break
-            reference = self._refs[int(places[k])]
-            if reference in self._dead:
+            if int(places[k]) in dead:
                 continue
+            reference = refs[int(places[k])]
             mine = place == places[k]
             first = int(starts[places[k]])
             stored = near.stored_rows[mine]
-            width, height = self._sizes[reference]
-            rows = geometry[first : first + _count(starts, int(places[k]), self._rows)]
+            width, height = sizes[int(places[k])]
+            rows = geometry[first : first + _count(starts, int(places[k]), total)]
             placed = KeypointSet(
                 width=width,
                 height=height,

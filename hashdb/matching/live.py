@@ -33,6 +33,8 @@ import numpy as np
 
 from hashdb.index import HammingIndex, MIHIndex, entries, make_index
 from hashdb.index.snapshot import load_snapshots, save_snapshots, snapshot_cursor, snapshot_stamp
+from hashdb.keypoints.index import KeypointIndex
+from hashdb.matching import keypoints
 from hashdb.signals import PDQ, SIGNAL_TYPES, Matching, SignalType
 from hashdb.signals.vpdq import VPDQ
 from hashdb.store import ChangeLog, HashRecord, HashStore, Status, VideoStore
@@ -71,6 +73,7 @@ class LiveIndexes:
         self._statuses = statuses
         self._snapshot_dir = snapshot_dir
         self._indexes: dict[str, HammingIndex] = {}
+        self._keypoints = keypoints.empty()
         self._cursor = 0
         self._origin: int | None = None  # cursor of the snapshot the indexes came from
         self._stamp: Stamp = None  # the snapshot files as last seen (`snapshot_changed`)
@@ -89,7 +92,8 @@ class LiveIndexes:
         return self._origin
 
     def sizes(self) -> dict[str, int]:
-        """Entries per index (hashes, stored variants and video frames together)."""
+        """Entries per Hamming index (hashes, stored variants and video frames
+        together); the keypoint index is `keypoints`."""
         return {name: len(index) for name, index in self._indexes.items()}
 
     def nbytes(self) -> dict[str, int]:
@@ -105,6 +109,11 @@ class LiveIndexes:
     def __getitem__(self, signal_type: str) -> HammingIndex:
         return self._indexes[signal_type]
 
+    @property
+    def keypoints(self) -> KeypointIndex:
+        """The keypoint sets of matchable `keypoints` rows (hashdb/matching/keypoints.py)."""
+        return self._keypoints
+
     def load(self, *, fresh: bool = False) -> bool:
         """Restore (unless `fresh`) or build every index; True if restored from a
         snapshot. Changes committed since the position they reflect are left to
@@ -118,7 +127,10 @@ class LiveIndexes:
             else:
                 indexes, cursor = restored
             _warm_up(indexes)
-            self._indexes, self._cursor = indexes, cursor
+            # Not in the snapshot: read from the store. Changes between the snapshot's
+            # cursor and now are replayed onto it too, which is idempotent.
+            local = keypoints.build(self._hashes, self._statuses)
+            self._indexes, self._keypoints, self._cursor = indexes, local, cursor
             self._origin = None if restored is None else cursor
         return restored is not None
 
@@ -270,6 +282,7 @@ class LiveIndexes:
         videos = [r for r in records.values() if r.signal_type == VPDQ.name]
         self._apply_videos(indexes[PDQ.name], videos)
         gone = sorted(hash_ids - records.keys())  # not in the database: drop everywhere
+        keypoints.apply(self._keypoints, self._hashes, records.values(), gone, self._statuses)
         for name, index in indexes.items():
             mine = [r for r in records.values() if r.signal_type == name]
             stale = sorted({*(r.id for r in mine), *gone})

@@ -31,17 +31,20 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 
 from hashdb.errors import InvalidInput
 from hashdb.index import entries
+from hashdb.keypoints.codec import KeypointSet
+from hashdb.matching import keypoints
 from hashdb.matching.live import LiveIndexes
-from hashdb.matching.queries import Probe, Query, QueryResult, VideoMatch
+from hashdb.matching.queries import Match, Probe, Query, QueryResult, Via, VideoMatch
 from hashdb.matching.resolve import Hits, Resolver
 from hashdb.matching.rows import RowCache
-from hashdb.signals import PDQ, SIGNAL_TYPES, Matching, SignalType
+from hashdb.signals import KEYPOINTS, PDQ, SIGNAL_TYPES, Matching, SignalType
 from hashdb.signals.vpdq import Frame
 from hashdb.store import MATCHABLE, ChangeLog, HashStore, Status, VideoStore
 from hashdb.video_match import DEFAULT_INTERVAL, VideoThresholds
@@ -210,13 +213,32 @@ class Matcher:
                 )
             if not q.low_quality:
                 by_type.setdefault(q.signal_type.name, []).append(i)
+        local = by_type.pop(KEYPOINTS.name, [])
         for name, positions in by_type.items():
             signal = SIGNAL_TYPES[name]
             if signal.matching is Matching.EXACT:
                 self._match_exact(signal, queries, positions, raw)
             else:
                 self._match_hamming(signal, queries, positions, raw)
-        return self._resolver.results(queries, raw)
+        results = self._resolver.results(queries, raw)
+        for i in local:
+            results[i] = self._match_local(queries[i])
+        return results
+
+    def _match_local(self, query: Query) -> QueryResult:
+        """A keypoints query (its value and probes are keypoint sets in wire form):
+        the live stored sets that verification accepts, most inliers first."""
+        sets: list[tuple[str | None, KeypointSet]] = [(None, KeypointSet.from_bytes(query.value))]
+        sets += [(p[0], KeypointSet.from_bytes(p[1])) for p in query.probes]
+        hits = keypoints.search(self._indexes.keypoints, sets)
+        records = self._rows.get({h.hash_id for h in hits}) if hits else {}
+        at = datetime.now(UTC)
+        matches = [
+            Match(record, 0, Via.of(h.probe, None), inliers=h.inliers, share=round(h.share, 3))
+            for h in hits
+            if (record := records.get(h.hash_id)) is not None and self._resolver.live(record, at)
+        ]
+        return QueryResult(query, matches)
 
     def _match_exact(
         self,

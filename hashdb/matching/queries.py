@@ -47,9 +47,14 @@ class Query(NamedTuple):
 
     @property
     def low_quality(self) -> bool:
+        """Below the quality floor of its signal type (keypoints: too few keypoints),
+        or, for a pHash without one of its own, PDQ's."""
         if self.signal_type.matching is Matching.EXACT or self.quality is None:
             return False
-        return self.quality < (PDQ.min_quality or 0)
+        floor = self.signal_type.min_quality
+        if floor is None:
+            floor = PDQ.min_quality
+        return floor is not None and self.quality < floor
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,11 @@ class Match(NamedTuple):
     via: Via | None = None  # None: the query as given hit the stored hash itself
     # When the match is a frame of a stored video: that frame's time in the video.
     frame_at: float | None = None
+    # Keypoint matches: the keypoints verification found in agreement, and the
+    # share of the stored picture's area the query shows (below
+    # hashdb.keypoints.verify.MIN_COPY_SHARE it shows a part of it, a small crop).
+    inliers: int | None = None
+    share: float | None = None
 
     @property
     def how(self) -> str | None:

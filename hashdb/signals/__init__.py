@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from hashdb.errors import InvalidInput
 from hashdb.signals.base import Matching, SignalType
+from hashdb.signals.keypoints import KEYPOINTS
 from hashdb.signals.md5 import MD5
 from hashdb.signals.pdq import PDQ
 from hashdb.signals.phash import PHASH
 from hashdb.signals.sha256 import SHA256
 from hashdb.signals.vpdq import VPDQ
 
-SIGNAL_TYPES: dict[str, SignalType] = {s.name: s for s in (PDQ, PHASH, MD5, SHA256, VPDQ)}
+SIGNAL_TYPES: dict[str, SignalType] = {
+    s.name: s for s in (PDQ, PHASH, MD5, SHA256, VPDQ, KEYPOINTS)
+}
 
 
 def get_signal_type(
@@ -26,6 +29,7 @@ def get_signal_type(
 
 
 __all__ = [
+    "KEYPOINTS",
     "MD5",
     "PDQ",
     "PHASH",

@@ -23,6 +23,7 @@ class Matching(enum.Enum):
     HAMMING = "hamming"  # near-duplicates: bit distance <= threshold
     EXACT = "exact"  # digests: equal or not
     VIDEO = "video"  # frame lists: per-frame PDQ, then the share of frames matched
+    LOCAL = "local"  # keypoint sets: descriptor votes, then geometric verification
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,8 @@ class SignalType:
     matching: Matching
     default_threshold: int
     description: str
-    # Below this quality a hash is too featureless to match on (PDQ only).
+    # Below this quality a hash is too featureless to match on (PDQ: its quality
+    # score; keypoints: how many keypoints the set holds).
     min_quality: int | None = None
 
     @property
@@ -47,8 +49,9 @@ class SignalType:
 
     @property
     def max_threshold(self) -> int:
-        """The largest threshold that still means anything (half the bits)."""
-        return 0 if self.matching is Matching.EXACT else self.bits // 2
+        """The largest threshold that still means anything (half the bits); digests
+        and keypoint sets take none (a keypoint match is decided by verification)."""
+        return 0 if self.matching in (Matching.EXACT, Matching.LOCAL) else self.bits // 2
 
     def parse(self, text: object, field: str = "value", index: int | None = None) -> bytes:
         """Hex text to raw bytes, or InvalidInput naming the field."""

@@ -36,7 +36,7 @@ from sqlalchemy.engine import Connection, RowMapping
 
 from hashdb.errors import NotFound
 from hashdb.store.clock import now, utc
-from hashdb.store.schema import changes, hash_transitions, hash_variants, hashes
+from hashdb.store.schema import changes, hash_transitions, hash_variants, hashes, keypoint_sets
 
 # Rows per statement when a batch is sent to the database in pieces.
 CHUNK = 500
@@ -91,6 +91,9 @@ class NewHash:
     expires_at: datetime | None = None  # never matched from then on
     incident_id: int | None = None  # contributed under this crisis incident
     variants: tuple[NewVariant, ...] = ()  # stored with it, in hash_variants
+    # A keypoints row's set, in its wire form (`value` is its SHA-256): stored with a
+    # new row in keypoint_sets (hashdb/signals/keypoints.py).
+    keypoint_set: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -277,6 +280,13 @@ class HashStore:
                 .all()
             )
             created = dict(zip(fresh, ids, strict=True))
+            sets = [
+                {"hash_id": created[key], "data": h.keypoint_set}
+                for key, h in fresh.items()
+                if h.keypoint_set is not None
+            ]
+            if sets:
+                conn.execute(insert(keypoint_sets), sets)
             log_changes(conn, ids, ChangeOp.ADD)
             record_transitions(
                 conn, ((i, None, status) for i in ids), contributor_id, reason or "contributed"
@@ -431,6 +441,45 @@ class HashStore:
                         StoredVariant(r["hash_id"], r["kind"], bytes(r["value"]), r["quality"])
                     )
         return out
+
+    def keypoint_sets(self, hash_ids: Iterable[int]) -> dict[int, bytes]:
+        """The keypoint set (wire form) of each of `hash_ids` that is a keypoints row."""
+        out: dict[int, bytes] = {}
+        with self._engine.connect() as conn:
+            for part in _chunks(sorted(set(hash_ids))):
+                rows = conn.execute(
+                    select(keypoint_sets.c.hash_id, keypoint_sets.c.data).where(
+                        keypoint_sets.c.hash_id.in_(part)
+                    )
+                )
+                out.update((int(i), bytes(data)) for i, data in rows)
+        return out
+
+    def iter_keypoint_sets(
+        self,
+        statuses: Iterable[Status] = MATCHABLE,
+        *,
+        hash_ids: Sequence[int] | None = None,
+        chunk: int = 10_000,
+    ) -> Iterator[list[tuple[int, bytes]]]:
+        """(hash id, wire form) of the keypoint sets of hashes in `statuses` (of those
+        among `hash_ids`, if given), in chunks ordered by hash id, for an index."""
+        query = (
+            select(keypoint_sets.c.hash_id, keypoint_sets.c.data)
+            .join(hashes, hashes.c.id == keypoint_sets.c.hash_id)
+            .where(hashes.c.status.in_([s.value for s in statuses]))
+            .order_by(keypoint_sets.c.hash_id)
+            .execution_options(yield_per=chunk)
+        )
+        parts = [query] if hash_ids is None else []
+        parts += [
+            query.where(keypoint_sets.c.hash_id.in_(part))
+            for part in _chunks(sorted(set(hash_ids or ())))
+        ]
+        with self._engine.connect() as conn:
+            for q in parts:
+                for part in conn.execute(q).partitions(chunk):
+                    yield [(int(r[0]), bytes(r[1])) for r in part]
 
     def get(self, hash_id: int) -> HashRecord:
         found = self.get_many([hash_id]).get(hash_id)

@@ -194,6 +194,16 @@ hash_variants = Table(
     Column("quality", SmallInteger, nullable=True),
 )
 
+# Keypoint sets (migration 0013): the wire form (hashdb/keypoints/codec.py) of a
+# `keypoints` row, whose `value` is its SHA-256 (a set is too large for the value
+# indexes). Written with the row, never changed: a different set is another row.
+keypoint_sets = Table(
+    "keypoint_sets",
+    metadata,
+    Column("hash_id", BigInteger, ForeignKey("hashes.id"), primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)
+
 # The label taxonomy; `value_kind` says whether a label takes a `:value` suffix
 # ("none", "optional", "required"), e.g. `terrorist_entity:<name>`.
 labels = Table(

@@ -1,0 +1,90 @@
+"""The live keypoint index: the sets of matchable `keypoints` rows, kept current.
+
+Built at load from the store's `keypoint_sets` (the index snapshot holds the Hamming
+indexes only, so a restored process reads the sets again), its search chosen for the
+corpus as it is then (hashdb/keypoints/index.py, `search_for`: exact MIH while small,
+a trained IVF beyond); a corpus that grows past it keeps that search until the next
+load. Replay is state-based as for the Hamming indexes (hashdb/matching/live.py):
+each changed `keypoints` row is removed and added back if it is matchable now.
+
+A query is one keypoint set, with the set of its mirror image as a probe when it
+may be a mirrored copy; each set is verified on its own, and a stored set is
+reported once, with the probe that verified it with the most inliers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+
+from hashdb.keypoints.codec import KeypointSet
+from hashdb.keypoints.index import KeypointIndex, search_for
+from hashdb.signals.keypoints import KEYPOINTS
+from hashdb.store import HashRecord, HashStore, Status
+
+
+@dataclass(frozen=True)
+class LocalHit:
+    """A stored keypoint set that verification accepted for a query."""
+
+    hash_id: int
+    inliers: int
+    share: float  # of the stored picture's area that the query shows
+    probe: str | None  # the query's probe that verified it (None: the query as sent)
+
+
+def empty() -> KeypointIndex:
+    """An empty index, until the first load."""
+    return KeypointIndex(search_for(np.empty((0, 32), np.uint8)))
+
+
+def build(hashes: HashStore, statuses: frozenset[Status]) -> KeypointIndex:
+    """An index of every matchable keypoint set in the store."""
+    sets = [
+        (hash_id, KeypointSet.from_bytes(data))
+        for part in hashes.iter_keypoint_sets(statuses)
+        for hash_id, data in part
+    ]
+    codes = [s.descriptors for _, s in sets if len(s)]
+    index = KeypointIndex(
+        search_for(np.concatenate(codes) if codes else np.empty((0, 32), np.uint8))
+    )
+    for hash_id, kps in sets:
+        index.add(hash_id, kps)
+    return index
+
+
+def apply(
+    index: KeypointIndex,
+    hashes: HashStore,
+    records: Iterable[HashRecord],
+    gone: Iterable[int],
+    statuses: frozenset[Status],
+) -> None:
+    """Bring `index` in line with the store for changed rows: `records` (as read now)
+    and `gone` (ids no longer in the database)."""
+    mine = [r for r in records if r.signal_type == KEYPOINTS.name]
+    for hash_id in [*gone, *(r.id for r in mine)]:
+        index.remove(hash_id)
+    live = [r.id for r in mine if r.status in statuses]
+    if live:
+        for part in hashes.iter_keypoint_sets(statuses, hash_ids=live):
+            for hash_id, data in part:
+                index.add(hash_id, KeypointSet.from_bytes(data))
+
+
+def search(index: KeypointIndex, sets: Iterable[tuple[str | None, KeypointSet]]) -> list[LocalHit]:
+    """The stored sets that verify against any of the query's `sets` ((probe name,
+    set) pairs), most inliers first, each once."""
+    best: dict[int, LocalHit] = {}
+    for probe, kps in sets:
+        for found in index.match([kps]):
+            v = found.verdict
+            if not v.matched:
+                continue
+            held = best.get(found.reference)
+            if held is None or v.inliers > held.inliers:
+                best[found.reference] = LocalHit(found.reference, v.inliers, v.frame_share, probe)
+    return sorted(best.values(), key=lambda h: (-h.inliers, h.hash_id))
