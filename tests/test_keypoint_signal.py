@@ -11,13 +11,14 @@ import pytest
 from PIL import Image, ImageDraw, ImageOps
 
 from hashdb.budget import KEYPOINT_SET_WEIGHT, query_cost
+from hashdb.consortium.keypoints import new_hash
+from hashdb.consortium.keypoints import query as keypoint_query
 from hashdb.errors import InvalidInput
-from hashdb.keypoints.codec import KeypointSet
 from hashdb.keypoints.index import IVF_MIN_ROWS
 from hashdb.matching import Matcher, Query, Via
 from hashdb.signals import KEYPOINTS, SIGNAL_TYPES
 from hashdb.signals.keypoints import MIRROR, digest, parse_set
-from hashdb.store import Member, NewHash, Role, Status, Store
+from hashdb.store import Member, Role, Status, Store
 from ingest.keypoints import keypoints, query_sets
 
 
@@ -51,16 +52,8 @@ def scene(seed: int, size: int = 512) -> Image.Image:
     return image
 
 
-def new_hash(kps: KeypointSet, labels: tuple[str, ...] = ()) -> NewHash:
-    wire = kps.to_bytes()
-    return NewHash(KEYPOINTS.name, digest(wire), labels, len(kps), keypoint_set=wire)
-
-
 def query(picture: Image.Image) -> Query:
-    plain, mirrored = query_sets(picture)
-    return Query(
-        KEYPOINTS, plain.to_bytes(), quality=len(plain), probes=((MIRROR, mirrored.to_bytes()),)
-    )
+    return keypoint_query(*query_sets(picture))
 
 
 @pytest.fixture
