@@ -36,7 +36,7 @@ from api.request_id import actor
 from api.uploads import form_fields, image_with_variants, uploaded_file
 from api.video import hash_reference, video_hashes
 from api.web import json_body, query_args, reply, reply_page, reply_tagged
-from hashdb.consortium import Added, HashRecord, NewHash, NewVideo, Role, Status
+from hashdb.consortium import Added, HashRecord, NewHash, NewVideo, Role, Status, keypoints
 from hashdb.errors import InvalidInput
 from hashdb.settings import Settings
 from hashdb.signals import SIGNAL_TYPES, Matching, get_signal_type
@@ -65,6 +65,14 @@ def to_new_hashes(settings: Settings, items: Sequence[s.HashIn]) -> list[NewHash
                 field="signal_type",
                 index=i,
             )
+        if signal.matching is Matching.LOCAL:
+            if item.quality is not None:
+                raise InvalidInput(
+                    "a keypoint set's quality is its keypoint count", field="quality", index=i
+                )
+            kps = keypoints.read(item.value, "value", i)
+            out.append(keypoints.new_hash(kps, tuple(item.labels), item.reference))
+            continue
         value = signal.parse(item.value, "value", i)
         if item.quality is not None and signal.min_quality is None:
             raise InvalidInput(

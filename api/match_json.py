@@ -57,20 +57,34 @@ def _row(record: HashRecord) -> bytes:
 
 
 def _match(m: Match) -> bytes:
+    if m.inliers is not None:  # a keypoints match: rare, so the general encoder
+        return _keypoint_match(m)
     if m.via is None:
-        return b'{"id":%d,"distance":%d,"via":null,"variant":null,%s}' % (
+        return b'{"id":%d,"distance":%d,"via":null,"variant":null,%s%s}' % (
             m.record.id,
             m.distance,
+            _NO_KEYPOINTS,
             _row(m.record),
         )
     via = to_json({"probe": m.via.probe, "stored": m.via.stored})
-    return b'{"id":%d,"distance":%d,"via":%s,"variant":%s,%s}' % (
+    return b'{"id":%d,"distance":%d,"via":%s,"variant":%s,%s%s}' % (
         m.record.id,
         m.distance,
         via,
         to_json(m.how),
+        _NO_KEYPOINTS,
         _row(m.record),
     )
+
+
+_NO_KEYPOINTS = b'"inliers":null,"share":null,'
+
+
+def _keypoint_match(m: Match) -> bytes:
+    via = None if m.via is None else {"probe": m.via.probe, "stored": m.via.stored}
+    head = {"id": m.record.id, "distance": m.distance, "via": via, "variant": m.how}
+    tail = to_json({"inliers": m.inliers, "share": m.share})[1:-1]
+    return to_json(head)[:-1] + b"," + tail + b"," + _row(m.record) + b"}"
 
 
 _RESULT = (
@@ -79,12 +93,13 @@ _RESULT = (
 
 
 def result(index: int, r: QueryResult) -> bytes:
-    """One result as the JSON of `schemas.QueryResult` (its `videos` null)."""
+    """One result as the JSON of `schemas.QueryResult` (its `videos` null); a
+    keypoints query shows its set's digest as its value, as its stored row would."""
     q = r.query
     return _RESULT % (
         index,
         _name(q.signal_type.name),
-        q.signal_type.format(q.value).encode(),
+        q.shown.encode(),
         b"true" if r.low_quality else b"false",
         b",".join([_match(m) for m in r.matches]),
     )

@@ -42,7 +42,7 @@ from api.uploads import form_fields, lookup_probes, probed_image, uploaded_file
 from api.video import VpdqQuery, hash_query, video_hashes, video_match, video_query, vpdq_query
 from api.web import json_body, reply_json
 from hashdb.budget import check_request_cost, check_threshold, probe_cost, video_cost
-from hashdb.consortium import Answer, Query, Role, VideoQuery
+from hashdb.consortium import Answer, Query, Role, VideoQuery, keypoints
 from hashdb.errors import InvalidInput, OutsideFailure
 from hashdb.settings import Settings
 from hashdb.signals import MD5, PDQ, PHASH, SHA256, SIGNAL_TYPES, Matching, get_signal_type
@@ -76,6 +76,8 @@ def batch_cost(items: Sequence[s.MatchQuery]) -> int:
             total += 1
         elif signal.matching is Matching.VIDEO:
             total += video_cost(len(item.value.strip().splitlines()), item.threshold)
+        elif signal.matching is Matching.LOCAL:
+            total += probe_cost(signal, None, 1 if item.mirror is None else 2)
         else:
             total += probe_cost(signal, item.threshold, 8 if item.dihedral else 1)
     return total
@@ -97,6 +99,11 @@ def to_queries(settings: Settings, items: Sequence[s.MatchQuery]) -> list[Query 
         if item.min_query_share is not None or item.min_reference_share is not None:
             name = "min_query_share" if item.min_query_share is not None else "min_reference_share"
             raise InvalidInput(f"{name} applies to vpdq only", field=name, index=i)
+        if signal.matching is Matching.LOCAL:
+            out.append(keypoint_query(item, i))
+            continue
+        if item.mirror is not None:
+            raise InvalidInput("mirror applies to keypoints only", field="mirror", index=i)
         value = signal.parse(item.value, "value", i)
         if item.threshold is not None:
             check_threshold(settings, signal, item.threshold, "threshold", i)
@@ -107,6 +114,22 @@ def to_queries(settings: Settings, items: Sequence[s.MatchQuery]) -> list[Query 
             variants = dihedral_probes(value)
         out.append(Query(signal, value, item.threshold, item.quality, variants))
     return out
+
+
+def keypoint_query(item: s.MatchQuery, i: int) -> Query:
+    """A keypoints query: its set, and its mirror image's set when sent."""
+    for name, given in (("threshold", item.threshold), ("quality", item.quality)):
+        if given is not None:
+            raise InvalidInput(f"a keypoints query takes no {name}", field=name, index=i)
+    if item.dihedral:
+        raise InvalidInput(
+            "a keypoints query is matched mirrored by sending the mirrored set in `mirror`",
+            field="dihedral",
+            index=i,
+        )
+    kps = keypoints.read(item.value, "value", i)
+    mirrored = None if item.mirror is None else keypoints.read(item.mirror, "mirror", i)
+    return keypoints.query(kps, mirrored)
 
 
 def _answer(

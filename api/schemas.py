@@ -40,10 +40,18 @@ from pydantic import (
 
 from hashdb.consortium.paging import DEFAULT_LIMIT, MAX_KEY, MAX_LIMIT
 from hashdb.errors import InvalidInput
+from hashdb.keypoints.codec import MAX_KEYPOINTS
 from hashdb.signals import SIGNAL_TYPES
 
 SIGNAL_NAMES = sorted(SIGNAL_TYPES)
 _HEX_MAX = max(s.hex_length for s in SIGNAL_TYPES.values())
+# A keypoint set as base64 text: 7 + 36 n bytes for at most MAX_KEYPOINTS keypoints.
+MAX_KEYPOINTS_CHARS = 4 * -(-(7 + 36 * MAX_KEYPOINTS) // 3)
+_VALUE_MAX = max(_HEX_MAX, MAX_KEYPOINTS_CHARS)
+_KEYPOINTS_DOC = (
+    "For keypoints, the keypoint set as base64 text (hashdb/keypoints/codec.py: "
+    "`hashdb hash` and the member client compute it)."
+)
 # A vpdq query's value is vPDQ text, one `frame_number,quality,pdq_hex,timestamp`
 # line per frame (about 80 characters): room for 25,000 frames; the frame count is
 # capped by HASHDB_VIDEO_MAX_FRAMES and the body by HASHDB_MAX_UPLOAD_BYTES.
@@ -149,8 +157,9 @@ def signal_field() -> Any:
 
 def value_field() -> Any:
     return Field(
-        max_length=_HEX_MAX,
-        description="The hash as hex digits: 64 for pdq and sha256, 16 for phash, 32 for md5.",
+        max_length=_VALUE_MAX,
+        description="The hash as hex digits: 64 for pdq and sha256, 16 for phash, 32 for md5. "
+        + _KEYPOINTS_DOC,
     )
 
 
@@ -255,7 +264,15 @@ class MatchQuery(ParsedRequest):
         description="The hash as hex digits: 64 for pdq and sha256, 16 for phash, 32 for "
         "md5. For vpdq, a video's frames as vPDQ text: one line per frame, "
         "`frame_number,quality,pdq_hex,timestamp_seconds` (frames of quality below 50 "
-        "are left out, as vPDQ does).",
+        "are left out, as vPDQ does). " + _KEYPOINTS_DOC + " A keypoints query matches "
+        "the stored sets that geometric verification accepts; it takes no threshold.",
+    )
+    mirror: str | None = Field(
+        default=None,
+        max_length=MAX_KEYPOINTS_CHARS,
+        description="keypoints only: the keypoint set of the mirror image of the picture, "
+        "as base64 text, matched as well (ORB keypoints do not find a mirrored copy "
+        "otherwise); a match it found says `mirror` in `via`.",
     )
     threshold: int | None = Field(
         default=None,
@@ -314,13 +331,23 @@ class ViaOut(Response):
 
 class MatchOut(Response):
     id: int = Field(description="Hash id.")
-    distance: int = Field(description="Hamming distance (0 for digests).")
+    distance: int = Field(description="Hamming distance (0 for digests and keypoints).")
     via: ViaOut | None = Field(
         description="How the match was found; null when the query as sent hit the hash itself."
     )
     variant: str | None = Field(
         description="`via` as one string, `probe+stored:<kind>` (for example "
         "`content+stored:content`); null when `via` is."
+    )
+    inliers: int | None = Field(
+        default=None,
+        description="keypoints only: keypoints of the query that geometric verification "
+        "found where the stored picture's are (at least 12).",
+    )
+    share: float | None = Field(
+        default=None,
+        description="keypoints only: the share of the stored picture's area the query "
+        "shows (1.0: all of it; below 0.25 a part of it, such as a small crop).",
     )
     labels: list[str]
     status: str

@@ -92,10 +92,11 @@ def in_sandbox(
 
 def lookup_probes(dihedral: bool = False) -> ProbeOptions:
     """The probes a lookup of an image builds unless it names its own: its content
-    region always (a letterboxed or captioned copy matches the stored picture), and
-    with `dihedral` the 7 other rotations and flips of the image and of its content
-    region. The API, the console and the CLI all probe with these."""
-    kinds = [ProbeKind.CONTENT]
+    region (a letterboxed or captioned copy matches the stored picture) and its
+    keypoint set (a crop, a logo, a tilt, a screenshot) always, and with `dihedral`
+    the 7 other rotations and flips of the image and of its content region, and the
+    mirrored keypoint set. The API, the console and the CLI all probe with these."""
+    kinds = [ProbeKind.CONTENT, ProbeKind.KEYPOINTS]
     if dihedral:
         kinds += [ProbeKind.DIHEDRAL, ProbeKind.CONTENT_DIHEDRAL]
     return ProbeOptions(frozenset(kinds))

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import imagehash
 
+from hashdb.keypoints.codec import KeypointSet
 from ingest.decode import Decoded, decode
 from ingest.pdq import pdq
 
@@ -41,6 +42,9 @@ class ImageHashes:
     # ("rotate90", "rotate180", "rotate270", "flip_x", "flip_y", "transpose",
     # "transverse"); () otherwise.
     dihedral: tuple[tuple[str, bytes], ...]
+    # The picture's keypoint set (hashdb/signals/keypoints.py), when the caller asked
+    # for it: an image to store (ingest.records.hash_with_variants); None otherwise.
+    keypoints: KeypointSet | None = None
 
 
 def hash_image(

@@ -56,12 +56,15 @@ from enum import StrEnum
 from PIL import Image
 
 from hashdb.consortium import NewVariant, Probe, Query
+from hashdb.consortium.keypoints import query as keypoint_query
+from hashdb.keypoints.codec import KeypointSet
 from hashdb.signals import MD5, PDQ, PHASH, SHA256
 from hashdb.signals.pdq_dihedral import DIHEDRAL_FORMS
 from hashdb.variants import CONTENT, CROP_WINDOWS
 from ingest.canonical import MAX_REGIONS, Box, content_region, content_regions
 from ingest.decode import decode
 from ingest.image import DEFAULT_MAX_PIXELS, ImageHashes, hash_decoded
+from ingest.keypoints import QUERY_LIMIT, keypoints, query_sets
 from ingest.pdq import pdq
 
 WORK_SIDE = 512
@@ -102,6 +105,9 @@ class ProbeKind(StrEnum):
     CONTENT = "content"  # the content region, when ingest.canonical finds one
     CONTENT_DIHEDRAL = "content_dihedral"  # its 7 other rotations and flips
     CROPS = "crops"  # centred and corner crops keeping 90% of each side
+    # The image's keypoint set (hashdb/signals/keypoints.py), matched by verification:
+    # crops, logos, small tilts; with DIHEDRAL also its mirror image's set.
+    KEYPOINTS = "keypoints"
 
 
 @dataclass(frozen=True)
@@ -109,7 +115,7 @@ class ProbeOptions:
     """Which probes to build and their thresholds; `thresholds` overrides THRESHOLDS."""
 
     kinds: frozenset[ProbeKind] = frozenset(
-        {ProbeKind.DIHEDRAL, ProbeKind.CONTENT, ProbeKind.CONTENT_DIHEDRAL}
+        {ProbeKind.DIHEDRAL, ProbeKind.CONTENT, ProbeKind.CONTENT_DIHEDRAL, ProbeKind.KEYPOINTS}
     )
     thresholds: dict[str, int] = field(default_factory=dict)
 
@@ -142,6 +148,9 @@ class ProbedImage:
     hashes: ImageHashes
     content: Box | None  # in the decoded (upright, reduced) picture's pixels
     probes: tuple[ProbeHash, ...]  # every usable probe, "whole" first
+    # With ProbeKind.KEYPOINTS: the query keypoint set, and its mirror image's with
+    # ProbeKind.DIHEDRAL too.
+    keypoints: tuple[KeypointSet, KeypointSet | None] | None = None
 
     def pdq_query(self, threshold: int | None = None) -> Query:
         """The PDQ query: the whole image, carrying every other probe.
@@ -157,12 +166,15 @@ class ProbedImage:
     ) -> list[Query]:
         """What ingest.records.queries gives, with the PDQ query carrying the probes."""
         h = self.hashes
-        return [
+        found = [
             self.pdq_query(pdq_threshold),
             Query(PHASH, h.phash, phash_threshold, h.pdq_quality),
             Query(MD5, h.md5),
             Query(SHA256, h.sha256),
         ]
+        if self.keypoints is not None:
+            found.append(keypoint_query(*self.keypoints))
+        return found
 
 
 def probe_queries(
@@ -195,10 +207,16 @@ def probe_queries(
         for name, (fx, fy) in CROPS.items():
             crop = pdq(_window(small, fx, fy))
             raw.append((name, crop.hash, crop.quality))
+    sets: tuple[KeypointSet, KeypointSet | None] | None = None
+    if ProbeKind.KEYPOINTS in options.kinds:
+        if ProbeKind.DIHEDRAL in options.kinds:
+            sets = query_sets(picture)
+        else:
+            sets = (keypoints(picture, limit=QUERY_LIMIT), None)
     name, code, quality = raw[0]
     first = ProbeHash(name, code, quality, options.threshold(name))  # gated by the Matcher
     others = (_probe(options, *r) for r in raw[1:])
-    return ProbedImage(hashes, box, (first, *(p for p in others if p is not None)))
+    return ProbedImage(hashes, box, (first, *(p for p in others if p is not None)), sets)
 
 
 def stored_variants(picture: Image.Image, whole: bytes, scale: int = 1) -> tuple[NewVariant, ...]:

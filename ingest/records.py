@@ -1,8 +1,11 @@
 """From the hashes of one file to what the database takes: contributions and queries.
 
-One image yields up to four hashes (PDQ, pHash, MD5, SHA-256). Perceptual hashes of
-a low-quality image (PDQ quality < 50) are left out of contributions, since they
-would match unrelated featureless images; the digests still identify the file.
+One image yields up to five hashes (PDQ, pHash, keypoints, MD5, SHA-256). Perceptual
+hashes of a low-quality image (PDQ quality < 50) are left out of contributions, since
+they would match unrelated featureless images; the digests still identify the file.
+So is a keypoint set with too few keypoints to verify a match (below
+`KEYPOINTS.min_quality`), and one that was not computed (`hash_with_variants`
+computes it; the member client computes its own).
 A video yields one vpdq hash (its frames) plus its two digests.
 
 A contributed image also stores its variants (hashdb/variants.py: content region,
@@ -12,11 +15,15 @@ hashes a file and computes them from one decode.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from hashdb.consortium import NewHash, NewVariant, NewVideo, Query
-from hashdb.signals import MD5, PDQ, PHASH, SHA256
+from hashdb.consortium.keypoints import new_hash as keypoint_hash
+from hashdb.signals import KEYPOINTS, MD5, PDQ, PHASH, SHA256
 from hashdb.signals.vpdq import Frame
 from ingest.decode import decode
 from ingest.image import DEFAULT_MAX_PIXELS, ImageHashes, hash_decoded
+from ingest.keypoints import keypoints
 from ingest.probes import stored_variants
 from ingest.video import VideoHashes
 
@@ -37,6 +44,8 @@ def contributions(
     if usable_perceptual(h):
         items.append(NewHash(PDQ.name, h.pdq, labels, h.pdq_quality, reference, variants=variants))
         items.append(NewHash(PHASH.name, h.phash, labels, None, reference))
+        if h.keypoints is not None and len(h.keypoints) >= (KEYPOINTS.min_quality or 0):
+            items.append(keypoint_hash(h.keypoints, labels, reference))
     items.append(NewHash(MD5.name, h.md5, labels, None, reference))
     items.append(NewHash(SHA256.name, h.sha256, labels, None, reference))
     return items
@@ -45,11 +54,15 @@ def contributions(
 def hash_with_variants(
     data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> tuple[ImageHashes, tuple[NewVariant, ...]]:
-    """Hash the image file `data` (errors as ingest.image.hash_image) and compute the
-    stored variants of its PDQ row, from one decode (none for a low-quality image)."""
+    """Hash the image file `data` (errors as ingest.image.hash_image) with its keypoint
+    set, and compute the stored variants of its PDQ row, from one decode (neither for
+    a low-quality image)."""
     decoded = decode(data, max_pixels=max_pixels)
     h = hash_decoded(data, decoded)
-    return h, stored_variants(decoded.image, h.pdq, decoded.scale) if usable_perceptual(h) else ()
+    if not usable_perceptual(h):
+        return h, ()
+    h = replace(h, keypoints=keypoints(decoded.image))
+    return h, stored_variants(decoded.image, h.pdq, decoded.scale)
 
 
 def image_contributions(

@@ -110,7 +110,7 @@ def test_an_unknown_hash_id_is_404(api: Api) -> None:
     assert response.json["error"]["code"] == "not_found"  # type: ignore[index]
 
 
-def test_an_uploaded_image_adds_all_four_hashes(api: Api, photo: bytes) -> None:
+def test_an_uploaded_image_adds_all_five_hashes(api: Api, photo: bytes) -> None:
     response = api.upload(
         "/v1/media", photo, labels=["manifesto", "terrorist_entity:example"], reference="upload 1"
     )
@@ -118,7 +118,13 @@ def test_an_uploaded_image_adds_all_four_hashes(api: Api, photo: bytes) -> None:
     body = response.json
     assert body is not None
     assert body["low_quality"] is False
-    assert [a["signal_type"] for a in body["added"]] == ["pdq", "phash", "md5", "sha256"]
+    assert [a["signal_type"] for a in body["added"]] == [
+        "pdq",
+        "phash",
+        "keypoints",
+        "md5",
+        "sha256",
+    ]
     record = api.get(f"/v1/hashes/{body['added'][0]['id']}").json
     assert record is not None
     assert record["value"] == body["hashes"]["pdq"]

@@ -187,7 +187,7 @@ def test_an_uploaded_image_is_hashed_and_matched(
     assert body["hashes"]["pdq_quality"] >= 50
     assert (body["hashes"]["width"], body["hashes"]["height"]) == (128, 128)
     by_type = {r["signal_type"]: r for r in body["results"]}
-    assert set(by_type) == {"pdq", "phash", "md5", "sha256"}
+    assert set(by_type) == {"pdq", "phash", "keypoints", "md5", "sha256"}
     assert [m["id"] for m in by_type["pdq"]["matches"]] == [ids["pdq"]]
     assert by_type["md5"]["matches"] == []  # a different file
 

@@ -68,8 +68,9 @@ def test_a_folder_is_imported_once_with_duplicates_and_failures_reported(
     assert summary.frames >= 2
     assert summary.failures == (("notes.txt", summary.failures[0][1]),)
     assert summary.job.status is JobStatus.DONE
-    # 5 images x 4 hashes + the video's vpdq hash and its two digests
-    assert summary.hashes_added == 23
+    # 5 images x 5 hashes (pdq, phash, keypoints, md5, sha256) + the video's vpdq
+    # hash and its two digests
+    assert summary.hashes_added == 28
     duplicate = next(f for f in store.imports.files(job.id) if f.path == "images/copy-of-0.png")
     assert duplicate.status is FileState.DUPLICATE and "images/0.png" in (duplicate.error or "")
     labels = {r.labels for r in store.hashes.get_many(range(1, 30)).values()}

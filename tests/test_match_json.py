@@ -3,8 +3,8 @@
 The match endpoints write their results with byte templates instead of building
 and encoding dictionaries; whatever a result holds (any signal type, any labels a
 person wrote, any status, a probe or stored variant or neither, a low-quality
-query), the bytes must be exactly what pydantic writes for the documented model
-`schemas.QueryResult`, and a stored hash whose row changed must never be shown
+query, a keypoints match with its inliers and share), the bytes must be exactly
+what pydantic writes for the documented model `schemas.QueryResult`, and a stored hash whose row changed must never be shown
 with its old labels.
 """
 
@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from api import match_json
 from api import schemas as s
 from hashdb.matching import Match, Query, QueryResult, Via
-from hashdb.signals import MD5, PDQ, PHASH, SHA256
+from hashdb.signals import KEYPOINTS, MD5, PDQ, PHASH, SHA256
+from hashdb.signals.keypoints import MIRROR, digest
 from hashdb.store import HashRecord, Status
 
 EPOCH = datetime(2020, 1, 1, tzinfo=UTC)
@@ -42,15 +43,37 @@ names = st.none() | st.sampled_from(["rot90", "flip_x", "content", "crop90_3_3",
 vias = st.none() | st.builds(Via, probe=names, stored=names).map(
     lambda v: Via.of(v.probe, v.stored)
 )
-matches = st.builds(Match, record=records, distance=st.integers(0, 128), via=vias)
+matches = st.builds(
+    Match,
+    record=records,
+    distance=st.integers(0, 128),
+    via=vias,
+    inliers=st.none(),
+    share=st.none(),
+)
+keypoint_matches = st.builds(
+    Match,
+    record=records,
+    distance=st.just(0),
+    via=st.none() | st.just(Via.of(MIRROR, None)),
+    inliers=st.integers(12, 256),
+    share=st.floats(0, 1).map(lambda f: round(f, 3)),
+)
 
 
 @st.composite
 def query_results(draw: st.DrawFn) -> QueryResult:
-    signal = draw(st.sampled_from([PDQ, PHASH, MD5, SHA256]))
-    value = draw(st.binary(min_size=signal.nbytes, max_size=signal.nbytes))
-    quality = draw(st.none() | st.integers(0, 100))
-    return QueryResult(Query(signal, value, quality=quality), draw(st.lists(matches, max_size=4)))
+    """A result of any signal type; a keypoints query's value is a set's wire form
+    (any bytes, as far as the writer is concerned), reported as its digest."""
+    signal = draw(st.sampled_from([PDQ, PHASH, MD5, SHA256, KEYPOINTS]))
+    if signal is KEYPOINTS:
+        value = draw(st.binary(min_size=7, max_size=300))
+        found = draw(st.lists(keypoint_matches, max_size=3))
+    else:
+        value = draw(st.binary(min_size=signal.nbytes, max_size=signal.nbytes))
+        found = draw(st.lists(matches, max_size=4))
+    quality = draw(st.none() | st.integers(0, 256 if signal is KEYPOINTS else 100))
+    return QueryResult(Query(signal, value, quality=quality), found)
 
 
 def as_schema(index: int, r: QueryResult) -> bytes:
@@ -59,7 +82,7 @@ def as_schema(index: int, r: QueryResult) -> bytes:
     model = s.QueryResult(
         index=index,
         signal_type=q.signal_type.name,
-        value=q.signal_type.format(q.value),
+        value=q.signal_type.format(digest(q.value) if q.signal_type is KEYPOINTS else q.value),
         low_quality=r.low_quality,
         matches=[
             s.MatchOut(
@@ -67,6 +90,8 @@ def as_schema(index: int, r: QueryResult) -> bytes:
                 distance=m.distance,
                 via=None if m.via is None else s.ViaOut(probe=m.via.probe, stored=m.via.stored),
                 variant=m.how,
+                inliers=m.inliers,
+                share=m.share,
                 labels=list(m.record.labels),
                 status=m.record.status.value,
                 added_at=m.record.created_at,

@@ -87,7 +87,8 @@ def test_an_image_contribution_stores_its_crop_windows_with_its_pdq_row_not_as_h
     for row in rows:
         assert row.value != parent.value
         assert row.quality is not None and row.quality >= 50
-    assert len(hash_ids(store)) == 4  # pdq, phash, md5, sha256: a variant has no id
+    # pdq, phash, keypoints, md5, sha256: a variant has no id
+    assert len(hash_ids(store)) == 5
 
 
 def test_a_meme_stores_its_content_region(
@@ -224,15 +225,15 @@ def test_variants_stay_out_of_the_feed_the_queue_and_the_figures(
 ) -> None:
     parent_id = contribute_image(db, member, jpeg(bridge_picture), "case-1")
     queued = db.hashes.queue(admin).items
-    assert sorted(r.id for r in queued) == hash_ids(store)  # the image's four hashes
+    assert sorted(r.id for r in queued) == hash_ids(store)  # the image's five hashes
     assert parent_id in [r.id for r in queued]
     db.vetting.approve(admin, [r.id for r in queued])
     exported = db.feed.snapshot(admin)
     assert parent_id in [e.id for e in exported]
-    assert len(exported) == 4  # pdq, phash, md5, sha256
+    assert len(exported) == 5  # pdq, phash, keypoints, md5, sha256
     day = timedelta(days=1)
     figures = db.reports.transparency(admin, _epoch(), datetime.now(UTC) + day)
-    assert figures.hashes_by_type == {"md5": 1, "pdq": 1, "phash": 1, "sha256": 1}
+    assert figures.hashes_by_type == {"keypoints": 1, "md5": 1, "pdq": 1, "phash": 1, "sha256": 1}
 
 
 def test_a_cropped_copy_matches_the_stored_image(
@@ -254,7 +255,13 @@ def test_an_uploaded_image_stores_variants_that_the_api_does_not_show(
 ) -> None:
     body = api.upload("/v1/media", jpeg(bridge_picture), labels=["manifesto"]).json
     assert body is not None
-    assert [a["signal_type"] for a in body["added"]] == ["pdq", "phash", "md5", "sha256"]
+    assert [a["signal_type"] for a in body["added"]] == [
+        "pdq",
+        "phash",
+        "keypoints",
+        "md5",
+        "sha256",
+    ]
     assert variants_of(api.store, body["added"][0]["id"])
     assert sorted(a["id"] for a in body["added"]) == hash_ids(api.store)
     response = api.get(f"/v1/hashes/{max(hash_ids(api.store)) + 1}", role="admin")

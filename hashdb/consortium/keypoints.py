@@ -32,8 +32,3 @@ def query(kps: KeypointSet, mirrored: KeypointSet | None = None) -> Query:
     """The lookup of a keypoint set, and of its mirror image's when given."""
     probes = () if mirrored is None else ((MIRROR, mirrored.to_bytes()),)
     return Query(KEYPOINTS, kps.to_bytes(), quality=len(kps), probes=probes)
-
-
-def query_value(q: Query) -> bytes:
-    """What a result reports as a keypoints query's value: its set's digest."""
-    return digest(q.value)

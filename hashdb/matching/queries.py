@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from hashdb.signals import PDQ, Matching, SignalType
+from hashdb.signals.keypoints import digest
 from hashdb.store import HashRecord
 from hashdb.video_match import VideoScore
 
@@ -40,6 +41,14 @@ class Query(NamedTuple):
     threshold: int | None = None
     quality: int | None = None
     probes: tuple[tuple[str, bytes] | Probe, ...] = ()
+
+    @property
+    def shown(self) -> str:
+        """The value as results show it: hex; for a keypoint set, its digest's (as
+        its stored row's value)."""
+        if self.signal_type.matching is Matching.LOCAL:
+            return self.signal_type.format(digest(self.value))
+        return self.signal_type.format(self.value)
 
     @property
     def effective_threshold(self) -> int:
