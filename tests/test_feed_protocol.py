@@ -5,7 +5,8 @@ A page hands back the cursor of the last change-log entry it read and whether mo
 follow, so a page with nothing to show (several changes of one hash, filtered
 entries) never looks like the end; tombstones carry the value; a cursor belongs
 to an epoch, and a follower whose cursor belongs to another history (a restored
-central) forgets its copy and replays; videos travel with their frames.
+central) forgets its copy and replays; videos travel with their frames, keypoints
+rows with their sets (tests/test_feed_keypoints.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from feed_server import FeedServer
@@ -35,9 +37,11 @@ from hashdb.consortium.backup import backup, restore
 from hashdb.consortium.core import Consortium
 from hashdb.consortium.export import FeedEntry, FeedOp, FeedPage
 from hashdb.consortium.feedback import DisagreeReason, Kind
+from hashdb.consortium.keypoints import new_hash
 from hashdb.consortium.matching import VideoQuery
 from hashdb.consortium.vetting import Resolution
 from hashdb.errors import Forbidden, InvalidInput
+from hashdb.keypoints.codec import KeypointSet
 from hashdb.matching import Query
 from hashdb.settings import Settings
 from hashdb.signals import MD5, PDQ
@@ -68,6 +72,15 @@ def image(seed: int, labels: tuple[str, ...] = ("attack_footage",)) -> NewHash:
 
 def digest(seed: int) -> NewHash:
     return NewHash(MD5.name, random.Random(seed).randbytes(16), ("manifesto",))
+
+
+def keypoint_set(seed: int, n: int = 32) -> KeypointSet:
+    """A random set of `n` keypoints (enough to be contributed; matches nothing)."""
+    rng = np.random.default_rng(seed)
+    x, y, angle = (rng.integers(0, 256, n, dtype=np.uint8) for _ in range(3))
+    level = rng.integers(0, 8, n, dtype=np.uint8)
+    descriptors = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+    return KeypointSet(512, 384, x, y, level, angle, descriptors)
 
 
 @pytest.fixture
@@ -123,14 +136,15 @@ def held(local: Consortium) -> set[Row]:
     return {(str(t), bytes(v).hex(), tuple(labels)) for t, v, labels in rows}
 
 
-Matchable = tuple[str, str, tuple[str, ...], str, frozenset[tuple[str, str]]]
+Matchable = tuple[str, str, tuple[str, ...], str, frozenset[tuple[str, str]], bytes | None]
 
 
 def matchable(db: Consortium) -> set[Matchable]:
     """Everything `db` matches against, read from its tables: each live hash (active
     or disputed, not past its expiry) as (signal type, hex value, labels, status,
-    its stored variants as (kind, hex value)). The same function reads central and
-    follower, so equality means both match the same things and say the same."""
+    its stored variants as (kind, hex value), its keypoint set's wire form or None).
+    The same function reads central and follower, so equality means both match the
+    same things and say the same."""
     at = datetime.now(UTC)
     with db.store.engine.connect() as conn:
         rows = conn.execute(
@@ -145,6 +159,7 @@ def matchable(db: Consortium) -> set[Matchable]:
         ).all()
     live = [r for r in rows if r.expires_at is None or _aware(r.expires_at) > at]
     variants = db.store.hashes.variants([r.id for r in live])
+    sets = db.store.hashes.keypoint_sets([r.id for r in live])
     return {
         (
             str(r.signal_type),
@@ -152,6 +167,7 @@ def matchable(db: Consortium) -> set[Matchable]:
             tuple(r.labels),
             str(r.status),
             frozenset((v.kind, v.value.hex()) for v in variants.get(r.id, [])),
+            sets.get(r.id),
         )
         for r in live
     }
@@ -487,7 +503,8 @@ Step = tuple[str, int]
 STEPS = st.tuples(
     st.sampled_from(
         [
-            *("image", "pending", "video", "digest", "approve", "reject", "retire"),
+            *("image", "pending", "video", "digest", "keypoints", "approve", "reject"),
+            "retire",
             *("dispute", "keep", "expire", "relabel", "epoch", "backup", "restore", "sync"),
         ]
     ),
@@ -552,13 +569,19 @@ class Central:
         *[("image", 6), ("approve", 0), ("relabel", 2), ("sync", 1), ("image", 7)],
     ]
 )
+@example(  # keypoint sets: added active and pending, synced, approved, retired, restored
+    steps=[
+        *[("keypoints", 1), ("keypoints", 2), ("sync", 3), ("backup", 0), ("approve", 0)],
+        *[("relabel", 1), ("sync", 1), ("retire", 0), ("restore", 0), ("sync", 2)],
+    ]
+)
 def test_a_follower_syncing_at_random_moments_with_random_pages_converges(
     steps: list[Step],
 ) -> None:
     """After every sync, the follower matches exactly what central matches (values,
-    signal types, labels, status, stored variants, video frames), whatever happened in
-    between: contributions, vetting, disputes, relabelling, expiry, new epochs, and a
-    restore of central from a backup taken earlier."""
+    signal types, labels, status, stored variants, video frames, keypoint sets),
+    whatever happened in between: contributions, vetting, disputes, relabelling,
+    expiry, new epochs, and a restore of central from a backup taken earlier."""
     with tempfile.TemporaryDirectory() as folder:
         central = Central(Path(folder))
         local = follower(Path(folder) / "local.sqlite3")
@@ -586,6 +609,9 @@ def test_a_follower_syncing_at_random_moments_with_random_pages_converges(
                 ids += [a.id for a in done]
             elif what == "digest":
                 ids += [a.id for a in db.contributions.add(admin, [digest(seed)])]
+            elif what == "keypoints":  # an admin's is active, a member's pending
+                item = new_hash(keypoint_set(seed), ("attack_footage",))
+                ids += [a.id for a in db.contributions.add(admin if k % 2 else members[1], [item])]
             elif what in ("approve", "reject") and (picked := some({Status.PENDING}, k)):
                 move = db.vetting.approve if what == "approve" else db.vetting.reject
                 move(admin, picked, what)

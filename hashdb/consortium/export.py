@@ -46,6 +46,14 @@ lines, `hashdb.signals.vpdq.format_frames`), `duration` (seconds) and `fps`, so 
 follower can store the video and match re-encodes of it. Every other entry has
 them null.
 
+Keypoint sets: a `keypoints` entry's value is the SHA-256 of its set's wire form and
+its quality the set's keypoint count (hashdb/signals/keypoints.py); a live one also
+carries `keypoints`, the set as base64 text (`KeypointSet.to_text`, at most
+`MAX_KEYPOINTS_CHARS` characters), so a follower stores the set beside its row and
+matches crops of the picture as central does. A follower refuses a live keypoints
+entry whose set is missing, malformed or does not hash to its value, or whose
+quality is not the set's keypoint count. Every other entry has `keypoints` null.
+
 Because each entry is the current state, replaying is idempotent and order-safe: a
 member that replays the feed from 0, applying add/update as upsert-by-id and
 delete as remove-by-id, ends with exactly the exported list (`replay`). Pending
@@ -75,8 +83,10 @@ Formats (`FeedFormat`):
   cursor, more, epoch and head travel in the `X-Hashdb-Cursor`, `X-Hashdb-More`,
   `X-Hashdb-Epoch` and `X-Hashdb-Head` response headers (sent with every format).
 - `csv`: the fields of `CSV_COLUMNS` with a header row; labels joined by `;`; a
-  video's frames and an image's variants are not in it (follow `json` or `jsonl`
-  to copy videos and variants).
+  video's frames, an image's variants and a keypoint set are not in it (a video
+  row and a keypoints row show their digest as `value`, which identifies them but
+  matches nothing on its own: follow `json` or `jsonl` to copy videos, variants
+  and keypoint sets).
 - `threatexchange`: the exported PDQ hashes as a signal file for
   python-threatexchange's `local_file` exchange (threatexchange 1.2,
   `threatexchange/exchanges/impl/file_api.py`, `LocalFileSignalExchangeAPI`): one
@@ -85,7 +95,7 @@ Formats (`FeedFormat`):
   file on every fetch, so this format is a snapshot (render it from `replay` of the
   feed from 0), not a delta; it carries no labels. Our other signal types have no
   threatexchange counterpart (threatexchange's `video_md5` is a video-only
-  digest), so they are left out of this format.
+  digest; it has no keypoint signal type), so they are left out of this format.
 """
 
 from __future__ import annotations
@@ -106,7 +116,9 @@ from sqlalchemy.engine import Connection
 from hashdb.consortium import audit, labels
 from hashdb.consortium.actor import Actor, require_admin
 from hashdb.errors import InvalidInput
+from hashdb.keypoints.codec import DESCRIPTOR_BYTES, GEOMETRY_BYTES, MAX_KEYPOINTS, KeypointSet
 from hashdb.signals import SIGNAL_TYPES, get_signal_type
+from hashdb.signals.keypoints import KEYPOINTS, parse_set
 from hashdb.signals.vpdq import VPDQ, Frame, format_frames, parse_frames
 from hashdb.store import ChangeOp, HashRecord, HashStore, Status, VideoStore
 from hashdb.store.clock import now
@@ -123,6 +135,13 @@ MAX_FILTER_LABELS = 50
 # its content region and 74 crop windows: hashdb/variants.py).
 MAX_VARIANTS = 256
 MAX_KIND_CHARS = 32  # hash_variants.kind
+# The longest base64 text of a keypoint set a follower reads: the wire form of
+# MAX_KEYPOINTS keypoints (a 7-byte header, then geometry and descriptor of each;
+# hashdb/keypoints/codec.py), 4 characters per 3 bytes.
+MAX_KEYPOINTS_CHARS = 4 * -(-(7 + (GEOMETRY_BYTES + DESCRIPTOR_BYTES) * MAX_KEYPOINTS) // 3)
+# The highest quality an entry may carry: PDQ's score (a video's frames' too) is
+# 0-100; a keypoints row's is its keypoint count.
+MAX_QUALITY = 100
 # python-threatexchange's name for each of our signal types that it knows.
 THREATEXCHANGE_TYPES = {"pdq": "pdq"}
 
@@ -166,6 +185,7 @@ class FeedEntry:
     duration: float | None = None  # a live video's, seconds
     fps: float | None = None  # a live video's
     variants: tuple[FeedVariant, ...] | None = None  # a live image's stored variants
+    keypoints: str | None = None  # a live keypoints entry's set, base64 of its wire form
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -191,7 +211,7 @@ class FeedEntry:
                 signal_type=str(data["signal_type"]),
                 status=Status(data["status"]),
                 value=None if data.get("value") is None else str(data["value"]),
-                quality=_quality(data.get("quality")),
+                quality=_quality(data.get("quality"), _max_quality(str(data["signal_type"]))),
                 labels=tuple(str(x) for x in data.get("labels") or ()),
                 updated_at=_stamp(data.get("updated_at")),
                 expires_at=_stamp(data.get("expires_at")),
@@ -199,6 +219,7 @@ class FeedEntry:
                 duration=None if data.get("duration") is None else float(data["duration"]),
                 fps=None if data.get("fps") is None else float(data["fps"]),
                 variants=_variants(data.get("variants")),
+                keypoints=_text(data.get("keypoints"), "keypoints"),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"malformed feed entry: {exc}", field="feed") from None
@@ -227,6 +248,19 @@ class FeedEntry:
             return None
         return parse_frames(self.frames, "frames")
 
+    def keypoint_set(self) -> KeypointSet | None:
+        """A live keypoints entry's set (InvalidInput naming `keypoints` if it is
+        malformed or longer than a set can be); None if it carries none."""
+        if self.keypoints is None:
+            return None
+        if len(self.keypoints) > MAX_KEYPOINTS_CHARS:
+            raise InvalidInput(
+                f"feed entry {self.id}: a keypoint set is at most {MAX_KEYPOINTS_CHARS} "
+                f"characters of base64, got {len(self.keypoints)}",
+                field="keypoints",
+            )
+        return parse_set(self.keypoints, "keypoints")
+
 
 @dataclass(frozen=True)
 class FeedVariant:
@@ -248,14 +282,25 @@ def _variants(data: object) -> tuple[FeedVariant, ...] | None:
     )
 
 
-def _quality(value: object) -> int | None:
-    """A PDQ quality as a feed carries it: null or 0-100 (ValueError otherwise)."""
+def _max_quality(signal_type: str) -> int:
+    return MAX_KEYPOINTS if signal_type == KEYPOINTS.name else MAX_QUALITY
+
+
+def _quality(value: object, highest: int = MAX_QUALITY) -> int | None:
+    """A quality as a feed carries it: null or 0-`highest` (ValueError otherwise)."""
     if value is None:
         return None
     quality = int(str(value))
-    if not 0 <= quality <= 100:
-        raise ValueError(f"quality {quality} is not 0-100")
+    if not 0 <= quality <= highest:
+        raise ValueError(f"quality {quality} is not 0-{highest}")
     return quality
+
+
+def _text(value: object, name: str) -> str | None:
+    """A text field as a feed carries it: null or a string (TypeError otherwise)."""
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"{name} must be text")
 
 
 def _stamp(value: object) -> datetime | None:
@@ -334,11 +379,12 @@ def entry(
     selected: bool = True,
     video: tuple[str, float, float] | None = None,
     variants: Sequence[StoredVariant] = (),
+    keypoints: str | None = None,
     was_exported: bool = True,
 ) -> FeedEntry:
     """The entry for `record`'s latest change `seq`: a tombstone unless it is exported
     (and `selected` by the page's label filter); `video` is (frames, duration, fps),
-    `variants` the image's stored variants.
+    `variants` the image's stored variants, `keypoints` a keypoints row's set (text).
     A tombstone carries the value only if the hash was ever exported (`was_exported`):
     a pending or rejected contribution's value is not every member's to read."""
     value = SIGNAL_TYPES[record.signal_type].format(record.value)
@@ -368,6 +414,7 @@ def entry(
             for v in variants
         )
         or None,
+        keypoints=keypoints,
     )
 
 
@@ -445,6 +492,13 @@ def _page(
     }
     live_images = [i for i, r in records.items() if r.signal_type != VPDQ.name and exported(r, at)]
     stored = HashStore(engine).variants(live_images)
+    live_sets = [
+        i for i, r in records.items() if r.signal_type == KEYPOINTS.name and exported(r, at)
+    ]
+    sets = {
+        i: KeypointSet.from_bytes(wire).to_text()
+        for i, wire in HashStore(engine).keypoint_sets(live_sets).items()
+    }
     entries = sorted(
         (
             entry(
@@ -455,6 +509,7 @@ def _page(
                 selected=where.selects(records[h].labels),
                 video=shapes.get(h),
                 variants=stored.get(h, ()),
+                keypoints=sets.get(h),
                 was_exported=h in ever,
             )
             for h, (seq, op) in latest.items()

@@ -19,15 +19,21 @@ Applying a page: each remote hash id is mapped to a local row (`synced_hashes`),
 contributed by a local member standing for the central service (created on first
 sync, with no key). An add/update stores or refreshes the row; a video's entry
 carries its frames, stored with it as a contributed video is, so the local matcher
-matches re-encodes of it; a delete marks the mapping dead. A local row is `active`
-while at least one remote hash mapped to it is live, and `retired` otherwise (two
-remote contributors of one value share one local row). Status changes go through
-the local change log, so the local matcher drops a retired hash at once and picks
-up new ones within its sync interval. A page is applied as a batch (its mappings
-read in one query, its hashes stored by one `add_in`, its videos one by one, its
-mappings written in bulk, statuses set with one call per target status) that
-leaves what applying its entries one by one, in order, would: the last
-entry for a remote id decides its mapping, the last for a local row its labels.
+matches re-encodes of it; a keypoints entry carries its set, stored beside its row
+as a contributed set is (`hashdb.consortium.keypoints.new_hash`), so the local
+matcher finds crops of the picture; a delete marks the mapping dead. Frames and
+sets are checked against the entry's value (their SHA-256): a page with one that
+does not hash to it, or with a live keypoints entry without its set, is refused
+whole (InvalidInput naming `frames` or `keypoints`) and nothing of it is stored. A
+local row is `active` while at least one remote hash mapped to it is live, and
+`retired` otherwise (two remote contributors of one value share one local row).
+Status changes go through the local change log, so the local matcher drops a
+retired hash at once and picks up new ones within its sync interval. A page is
+applied as a batch (its mappings read in one query, its hashes stored by one
+`add_in`, its videos one by one, its mappings written in bulk, statuses set with
+one call per target status) that leaves what applying its entries one by one, in
+order, would: the last entry for a remote id decides its mapping, the last for a
+local row its labels.
 
 Syncing is an admin's use case (`consortium.sync`: `pull`, `cursor`; the CLI acts
 as the first admin, or `--as`): each page applied is audited (`sync.apply`: the
@@ -50,8 +56,10 @@ from sqlalchemy.engine import Connection
 from hashdb.consortium import audit
 from hashdb.consortium.actor import Actor, require_admin
 from hashdb.consortium.export import FeedEntry, FeedOp, FeedPage, parse_value
+from hashdb.consortium.keypoints import new_hash as keypoints_hash
 from hashdb.errors import InvalidInput
 from hashdb.signals import SIGNAL_TYPES
+from hashdb.signals.keypoints import KEYPOINTS
 from hashdb.signals.vpdq import VPDQ, frames_digest
 from hashdb.store import ChangeOp, NewHash, NewVideo, Role, Status, Store
 from hashdb.store.clock import now
@@ -370,11 +378,37 @@ def _store_entries(
 
 
 def _new_hash(e: FeedEntry) -> NewHash:
-    """An image or digest entry as a row to store, with its stored variants."""
+    """An image, digest or keypoints entry as a row to store, with its stored
+    variants or its keypoint set."""
+    if e.signal_type == KEYPOINTS.name:
+        return _keypoints(e)
     variants = tuple(e.variant_values())
     return NewHash(
         e.signal_type, parse_value(e), e.labels, e.quality, None, e.expires_at, None, variants
     )
+
+
+def _keypoints(e: FeedEntry) -> NewHash:
+    """A live keypoints entry as a row to store with its set; InvalidInput naming
+    `keypoints` if the set is missing, malformed or does not hash to the entry's
+    value, `quality` if the entry's quality is not the set's keypoint count."""
+    kps = e.keypoint_set()
+    if kps is None:
+        raise InvalidInput(
+            f"feed entry {e.id}: a live keypoints entry carries its set", field="keypoints"
+        )
+    item = keypoints_hash(kps, e.labels)
+    if item.value != parse_value(e):
+        raise InvalidInput(
+            f"feed entry {e.id}: the keypoint set does not hash to the entry's value",
+            field="keypoints",
+        )
+    if e.quality != item.quality:
+        raise InvalidInput(
+            f"feed entry {e.id}: quality {e.quality} is not the set's {item.quality} keypoints",
+            field="quality",
+        )
+    return replace(item, expires_at=e.expires_at)
 
 
 def _wanted(conn: Connection, hash_ids: set[int]) -> dict[int, Status]:
