@@ -84,6 +84,11 @@ class FeedEntryOut(Body):
         description="A live image's stored variants (its content region and crop "
         "windows), to store with it so that crops of it match; null otherwise."
     )
+    keypoints: str | None = Field(
+        default=None,
+        description="A live keypoints entry's keypoint set, base64 text (its value is "
+        "the set's SHA-256); null otherwise.",
+    )
 
 
 class FeedPageOut(Body):
@@ -134,7 +139,8 @@ def _headers(response: Response, page: FeedPage) -> Response:
     tag=TAG,
     description="Entries after `cursor`: `add` and `update` carry the hash "
     "(id, signal_type, value, quality, labels, status, updated_at, expires_at; a video "
-    "also frames, duration, fps; an image its stored variants); `delete` (a tombstone) "
+    "also frames, duration, fps; an image its stored variants; a keypoints hash its set); "
+    "`delete` (a tombstone) "
     "id, signal_type, status and value "
     "(null if never exported). "
     "Apply add/update as upsert by id and delete as removal by id (or by value, when the "

@@ -40,13 +40,11 @@ from pydantic import (
 
 from hashdb.consortium.paging import DEFAULT_LIMIT, MAX_KEY, MAX_LIMIT
 from hashdb.errors import InvalidInput
-from hashdb.keypoints.codec import MAX_KEYPOINTS
+from hashdb.keypoints.codec import MAX_TEXT_CHARS as MAX_KEYPOINTS_CHARS
 from hashdb.signals import SIGNAL_TYPES
 
 SIGNAL_NAMES = sorted(SIGNAL_TYPES)
 _HEX_MAX = max(s.hex_length for s in SIGNAL_TYPES.values())
-# A keypoint set as base64 text: 7 + 36 n bytes for at most MAX_KEYPOINTS keypoints.
-MAX_KEYPOINTS_CHARS = 4 * -(-(7 + 36 * MAX_KEYPOINTS) // 3)
 _VALUE_MAX = max(_HEX_MAX, MAX_KEYPOINTS_CHARS)
 _KEYPOINTS_DOC = (
     "For keypoints, the keypoint set as base64 text (hashdb/keypoints/codec.py: "

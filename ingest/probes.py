@@ -17,6 +17,12 @@ benchmarks/quality.py (docs/measurements.md, "Probes and stored-variant
 thresholds"), and the set is bounded (at most MAX_PROBES = 25 probes: 1 whole + 7
 dihedral + 5 content regions + 7 content dihedral + 5 crops).
 
+**Keypoints.** With `ProbeKind.KEYPOINTS` (every lookup of the API, the console
+and the CLI) the query also carries its keypoint set (256 keypoints,
+ingest/keypoints.py), and with DIHEDRAL the set of its mirror image: matched by
+geometric verification against stored keypoint sets (hashdb/signals/keypoints.py),
+it finds crops, corner logos and small tilts that no PDQ probe reaches.
+
 **Store side.** A query that shows *less* than the stored picture (a crop) cannot
 be recovered by probing the query: the missing part is gone. So a contributed
 image also stores, with its PDQ row (`hash_variants`, hashdb/store/hashes.py), the

@@ -18,7 +18,7 @@ from hashdb.keypoints.index import IVF_MIN_ROWS
 from hashdb.matching import Matcher, Query, Via
 from hashdb.signals import KEYPOINTS, SIGNAL_TYPES
 from hashdb.signals.keypoints import MIRROR, digest, parse_set
-from hashdb.store import Member, Role, Status, Store
+from hashdb.store import Member, NewHash, Role, Status, Store
 from ingest.keypoints import keypoints, query_sets
 
 
@@ -144,3 +144,11 @@ def test_a_corpus_large_enough_for_an_inverted_file_still_finds_crops(
     assert type(matcher._indexes.keypoints._search).__name__ == "IvfSearch"
     (result,) = matcher.match([query(_jpeg(_keep(bridge_picture, 0.8, 0.3, 0.6)))])
     assert [m.record.id for m in result.matches] == [added.id]
+
+
+def test_a_keypoints_row_is_never_stored_without_its_set(store: Store, member: Member) -> None:
+    """Rows only gain their set when created: one stored without it could never match."""
+    with pytest.raises(ValueError):
+        store.hashes.add(member.id, [NewHash(KEYPOINTS.name, bytes(32))])
+    with pytest.raises(ValueError):
+        store.hashes.add(member.id, [NewHash("pdq", bytes(32), keypoint_set=b"\x01")])

@@ -4,8 +4,8 @@ The match endpoints write their results with byte templates instead of building
 and encoding dictionaries; whatever a result holds (any signal type, any labels a
 person wrote, any status, a probe or stored variant or neither, a low-quality
 query, a keypoints match with its inliers and share), the bytes must be exactly
-what pydantic writes for the documented model `schemas.QueryResult`, and a stored hash whose row changed must never be shown
-with its old labels.
+what pydantic writes for the documented model `schemas.QueryResult`, and a stored
+hash whose row changed must never be shown with its old labels.
 """
 
 from __future__ import annotations

@@ -116,7 +116,7 @@ from sqlalchemy.engine import Connection
 from hashdb.consortium import audit, labels
 from hashdb.consortium.actor import Actor, require_admin
 from hashdb.errors import InvalidInput
-from hashdb.keypoints.codec import DESCRIPTOR_BYTES, GEOMETRY_BYTES, MAX_KEYPOINTS, KeypointSet
+from hashdb.keypoints.codec import MAX_KEYPOINTS, MAX_TEXT_CHARS, KeypointSet
 from hashdb.signals import SIGNAL_TYPES, get_signal_type
 from hashdb.signals.keypoints import KEYPOINTS, parse_set
 from hashdb.signals.vpdq import VPDQ, Frame, format_frames, parse_frames
@@ -135,10 +135,8 @@ MAX_FILTER_LABELS = 50
 # its content region and 74 crop windows: hashdb/variants.py).
 MAX_VARIANTS = 256
 MAX_KIND_CHARS = 32  # hash_variants.kind
-# The longest base64 text of a keypoint set a follower reads: the wire form of
-# MAX_KEYPOINTS keypoints (a 7-byte header, then geometry and descriptor of each;
-# hashdb/keypoints/codec.py), 4 characters per 3 bytes.
-MAX_KEYPOINTS_CHARS = 4 * -(-(7 + (GEOMETRY_BYTES + DESCRIPTOR_BYTES) * MAX_KEYPOINTS) // 3)
+# The longest base64 text of a keypoint set a follower reads (hashdb/keypoints/codec.py).
+MAX_KEYPOINTS_CHARS = MAX_TEXT_CHARS
 # The highest quality an entry may carry: PDQ's score (a video's frames' too) is
 # 0-100; a keypoints row's is its keypoint count.
 MAX_QUALITY = 100

@@ -47,6 +47,8 @@ LEVELS = 8  # pyramid levels a keypoint may come from (ORB's default)
 DESCRIPTOR_BYTES = 32
 _HEADER = struct.Struct(">BHHH")
 GEOMETRY_BYTES = 4
+# The longest text form: base64 of the largest set (7 + 36 x MAX_KEYPOINTS bytes).
+MAX_TEXT_CHARS = 4 * -(-(_HEADER.size + (GEOMETRY_BYTES + DESCRIPTOR_BYTES) * MAX_KEYPOINTS) // 3)
 _BASE64 = re.compile(r"\A[A-Za-z0-9+/]*={0,2}\Z")
 
 U8 = npt.NDArray[np.uint8]

@@ -35,6 +35,7 @@ from sqlalchemy import Engine, and_, delete, insert, select, text, update
 from sqlalchemy.engine import Connection, RowMapping
 
 from hashdb.errors import NotFound
+from hashdb.signals.keypoints import KEYPOINTS
 from hashdb.store.clock import now, utc
 from hashdb.store.schema import changes, hash_transitions, hash_variants, hashes, keypoint_sets
 
@@ -246,6 +247,10 @@ class HashStore:
         """`add` inside the caller's transaction (so related rows commit together).
         New rows get a creation entry in the history, credited to the contributor;
         each item's variants are stored with it (see the module docstring), once."""
+        for item in items:
+            if (item.signal_type == KEYPOINTS.name) != (item.keypoint_set is not None):
+                # a keypoints row without its set could never match, nor gain one later
+                raise ValueError("a keypoints hash, and only one, carries its keypoint set")
         at = now()
         lock_change_log(conn)
         known = self._existing(conn, contributor_id, items)
