@@ -23,6 +23,26 @@ so the server answers a retry with its first answer and counts nothing twice
 (api/idempotency.py). Matching changes nothing and needs none. Redirects are never
 followed: the key is only sent to the URL given.
 
+Keypoint sets (hashdb/signals/keypoints.py) travel as base64 text where other
+hashes travel as hex. This module computes nothing (it knows no pixels); a member
+computes the sets of a picture with `ingest.keypoints` and sends them through the
+two constructors that give them their shape on the wire:
+
+    from ingest.keypoints import keypoints, query_sets
+    hashdb.contribute([Contribution.keypoints(keypoints(picture))])  # 128 keypoints
+    hashdb.match([MatchQuery.keypoints(*query_sets(picture))])       # 256, and mirrored
+
+A contribution is the set a stored picture keeps, `{"signal_type": "keypoints",
+"value": BASE64}` (the server stores its digest, its keypoint count as quality, and
+the set). A lookup is the picture's query set and its mirror image's, `{"signal_type":
+"keypoints", "value": BASE64, "mirror": BASE64}`: ORB keypoints do not find a
+mirrored copy, and the mirrored set cannot be derived from the other, so the client
+sends both (a set given alone, as `hashdb remote match keypoints:...` gives it, is
+sent without `mirror`). A keypoints result's `value` is the query set's SHA-256 in
+hex, as a stored row's is; a keypoints match says how many keypoints verification
+found in agreement (`Match.inliers`) and the share of the stored picture the query
+shows (`Match.share`); it has no distance (0) and takes no threshold.
+
 Batching. `match` and `contribute` take any number of hashes and send them in
 requests of at most `max_batch` (the server's HASHDB_MAX_BATCH, 10,000 unless its
 operator changed it). The server does not publish its limit except in the refusal
@@ -72,6 +92,8 @@ import httpx
 
 from hashdb.consortium.export import FeedPage
 from hashdb.errors import HashdbError, InvalidInput, Unauthenticated
+from hashdb.keypoints.codec import KeypointSet
+from hashdb.signals import KEYPOINTS, SIGNAL_TYPES
 
 KEY_ENV = "HASHDB_API_KEY"
 KEY_FILE_ENV = "HASHDB_API_KEY_FILE"
@@ -134,13 +156,23 @@ def api_key(key: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class MatchQuery:
-    """One hash to look up; `value` is hex (vpdq: the frames as vPDQ text)."""
+    """One hash to look up; `value` is hex (vpdq: the frames as vPDQ text; keypoints:
+    the query set as base64, `mirror` its mirror image's)."""
 
     signal_type: str
     value: str
     threshold: int | None = None
     quality: int | None = None
     dihedral: bool = False
+    mirror: str | None = None
+
+    @classmethod
+    def keypoints(cls, query_set: KeypointSet, mirrored: KeypointSet | None = None) -> MatchQuery:
+        """The lookup of a picture by its keypoints: `query_sets(picture)` of
+        ingest.keypoints, the picture's set and its mirror image's (see the module
+        docstring)."""
+        mirror = None if mirrored is None else mirrored.to_text()
+        return cls(KEYPOINTS.name, query_set.to_text(), mirror=mirror)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"signal_type": self.signal_type, "value": self.value}
@@ -150,18 +182,30 @@ class MatchQuery:
             out["quality"] = self.quality
         if self.dihedral:
             out["dihedral"] = True
+        if self.mirror is not None:
+            out["mirror"] = self.mirror
         return out
 
 
 @dataclass(frozen=True)
 class Contribution:
-    """One hash to contribute (hex value); `labels` add to those of the call."""
+    """One hash to contribute (hex value; keypoints: base64); `labels` add to those
+    of the call."""
 
     signal_type: str
     value: str
     labels: tuple[str, ...] = ()
     quality: int | None = None
     reference: str | None = None
+
+    @classmethod
+    def keypoints(
+        cls, kps: KeypointSet, labels: Sequence[str] = (), reference: str | None = None
+    ) -> Contribution:
+        """The contribution of a picture's keypoint set: `keypoints(picture)` of
+        ingest.keypoints, the set a stored picture keeps (the server counts its
+        keypoints for the quality)."""
+        return cls(KEYPOINTS.name, kps.to_text(), tuple(labels), reference=reference)
 
 
 # ---- what comes back ------------------------------------------------------------
@@ -181,6 +225,10 @@ class Match:
     status: str
     via: Via | None  # None: the query as sent hit the hash itself
     added_at: datetime
+    # Keypoints matches only: the keypoints verification found in agreement, and the
+    # share of the stored picture's area the query shows.
+    inliers: int | None = None
+    share: float | None = None
 
 
 @dataclass(frozen=True)
@@ -260,6 +308,13 @@ class Label:
     description: str
     value_kind: str  # none, optional or required: whether `name:value` is
     deprecated: bool
+
+
+def _takes_threshold(signal_type: str) -> bool:
+    """Whether a threshold means anything to `signal_type` (an unknown name is sent
+    as given, for the server to judge)."""
+    known = SIGNAL_TYPES.get(signal_type)
+    return known is None or known.max_threshold > 0
 
 
 def _time(value: Any) -> datetime | None:
@@ -342,6 +397,8 @@ def _result(data: Mapping[str, Any], offset: int = 0) -> MatchResult:
                 status=str(m["status"]),
                 via=_via(m.get("via")),
                 added_at=datetime.fromisoformat(m["added_at"]),
+                inliers=None if m.get("inliers") is None else int(m["inliers"]),
+                share=None if m.get("share") is None else float(m["share"]),
             )
             for m in data["matches"]
         ),
@@ -410,11 +467,15 @@ class Client:
         threshold: int | None = None,
     ) -> list[MatchResult]:
         """Look up each hash, `(signal_type, hex)` or a `MatchQuery`; one result per hash,
-        in order. `threshold` applies to the hashes that do not set their own."""
+        in order. `threshold` applies to the hashes that do not set their own, of the
+        types that take one (not digests, not keypoint sets)."""
         queries = [q if isinstance(q, MatchQuery) else MatchQuery(q[0], q[1]) for q in hashes]
         if threshold is not None:
             queries = [
-                q if q.threshold is not None else replace(q, threshold=threshold) for q in queries
+                replace(q, threshold=threshold)
+                if q.threshold is None and _takes_threshold(q.signal_type)
+                else q
+                for q in queries
             ]
         return self._batched(
             queries,

@@ -1,9 +1,10 @@
 """The member client (hashdb.client) and `hashdb remote`: a member's side of the API.
 
-The retry rules are pinned with an httpx MockTransport (no waiting: the client's
-`sleep` is recorded); everything else runs against one real `hashdb serve` on
-SQLite, started once for the module with a batch limit of 3, so that batching to
-the server's limit is exercised with a handful of hashes.
+The retry rules and the shape of what is sent (keypoint sets: a contribution's
+set, a lookup's set and its mirror image's) are pinned with an httpx MockTransport
+(no waiting: the client's `sleep` is recorded); everything else runs against one
+real `hashdb serve` on SQLite, started once for the module with a batch limit of 3,
+so that batching to the server's limit is exercised with a handful of hashes.
 """
 
 from __future__ import annotations
@@ -19,18 +20,23 @@ import httpx
 import pytest
 from api_server import Server, start_server
 from click.testing import CliRunner
+from PIL import Image, ImageOps
 
 from hashdb.cli import main
 from hashdb.client import (
     KEY_ENV,
     KEY_FILE_ENV,
     Client,
+    Contribution,
     MatchQuery,
     RemoteError,
     api_key,
 )
 from hashdb.errors import Unauthenticated
+from hashdb.keypoints.codec import KeypointSet
+from hashdb.signals.keypoints import digest
 from hashdb.store import Role, Store
+from ingest.keypoints import keypoints, query_sets
 
 MAX_BATCH = 3  # the server's HASHDB_MAX_BATCH in this module
 LABEL = "attack_footage"
@@ -38,6 +44,13 @@ LABEL = "attack_footage"
 
 def pdq_hex(seed: int) -> str:
     return f"{random.Random(seed).getrandbits(256):064x}"
+
+
+def crop(picture: Image.Image, share: float = 0.8) -> Image.Image:
+    """The middle of `picture`, `share` of each side."""
+    w, h = picture.size
+    dx, dy = round(w * (1 - share) / 2), round(h * (1 - share) / 2)
+    return picture.crop((dx, dy, w - dx, h - dy))
 
 
 # ---- retries, keys and errors, against a mock transport ----------------------------
@@ -125,6 +138,82 @@ def test_a_refusal_is_not_retried_and_matching_sends_no_idempotency_key() -> Non
         mock_client(handler, []).match([("pdq", "00")])
     assert len(handler.requests) == 1
     assert "Idempotency-Key" not in handler.requests[0].headers
+
+
+def sent(request: httpx.Request) -> Any:
+    return json.loads(request.content)
+
+
+def test_a_keypoints_lookup_sends_the_query_set_and_its_mirror_images_and_no_threshold(
+    bridge_picture: Image.Image,
+) -> None:
+    query_set, mirrored = query_sets(bridge_picture)
+    handler = Recorder(httpx.Response(200, json={"results": []}))
+    queries = [MatchQuery.keypoints(query_set, mirrored), ("pdq", pdq_hex(1))]
+    mock_client(handler, []).match(queries, threshold=20)
+    keypoints_query, pdq_query = sent(handler.requests[0])["queries"]
+    assert keypoints_query == {
+        "signal_type": "keypoints",
+        "value": query_set.to_text(),
+        "mirror": mirrored.to_text(),
+    }
+    assert len(query_set) > len(keypoints(bridge_picture))  # a query keeps more (256)
+    assert pdq_query["threshold"] == 20  # the call's threshold: only where it means anything
+
+
+def test_a_keypoints_set_given_alone_is_looked_up_without_a_mirror(
+    bridge_picture: Image.Image,
+) -> None:
+    handler = Recorder(httpx.Response(200, json={"results": []}))
+    mock_client(handler, []).match([MatchQuery.keypoints(keypoints(bridge_picture))])
+    (query,) = sent(handler.requests[0])["queries"]
+    assert set(query) == {"signal_type", "value"}
+
+
+def test_a_keypoints_contribution_sends_the_stored_set_as_base64(
+    bridge_picture: Image.Image,
+) -> None:
+    kps = keypoints(bridge_picture)
+    handler = Recorder(httpx.Response(201, json=ADDED))
+    mock_client(handler, []).contribute(
+        [Contribution.keypoints(kps, [LABEL], "case 1")], labels=["manifesto"]
+    )
+    (item,) = sent(handler.requests[0])["hashes"]
+    assert item == {
+        "signal_type": "keypoints",
+        "value": kps.to_text(),
+        "labels": ["manifesto", LABEL],
+        "reference": "case 1",
+    }  # no quality: the server counts the keypoints
+
+
+def test_a_keypoints_match_is_read_with_its_inliers_and_share() -> None:
+    match = {
+        "id": 3,
+        "distance": 0,
+        "via": {"probe": "mirror", "stored": None},
+        "variant": "mirror",
+        "inliers": 41,
+        "share": 0.64,
+        "labels": [LABEL],
+        "status": "active",
+        "added_at": "2026-01-02T03:04:05+00:00",
+    }
+    pdq_match = {**match, "id": 4, "distance": 2, "via": None, "inliers": None, "share": None}
+    answer = {
+        "index": 0,
+        "signal_type": "keypoints",
+        "value": "ab" * 32,
+        "low_quality": False,
+        "matches": [match, pdq_match],
+        "videos": None,
+    }
+    handler = Recorder(httpx.Response(200, json={"results": [answer]}))
+    (result,) = mock_client(handler, []).match([("keypoints", "AAAA")])
+    found, plain = result.matches
+    assert (found.inliers, found.share) == (41, 0.64) and found.via is not None
+    assert found.via.probe == "mirror"
+    assert (plain.inliers, plain.share) == (None, None)
 
 
 def test_the_key_comes_from_the_argument_the_env_var_or_the_file(
@@ -285,6 +374,57 @@ def test_hashdb_remote_match_json_reads_the_key_from_the_environment(
     assert row["input"] == f"pdq:{value}"
     assert [m["id"] for m in row["matches"]] == [added.id]
     assert row["matches"][0]["labels"] == [LABEL]
+
+
+@pytest.mark.slow
+def test_a_contributed_keypoint_set_is_found_by_a_mirrored_crop_through_its_mirror_set(
+    central: tuple[Server, dict[str, str]], bridge_picture: Image.Image
+) -> None:
+    server, keys = central
+    stored = keypoints(bridge_picture)
+    with Client(server.url, keys["trusted"]) as trusted, Client(server.url, keys["member"]) as b:
+        (added,) = trusted.contribute([Contribution.keypoints(stored, [LABEL])])
+        assert added.signal_type == "keypoints" and added.created
+        copy = MatchQuery.keypoints(*query_sets(ImageOps.mirror(crop(bridge_picture))))
+        eventually(lambda: bool(b.match([copy])[0].matches))
+        (result,) = b.match([copy])
+        assert result.value == digest(KeypointSet.from_text(copy.value).to_bytes()).hex()
+        (found,) = result.matches
+        assert found.id == added.id and found.labels == (LABEL,)
+        assert found.via is not None and found.via.probe == "mirror"
+        assert found.inliers is not None and found.inliers >= 12
+        assert found.share is not None and 0.5 < found.share < 0.8  # 80% of each side
+        (unmirrored,) = b.match([MatchQuery("keypoints", copy.value)])
+        assert unmirrored.matches == ()  # ORB keypoints do not find a mirrored copy
+
+
+@pytest.mark.slow
+def test_hashdb_remote_contributes_and_matches_the_set_hashdb_hash_printed(
+    central: tuple[Server, dict[str, str]], bridge_picture: Image.Image, tmp_path: Path
+) -> None:
+    server, keys = central
+    runner = CliRunner()
+    env = {KEY_ENV: keys["member"], KEY_FILE_ENV: None}
+    printed: dict[str, str] = {}
+    for name, picture in (("original", bridge_picture), ("crop", crop(bridge_picture, 0.9))):
+        path = tmp_path / f"{name}.png"
+        picture.save(path)
+        (row,) = json.loads(runner.invoke(main, ["hash", str(path), "--json"]).stdout)
+        printed[name] = f"keypoints:{row['keypoints']}"
+    given = runner.invoke(
+        main, ["remote", "contribute", "--url", server.url, printed["original"], "--json"], env=env
+    )
+    assert given.exit_code == 0, given.output
+    ((added,),) = [row["added"] for row in json.loads(given.stdout)]
+    assert added["signal_type"] == "keypoints"
+    with Client(server.url, keys["member"]) as client:
+        crop_set = printed["crop"].removeprefix("keypoints:")
+        eventually(lambda: bool(client.match([("keypoints", crop_set)])[0].matches))
+    # --threshold is for the hashes that take one: a keypoints query is sent without it.
+    args = ["remote", "match", "--url", server.url, "--threshold", "20", printed["crop"]]
+    matched = runner.invoke(main, args, env=env)
+    assert matched.exit_code == 0, matched.output
+    assert f"#{added['id']} " in matched.stdout and " keypoints agree, " in matched.stdout
 
 
 def test_hashdb_remote_without_a_key_is_a_user_error() -> None:

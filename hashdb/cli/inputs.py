@@ -3,7 +3,15 @@
 An argument that names an existing file or folder is media (folders are walked,
 sorted, hidden files skipped); otherwise it must be a hash written `TYPE:HEX`
 (`pdq:...`, `phash:...`, `md5:...`, `sha256:...`), or bare hex of 64 digits,
-which is read as PDQ.
+which is read as PDQ; or a keypoint set written `keypoints:BASE64`, the text
+`hashdb hash` prints for an image (hashdb/signals/keypoints.py). An argument too
+long to be a file name (a keypoint set is about 6,000 characters) is not one.
+
+A parsed hash (`HashArg`) is turned into what the consortium takes by its own
+methods, so every command stores and looks it up alike: `new_hash` (a keypoint
+set's row is its digest, with the set beside it: hashdb.consortium.keypoints) and
+`query` (a keypoint set is searched as given: its mirror image cannot be derived
+from it, and it takes no threshold).
 
 The argument `-` is standard input, and may be given once (InvalidInput, exit 2,
 otherwise). Its bytes are copied to a temporary file, at most `limit` bytes
@@ -33,9 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from hashdb.consortium import NewHash, Query
+from hashdb.consortium import keypoints as keypoint_sets
 from hashdb.errors import InvalidInput
+from hashdb.keypoints.codec import KeypointSet
 from hashdb.settings import load_settings
-from hashdb.signals import PDQ, SignalType, get_signal_type
+from hashdb.signals import KEYPOINTS, PDQ, SignalType, get_signal_type
 
 STDIN = "-"
 
@@ -51,9 +62,35 @@ class BadArg:
 
 @dataclass(frozen=True)
 class HashArg:
+    """A hash given as text (`text`, as given), parsed: its type and raw value. A
+    keypoint set's raw value is its wire form, and `keypoints` the set itself."""
+
     text: str
     signal_type: SignalType
     value: bytes
+    keypoints: KeypointSet | None = None
+
+    @property
+    def canonical(self) -> str:
+        """The value as hashdb writes it: lower-case hex, or a keypoint set's base64."""
+        if self.keypoints is not None:
+            return self.keypoints.to_text()
+        return self.signal_type.format(self.value)
+
+    def new_hash(self, labels: tuple[str, ...], reference: str | None) -> NewHash:
+        """The contribution of this hash, with `labels` and `reference`."""
+        if self.keypoints is not None:
+            return keypoint_sets.new_hash(self.keypoints, labels, reference)
+        return NewHash(self.signal_type.name, self.value, labels, None, reference)
+
+    def query(
+        self, threshold: int | None = None, probes: tuple[tuple[str, bytes], ...] = ()
+    ) -> Query:
+        """The lookup of this hash at `threshold` with `probes` (forms of it, such as
+        PDQ's dihedral ones); a keypoint set takes neither (see the module docstring)."""
+        if self.keypoints is not None:
+            return keypoint_sets.query(self.keypoints)
+        return Query(self.signal_type, self.value, threshold, None, probes)
 
 
 @dataclass(frozen=True)
@@ -69,7 +106,10 @@ Item = FileArg | HashArg | BadArg
 
 
 def walk(path: Path) -> Iterator[Path]:
-    if path.is_dir():
+    """The files of `path`: itself, or those of the folder it names (see the module
+    docstring). A path the system cannot look up is yielded as is, for its reader to
+    report."""
+    if _is(path, Path.is_dir):
         for child in sorted(path.rglob("*")):
             if child.is_file() and not any(p.startswith(".") for p in child.parts[-1:]):
                 yield child
@@ -77,10 +117,22 @@ def walk(path: Path) -> Iterator[Path]:
         yield path
 
 
+def _is(path: Path, test: Callable[[Path], bool]) -> bool:
+    """`test(path)`, False where the path cannot be looked up (a name too long)."""
+    try:
+        return test(path)
+    except OSError:
+        return False
+
+
 def parse_hash_arg(text: str) -> HashArg:
+    """`TYPE:HEX`, `keypoints:BASE64` or 64 hex digits (PDQ); InvalidInput otherwise."""
     name, sep, hex_value = text.partition(":")
     if sep:
         signal = get_signal_type(name, field="argument")
+        if signal is KEYPOINTS:
+            kps = keypoint_sets.read(hex_value, field="argument")
+            return HashArg(text, signal, kps.to_bytes(), kps)
     else:
         signal, hex_value = PDQ, text
     if not sep and len(text) != PDQ.hex_length:
@@ -103,7 +155,7 @@ def expand(args: tuple[str, ...]) -> Iterator[FileArg | HashArg | BadArg]:
     (`-` is not special here: see `arguments`)."""
     for arg in args:
         path = Path(arg)
-        if path.exists():
+        if _is(path, Path.exists):
             yield from (FileArg(f, str(f)) for f in walk(path))
             continue
         yield _hash_or_bad(arg)

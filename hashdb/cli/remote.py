@@ -5,8 +5,14 @@
 server's API as one member, with that member's key, which comes only from the
 `HASHDB_API_KEY` environment variable or the file `HASHDB_API_KEY_FILE` names: a
 key on a command line would show in the process list. Files given to `match` and
-`contribute` are uploaded for the server to hash; `TYPE:HEX` arguments are sent as
-hashes, in batches of the server's size. `-` reads standard input
+`contribute` are uploaded for the server to hash (its keypoint set too);
+`TYPE:HEX` arguments are sent as hashes, in batches of the server's size, and
+`keypoints:BASE64` (a set `hashdb hash` printed) as a keypoint set: contributed as
+it is, looked up without a mirrored set (it cannot be derived from the set; a lookup
+that should find mirrored copies uploads the picture, or sends both sets through
+hashdb.client). `--threshold` applies to the hashes that take one. A keypoints
+match is printed with the keypoints found in agreement and the share of the stored
+picture shown. `-` reads standard input
 (hashdb/cli/inputs.py): `TYPE:HEX` lines are hashes, anything else one image or
 video, uploaded as a file named `-` in the output. Retries, idempotency keys and errors
 are the client's (hashdb/client.py); errors exit as every command's do (2: the
@@ -44,8 +50,9 @@ def remote() -> None:
     """Talk to a consortium server as a member (key: HASHDB_API_KEY or HASHDB_API_KEY_FILE)."""
 
 
-def _hex(item: HashArg) -> tuple[str, str]:
-    return item.signal_type.name, item.signal_type.format(item.value)
+def _wire(item: HashArg) -> tuple[str, str]:
+    """The hash as the API takes it: its type and its text (hex, or base64)."""
+    return item.signal_type.name, item.canonical
 
 
 def _file_error(item: FileArg, exc: RemoteError) -> dict[str, Any]:
@@ -73,7 +80,7 @@ def match(url: str, inputs: tuple[str, ...], threshold: int | None, out: Output)
     rows: dict[int, dict[str, Any]] = {}
     with arguments(inputs, upload_limit(inputs)) as items, Client(url) as client:
         hashes = [(i, arg) for i, arg in enumerate(items) if isinstance(arg, HashArg)]
-        results = client.match([_hex(h) for _, h in hashes], threshold) if hashes else []
+        results = client.match([_wire(h) for _, h in hashes], threshold) if hashes else []
         for (i, arg), result in zip(hashes, results, strict=True):
             low = [result.signal_type] if result.low_quality else []
             rows[i] = _match_row(arg.text, list(result.matches), low)
@@ -116,12 +123,18 @@ def _match_text(rows: list[dict[str, Any]]) -> Iterator[str]:
             yield f"{row['input']}: {len(row['matches'])} match(es){extra}"
             for m in row["matches"]:
                 labels = ",".join(m["labels"]) or "-"
-                yield f"  #{m['id']} distance {m['distance']} {m['status']} labels {labels}"
+                yield f"  #{m['id']} {_how_close(m)} {m['status']} labels {labels}"
             for v in videos or ():
                 yield (
                     f"  video #{v['id']} query {v['query_share']:.0%} "
                     f"reference {v['reference_share']:.0%}"
                 )
+
+
+def _how_close(match: dict[str, Any]) -> str:
+    if match["inliers"] is None:
+        return f"distance {match['distance']}"
+    return f"{match['inliers']} keypoints agree, {match['share']:.0%} of it shown"
 
 
 @remote.command("contribute")
@@ -139,7 +152,9 @@ def contribute(
     rows: dict[int, dict[str, Any]] = {}
     with arguments(inputs, upload_limit(inputs)) as items, Client(url) as client:
         hashes = [(i, arg) for i, arg in enumerate(items) if isinstance(arg, HashArg)]
-        added = client.contribute([_hex(h) for _, h in hashes], labels, reference) if hashes else []
+        added = (
+            client.contribute([_wire(h) for _, h in hashes], labels, reference) if hashes else []
+        )
         for (i, arg), a in zip(hashes, added, strict=True):
             rows[i] = {"input": arg.text, "added": [asdict(a)]}
         for i, item in enumerate(items):
