@@ -80,6 +80,8 @@ from PIL import Image
 from benchmarks import quality_corpus as qc
 from benchmarks import quality_transforms as qt
 from hashdb.consortium.core import Consortium
+from hashdb.consortium.keypoints import query as keypoint_query
+from hashdb.keypoints.codec import empty
 from hashdb.matching import Match, Query, QueryResult
 from hashdb.settings import Settings
 from hashdb.signals import PDQ
@@ -99,6 +101,7 @@ class Hashed:
     full: Query
     probe_names: tuple[str, ...]
     probe_codes: bytes
+    keypoints: Query | None  # the keypoint query the full probe set carries
 
 
 def _tx() -> tuple[Any, Any]:
@@ -120,7 +123,14 @@ def hash_query(data: bytes, options: ProbeOptions = FULL) -> Hashed:
         full=probed.pdq_query(),
         probe_names=tuple(p.name for p in probed.probes),
         probe_codes=b"".join(p.pdq for p in probed.probes),
+        keypoints=None if probed.keypoints is None else keypoint_query(*probed.keypoints),
     )
+
+
+def _local(h: Hashed) -> list[Query]:
+    """The keypoint query of `h`, or a query that matches nothing (a set of no
+    keypoints is answered low quality), so results line up with queries."""
+    return [h.keypoints or keypoint_query(empty(1, 1))]
 
 
 def _unrelated_job(args: tuple[int, int]) -> Hashed:
@@ -131,6 +141,8 @@ def _unrelated_job(args: tuple[int, int]) -> Hashed:
 
 
 def _how(m: Match) -> str | None:
+    if m.inliers is not None:
+        return "keypoints" if m.via is None else f"keypoints+{m.via.probe}"
     """How a match was made, as the API writes it ("flip_y", "stored:crop90_3_3",
     "flip_y+stored:crop95_2_1"; "whole" for the query as given against the stored
     hash); None for a hit on a stored variant beyond its kind's STORED_THRESHOLDS,
@@ -215,9 +227,9 @@ def run(references: int, unrelated: int, workers: int, seed: int) -> None:
             h = hash_query(qt.apply(name, rng, picture))
             ref = f"ref-{i}"
             counts["tx"] += any(m.metadata == ref for m in tx_index.query(h.tx))
-            plain, full = db.matching.match(None, [h.plain, h.full])
+            plain, full, local = db.matching.match(None, [h.plain, h.full, *_local(h)])
             counts["plain"] += _found(plain, ref) is not None
-            how = _found(full, ref)
+            how = _found(full, ref) or _found(local, ref)
             if how is not None:
                 counts["full"] += 1
                 variants[how] += 1
@@ -240,8 +252,16 @@ def run(references: int, unrelated: int, workers: int, seed: int) -> None:
         false["tx"] += sum(bool(tx_index.query(h.tx)) for h in batch)
         plain_results = db.matching.match(None, [h.plain for h in batch])
         full_results = db.matching.match(None, [h.full for h in batch])
+        local = [q for h in batch for q in _local(h)]
+        local_results = [  # a keypoint set costs 64 query units: fewer per request
+            r
+            for i in range(0, len(local), 200)
+            for r in db.matching.match(None, local[i : i + 200])
+        ]
         false["plain"] += sum(_any(r) for r in plain_results)
-        false["full"] += sum(_any(r) for r in full_results)
+        false["full"] += sum(
+            _any(f) or _any(k) for f, k in zip(full_results, local_results, strict=True)
+        )
     print(
         f"queries with any match: threatexchange {false['tx']}, ours plain {false['plain']}, "
         f"ours full {false['full']} (of {unrelated})"

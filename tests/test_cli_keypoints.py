@@ -176,11 +176,6 @@ def test_a_keypoints_argument_to_hash_is_a_file_that_cannot_be_read(
     assert row["code"] == "io_error" and "cannot read" in row["error"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hashdb/cli/database.py still builds `hashdb add`'s row as NewHash(type, value), "
-    "not HashArg.new_hash: a keypoint set must be stored as its digest with the set beside it",
-)
 def test_a_set_printed_by_hash_and_added_is_found_by_the_set_of_a_crop(
     run: Run, picture: Path, bridge_picture: Image.Image, tmp_path: Path
 ) -> None:

@@ -122,7 +122,7 @@ def add(
                 if isinstance(item, BadArg):
                     rows.append({"input": item.text, "error": item.message})
                 elif isinstance(item, HashArg):
-                    new = [NewHash(item.signal_type.name, item.value, labels, None, reference)]
+                    new = [item.new_hash(labels, reference)]
                     rows.append(_added(db, actor, item.text, new))
                 else:
                     rows.append(_add_file(db, actor, item, labels, reference))
@@ -251,7 +251,7 @@ def match(inputs: tuple[str, ...], threshold: int | None, dihedral: bool, out: O
                     is_pdq = item.signal_type is PDQ
                     variants = dihedral_probes(item.value) if is_pdq and dihedral else ()
                     pdq_threshold = threshold if is_pdq else None
-                    qs = [Query(item.signal_type, item.value, pdq_threshold, None, variants)]
+                    qs = [item.query(pdq_threshold, variants)]
                     rows.append(_matched(item.text, db.matching.match(None, qs)))
                 else:
                     rows.append(_match_file(db, item, threshold, dihedral))
