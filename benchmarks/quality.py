@@ -117,13 +117,14 @@ def hash_query(data: bytes, options: ProbeOptions = FULL) -> Hashed:
     pdq_from_bytes, _ = _tx()
     plain = hash_image(data)
     probed = probe_queries(data, options)
+    local = probed.queries()[-1] if probed.keypoints is not None else None
     return Hashed(
         tx=pdq_from_bytes(data)[0],
         plain=Query(PDQ, plain.pdq, None, plain.pdq_quality),
         full=probed.pdq_query(),
         probe_names=tuple(p.name for p in probed.probes),
         probe_codes=b"".join(p.pdq for p in probed.probes),
-        keypoints=None if probed.keypoints is None else keypoint_query(*probed.keypoints),
+        keypoints=local,
     )
 
 
@@ -252,11 +253,11 @@ def run(references: int, unrelated: int, workers: int, seed: int) -> None:
         false["tx"] += sum(bool(tx_index.query(h.tx)) for h in batch)
         plain_results = db.matching.match(None, [h.plain for h in batch])
         full_results = db.matching.match(None, [h.full for h in batch])
-        local = [q for h in batch for q in _local(h)]
+        asked = [q for h in batch for q in _local(h)]
         local_results = [  # a keypoint set costs 64 query units: fewer per request
             r
-            for i in range(0, len(local), 200)
-            for r in db.matching.match(None, local[i : i + 200])
+            for i in range(0, len(asked), 100)
+            for r in db.matching.match(None, asked[i : i + 100])
         ]
         false["plain"] += sum(_any(r) for r in plain_results)
         false["full"] += sum(

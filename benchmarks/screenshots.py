@@ -59,11 +59,14 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from benchmarks import quality_corpus as qc
 from benchmarks import quality_transforms as qt
+from hashdb.keypoints.index import KeypointIndex, MihSearch
+from hashdb.matching.keypoints import search
 from ingest import canonical
 from ingest.decode import decode
 from ingest.image import DEFAULT_MAX_PIXELS, hash_image
+from ingest.keypoints import keypoints
 from ingest.pdq import pdq
-from ingest.probes import ProbeOptions, probe_queries
+from ingest.probes import KeypointProbes, ProbeOptions, probe_queries
 
 THRESHOLD = 31
 Colour = tuple[int, int, int]
@@ -687,13 +690,21 @@ def _jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
     return buf.getvalue()
 
 
-def content_probes(data: bytes) -> tuple[bytes | None, list[bytes]]:
+def content_probes(data: bytes) -> tuple[bytes | None, list[bytes], KeypointProbes | None]:
     """The "content" probe ingest/probes.py builds for the image file `data` (None if
-    no region was found) and its other candidate regions' probes (`content_2`...)."""
-    probed = probe_queries(data, ProbeOptions.of(["content"]))
+    no region was found), its other candidate regions' probes (`content_2`...) and
+    the query's keypoint sets (the whole image's and its first regions')."""
+    probed = probe_queries(data, ProbeOptions.of(["content", "keypoints"]))
     first = next((p.pdq for p in probed.probes if p.name == "content"), None)
     others = [p.pdq for p in probed.probes if p.name.startswith("content_")]
-    return first, others
+    return first, others, probed.keypoints
+
+
+def _verified(index: KeypointIndex, kps: KeypointProbes | None) -> set[int]:
+    """The references whose stored keypoint sets verify against the query's sets."""
+    if kps is None:
+        return set()
+    return {h.hash_id for h in search(index, [(None, kps.whole), *kps.regions])}
 
 
 def _distance(a: bytes, b: bytes) -> int:
@@ -717,8 +728,13 @@ def main() -> None:
     parser.add_argument("--diagnose", action="store_true", help="print each miss")
     args = parser.parse_args()
     families = args.families.split(",")
-    refs = [hash_image(_jpeg_bytes(qc.reference(i, args.seed))) for i in range(args.references)]
-    stored = [r.pdq for r in refs]
+    files = [_jpeg_bytes(qc.reference(i, args.seed)) for i in range(args.references)]
+    stored = [hash_image(data).pdq for data in files]
+    local = KeypointIndex(MihSearch())  # the references' keypoint sets, as stored
+    for i, data in enumerate(files):
+        local.add(i, keypoints(decode(data, max_pixels=DEFAULT_MAX_PIXELS).image))
+    kp_hit: dict[str, list[bool]] = defaultdict(list)  # ... by the keypoint set
+    either: dict[str, list[bool]] = defaultdict(list)  # ... by any candidate or keypoints
     hit: dict[str, list[bool]] = defaultdict(list)  # family or tag -> content probe hits
     any_hit: dict[str, list[bool]] = defaultdict(list)  # ... by any candidate
     found: dict[str, list[bool]] = defaultdict(list)
@@ -739,7 +755,8 @@ def main() -> None:
                 start = time.perf_counter()
                 canonical.content_regions(decoded)
                 cost_all.append((time.perf_counter() - start) * 1e3)
-                probe, cands = content_probes(shot.data)
+                probe, cands, kps = content_probes(shot.data)
+                by_keypoints = i in _verified(local, kps)
                 near = probe is not None and _distance(probe, stored[i]) <= THRESHOLD
                 near_any = near or any(_distance(c, stored[i]) <= THRESHOLD for c in cands)
                 if probe is not None:
@@ -757,6 +774,8 @@ def main() -> None:
                     hit[key].append(near)
                     any_hit[key].append(near_any)
                     found[key].append(probe is not None)
+                    kp_hit[key].append(by_keypoints)
+                    either[key].append(near_any or by_keypoints)
                     ceiling[key].append(true <= THRESHOLD)
                 if args.misses and not near_any:
                     tags = "-".join(shot.tags)
@@ -765,25 +784,30 @@ def main() -> None:
         f"{args.references} references x {args.per_family} per family; "
         f"content probe within {THRESHOLD}"
     )
-    print(f"{'family/tag':28} {'n':>5} {'found':>7} {'content':>8} {'any cand':>9} {'true box':>9}")
+    print(
+        f"{'family/tag':28} {'n':>5} {'found':>7} {'content':>8} {'any cand':>9} {'true box':>9}"
+        f" {'keypoints':>9} {'either':>7}"
+    )
     for key in sorted(hit, key=lambda k: (k == "all", k)):
         n = len(hit[key])
         print(
             f"{key:28} {n:5} {100 * np.mean(found[key]):6.1f}% {100 * np.mean(hit[key]):7.1f}% "
             f"{100 * np.mean(any_hit[key]):8.1f}% {100 * np.mean(ceiling[key]):8.1f}%"
+            f" {100 * np.mean(kp_hit[key]):8.1f}% {100 * np.mean(either[key]):6.1f}%"
         )
     if distances:
         print(f"content probe distance: median {statistics.median(distances)}")
     print(f"content_region: median {statistics.median(cost):.1f} ms per decoded screenshot")
     print(f"content_regions: median {statistics.median(cost_all):.1f} ms per decoded screenshot")
-    false_plain = false_shot = 0
+    false_plain = false_shot = false_keypoints = 0
     nearest = 256
     for i in range(args.unrelated):
         picture = qc.unrelated(i, args.seed)
         rng = np.random.default_rng([args.seed, 18, i])
         shot = render(rng, picture, families[i % len(families)])
         for data, is_shot in ((_jpeg_bytes(picture), False), (shot.data, True)):
-            first, others = content_probes(data)
+            first, others, kps = content_probes(data)
+            false_keypoints += bool(_verified(local, kps))
             probes = [p for p in (first, *others) if p is not None]
             best = min((_distance(p, s) for p in probes for s in stored), default=256)
             nearest = min(nearest, best)
@@ -794,7 +818,8 @@ def main() -> None:
                     false_plain += 1
     print(
         f"false matches: {false_plain} of {args.unrelated} unrelated pictures, "
-        f"{false_shot} of {args.unrelated} screenshots of them; nearest {nearest} bits"
+        f"{false_shot} of {args.unrelated} screenshots of them; nearest {nearest} bits; "
+        f"by keypoints {false_keypoints} of {2 * args.unrelated}"
     )
 
 

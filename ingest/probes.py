@@ -21,7 +21,10 @@ dihedral + 5 content regions + 7 content dihedral + 5 crops).
 and the CLI) the query also carries its keypoint set (256 keypoints,
 ingest/keypoints.py), and with DIHEDRAL the set of its mirror image: matched by
 geometric verification against stored keypoint sets (hashdb/signals/keypoints.py),
-it finds crops, corner logos and small tilts that no PDQ probe reaches.
+it finds crops, corner logos and small tilts that no PDQ probe reaches. The
+keypoint sets of the first KEYPOINT_REGIONS content regions go with it: in a
+screenshot the picture holds few of the whole image's keypoints, and a region's own
+set finds it even where the region's box is too rough for its PDQ.
 
 **Store side.** A query that shows *less* than the stored picture (a crop) cannot
 be recovered by probing the query: the missing part is gone. So a contributed
@@ -47,7 +50,11 @@ hashed from the decoded picture, as `ingest.image.hash_image` does; the content
 region is cut from the decoded picture to the pixel and hashed at that size (cut
 from a reduced copy, its hash moved nearly a whole threshold away from the stored
 hash; docs/measurements.md); the crop probes and the stored windows are hashed from
-a working copy whose long side is at most WORK_SIDE = 512 pixels (CROP_SIDE = 256
+a working copy whose long side is at most WORK_SIDE = 512
+# Content regions whose keypoint sets a query also carries (benchmarks/screenshots.py:
+# the first two find most pictures inside screenshots; each set searched costs
+# about as much again, so the rest are left to their PDQ probes).
+KEYPOINT_REGIONS = 2 pixels (CROP_SIDE = 256
 for the query's crop probes). The dihedral forms are those `ingest.pdq.pdq` gives
 for the decoded picture and for the content region at their own size: the hashes
 of those pictures really turned.
@@ -74,6 +81,10 @@ from ingest.keypoints import QUERY_LIMIT, keypoints, query_sets
 from ingest.pdq import pdq
 
 WORK_SIDE = 512
+# Content regions whose keypoint sets a query also carries (benchmarks/screenshots.py:
+# the first two find most pictures inside screenshots; each set searched costs
+# about as much again, so the rest are left to their PDQ probes).
+KEYPOINT_REGIONS = 2
 CROP_SIDE = 256
 LOOSE_MIN_QUALITY = 80
 CROP_KEEP = 0.9
@@ -148,15 +159,25 @@ class ProbeHash:
 
 
 @dataclass(frozen=True)
+class KeypointProbes:
+    """A query image's keypoint sets: the whole picture's, its mirror image's (with
+    ProbeKind.DIHEDRAL) and those of its first KEYPOINT_REGIONS content regions
+    (named as their PDQ probes: "content", "content_2")."""
+
+    whole: KeypointSet
+    mirrored: KeypointSet | None
+    regions: tuple[tuple[str, KeypointSet], ...]
+
+
+@dataclass(frozen=True)
 class ProbedImage:
     """An uploaded image's hashes, and the PDQ probes to look up for it."""
 
     hashes: ImageHashes
     content: Box | None  # in the decoded (upright, reduced) picture's pixels
     probes: tuple[ProbeHash, ...]  # every usable probe, "whole" first
-    # With ProbeKind.KEYPOINTS: the query keypoint set, and its mirror image's with
-    # ProbeKind.DIHEDRAL too.
-    keypoints: tuple[KeypointSet, KeypointSet | None] | None = None
+    # With ProbeKind.KEYPOINTS: the query's keypoint sets.
+    keypoints: KeypointProbes | None = None
 
     def pdq_query(self, threshold: int | None = None) -> Query:
         """The PDQ query: the whole image, carrying every other probe.
@@ -179,7 +200,8 @@ class ProbedImage:
             Query(SHA256, h.sha256),
         ]
         if self.keypoints is not None:
-            found.append(keypoint_query(*self.keypoints))
+            k = self.keypoints
+            found.append(keypoint_query(k.whole, k.mirrored, k.regions))
         return found
 
 
@@ -213,12 +235,17 @@ def probe_queries(
         for name, (fx, fy) in CROPS.items():
             crop = pdq(_window(small, fx, fy))
             raw.append((name, crop.hash, crop.quality))
-    sets: tuple[KeypointSet, KeypointSet | None] | None = None
+    sets: KeypointProbes | None = None
     if ProbeKind.KEYPOINTS in options.kinds:
         if ProbeKind.DIHEDRAL in options.kinds:
-            sets = query_sets(picture)
+            whole_set, mirrored = query_sets(picture)
         else:
-            sets = (keypoints(picture, limit=QUERY_LIMIT), None)
+            whole_set, mirrored = keypoints(picture, limit=QUERY_LIMIT), None
+        parts = tuple(
+            ("content" if i == 0 else f"content_{i + 1}", keypoints(r.picture, limit=QUERY_LIMIT))
+            for i, r in enumerate(regions[:KEYPOINT_REGIONS])
+        )
+        sets = KeypointProbes(whole_set, mirrored, parts)
     name, code, quality = raw[0]
     first = ProbeHash(name, code, quality, options.threshold(name))  # gated by the Matcher
     others = (_probe(options, *r) for r in raw[1:])

@@ -20,6 +20,7 @@ from hashdb.signals import KEYPOINTS, SIGNAL_TYPES
 from hashdb.signals.keypoints import MIRROR, digest, parse_set
 from hashdb.store import Member, NewHash, Role, Status, Store
 from ingest.keypoints import keypoints, query_sets
+from ingest.probes import ProbeOptions, probe_queries
 
 
 def _jpeg(image: Image.Image, quality: int = 85) -> Image.Image:
@@ -152,3 +153,26 @@ def test_a_keypoints_row_is_never_stored_without_its_set(store: Store, member: M
         store.hashes.add(member.id, [NewHash(KEYPOINTS.name, bytes(32))])
     with pytest.raises(ValueError):
         store.hashes.add(member.id, [NewHash("pdq", bytes(32), keypoint_set=b"\x01")])
+
+
+def test_a_picture_small_inside_a_screenshot_is_found_from_its_region_s_keypoints(
+    store: Store, member: Member, matcher: Matcher, bridge_picture: Image.Image
+) -> None:
+    """Most of a screenshot's keypoints fall on its text and chrome; the query also
+    carries the keypoint set of its content region, which finds the picture."""
+    (added,) = store.hashes.add(member.id, [new_hash(keypoints(_jpeg(bridge_picture, 90)))])
+    store.hashes.add(member.id, [new_hash(keypoints(scene(s))) for s in range(3)])
+    canvas = Image.new("RGB", (900, 1400), "white")
+    draw = ImageDraw.Draw(canvas)
+    for row in range(40):  # lines of "text" above and below the picture
+        y = 20 + row * 34
+        if not 420 <= y <= 900:
+            draw.text((30, y), f"line {row}: words that a caption or a comment would hold", "black")
+    canvas.paste(bridge_picture.resize((500, 313)), (200, 500))
+    buf = io.BytesIO()
+    canvas.save(buf, "JPEG", quality=85)
+    probed = probe_queries(buf.getvalue(), ProbeOptions.of(["content", "keypoints"]))
+    assert probed.keypoints is not None
+    assert [name for name, _ in probed.keypoints.regions][:1] == ["content"]
+    (result,) = matcher.match([probed.queries()[-1]])
+    assert [(m.record.id, m.via) for m in result.matches] == [(added.id, Via("content", None))]
