@@ -27,16 +27,18 @@ screenshot the picture holds few of the whole image's keypoints, and a region's 
 set finds it even where the region's box is too rough for its PDQ.
 
 **Store side.** A query that shows *less* than the stored picture (a crop) cannot
-be recovered by probing the query: the missing part is gone. So a contributed
-image also stores, with its PDQ row (`hash_variants`, hashdb/store/hashes.py), the
-hashes of what a cropped re-upload could show (`stored_variants`, names and
-thresholds in hashdb/variants.py): its content region, and windows keeping 90% of
-each side at a 7 x 7 grid of positions and 95% at a 5 x 5 grid (74 windows). PDQ
+be recovered by probing the query: the missing part is gone. A detailed picture's
+keypoint set finds its crops; one with too few keypoints (ingest/records.py,
+WINDOWS_BELOW_KEYPOINTS) instead stores, with its PDQ row (`hash_variants`,
+hashdb/store/hashes.py), the hashes of what a cropped re-upload could show
+(`stored_variants`, names and thresholds in hashdb/variants.py): windows keeping
+90% of each side at a 7 x 7 grid of positions and 95% at a 5 x 5 grid (74 windows). PDQ
 moves fast as a window slides, so the grid must be fine for a crop_10 query (10% of
 each side cut, split at random between opposite sides) to land within 31 bits of a
 stored 90% window, and 7 x 7 is where that levels off; crop_5 needs the 95% windows;
-crop_20 would need 80% windows, not stored (many rows for little recall). The
-figures, from benchmarks/quality.py's corpus and edits: docs/measurements.md,
+crop_20 would need 80% windows, not stored (many rows for little recall). Every
+contributed image, detailed or not, also stores the PDQ of its content region
+when it has one. The figures, from benchmarks/quality.py's corpus and edits: docs/measurements.md,
 "Probes and stored-variant thresholds".
 
 Low detail never matches loosely: a probe or stored window whose own PDQ quality is
@@ -50,11 +52,7 @@ hashed from the decoded picture, as `ingest.image.hash_image` does; the content
 region is cut from the decoded picture to the pixel and hashed at that size (cut
 from a reduced copy, its hash moved nearly a whole threshold away from the stored
 hash; docs/measurements.md); the crop probes and the stored windows are hashed from
-a working copy whose long side is at most WORK_SIDE = 512
-# Content regions whose keypoint sets a query also carries (benchmarks/screenshots.py:
-# the first two find most pictures inside screenshots; each set searched costs
-# about as much again, so the rest are left to their PDQ probes).
-KEYPOINT_REGIONS = 2 pixels (CROP_SIDE = 256
+a working copy whose long side is at most WORK_SIDE = 512 pixels (CROP_SIDE = 256
 for the query's crop probes). The dihedral forms are those `ingest.pdq.pdq` gives
 for the decoded picture and for the content region at their own size: the hashes
 of those pictures really turned.
@@ -81,10 +79,11 @@ from ingest.keypoints import QUERY_LIMIT, keypoints, query_sets
 from ingest.pdq import pdq
 
 WORK_SIDE = 512
-# Content regions whose keypoint sets a query also carries (benchmarks/screenshots.py:
-# the first two find most pictures inside screenshots; each set searched costs
-# about as much again, so the rest are left to their PDQ probes).
-KEYPOINT_REGIONS = 2
+# Content regions whose keypoint sets a query also carries. benchmarks/screenshots.py,
+# with the PDQ candidates: 92.7% of screenshots found with two, 93.7% with three,
+# 94.0% with all five; each set searched costs as much as the whole image's, so the
+# rest are left to their PDQ probes.
+KEYPOINT_REGIONS = 3
 CROP_SIDE = 256
 LOOSE_MIN_QUALITY = 80
 CROP_KEEP = 0.9
@@ -162,7 +161,7 @@ class ProbeHash:
 class KeypointProbes:
     """A query image's keypoint sets: the whole picture's, its mirror image's (with
     ProbeKind.DIHEDRAL) and those of its first KEYPOINT_REGIONS content regions
-    (named as their PDQ probes: "content", "content_2")."""
+    (named as their PDQ probes: "content", "content_2", ...)."""
 
     whole: KeypointSet
     mirrored: KeypointSet | None
@@ -252,19 +251,21 @@ def probe_queries(
     return ProbedImage(hashes, box, (first, *(p for p in others if p is not None)), sets)
 
 
-def stored_variants(picture: Image.Image, whole: bytes, scale: int = 1) -> tuple[NewVariant, ...]:
+def stored_variants(
+    picture: Image.Image, whole: bytes, scale: int = 1, *, windows: bool = True
+) -> tuple[NewVariant, ...]:
     """The stored variants of a contributed picture (hashdb/variants.py): the PDQ of its
     content region, when one is found (hashed as the query's content probe is: as at
-    full resolution, `scale` being the decode's reduction), and of each crop window
-    in CROP_WINDOWS (cut from the working copy); those of quality below 50 or equal
-    to `whole` (the picture's own PDQ) are left out."""
+    full resolution, `scale` being the decode's reduction), and, with `windows`, of
+    each crop window in CROP_WINDOWS (cut from the working copy); those of quality
+    below 50 or equal to `whole` (the picture's own PDQ) are left out."""
     work = _working_copy(picture)
     found: list[NewVariant] = []
     content = content_region(picture)
     if content is not None:
         region = pdq(content.picture, full_size=_full_size(content.picture, scale))
         found.append(NewVariant(CONTENT, region.hash, region.quality))
-    for name, window in CROP_WINDOWS.items():
+    for name, window in CROP_WINDOWS.items() if windows else ():
         crop = pdq(_window(work, window.x, window.y, window.keep))
         found.append(NewVariant(name, crop.hash, crop.quality))
     floor = PDQ.min_quality or 0

@@ -27,6 +27,12 @@ from ingest.keypoints import keypoints
 from ingest.probes import stored_variants
 from ingest.video import VideoHashes
 
+# A picture with at least this many keypoints stores no crop windows: its keypoint
+# set finds its crops (5-20% cut) and small rotations, for about 5.7 KB of index
+# against the windows' 9 KB; one with fewer (flat, low-detail pictures) keeps them.
+# docs/measurements.md, "Crop windows or keypoints".
+WINDOWS_BELOW_KEYPOINTS = 64
+
 
 def usable_perceptual(h: ImageHashes) -> bool:
     return PDQ.min_quality is None or h.pdq_quality >= PDQ.min_quality
@@ -61,8 +67,10 @@ def hash_with_variants(
     h = hash_decoded(data, decoded)
     if not usable_perceptual(h):
         return h, ()
-    h = replace(h, keypoints=keypoints(decoded.image))
-    return h, stored_variants(decoded.image, h.pdq, decoded.scale)
+    kps = keypoints(decoded.image)
+    h = replace(h, keypoints=kps)
+    windows = len(kps) < WINDOWS_BELOW_KEYPOINTS
+    return h, stored_variants(decoded.image, h.pdq, decoded.scale, windows=windows)
 
 
 def image_contributions(

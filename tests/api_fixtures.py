@@ -121,6 +121,14 @@ def photo(testdata: Path) -> bytes:
 
 
 @pytest.fixture(scope="session")
+def low_detail_photo(low_detail_picture: Image.Image) -> bytes:
+    """A JPEG of `low_detail_picture`: few keypoints, so its upload stores crop windows."""
+    buf = io.BytesIO()
+    low_detail_picture.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="session")
 def photo_small(testdata: Path) -> bytes:
     """The same photo shrunk to 128x128: a near-duplicate of `photo`."""
     return (testdata / "pdq" / "bridge-mods" / "square-128x128.jpg").read_bytes()

@@ -24,7 +24,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -52,6 +52,14 @@ def bridge_picture(testdata: Path) -> Image.Image:
     image = Image.open(testdata / "pdq" / "bridge-mods" / "aaa-orig.jpg").convert("RGB")
     image.thumbnail((600, 600))
     return image
+
+
+@pytest.fixture(scope="session")
+def low_detail_picture(bridge_picture: Image.Image) -> Image.Image:
+    """The bridge photo blurred: PDQ quality 100 but about 30 keypoints, too few for
+    its keypoint set to find its crops, so a contribution of it stores crop windows
+    (ingest/records.py, WINDOWS_BELOW_KEYPOINTS)."""
+    return bridge_picture.filter(ImageFilter.GaussianBlur(8))
 
 
 def migrate(url: str) -> str:

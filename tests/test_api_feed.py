@@ -117,8 +117,10 @@ def test_a_worker_that_sees_the_change_log_go_backwards_reloads_and_forgets_keys
     assert kept
 
 
-def test_an_uploaded_images_feed_entry_carries_its_stored_variants(api: Api, photo: bytes) -> None:
-    uploaded = api.upload("/v1/media", photo, role="admin", labels=["manifesto"])
+def test_an_uploaded_images_feed_entry_carries_its_stored_variants(
+    api: Api, low_detail_photo: bytes
+) -> None:
+    uploaded = api.upload("/v1/media", low_detail_photo, role="admin", labels=["manifesto"])
     assert uploaded.status_code == 201, uploaded.json
     pdq_id = uploaded.json["added"][0]["id"]  # type: ignore[index]
     body = api.get("/v1/export?format=json&limit=100").json
@@ -129,4 +131,5 @@ def test_an_uploaded_images_feed_entry_carries_its_stored_variants(api: Api, pho
     assert {v["kind"] for v in variants} >= {"crop90_3_3"}
     assert all(len(v["value"]) == 64 and int(v["value"], 16) >= 0 for v in variants)
     others = [e for i, e in entries.items() if i != pdq_id]
-    assert others and all(e["variants"] is None for e in others)  # pHash, MD5, SHA-256
+    # pHash, keypoints, MD5, SHA-256
+    assert others and all(e["variants"] is None for e in others)

@@ -79,18 +79,19 @@ def test_the_bridge_edits_match_the_original_after_it_is_added(run, testdata: Pa
 def test_a_cropped_copy_matches_an_image_added_from_the_command_line(  # type: ignore[no-untyped-def]
     run, testdata: Path, tmp_path: Path
 ) -> None:
-    """`hashdb add` stores the image's crop windows (hashdb/variants.py) too."""
+    """`hashdb add` stores what finds the image's crops: its keypoint set (crop
+    windows for a low-detail picture, hashdb/variants.py)."""
     original = testdata / "pdq/bridge-mods/aaa-orig.jpg"
     run("init")
     added = json.loads(run("add", str(original), "--json").output)[0]
-    pdq_id = next(a["id"] for a in added["added"] if a["signal_type"] == "pdq")
+    keypoints_id = next(a["id"] for a in added["added"] if a["signal_type"] == "keypoints")
     picture = Image.open(original).convert("RGB")
     w, h = picture.size
     cropped = tmp_path / "cropped.jpg"
     picture.crop((w // 20, h // 20, w - w // 20, h - h // 20)).save(cropped, quality=90)
     (row,) = json.loads(run("match", str(cropped), "--json").output)
-    pdq = [m for m in row["matches"] if m["signal_type"] == "pdq"]
-    assert [m["id"] for m in pdq] == [pdq_id]
+    found = [m for m in row["matches"] if m["signal_type"] == "keypoints"]
+    assert [m["id"] for m in found] == [keypoints_id]
 
 
 def test_a_dihedral_match_finds_every_rotation_and_flip(run, testdata: Path) -> None:  # type: ignore[no-untyped-def]

@@ -23,7 +23,7 @@ from hashdb.errors import Forbidden, InvalidInput
 from hashdb.settings import Settings
 from hashdb.signals import SHA256
 from hashdb.store import FileState, JobStatus, Role, Status, Store
-from hashdb.store.schema import audit_log, hash_variants, hashes, import_files, import_jobs
+from hashdb.store.schema import audit_log, hashes, import_files, import_jobs, keypoint_sets
 from ingest.bulk import plan_files, run_import
 from ingest.manifest import read_manifest
 from ingest.pool import open_pool
@@ -80,15 +80,15 @@ def test_a_folder_is_imported_once_with_duplicates_and_failures_reported(
 def test_imported_images_store_their_variants_like_any_contribution(
     db: Consortium, store: Store, ops: Actor, collection: Path
 ) -> None:
-    """The crop windows (hashdb/variants.py) are hashed in the worker processes."""
+    """What finds an image's crops is computed in the worker processes: its keypoint
+    set (the collection's pictures are detailed; a low-detail one would store crop
+    windows instead, hashdb/variants.py)."""
     job = db.imports.start(ops, str(collection), (), plan_files(collection, (), None))
     with open_pool(1) as pool:
         run_import(db, ops, job, collection, pool)
     with store.engine.connect() as conn:
-        parents = conn.execute(
-            select(func.count(func.distinct(hash_variants.c.hash_id)))
-        ).scalar_one()
-    assert parents == 5  # the PDQ row of each distinct image
+        sets = conn.execute(select(func.count()).select_from(keypoint_sets)).scalar_one()
+    assert sets == 5  # one per distinct image
 
 
 def test_importing_again_stores_nothing_twice(

@@ -1,4 +1,5 @@
-"""Stored variants: a contributed image keeps hashes of its content region and crop
+"""Stored variants: a contributed image keeps hashes of its content region and, when
+it has too few keypoints for its keypoint set to find its crops, of its crop
 windows with its PDQ row; they are part of the image (no id, status or history of
 their own), match exactly when it does, and stay internal."""
 
@@ -26,7 +27,7 @@ from hashdb.store.engine import MIGRATIONS, migrate
 from hashdb.store.hashes import NewVariant, StoredVariant
 from hashdb.store.schema import changes, hash_transitions, hashes, members
 from hashdb.variants import CONTENT, CROP_WINDOWS, STORED_KINDS, STORED_THRESHOLDS
-from ingest.probes import PLAIN, probe_queries
+from ingest.probes import PLAIN, ProbeOptions, probe_queries
 from ingest.records import image_contributions
 
 if TYPE_CHECKING:
@@ -77,9 +78,9 @@ def cropped_copy(picture: Image.Image) -> bytes:
 
 
 def test_an_image_contribution_stores_its_crop_windows_with_its_pdq_row_not_as_hashes(
-    db: Consortium, store: Store, admin: Actor, bridge_picture: Image.Image
+    db: Consortium, store: Store, admin: Actor, low_detail_picture: Image.Image
 ) -> None:
-    parent_id = contribute_image(db, admin, jpeg(bridge_picture), "case-1")
+    parent_id = contribute_image(db, admin, jpeg(low_detail_picture), "case-1")
     parent = store.hashes.get(parent_id)
     rows = variants_of(store, parent_id)
     assert {r.kind for r in rows} <= set(STORED_KINDS)
@@ -89,6 +90,22 @@ def test_an_image_contribution_stores_its_crop_windows_with_its_pdq_row_not_as_h
         assert row.quality is not None and row.quality >= 50
     # pdq, phash, keypoints, md5, sha256: a variant has no id
     assert len(hash_ids(store)) == 5
+
+
+def test_a_detailed_picture_stores_its_keypoint_set_instead_of_crop_windows(
+    db: Consortium, store: Store, admin: Actor, bridge_picture: Image.Image
+) -> None:
+    """Its keypoint set finds its crops for less index than 74 windows (ingest/records.py)."""
+    parent_id = contribute_image(db, admin, jpeg(bridge_picture), "case-1")
+    assert not {r.kind for r in variants_of(store, parent_id)} & set(CROP_WINDOWS)
+    (keypoint_row,) = [
+        r for r in store.hashes.get_many(hash_ids(store)).values() if r.signal_type == "keypoints"
+    ]
+    query = probe_queries(cropped_copy(bridge_picture), ProbeOptions.of(["keypoints"])).queries()[
+        -1
+    ]
+    (result,) = db.matcher.match([query])
+    assert [m.record.id for m in result.matches] == [keypoint_row.id]
 
 
 def test_a_meme_stores_its_content_region(
@@ -168,14 +185,14 @@ def test_contributing_a_value_held_as_a_variant_makes_it_a_hash_of_its_own(
 
 
 def test_retiring_an_image_takes_its_variants_out_of_the_index_with_it(
-    db: Consortium, store: Store, admin: Actor, bridge_picture: Image.Image
+    db: Consortium, store: Store, admin: Actor, low_detail_picture: Image.Image
 ) -> None:
-    parent_id = contribute_image(db, admin, jpeg(bridge_picture), "case-1")
+    parent_id = contribute_image(db, admin, jpeg(low_detail_picture), "case-1")
     matcher = Matcher(store.hashes, store.changes, sync_interval=0.0)
     matcher.load()
     entries = matcher.sizes()["pdq"]
     assert entries == 1 + len(variants_of(store, parent_id))
-    query = probe_queries(cropped_copy(bridge_picture), PLAIN).pdq_query()
+    query = probe_queries(cropped_copy(low_detail_picture), PLAIN).pdq_query()
     assert [m.record.id for m in matcher.match([query])[0].matches] == [parent_id]
     cursor = store.changes.head()
     db.vetting.retire(admin, [parent_id], "false positive")
@@ -190,9 +207,9 @@ def test_retiring_an_image_takes_its_variants_out_of_the_index_with_it(
 
 
 def test_a_variant_has_no_id_to_address(
-    db: Consortium, store: Store, admin: Actor, bridge_picture: Image.Image
+    db: Consortium, store: Store, admin: Actor, low_detail_picture: Image.Image
 ) -> None:
-    parent_id = contribute_image(db, admin, jpeg(bridge_picture), "case-1")
+    parent_id = contribute_image(db, admin, jpeg(low_detail_picture), "case-1")
     assert variants_of(store, parent_id)
     beyond = max(hash_ids(store)) + 1
     with pytest.raises(NotFound):
@@ -202,11 +219,11 @@ def test_a_variant_has_no_id_to_address(
 
 
 def test_approving_and_expiring_an_image_move_its_variants(
-    store: Store, admin: Actor, member: Actor, bridge_picture: Image.Image
+    store: Store, admin: Actor, member: Actor, low_detail_picture: Image.Image
 ) -> None:
     db = Consortium(Settings(sync_interval=0.0, pending_matches=False), store)
-    parent_id = contribute_image(db, member, jpeg(bridge_picture), "case-1")
-    query = probe_queries(cropped_copy(bridge_picture), PLAIN).pdq_query()
+    parent_id = contribute_image(db, member, jpeg(low_detail_picture), "case-1")
+    query = probe_queries(cropped_copy(low_detail_picture), PLAIN).pdq_query()
     assert db.matcher.match([query])[0].matches == []  # pending: not matched here
     db.vetting.approve(admin, [parent_id])
     db.matcher.refresh()
@@ -237,11 +254,11 @@ def test_variants_stay_out_of_the_feed_the_queue_and_the_figures(
 
 
 def test_a_cropped_copy_matches_the_stored_image(
-    db: Consortium, store: Store, admin: Actor, bridge_picture: Image.Image
+    db: Consortium, store: Store, admin: Actor, low_detail_picture: Image.Image
 ) -> None:
-    parent_id = contribute_image(db, admin, jpeg(bridge_picture), "case-1")
+    parent_id = contribute_image(db, admin, jpeg(low_detail_picture), "case-1")
     matcher = Matcher(store.hashes, store.changes, sync_interval=0.0)
-    (result,) = matcher.match([probe_queries(cropped_copy(bridge_picture), PLAIN).pdq_query()])
+    (result,) = matcher.match([probe_queries(cropped_copy(low_detail_picture), PLAIN).pdq_query()])
     (match,) = result.matches
     assert match.record.id == parent_id
     assert match.via is not None and match.via.probe is None
@@ -251,9 +268,9 @@ def test_a_cropped_copy_matches_the_stored_image(
 
 
 def test_an_uploaded_image_stores_variants_that_the_api_does_not_show(
-    api: Api, bridge_picture: Image.Image
+    api: Api, low_detail_picture: Image.Image
 ) -> None:
-    body = api.upload("/v1/media", jpeg(bridge_picture), labels=["manifesto"]).json
+    body = api.upload("/v1/media", jpeg(low_detail_picture), labels=["manifesto"]).json
     assert body is not None
     assert [a["signal_type"] for a in body["added"]] == [
         "pdq",
