@@ -143,6 +143,7 @@ def test_a_corpus_large_enough_for_an_inverted_file_still_finds_crops(
     store.hashes.add(member.id, [new_hash(k) for k in others])
     matcher.load()
     assert type(matcher._indexes.keypoints._search).__name__ == "IvfSearch"
+    assert matcher.keypoint_sets() == 25
     (result,) = matcher.match([query(_jpeg(_keep(bridge_picture, 0.8, 0.3, 0.6)))])
     assert [m.record.id for m in result.matches] == [added.id]
 

@@ -35,7 +35,7 @@ from hashdb.index import HammingIndex, MIHIndex, entries, make_index
 from hashdb.index.snapshot import load_snapshots, save_snapshots, snapshot_cursor, snapshot_stamp
 from hashdb.keypoints.index import KeypointIndex
 from hashdb.matching import keypoints
-from hashdb.signals import PDQ, SIGNAL_TYPES, Matching, SignalType
+from hashdb.signals import KEYPOINTS, PDQ, SIGNAL_TYPES, Matching, SignalType
 from hashdb.signals.vpdq import VPDQ
 from hashdb.store import ChangeLog, HashRecord, HashStore, Status, VideoStore
 
@@ -97,13 +97,14 @@ class LiveIndexes:
         return {name: len(index) for name, index in self._indexes.items()}
 
     def nbytes(self) -> dict[str, int]:
-        """Bytes of arrays per index, mapped snapshot arrays included (for metrics;
-        an index type that cannot tell is left out)."""
+        """Bytes of arrays per index, mapped snapshot arrays included, the keypoint
+        index too (for metrics; an index type that cannot tell is left out)."""
         found: dict[str, int] = {}
         for name, index in self._indexes.items():
             measure = getattr(index, "nbytes", None)
             if callable(measure):
                 found[name] = int(measure())
+        found[KEYPOINTS.name] = self._keypoints.nbytes()
         return found
 
     def __getitem__(self, signal_type: str) -> HammingIndex:

@@ -98,6 +98,10 @@ class Matcher:
         """Bytes of array memory per index (see `LiveIndexes.nbytes`)."""
         return self._indexes.nbytes()
 
+    def keypoint_sets(self) -> int:
+        """Stored keypoint sets in the keypoint index (`sizes` counts the others)."""
+        return len(self._indexes.keypoints)
+
     def load(self, *, fresh: bool = False) -> None:
         """Build every index (start-up): from a snapshot when a sound one exists (and
         not `fresh`), else from the database; then replay the change log since the
