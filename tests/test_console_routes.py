@@ -21,6 +21,7 @@ from hashdb.consortium.actor import Actor
 from hashdb.consortium.feedback import DisagreeReason, Kind
 from hashdb.signals import PDQ
 from hashdb.store import NewHash, Role, Status
+from ingest.records import image_contributions
 
 if TYPE_CHECKING:
     from console_fixtures import Console
@@ -344,3 +345,24 @@ def page_as(console: Console, secret: str, path: str) -> TestResponse:
     assert token
     client.post("/console/login", data={"key": secret, "csrf_token": token.group(1)})
     return client.get(path)
+
+
+def test_lookup_of_a_cropped_image_shows_the_keypoints_that_agree(
+    console: Console, bridge_picture: Image.Image
+) -> None:
+    stored = io.BytesIO()
+    bridge_picture.save(stored, "JPEG", quality=90)
+    admin = console.db.store.members.create("Stored by", Role.ADMIN)[0]
+    _, rows = image_contributions(stored.getvalue(), (), "case-1")
+    console.db.contributions.add(Actor(admin), rows)
+    w, h = bridge_picture.size
+    cropped = io.BytesIO()
+    bridge_picture.crop((w // 10, h // 5, w, h)).save(cropped, "JPEG", quality=85)
+    console.login("member")
+    response = console.post(
+        "/console/lookup",
+        {"file": (io.BytesIO(cropped.getvalue()), "crop.jpg")},
+        content_type="multipart/form-data",
+    )
+    assert response.status_code == 200
+    assert re.search(r"\d+ keypoints agree, \d+% of it shown", response.text)
