@@ -1,7 +1,7 @@
 """Matching quality: recall per re-upload edit and false matches, ours vs python-threatexchange.
 
     .venv/bin/python -m benchmarks.quality [--references 150] [--unrelated 30000]
-        [--workers 2] [--seed 0]
+        [--workers 2] [--seed 0] [--hash-only]
 
 Needs the `bench` extra (python-threatexchange, scikit-image for the seed photos).
 With `--references 80 --unrelated 12000` it runs in about 10 minutes on 2 cores.
@@ -12,8 +12,11 @@ What it does:
    each as a JPEG and adds it through `hashdb.consortium.core.Consortium.contribute` (the
    service the HTTP API wraps; a fresh SQLite file) with the rows
    `ingest.records.image_contributions` gives, as `POST /v1/media` does: the
-   image's hashes, its PDQ row carrying its stored variants (content region, crop
-   windows; hashdb/variants.py), which the store keeps as rows derived from it.
+   image's hashes (its keypoint set among them), its PDQ row carrying its stored
+   variants (content region; crop windows for a picture with few keypoints;
+   hashdb/variants.py). With `--hash-only` it stores the image's hashes alone, no
+   stored variants: what a member that shares hashes without the media contributes
+   (`hashdb hash`, the member client).
    python-threatexchange gets the same files: `pdq_hasher.pdq_from_bytes` into a
    `PDQIndex2` at threshold 31.
 2. Queries every reference after every edit of benchmarks/quality_transforms.py
@@ -21,9 +24,9 @@ What it does:
    python-threatexchange (hasher + index at 31), our plain PDQ at 31
    (`ingest.image.hash_image`, no query probes; stored variants still answer it),
    and our full probe set (`ingest.probes.probe_queries` with every probe kind,
-   per-probe thresholds). "matched by" names the probe and, for a hit on a stored
-   variant, `stored:<variant>` (the Matcher reports it as its parent, within
-   hashdb.variants.STORED_THRESHOLDS).
+   per-probe thresholds, and the keypoint query it carries). "matched by" names
+   the probe and, for a hit on a stored variant, `stored:<variant>` (the Matcher
+   reports it as its parent, within hashdb.variants.STORED_THRESHOLDS).
 3. Hashes `--unrelated` pictures that share no content with any reference and
    counts the queries with any match, each way (false matches). For each kind of
    query probe and each kind of stored row (the image's own, content region, crop
@@ -32,33 +35,8 @@ What it does:
    ingest.probes.THRESHOLDS and hashdb.variants.STORED_THRESHOLDS.
 4. Times `probe_queries` + `Consortium.match` for a 1-megapixel JPEG (p50 of 50).
 
-Last run (`--references 80 --unrelated 12000`, seed 0, a quiet 2-core machine,
-10 minutes): stored 75 images + 6 content regions + 5,550 crop windows (148 ms per
-image to hash and store). Recall, threatexchange / ours plain / ours full (bar):
-
-    caption_top      0 /  0 /  97.3% (95)    crop_5           1.3 / 96.0 / 96.0%
-    caption_bottom   0 /  0 /  96.0% (95)    crop_10          0 / 89.3 / 90.7% (80)
-    caption_both     0 /  0 /  97.3% (95)    crop_20          0 /  0   /  0
-    letterbox        0 /  0 / 100.0% (95)    crop_10+jpeg     0 / 88.0 / 88.0%
-    pillarbox        0 /  0 / 100.0% (95)    crop_5+mirror    0 /  0   / 92.0%
-    border           0 /  0 /  98.7% (95)    rotate_2         0 / 29.3 / 29.3%
-    screenshot       0 /  0 /  98.7% (95)    screenshot+jpeg  0 /  0   / 89.3%
-    mirror           0 /  0 / 100.0% (95)    identity       100 / 100  / 100%
-    flip_vertical    0 /  0 / 100.0% (95)    jpeg_q30      97.3 / 97.3 / 97.3%
-    rotate_90        0 /  0 / 100.0% (95)    logo_overlay  70.7 / 70.7 / 85.3%
-    rotate_180       0 /  0 / 100.0% (95)    text_overlay  68.0 / 68.0 / 72.0%
-
-False matches on 12,000 unrelated pictures: 0 / 0 / 0. Nearest any unrelated probe
-came to a stored row: 78 bits to an image's own hash, 92 to a content region, 52 to
-a crop window (a query's crop probe; whole probes 72). Latency, full probe set, hash
-+ match of a 1-megapixel JPEG: p50 83.6 ms (default set 76.8 ms; the same code
-measured 69.7 and 62.9 ms on an earlier, faster day; 57.5 and 54.3 before the
-dihedral forms were hashed from the turned pictures, which took flip_vertical,
-rotate_90 and rotate_180 from 98.7, 98.7 and 97.3% to 100%). Before stored variants
-(content region stored as a plain row, no windows): crops 0%, letterbox 85%,
-pillarbox 84%, screenshot 77%, p50 46.5 ms. Screenshots were 89.3% (screenshot+jpeg
-81.3%) before a drawn canvas was retried at a fine tolerance and the rounded
-corners' rim painted over (ingest/canonical.py).
+Measurements (dated, with the machine's state): docs/measurements.md, "Probes and
+stored-variant thresholds", "Keypoints in the service", "Crop windows or keypoints".
 """
 
 from __future__ import annotations
@@ -89,7 +67,7 @@ from hashdb.store import MATCHABLE, Role, Store
 from hashdb.variants import CONTENT, STORED_THRESHOLDS
 from ingest.image import hash_image
 from ingest.probes import FULL, ProbeOptions, probe_queries
-from ingest.records import image_contributions
+from ingest.records import contributions, image_contributions
 
 
 @dataclass(frozen=True)
@@ -183,7 +161,7 @@ def _kind(name: str) -> str:
     return "dihedral"
 
 
-def run(references: int, unrelated: int, workers: int, seed: int) -> None:
+def run(references: int, unrelated: int, workers: int, seed: int, hash_only: bool = False) -> None:
     pdq_from_bytes, pdq_index = _tx()
     tmp = Path(tempfile.mkdtemp(prefix="hashdb-quality-"))
     settings = Settings(database_url=f"sqlite:///{tmp / 'q.sqlite3'}", sync_interval=0.0)
@@ -205,7 +183,10 @@ def run(references: int, unrelated: int, workers: int, seed: int) -> None:
     started = time.perf_counter()
     for i, data in enumerate(files):
         ref = f"ref-{i}"
-        db.contributions.add(admin, image_contributions(data, (), ref, max_pixels=10**8)[1])
+        image, rows = image_contributions(data, (), ref, max_pixels=10**8)
+        if hash_only:
+            rows = contributions(image, (), ref)  # no stored variants
+        db.contributions.add(admin, rows)
         tx_entries.append((pdq_from_bytes(data)[0], ref))
     per_image = (time.perf_counter() - started) / max(1, len(files))
     tx_index = pdq_index(entries=tx_entries, threshold=31)
@@ -343,8 +324,11 @@ def main() -> None:
     parser.add_argument("--unrelated", type=int, default=30000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--hash-only", action="store_true", help="store hashes alone, no stored variants"
+    )
     args = parser.parse_args()
-    run(args.references, args.unrelated, args.workers, args.seed)
+    run(args.references, args.unrelated, args.workers, args.seed, args.hash_only)
 
 
 if __name__ == "__main__":
