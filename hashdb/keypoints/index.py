@@ -37,6 +37,7 @@ are not safe to add to while searched); verification runs outside it.
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass
 from types import ModuleType
@@ -57,6 +58,7 @@ MIN_LISTS = 64
 IVF_MIN_ROWS = 39 * MIN_LISTS
 TRAINING_SAMPLE = 150_000
 
+_ARRAY_HEADER = sys.getsizeof(np.empty((0, 4), np.uint8))  # a small array's own bytes
 Rows = npt.NDArray[np.int64]
 Codes = npt.NDArray[np.uint8]
 
@@ -182,8 +184,9 @@ class KeypointIndex:
         self._refs: list[int] = []
         self._sizes: list[tuple[int, int]] = []  # width and height, per place
         self._where: dict[int, int] = {}  # reference id -> its place in _starts
-        self._geometry = np.empty((0, 4), dtype=np.uint8)
-        self._chunks: list[npt.NDArray[np.uint8]] = []
+        # (x, y, level, angle) of each reference's rows, per place: a match reads
+        # only its candidates' rows, and an add never copies the others'
+        self._geometry: list[npt.NDArray[np.uint8]] = []
         self._rows = 0
         self._dead: set[int] = set()  # places of removed references
 
@@ -206,7 +209,7 @@ class KeypointIndex:
             self._starts.append(self._rows)
             self._refs.append(reference)
             self._sizes.append((keypoints.width, keypoints.height))
-            self._chunks.append(
+            self._geometry.append(
                 np.stack([keypoints.x, keypoints.y, keypoints.level, keypoints.angle], axis=1)
             )
             self._rows += n
@@ -218,19 +221,13 @@ class KeypointIndex:
             if reference in self._where:
                 self._dead.add(self._where[reference])
 
-    def _geometry_rows(self) -> npt.NDArray[np.uint8]:
-        """The geometry of every row (call under the lock)."""
-        if self._chunks:
-            self._geometry = np.concatenate([self._geometry, *self._chunks])
-            self._chunks = []
-        return self._geometry
-
     def nbytes(self) -> int:
         """Memory the index holds: the descriptor search, geometry, row offsets."""
         return (
             self._search.nbytes()
             + self._rows * 4
-            + len(self._starts) * (8 + 8 + 4 + 4)  # start, id, width and height
+            # start, id, width and height, and the header of its geometry array
+            + len(self._starts) * (8 + 8 + 4 + 4 + _ARRAY_HEADER)
         )
 
     def match(self, queries: tuple[KeypointSet, ...] | list[KeypointSet]) -> list[Found]:
@@ -252,12 +249,12 @@ class KeypointIndex:
             return []
         with self._lock:  # a consistent view: rows, offsets and geometry of one moment
             near = self._search.near(query.descriptors)
-            geometry = self._geometry_rows()
+            geometry = self._geometry  # only grows, as _refs and _sizes
             if len(self._starts_array) != len(self._starts):
                 self._starts_array = np.asarray(self._starts, dtype=np.int64)
             starts = self._starts_array
             # _refs and _sizes only grow: the places `starts` knows stay valid
-            refs, sizes, dead, total = self._refs, self._sizes, set(self._dead), self._rows
+            refs, sizes, dead = self._refs, self._sizes, set(self._dead)
         place = np.searchsorted(starts, near.stored_rows, side="right") - 1
         # one vote per (query keypoint, reference)
         pairs = np.unique(place * (len(query) + 1) + near.query_rows)
@@ -275,7 +272,7 @@ class KeypointIndex:
             first = int(starts[places[k]])
             stored = near.stored_rows[mine]
             width, height = sizes[int(places[k])]
-            rows = geometry[first : first + _count(starts, int(places[k]), total)]
+            rows = geometry[int(places[k])]
             placed = KeypointSet(
                 width=width,
                 height=height,
@@ -290,8 +287,3 @@ class KeypointIndex:
             )
             found.append(Found(reference, int(votes[k]), verdict))
         return found
-
-
-def _count(starts: Rows, place: int, total: int) -> int:
-    end = int(starts[place + 1]) if place + 1 < len(starts) else total
-    return end - int(starts[place])
