@@ -177,3 +177,19 @@ def test_a_picture_small_inside_a_screenshot_is_found_from_its_region_s_keypoint
     assert [name for name, _ in probed.keypoints.regions][:1] == ["content"]
     (result,) = matcher.match([probed.queries()[-1]])
     assert [(m.record.id, m.via) for m in result.matches] == [(added.id, Via("content", None))]
+
+
+def test_a_corpus_grown_by_replay_gets_the_search_its_size_needs(
+    store: Store, member: Member, matcher: Matcher, bridge_picture: Image.Image
+) -> None:
+    """A service that starts empty (exact MIH) and grows through contributions is
+    rebuilt with a trained IVF once it outgrows MIH, without a restart."""
+    matcher.load()
+    assert type(matcher._indexes.keypoints._search).__name__ == "MihSearch"
+    (added,) = store.hashes.add(member.id, [new_hash(keypoints(bridge_picture))])
+    store.hashes.add(member.id, [new_hash(keypoints(scene(s))) for s in range(24)])
+    matcher.refresh()
+    assert type(matcher._indexes.keypoints._search).__name__ == "IvfSearch"
+    assert matcher.keypoint_sets() == 25
+    (result,) = matcher.match([query(_jpeg(_keep(bridge_picture, 0.8)))])
+    assert [m.record.id for m in result.matches] == [added.id]

@@ -176,8 +176,9 @@ class Found:
 class KeypointIndex:
     """Keypoint sets of references (ids: int64), matched by votes then verification."""
 
-    def __init__(self, search: DescriptorSearch) -> None:
+    def __init__(self, search: DescriptorSearch, trained_for: int = 0) -> None:
         self._search = search
+        self._trained_for = trained_for
         self._lock = threading.Lock()
         self._starts: list[int] = []  # first row of each reference, in row order
         self._starts_array: Rows = np.empty(0, np.int64)  # the same, as last read
@@ -192,6 +193,16 @@ class KeypointIndex:
 
     def __len__(self) -> int:
         return len(self._refs) - len(self._dead)
+
+    @property
+    def rows(self) -> int:
+        """Descriptor rows held, those of removed references included."""
+        return self._rows
+
+    @property
+    def trained_for(self) -> int:
+        """The rows its search was chosen for (see `search_for`)."""
+        return self._trained_for
 
     def __contains__(self, reference: int) -> bool:
         place = self._where.get(reference)

@@ -3,8 +3,8 @@
 Built at load from the store's `keypoint_sets` (the index snapshot holds the Hamming
 indexes only, so a restored process reads the sets again), its search chosen for the
 corpus as it is then (hashdb/keypoints/index.py, `search_for`: exact MIH while small,
-a trained IVF beyond); a corpus that grows past it keeps that search until the next
-load. Replay is state-based as for the Hamming indexes (hashdb/matching/live.py):
+a trained IVF beyond); a corpus that outgrows it (`outgrown`) is built again by the
+replay that grew it. Replay is state-based as for the Hamming indexes (hashdb/matching/live.py):
 each changed `keypoints` row is removed and added back if it is matchable now.
 
 A query is one keypoint set, with the set of its mirror image as a probe when it
@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hashdb.keypoints.codec import KeypointSet
-from hashdb.keypoints.index import KeypointIndex, search_for
+from hashdb.keypoints.index import IVF_MIN_ROWS, KeypointIndex, search_for
 from hashdb.signals.keypoints import KEYPOINTS
 from hashdb.store import HashRecord, HashStore, Status
 
@@ -35,9 +35,25 @@ class LocalHit:
     probe: str | None  # the query's probe that verified it (None: the query as sent)
 
 
+_NO_CODES = np.empty((0, 32), np.uint8)
+# A corpus this many times the rows its search was chosen for is rebuilt (`outgrown`).
+REBUILD_GROWTH = 4
+
+
 def empty() -> KeypointIndex:
     """An empty index, until the first load."""
-    return KeypointIndex(search_for(np.empty((0, 32), np.uint8)))
+    return KeypointIndex(search_for(_NO_CODES))
+
+
+def outgrown(index: KeypointIndex) -> bool:
+    """Whether the index has outgrown the search chosen for it at its build: past
+    IVF_MIN_ROWS while still exact MIH (whose searches at ORB's radius slow down
+    steeply with the corpus), or REBUILD_GROWTH times the rows an IVF was trained
+    on (its lists grow long, and removed references' rows pile up). A rebuild
+    reads every set from the store again; growth by a factor bounds how often."""
+    if index.trained_for < IVF_MIN_ROWS:  # built as MIH
+        return index.rows >= IVF_MIN_ROWS
+    return index.rows >= REBUILD_GROWTH * index.trained_for
 
 
 def build(hashes: HashStore, statuses: frozenset[Status]) -> KeypointIndex:
@@ -47,10 +63,8 @@ def build(hashes: HashStore, statuses: frozenset[Status]) -> KeypointIndex:
         for part in hashes.iter_keypoint_sets(statuses)
         for hash_id, data in part
     ]
-    codes = [s.descriptors for _, s in sets if len(s)]
-    index = KeypointIndex(
-        search_for(np.concatenate(codes) if codes else np.empty((0, 32), np.uint8))
-    )
+    codes = np.concatenate([s.descriptors for _, s in sets if len(s)] or [_NO_CODES])
+    index = KeypointIndex(search_for(codes), trained_for=len(codes))
     for hash_id, kps in sets:
         index.add(hash_id, kps)
     return index

@@ -284,6 +284,8 @@ class LiveIndexes:
         self._apply_videos(indexes[PDQ.name], videos)
         gone = sorted(hash_ids - records.keys())  # not in the database: drop everywhere
         keypoints.apply(self._keypoints, self._hashes, records.values(), gone, self._statuses)
+        if keypoints.outgrown(self._keypoints):
+            self._keypoints = keypoints.build(self._hashes, self._statuses)
         for name, index in indexes.items():
             mine = [r for r in records.values() if r.signal_type == name]
             stale = sorted({*(r.id for r in mine), *gone})
