@@ -22,6 +22,20 @@ def jpeg(image: Image.Image, quality: int = 90) -> bytes:
     return out.getvalue()
 
 
+def jpeg_copy(image: Image.Image, quality: int = 85) -> Image.Image:
+    """`image` after a round trip through JPEG at `quality`, as a re-upload arrives."""
+    return Image.open(io.BytesIO(jpeg(image, quality))).convert("RGB")
+
+
+def keep(image: Image.Image, share: float, fx: float = 0.5, fy: float = 0.5) -> Image.Image:
+    """The crop of `image` keeping `share` of each side, placed at (fx, fy) of the
+    room left (0.5, 0.5: central)."""
+    w, h = image.size
+    cw, ch = round(w * share), round(h * share)
+    x, y = round((w - cw) * fx), round((h - ch) * fy)
+    return image.crop((x, y, x + cw, y + ch))
+
+
 # The PIL transpose that turns a picture into each dihedral form of its PDQ hash
 # (hashdb.signals.pdq_dihedral.DIHEDRAL_FORMS).
 TURN_INTO_FORM = {

@@ -8,6 +8,7 @@ import io
 
 import numpy as np
 import pytest
+from media_factory import jpeg_copy, keep
 from PIL import Image, ImageDraw, ImageOps
 
 from hashdb.budget import KEYPOINT_SET_WEIGHT, query_cost
@@ -21,20 +22,6 @@ from hashdb.signals.keypoints import MIRROR, digest, parse_set
 from hashdb.store import Member, NewHash, Role, Status, Store
 from ingest.keypoints import keypoints, query_sets
 from ingest.probes import ProbeOptions, probe_queries
-
-
-def _jpeg(image: Image.Image, quality: int = 85) -> Image.Image:
-    buf = io.BytesIO()
-    image.save(buf, "JPEG", quality=quality)
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
-
-
-def _keep(image: Image.Image, share: float, fx: float = 0.5, fy: float = 0.5) -> Image.Image:
-    w, h = image.size
-    cw, ch = round(w * share), round(h * share)
-    x, y = round((w - cw) * fx), round((h - ch) * fy)
-    return image.crop((x, y, x + cw, y + ch))
 
 
 def scene(seed: int, size: int = 512) -> Image.Image:
@@ -98,11 +85,11 @@ def test_a_stored_set_is_kept_beside_its_row_and_adding_it_again_is_idempotent(
 def test_crops_and_mirrored_crops_of_a_stored_picture_match_it_with_their_share(
     store: Store, member: Member, matcher: Matcher, bridge_picture: Image.Image
 ) -> None:
-    (added,) = store.hashes.add(member.id, [new_hash(keypoints(_jpeg(bridge_picture, 90)))])
+    (added,) = store.hashes.add(member.id, [new_hash(keypoints(jpeg_copy(bridge_picture, 90)))])
     store.hashes.add(member.id, [new_hash(keypoints(scene(s))) for s in range(3)])
-    crop = _jpeg(_keep(bridge_picture, 0.8))
-    mirrored = _jpeg(ImageOps.mirror(_keep(bridge_picture, 0.85, 0.2, 0.7)))
-    unrelated = _jpeg(scene(99))
+    crop = jpeg_copy(keep(bridge_picture, 0.8))
+    mirrored = jpeg_copy(ImageOps.mirror(keep(bridge_picture, 0.85, 0.2, 0.7)))
+    unrelated = jpeg_copy(scene(99))
     found, flipped, nothing = matcher.match([query(crop), query(mirrored), query(unrelated)])
     (match,) = found.matches
     assert match.record.id == added.id and match.via is None
@@ -117,7 +104,7 @@ def test_a_retired_set_stops_matching_and_a_restored_one_matches_again(
     store: Store, member: Member, matcher: Matcher, bridge_picture: Image.Image
 ) -> None:
     (added,) = store.hashes.add(member.id, [new_hash(keypoints(bridge_picture))])
-    probe = query(_jpeg(_keep(bridge_picture, 0.8)))
+    probe = query(jpeg_copy(keep(bridge_picture, 0.8)))
     matcher.load()
     assert [m.record.id for m in matcher.match([probe])[0].matches] == [added.id]
     store.hashes.set_status([added.id], Status.RETIRED)
@@ -144,7 +131,7 @@ def test_a_corpus_large_enough_for_an_inverted_file_still_finds_crops(
     matcher.load()
     assert type(matcher._indexes.keypoints._search).__name__ == "IvfSearch"
     assert matcher.keypoint_sets() == 25
-    (result,) = matcher.match([query(_jpeg(_keep(bridge_picture, 0.8, 0.3, 0.6)))])
+    (result,) = matcher.match([query(jpeg_copy(keep(bridge_picture, 0.8, 0.3, 0.6)))])
     assert [m.record.id for m in result.matches] == [added.id]
 
 
@@ -161,7 +148,7 @@ def test_a_picture_small_inside_a_screenshot_is_found_from_its_region_s_keypoint
 ) -> None:
     """Most of a screenshot's keypoints fall on its text and chrome; the query also
     carries the keypoint set of its content region, which finds the picture."""
-    (added,) = store.hashes.add(member.id, [new_hash(keypoints(_jpeg(bridge_picture, 90)))])
+    (added,) = store.hashes.add(member.id, [new_hash(keypoints(jpeg_copy(bridge_picture, 90)))])
     store.hashes.add(member.id, [new_hash(keypoints(scene(s))) for s in range(3)])
     canvas = Image.new("RGB", (900, 1400), "white")
     draw = ImageDraw.Draw(canvas)
@@ -191,5 +178,5 @@ def test_a_corpus_grown_by_replay_gets_the_search_its_size_needs(
     matcher.refresh()
     assert type(matcher._indexes.keypoints._search).__name__ == "IvfSearch"
     assert matcher.keypoint_sets() == 25
-    (result,) = matcher.match([query(_jpeg(_keep(bridge_picture, 0.8)))])
+    (result,) = matcher.match([query(jpeg_copy(keep(bridge_picture, 0.8)))])
     assert [m.record.id for m in result.matches] == [added.id]

@@ -5,7 +5,6 @@ agreement never verify."""
 from __future__ import annotations
 
 import binascii
-import io
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from media_factory import jpeg_copy, keep
 from PIL import Image, ImageOps
 
 from hashdb.errors import InvalidInput
@@ -27,20 +27,6 @@ from ingest.keypoints import (
     keypoints,
     query_sets,
 )
-
-
-def _jpeg(image: Image.Image, quality: int = 85) -> Image.Image:
-    buf = io.BytesIO()
-    image.save(buf, "JPEG", quality=quality)
-    buf.seek(0)
-    return Image.open(buf).convert("RGB")
-
-
-def _keep(image: Image.Image, share: float, fx: float = 0.5, fy: float = 0.5) -> Image.Image:
-    w, h = image.size
-    cw, ch = round(w * share), round(h * share)
-    x, y = round((w - cw) * fx), round((h - ch) * fy)
-    return image.crop((x, y, x + cw, y + ch))
 
 
 @st.composite
@@ -69,7 +55,7 @@ def bridge(testdata: Path) -> Image.Image:
 
 @pytest.fixture(scope="module")
 def bridge_keypoints(bridge: Image.Image) -> KeypointSet:
-    return keypoints(_jpeg(bridge, 90))
+    return keypoints(jpeg_copy(bridge, 90))
 
 
 # -- the wire form ---------------------------------------------------------------
@@ -166,7 +152,7 @@ def test_valid_base64_of_malformed_bytes_is_invalid_input(bridge_keypoints: Keyp
 def test_extraction_is_deterministic_and_the_same_for_an_image_or_its_array(
     bridge: Image.Image, bridge_keypoints: KeypointSet
 ) -> None:
-    picture = _jpeg(bridge, 90)
+    picture = jpeg_copy(bridge, 90)
     assert keypoints(picture).to_bytes() == bridge_keypoints.to_bytes()
     assert keypoints(np.asarray(picture)).to_bytes() == bridge_keypoints.to_bytes()
 
@@ -224,10 +210,10 @@ def bridge_index(
 @pytest.mark.parametrize(
     ("edit", "share"),
     [
-        (lambda im: _keep(im, 0.8), 0.64),
-        (lambda im: _keep(im, 0.85, 0.05, 0.9), 0.72),
+        (lambda im: keep(im, 0.8), 0.64),
+        (lambda im: keep(im, 0.85, 0.05, 0.9), 0.72),
         (lambda im: im.rotate(3, resample=Image.Resampling.BICUBIC), 0.97),
-        (lambda im: _keep(ImageOps.mirror(im), 0.88, 0.9, 0.2), 0.77),
+        (lambda im: keep(ImageOps.mirror(im), 0.88, 0.9, 0.2), 0.77),
     ],
     ids=["crop_central_80", "crop_offcentre_85", "rotate_3", "mirror_crop"],
 )
@@ -237,7 +223,7 @@ def test_edited_copies_of_a_real_photo_verify_with_the_share_they_cover(
     edit: Callable[[Image.Image], Image.Image],
     share: float,
 ) -> None:
-    found = bridge_index.match(query_sets(_jpeg(edit(bridge))))
+    found = bridge_index.match(query_sets(jpeg_copy(edit(bridge))))
     assert found[0].reference == 7
     verdict = found[0].verdict
     assert verdict.matched and verdict.inliers >= 2 * MIN_INLIERS
@@ -249,7 +235,7 @@ def test_edited_copies_of_a_real_photo_verify_with_the_share_they_cover(
 def test_a_smaller_crop_is_matched_with_the_share_it_covers(
     bridge: Image.Image, bridge_index: KeypointIndex
 ) -> None:
-    found = bridge_index.match(query_sets(_jpeg(_keep(bridge, 0.7, 0.7, 0.5))))
+    found = bridge_index.match(query_sets(jpeg_copy(keep(bridge, 0.7, 0.7, 0.5))))
     assert found[0].reference == 7 and found[0].verdict.matched
     assert found[0].verdict.frame_share == pytest.approx(0.49, abs=0.05)
     # the inliers' hull lies inside the query's frame
@@ -262,7 +248,7 @@ def test_a_fifth_of_the_photo_is_matched_as_a_part(
 ) -> None:
     # the bridge's detailed upper left: a crop has to hold enough of the reference's
     # keypoints, and a reference keeps DEFAULT_LIMIT of them over the whole picture
-    found = bridge_index.match(query_sets(_jpeg(_keep(bridge, 0.45, 0.15, 0.2))))
+    found = bridge_index.match(query_sets(jpeg_copy(keep(bridge, 0.45, 0.15, 0.2))))
     assert found[0].reference == 7 and found[0].verdict.matched
     assert found[0].verdict.frame_share == pytest.approx(0.2, abs=0.03)
     assert found[0].verdict.frame_share < MIN_COPY_SHARE
@@ -271,7 +257,7 @@ def test_a_fifth_of_the_photo_is_matched_as_a_part(
 
 def test_a_tilt_is_measured(bridge: Image.Image, bridge_index: KeypointIndex) -> None:
     found = bridge_index.match(
-        query_sets(_jpeg(bridge.rotate(3, resample=Image.Resampling.BICUBIC)))
+        query_sets(jpeg_copy(bridge.rotate(3, resample=Image.Resampling.BICUBIC)))
     )
     # the query turned 3 degrees counter-clockwise; mapping it back turns clockwise,
     # which is positive in image coordinates (y down)
@@ -292,7 +278,7 @@ def test_a_removed_reference_no_longer_matches_and_may_come_back(
     index.add(1, bridge_keypoints)
     with pytest.raises(ValueError):
         index.add(1, bridge_keypoints)
-    query = query_sets(_jpeg(_keep(bridge, 0.8)))
+    query = query_sets(jpeg_copy(keep(bridge, 0.8)))
     assert index.match(query)[0].verdict.matched
     index.remove(1)
     assert index.match(query) == []
