@@ -5,6 +5,7 @@ crops and mirrored crops by the live matcher, and follows its row's status."""
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pytest
@@ -170,12 +171,17 @@ def test_a_corpus_grown_by_replay_gets_the_search_its_size_needs(
     store: Store, member: Member, matcher: Matcher, bridge_picture: Image.Image
 ) -> None:
     """A service that starts empty (exact MIH) and grows through contributions is
-    rebuilt with a trained IVF once it outgrows MIH, without a restart."""
+    rebuilt with a trained IVF once it outgrows MIH, without a restart and without
+    a lookup waiting for it (the rebuild runs in the background)."""
     matcher.load()
     assert type(matcher._indexes.keypoints._search).__name__ == "MihSearch"
     (added,) = store.hashes.add(member.id, [new_hash(keypoints(bridge_picture))])
+    matcher.refresh()
     store.hashes.add(member.id, [new_hash(keypoints(scene(s))) for s in range(24)])
     matcher.refresh()
+    deadline = time.monotonic() + 60
+    while matcher._indexes.rebuilding and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert type(matcher._indexes.keypoints._search).__name__ == "IvfSearch"
     assert matcher.keypoint_sets() == 25
     (result,) = matcher.match([query(jpeg_copy(keep(bridge_picture, 0.8)))])

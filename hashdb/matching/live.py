@@ -79,6 +79,8 @@ class LiveIndexes:
         self._stamp: Stamp = None  # the snapshot files as last seen (`snapshot_changed`)
         self._lock = threading.Lock()
         self._adopting = threading.Lock()
+        self._rebuilding = threading.Lock()  # held by the keypoint index's rebuild
+        self._generation = 0  # bumped by every load: a rebuild of an older one is dropped
 
     @property
     def cursor(self) -> int:
@@ -111,6 +113,50 @@ class LiveIndexes:
         return self._indexes[signal_type]
 
     @property
+    def rebuilding(self) -> bool:
+        """Whether the keypoint index is being rebuilt in the background."""
+        return self._rebuilding.locked()
+
+    def _rebuild_keypoints(self) -> None:
+        """Build the keypoint index again in a background thread (it has outgrown its
+        search: hashdb/matching/keypoints.py, `outgrown`), while the one it replaces
+        keeps serving and taking changes. Training and filling an IVF takes tens of
+        seconds at tens of thousands of references (docs/measurements.md), which no
+        request should wait for."""
+        if not self._rebuilding.acquire(blocking=False):
+            return  # one at a time; the running one will see the newest state
+        generation = self._generation
+        thread = threading.Thread(
+            target=self._rebuild, args=(generation,), name="hashdb-keypoint-rebuild", daemon=True
+        )
+        try:
+            thread.start()
+        except BaseException:
+            self._rebuilding.release()
+            raise
+
+    def _rebuild(self, generation: int) -> None:
+        try:
+            start = self._changes.head()
+            fresh = keypoints.build(self._hashes, self._statuses)
+            with self._lock:
+                if generation != self._generation:
+                    return  # a load replaced every index meanwhile
+                # what changed while it was built, state by state as replay does
+                while batch := self._changes.since(start):
+                    changed = {c.hash_id for c in batch}
+                    records = self._hashes.get_many(changed)
+                    gone = sorted(changed - records.keys())
+                    keypoints.apply(fresh, self._hashes, records.values(), gone, self._statuses)
+                    start = batch[-1].seq
+                self._keypoints = fresh
+            log.info("keypoint index rebuilt: %d sets", len(fresh))
+        except Exception:  # the old index keeps serving; the next outgrowth tries again
+            log.exception("rebuilding the keypoint index failed")
+        finally:
+            self._rebuilding.release()
+
+    @property
     def keypoints(self) -> KeypointIndex:
         """The keypoint sets of matchable `keypoints` rows (hashdb/matching/keypoints.py)."""
         return self._keypoints
@@ -133,6 +179,7 @@ class LiveIndexes:
             local = keypoints.build(self._hashes, self._statuses)
             self._indexes, self._keypoints, self._cursor = indexes, local, cursor
             self._origin = None if restored is None else cursor
+            self._generation += 1
         return restored is not None
 
     def replay(self, evict: Callable[[set[int]], None]) -> int:
@@ -285,7 +332,7 @@ class LiveIndexes:
         gone = sorted(hash_ids - records.keys())  # not in the database: drop everywhere
         keypoints.apply(self._keypoints, self._hashes, records.values(), gone, self._statuses)
         if keypoints.outgrown(self._keypoints):
-            self._keypoints = keypoints.build(self._hashes, self._statuses)
+            self._rebuild_keypoints()
         for name, index in indexes.items():
             mine = [r for r in records.values() if r.signal_type == name]
             stale = sorted({*(r.id for r in mine), *gone})
