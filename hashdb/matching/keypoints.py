@@ -4,8 +4,9 @@ Built at load from the store's `keypoint_sets` (the index snapshot holds the Ham
 indexes only, so a restored process reads the sets again), its search chosen for the
 corpus as it is then (hashdb/keypoints/index.py, `search_for`: exact MIH while small,
 a trained IVF beyond); a corpus that outgrows it (`outgrown`) is built again in the
-background (hashdb/matching/live.py), while the old index keeps serving. Replay is state-based as for the Hamming indexes (hashdb/matching/live.py):
-each changed `keypoints` row is removed and added back if it is matchable now.
+background (hashdb/matching/live.py), while the old index keeps serving. Replay is
+state-based as for the Hamming indexes (hashdb/matching/live.py): each changed
+`keypoints` row is removed and added back if it is matchable now.
 
 A query is one keypoint set, with the set of its mirror image as a probe when it
 may be a mirrored copy; each set is verified on its own, and a stored set is
