@@ -9,8 +9,15 @@ state-based as for the Hamming indexes (hashdb/matching/live.py): each changed
 `keypoints` row is removed and added back if it is matchable now.
 
 A query is one keypoint set, with the set of its mirror image as a probe when it
-may be a mirrored copy; each set is verified on its own, and a stored set is
-reported once, with the probe that verified it with the most inliers.
+may be a mirrored copy (and those of its content regions); each set is verified on
+its own, and a stored set is reported once, with the probe that verified it with
+the most inliers. Every set searched is one more chance for two unrelated pictures
+to agree by chance, so a probe's verdict must clear PROBE_MIN_INLIERS, above
+verification's own minimum: on benchmarks/quality.py's unrelated pictures, one of
+10,000 (two pictures of flat shapes) verified through its mirrored set with exactly
+12 inliers, while of 1,036 true matches on its edits and benchmarks/screenshots.py's
+layouts, 3 were found only through a probe with fewer than 14 (docs/measurements.md,
+"Keypoints in the service").
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ import numpy as np
 
 from hashdb.keypoints.codec import KeypointSet
 from hashdb.keypoints.index import IVF_MIN_ROWS, KeypointIndex, search_for
+from hashdb.keypoints.verify import MIN_INLIERS
 from hashdb.signals.keypoints import KEYPOINTS
 from hashdb.store import HashRecord, HashStore, Status
 
@@ -37,6 +45,7 @@ class LocalHit:
 
 
 _NO_CODES = np.empty((0, 32), np.uint8)
+PROBE_MIN_INLIERS = MIN_INLIERS + 2  # see the module docstring
 # A corpus this many times the rows its search was chosen for is rebuilt (`outgrown`).
 REBUILD_GROWTH = 4
 
@@ -97,7 +106,7 @@ def search(index: KeypointIndex, sets: Iterable[tuple[str | None, KeypointSet]])
     for probe, kps in sets:
         for found in index.match([kps]):
             v = found.verdict
-            if not v.matched:
+            if not v.matched or (probe is not None and v.inliers < PROBE_MIN_INLIERS):
                 continue
             held = best.get(found.reference)
             if held is None or v.inliers > held.inliers:
