@@ -8,8 +8,10 @@ Adding the same hash twice from one member returns the same
 id with `created: false`, so a pipeline can retry a batch safely. A PDQ hash below
 quality 50 is refused (400, naming the item); from an uploaded image of low
 quality only the file digests are added, and the answer says so. An uploaded
-image also stores its variants (hashdb/variants.py: content region, crop windows)
-with the image's PDQ row; they are not hashes of their own and have no id.
+image also adds its keypoint set (a `keypoints` hash) and stores its variants
+(hashdb/variants.py: content region; crop windows when it has too few keypoints)
+with the image's PDQ row; variants are not hashes of their own and have no id. A
+keypoint set sent as a hash is base64 text (hashdb/signals/keypoints.py).
 
 `GET /v1/hashes/<id>` follows the layer's visibility rules (`Consortium.hashes`):
 an admin sees every hash, a member its own in any status and other members' only
