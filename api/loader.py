@@ -163,7 +163,11 @@ class IndexLoader:
                 log.exception("loading the indexes failed; retrying in %.0fs", RETRY_SECONDS)
                 self._stop.wait(RETRY_SECONDS)
                 continue
-            log.info("indexes loaded: %s", self._matching.index_sizes())
+            log.info(
+                "indexes loaded: %s; keypoint sets: %d",
+                self._matching.index_sizes(),
+                self._matching.keypoint_sets(),
+            )
             self._on_ready()
             break
         if not self.ready:

@@ -211,6 +211,10 @@ class Matching:
         """Rows in each in-memory index, by signal type (video frames count as PDQ)."""
         return self._ctx.matcher.sizes()
 
+    def keypoint_sets(self) -> int:
+        """Stored keypoint sets in the keypoint index."""
+        return self._ctx.matcher.keypoint_sets()
+
     def load(self) -> None:
         """Build the indexes (from a sound snapshot if there is one, else the database)
         and replay the change log since; a serving process runs it in the background."""
