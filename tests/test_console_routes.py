@@ -354,7 +354,7 @@ def test_lookup_of_a_cropped_image_shows_the_keypoints_that_agree(
     bridge_picture.save(stored, "JPEG", quality=90)
     admin = console.db.store.members.create("Stored by", Role.ADMIN)[0]
     _, rows = image_contributions(stored.getvalue(), (), "case-1")
-    console.db.contributions.add(Actor(admin), rows)
+    added = console.db.contributions.add(Actor(admin), rows)
     w, h = bridge_picture.size
     cropped = io.BytesIO()
     bridge_picture.crop((w // 10, h // 5, w, h)).save(cropped, "JPEG", quality=85)
@@ -366,3 +366,8 @@ def test_lookup_of_a_cropped_image_shows_the_keypoints_that_agree(
     )
     assert response.status_code == 200
     assert re.search(r"\d+ keypoints agree, \d+% of it shown", response.text)
+    (keypoints_id,) = [
+        a.id for r, a in zip(rows, added, strict=True) if r.signal_type == "keypoints"
+    ]
+    page = console.client.get(f"/console/hashes/{keypoints_id}")  # active: members see it
+    assert page.status_code == 200 and "keypoints" in page.text
