@@ -95,14 +95,13 @@ def hash_query(data: bytes, options: ProbeOptions = FULL) -> Hashed:
     pdq_from_bytes, _ = _tx()
     plain = hash_image(data)
     probed = probe_queries(data, options)
-    local = probed.queries()[-1] if probed.keypoints is not None else None
     return Hashed(
         tx=pdq_from_bytes(data)[0],
         plain=Query(PDQ, plain.pdq, None, plain.pdq_quality),
         full=probed.pdq_query(),
         probe_names=tuple(p.name for p in probed.probes),
         probe_codes=b"".join(p.pdq for p in probed.probes),
-        keypoints=local,
+        keypoints=probed.keypoint_query(),
     )
 
 

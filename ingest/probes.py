@@ -198,10 +198,14 @@ class ProbedImage:
             Query(MD5, h.md5),
             Query(SHA256, h.sha256),
         ]
-        if self.keypoints is not None:
-            k = self.keypoints
-            found.append(keypoint_query(k.whole, k.mirrored, k.regions))
-        return found
+        local = self.keypoint_query()
+        return found if local is None else [*found, local]
+
+    def keypoint_query(self) -> Query | None:
+        """The keypoints query, carrying the mirrored and region sets as probes (None
+        without ProbeKind.KEYPOINTS)."""
+        k = self.keypoints
+        return None if k is None else keypoint_query(k.whole, k.mirrored, k.regions)
 
 
 def probe_queries(

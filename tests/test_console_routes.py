@@ -21,6 +21,7 @@ from hashdb.consortium.actor import Actor
 from hashdb.consortium.feedback import DisagreeReason, Kind
 from hashdb.signals import PDQ
 from hashdb.store import NewHash, Role, Status
+from ingest.keypoints import QUERY_LIMIT, keypoints
 from ingest.records import image_contributions
 
 if TYPE_CHECKING:
@@ -371,3 +372,10 @@ def test_lookup_of_a_cropped_image_shows_the_keypoints_that_agree(
     ]
     page = console.client.get(f"/console/hashes/{keypoints_id}")  # active: members see it
     assert page.status_code == 200 and "keypoints" in page.text
+    # the crop's keypoint set pasted, as `hashdb hash` prints one, finds it too
+    crop = Image.open(io.BytesIO(cropped.getvalue())).convert("RGB")
+    pasted = keypoints(crop, limit=QUERY_LIMIT).to_text()
+    found = console.post("/console/lookup", {"hashes": f"keypoints:{pasted}"})
+    assert found.status_code == 200 and f">#{keypoints_id}</a>" in found.text
+    bad = console.post("/console/lookup", {"hashes": f"keypoints:{'ab' * 32}"})
+    assert bad.status_code == 400 and "line 1" in bad.text

@@ -163,7 +163,9 @@ def test_a_picture_small_inside_a_screenshot_is_found_from_its_region_s_keypoint
     probed = probe_queries(buf.getvalue(), ProbeOptions.of(["content", "keypoints"]))
     assert probed.keypoints is not None
     assert [name for name, _ in probed.keypoints.regions][:1] == ["content"]
-    (result,) = matcher.match([probed.queries()[-1]])
+    query = probed.keypoint_query()
+    assert query is not None
+    (result,) = matcher.match([query])
     assert [(m.record.id, m.via) for m in result.matches] == [(added.id, Via("content", None))]
 
 
@@ -186,3 +188,17 @@ def test_a_corpus_grown_by_replay_gets_the_search_its_size_needs(
     assert matcher.keypoint_sets() == 25
     (result,) = matcher.match([query(jpeg_copy(keep(bridge_picture, 0.8)))])
     assert [m.record.id for m in result.matches] == [added.id]
+
+
+def test_a_status_change_that_keeps_a_set_matchable_leaves_it_as_indexed(
+    store: Store, member: Member, matcher: Matcher, bridge_picture: Image.Image
+) -> None:
+    """A set never changes: an approval or a dispute neither re-reads nor re-adds it."""
+    (added,) = store.hashes.add(member.id, [new_hash(keypoints(bridge_picture))])
+    matcher.load()
+    held = matcher._indexes.keypoints.rows
+    store.hashes.set_status([added.id], Status.DISPUTED)
+    matcher.refresh()
+    assert matcher._indexes.keypoints.rows == held
+    (result,) = matcher.match([query(jpeg_copy(keep(bridge_picture, 0.8)))])
+    assert [(m.record.id, m.record.status) for m in result.matches] == [(added.id, Status.DISPUTED)]

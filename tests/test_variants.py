@@ -101,9 +101,9 @@ def test_a_detailed_picture_stores_its_keypoint_set_instead_of_crop_windows(
     (keypoint_row,) = [
         r for r in store.hashes.get_many(hash_ids(store)).values() if r.signal_type == "keypoints"
     ]
-    query = probe_queries(cropped_copy(bridge_picture), ProbeOptions.of(["keypoints"])).queries()[
-        -1
-    ]
+    probed = probe_queries(cropped_copy(bridge_picture), ProbeOptions.of(["keypoints"]))
+    query = probed.keypoint_query()
+    assert query is not None
     (result,) = db.matcher.match([query])
     assert [m.record.id for m in result.matches] == [keypoint_row.id]
 

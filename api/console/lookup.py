@@ -16,7 +16,8 @@ frame (`EVERY_FRAME`, the query rate: see `ingest.video`) and matched frame by
 frame against stored videos, which gives the matched time ranges on both sides;
 its digests are matched too. Both are hashed in the media sandbox, as every upload
 (`ingest.sandbox`). Pasted hashes are one per line, `TYPE:HEX` or bare
-64-digit hex for PDQ. The upload is read into memory, hashed and dropped.
+64-digit hex for PDQ, or `keypoints:BASE64`, a keypoint set as the API and the CLI
+take it (`hashdb hash` prints it). The upload is read into memory, hashed and dropped.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from api.console.session import EVERYONE, page, user
 from api.context import ApiContext, context
 from api.uploads import lookup_probes, probed_image
 from api.video import hash_query, video_query
-from hashdb.consortium import Actor, Query, QueryResult, VideoMatch
+from hashdb.consortium import Actor, Query, QueryResult, VideoMatch, keypoints
 from hashdb.errors import HashdbError, InvalidInput, OutsideFailure, RateLimited
 from hashdb.signals import MD5, PDQ, SHA256, Matching, get_signal_type
 from ingest.video import VideoHashes, is_video
@@ -70,6 +71,9 @@ def parse_pasted(text: str) -> list[Query]:
         if signal.matching is Matching.VIDEO:
             raise InvalidInput(f"line {n}: upload the video itself to match it", field="hashes")
         try:
+            if signal.matching is Matching.LOCAL:  # a keypoint set, base64 as the API takes it
+                out.append(keypoints.query(keypoints.read(value.strip(), field="hashes")))
+                continue
             out.append(Query(signal, signal.parse(value.strip(), field="hashes")))
         except InvalidInput as exc:
             raise InvalidInput(f"line {n}: {exc.message}", field="hashes") from None

@@ -5,8 +5,9 @@ indexes only, so a restored process reads the sets again), its search chosen for
 corpus as it is then (hashdb/keypoints/index.py, `search_for`: exact MIH while small,
 a trained IVF beyond); a corpus that outgrows it (`outgrown`) is built again in the
 background (hashdb/matching/live.py), while the old index keeps serving. Replay is
-state-based as for the Hamming indexes (hashdb/matching/live.py): each changed
-`keypoints` row is removed and added back if it is matchable now.
+state-based as for the Hamming indexes (hashdb/matching/live.py): a changed
+`keypoints` row that no longer matches is removed, one that matches and is not held
+is added (a set never changes, so one held stays as it is).
 
 A query is one keypoint set, with the set of its mirror image as a probe when it
 may be a mirrored copy (and those of its content regions); each set is verified on
@@ -88,13 +89,15 @@ def apply(
     statuses: frozenset[Status],
 ) -> None:
     """Bring `index` in line with the store for changed rows: `records` (as read now)
-    and `gone` (ids no longer in the database)."""
+    and `gone` (ids no longer in the database). A row's set never changes, so a row
+    that stays matchable (an approval, a relabelling) is left as it is indexed: only
+    rows that stop matching leave, and only rows not held are read and added."""
     mine = [r for r in records if r.signal_type == KEYPOINTS.name]
-    for hash_id in [*gone, *(r.id for r in mine)]:
+    for hash_id in [*gone, *(r.id for r in mine if r.status not in statuses)]:
         index.remove(hash_id)
-    live = [r.id for r in mine if r.status in statuses]
-    if live:
-        for part in hashes.iter_keypoint_sets(statuses, hash_ids=live):
+    wanted = [r.id for r in mine if r.status in statuses and r.id not in index]
+    if wanted:
+        for part in hashes.iter_keypoint_sets(statuses, hash_ids=wanted):
             for hash_id, data in part:
                 index.add(hash_id, KeypointSet.from_bytes(data))
 

@@ -44,7 +44,7 @@ from hashdb.matching.live import LiveIndexes
 from hashdb.matching.queries import Match, Probe, Query, QueryResult, Via, VideoMatch
 from hashdb.matching.resolve import Hits, Resolver
 from hashdb.matching.rows import RowCache
-from hashdb.signals import KEYPOINTS, PDQ, SIGNAL_TYPES, Matching, SignalType
+from hashdb.signals import PDQ, SIGNAL_TYPES, Matching, SignalType
 from hashdb.signals.vpdq import Frame
 from hashdb.store import MATCHABLE, ChangeLog, HashStore, Status, VideoStore
 from hashdb.video_match import DEFAULT_INTERVAL, VideoThresholds
@@ -217,11 +217,13 @@ class Matcher:
                 )
             if not q.low_quality:
                 by_type.setdefault(q.signal_type.name, []).append(i)
-        local = by_type.pop(KEYPOINTS.name, [])
+        local: list[int] = []  # keypoint sets: verified apart, not resolved from hits
         for name, positions in by_type.items():
             signal = SIGNAL_TYPES[name]
             if signal.matching is Matching.EXACT:
                 self._match_exact(signal, queries, positions, raw)
+            elif signal.matching is Matching.LOCAL:
+                local += positions
             else:
                 self._match_hamming(signal, queries, positions, raw)
         results = self._resolver.results(queries, raw)
