@@ -24,7 +24,11 @@ geometric verification against stored keypoint sets (hashdb/signals/keypoints.py
 it finds crops, corner logos and small tilts that no PDQ probe reaches. The
 keypoint sets of the first KEYPOINT_REGIONS content regions go with it: in a
 screenshot the picture holds few of the whole image's keypoints, and a region's own
-set finds it even where the region's box is too rough for its PDQ.
+set finds it even where the region's box is too rough for its PDQ. A region smaller
+than the keypoint working side is cut from the file decoded again at twice the
+reduced decode's resolution (only when a region set is carried, so a plain photo
+pays nothing): a grid cell or a chat picture a hundred decoded pixels wide, enlarged
+from the reduced picture, has lost the detail its keypoints are found at.
 
 **Store side.** A query that shows *less* than the stored picture (a crop) cannot
 be recovered by probing the query: the missing part is gone. A detailed picture's
@@ -60,11 +64,14 @@ of those pictures really turned.
 
 from __future__ import annotations
 
+import io
+import logging
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from hashdb.consortium import NewVariant, Probe, Query
 from hashdb.consortium.keypoints import query as keypoint_query
@@ -72,11 +79,17 @@ from hashdb.keypoints.codec import KeypointSet
 from hashdb.signals import MD5, PDQ, PHASH, SHA256
 from hashdb.signals.pdq_dihedral import DIHEDRAL_FORMS
 from hashdb.variants import CONTENT, CROP_WINDOWS
-from ingest.canonical import MAX_REGIONS, Box, content_region, content_regions
-from ingest.decode import decode
+from ingest.canonical import MAX_REGIONS, Box, Region, content_region, content_regions
+from ingest.decode import FORMATS, Decoded, decode
 from ingest.image import DEFAULT_MAX_PIXELS, ImageHashes, hash_decoded
-from ingest.keypoints import QUERY_LIMIT, keypoints, query_sets
+from ingest.keypoints import QUERY_LIMIT, WORKING_SIDE, keypoints, query_sets
 from ingest.pdq import pdq
+from ingest.pixels import to_8bit
+
+log = logging.getLogger(__name__)
+
+# What Pillow raises for malformed input (as ingest/decode.py lists it).
+_CORRUPT = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 
 WORK_SIDE = 512
 # Content regions whose keypoint sets a query also carries. benchmarks/screenshots.py,
@@ -244,9 +257,14 @@ def probe_queries(
             whole_set, mirrored = query_sets(picture)
         else:
             whole_set, mirrored = keypoints(picture, limit=QUERY_LIMIT), None
+        carried = regions[:KEYPOINT_REGIONS]
+        finer = _finer(data, decoded) if carried else None
         parts = tuple(
-            ("content" if i == 0 else f"content_{i + 1}", keypoints(r.picture, limit=QUERY_LIMIT))
-            for i, r in enumerate(regions[:KEYPOINT_REGIONS])
+            (
+                "content" if i == 0 else f"content_{i + 1}",
+                keypoints(_sharper(r, picture, finer), limit=QUERY_LIMIT),
+            )
+            for i, r in enumerate(carried)
         )
         sets = KeypointProbes(whole_set, mirrored, parts)
     name, code, quality = raw[0]
@@ -286,6 +304,45 @@ def _probe(options: ProbeOptions, name: str, code: bytes, quality: int) -> Probe
     if threshold > default and quality < LOOSE_MIN_QUALITY:
         threshold = default
     return ProbeHash(name, code, quality, threshold)
+
+
+def _finer(data: bytes, decoded: Decoded) -> Image.Image | None:
+    """`decoded`'s picture decoded again at half its reduction (None when it was not
+    reduced, or the second decode does not line up with the first): the pixels a
+    small region's keypoint set is cut from (see `_sharper`)."""
+    factor = decoded.scale // 2
+    if factor < 1:
+        return None
+    try:
+        with Image.open(io.BytesIO(data), formats=FORMATS) as opened:
+            wanted = (max(1, decoded.width // factor), max(1, decoded.height // factor))
+            opened.draft(None, wanted)  # JPEG: libjpeg's DCT scaling; others: a no-op
+            drafted = max(1, round(decoded.width / max(1, opened.width)))
+            upright = ImageOps.exif_transpose(opened)
+            pixels = to_8bit(upright)
+    except _CORRUPT as exc:  # decoded once already: only finer pixels are lost
+        log.debug("finer decode failed, regions cut from the reduced picture: %s", exc)
+        return None
+    if factor // drafted >= 2:
+        pixels = pixels.reduce(factor // drafted)
+    w, h = decoded.image.size
+    if abs(pixels.width - 2 * w) > 2 or abs(pixels.height - 2 * h) > 2:
+        return None
+    return pixels
+
+
+def _sharper(region: Region, picture: Image.Image, finer: Image.Image | None) -> Image.Image:
+    """`region` cut from `finer` (twice `picture`'s resolution) when its long side is
+    below the keypoint working side: a grid cell or a chat picture a few hundred
+    decoded pixels wide loses the detail its keypoints are found at when it is cut
+    from the reduced picture and enlarged (benchmarks/screenshots.py)."""
+    box = region.box
+    if finer is None or max(box.width, box.height) >= WORKING_SIDE:
+        return region.picture
+    sx, sy = finer.width / picture.width, finer.height / picture.height
+    return finer.crop(
+        (round(box.left * sx), round(box.top * sy), round(box.right * sx), round(box.bottom * sy))
+    ).convert("RGB")
 
 
 def _full_size(picture: Image.Image, scale: int) -> tuple[int, int]:
