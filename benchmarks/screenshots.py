@@ -39,7 +39,9 @@ times `--per-family` screenshots of each family: the share whose content probe (
 PDQ ingest/probes.py computes for the "content" probe of the JPEG) is within
 THRESHOLD = 31 bits of the reference's own PDQ, per family and per theme/feature
 tag; how often a content region is found at all; and the same for the best of the
-other candidate regions ingest/probes.py probes (`content_2`...). False
+other candidate regions ingest/probes.py probes (`content_2`...); "all matchable"
+leaves out the references no copy can match (PDQ quality below the Matcher's floor
+and fewer keypoints than a verdict needs: a flat picture of the corpus). False
 matches: plain unrelated pictures and screenshots of unrelated pictures, whose
 probes (every candidate) must not come within THRESHOLD of any reference.
 """
@@ -60,7 +62,9 @@ from PIL import Image, ImageDraw, ImageFilter
 from benchmarks import quality_corpus as qc
 from benchmarks import quality_transforms as qt
 from hashdb.keypoints.index import KeypointIndex, MihSearch
+from hashdb.keypoints.verify import MIN_INLIERS
 from hashdb.matching.keypoints import search
+from hashdb.signals import PDQ
 from ingest import canonical
 from ingest.decode import decode
 from ingest.image import DEFAULT_MAX_PIXELS, hash_image
@@ -729,10 +733,17 @@ def main() -> None:
     args = parser.parse_args()
     families = args.families.split(",")
     files = [_jpeg_bytes(qc.reference(i, args.seed)) for i in range(args.references)]
-    stored = [hash_image(data).pdq for data in files]
+    hashed = [hash_image(data) for data in files]
+    stored = [h.pdq for h in hashed]
     local = KeypointIndex(MihSearch())  # the references' keypoint sets, as stored
+    # References no copy can match: PDQ quality below the Matcher's floor and fewer
+    # keypoints than a verdict needs (a flat, blurred picture of the corpus).
+    flat: set[int] = set()
     for i, data in enumerate(files):
-        local.add(i, keypoints(decode(data, max_pixels=DEFAULT_MAX_PIXELS).image))
+        reference = keypoints(decode(data, max_pixels=DEFAULT_MAX_PIXELS).image)
+        local.add(i, reference)
+        if hashed[i].pdq_quality < (PDQ.min_quality or 0) and len(reference.x) < MIN_INLIERS:
+            flat.add(i)
     kp_hit: dict[str, list[bool]] = defaultdict(list)  # ... by the keypoint set
     either: dict[str, list[bool]] = defaultdict(list)  # ... by any candidate or keypoints
     hit: dict[str, list[bool]] = defaultdict(list)  # family or tag -> content probe hits
@@ -770,7 +781,8 @@ def main() -> None:
                         f"miss {family} {i} {k} {shot.tags} true {at} d={true} found {got} "
                         f"d={None if probe is None else _distance(probe, stored[i])}"
                     )
-                for key in (family, *(f"{family}/{t}" for t in shot.tags), "all"):
+                keys = (family, *(f"{family}/{t}" for t in shot.tags), "all")
+                for key in (*keys, *(() if i in flat else ("all matchable",))):
                     hit[key].append(near)
                     any_hit[key].append(near_any)
                     found[key].append(probe is not None)
@@ -788,13 +800,14 @@ def main() -> None:
         f"{'family/tag':28} {'n':>5} {'found':>7} {'content':>8} {'any cand':>9} {'true box':>9}"
         f" {'keypoints':>9} {'either':>7}"
     )
-    for key in sorted(hit, key=lambda k: (k == "all", k)):
+    for key in sorted(hit, key=lambda k: (k.startswith("all"), k)):
         n = len(hit[key])
         print(
             f"{key:28} {n:5} {100 * np.mean(found[key]):6.1f}% {100 * np.mean(hit[key]):7.1f}% "
             f"{100 * np.mean(any_hit[key]):8.1f}% {100 * np.mean(ceiling[key]):8.1f}%"
             f" {100 * np.mean(kp_hit[key]):8.1f}% {100 * np.mean(either[key]):6.1f}%"
         )
+    print(f"unmatchable references (PDQ quality and keypoints too low): {sorted(flat)}")
     if distances:
         print(f"content probe distance: median {statistics.median(distances)}")
     print(f"content_region: median {statistics.median(cost):.1f} ms per decoded screenshot")

@@ -110,6 +110,14 @@ scaled back to the caller's picture):
      its sides, and cut along lines of its background running right across it (at
      least GAP_SHARE = 95% of the line: the gaps of a grid) into parts of at least
      PART_MIN = 15% of the side, columns then rows, twice over;
+   - a box (content_region's own, or a block no gap of the background cut) is
+     also cut along seams, into cells offered with it: lines across it where the
+     picture steps by SEAM_STEP = 24 grey levels or more between the lines
+     SEAM_GAP = 2 either side, along SEAM_SHARE = 90% of the line (a grid's gutter
+     a pixel or two wide after resampling and JPEG no longer has the background's
+     colour), across the axis with the strongest seam first (a grid's rows may be
+     split at different places), twice over; cells ranked as blocks, before them at
+     equal picture-likeness;
    - a thin frame inside a box (a bubble's padding, an outline) is dropped: lines
      with FRAME_UNIFORM = 80% of their pixels within FINE_TOLERANCE of their median,
      up to FRAME_MAX = 4% of the side, on sides whose frame colour another side
@@ -179,6 +187,9 @@ BLOCK_MIN_AREA = 0.02
 DEPTH = 3
 PLAIN_SHARE = 0.6
 SAME_BOX = 0.9
+SEAM_STEP = 24
+SEAM_GAP = 2
+SEAM_SHARE = 0.9
 
 
 _Pixels = npt.NDArray[np.int16]
@@ -509,7 +520,12 @@ def content_regions(image: Image.Image) -> list[Region]:
     margin = math.ceil(max(sx, sy)) + 1
     first = content_region(image, pixels)
     regions = [] if first is None else [first]
-    for _, box, colours in sorted(found, key=lambda item: item[0], reverse=True):
+    candidates: list[tuple[tuple[float, int, int], Box, dict[str, Background]]] = []
+    grey: _Grey | None = None
+    if first is not None:
+        grey = _grey(image)
+        candidates += _cells(grey, pixels, first.box, (sx, sy))
+    for rank, box, colours in found:
         rough = Box(
             max(0, round(box.left * sx)),
             max(0, round(box.top * sy)),
@@ -517,15 +533,87 @@ def content_regions(image: Image.Image) -> list[Region]:
             min(height, round(box.bottom * sy)),
         )
         fine = _refine(image, rough, colours, margin)
-        for part in _split(image, fine, colours):
-            part = _unframe(image, part)
-            if any(_overlap(part, r.box) >= SAME_BOX for r in regions):
-                continue
-            picture = _fill_corners(image.crop(part).convert("RGB"), colours, BLOCK_CORNER)
-            regions.append(Region(part, picture))
+        parts = _split(image, fine, colours)
+        candidates += [(rank, part, colours) for part in parts]
+        if len(parts) == 1:
+            grey = _grey(image) if grey is None else grey
+            candidates += _cells(grey, pixels, parts[0], (sx, sy))
+    for _, part, colours in sorted(candidates, key=lambda item: item[0], reverse=True):
+        part = _unframe(image, part)
+        if any(_overlap(part, r.box) >= SAME_BOX for r in regions):
+            continue
+        picture = _fill_corners(image.crop(part).convert("RGB"), colours, BLOCK_CORNER)
+        regions.append(Region(part, picture))
         if len(regions) >= MAX_REGIONS:
             break
     return regions[:MAX_REGIONS]
+
+
+_Grey = npt.NDArray[np.int16]
+
+
+def _grey(image: Image.Image) -> _Grey:
+    return np.asarray(image.convert("L"), dtype=np.int16)
+
+
+def _cells(
+    grey: _Grey, pixels: _Pixels, box: Box, scale: tuple[float, float]
+) -> list[tuple[tuple[float, int, int], Box, dict[str, Background]]]:
+    """The parts of `box` between seams (step 8 of the module docstring), ranked as
+    blocks are, tightest: the cells of a grid whose gutters are too thin to keep
+    the background's colour. `pixels` is the analysis copy, `scale` its pixels per
+    pixel of `grey` (the picture)."""
+    parts = _seam_cut(grey, box, 2)
+    if len(parts) < 2:
+        return []
+    sx, sy = scale
+    found: list[tuple[tuple[float, int, int], Box, dict[str, Background]]] = []
+    for part in parts:
+        block = pixels[
+            int(part.top / sy) : max(int(part.top / sy) + 1, int(part.bottom / sy)),
+            int(part.left / sx) : max(int(part.left / sx) + 1, int(part.right / sx)),
+        ]
+        plain = _plain_share(block)
+        if plain < PLAIN_SHARE:
+            found.append(((round(1 - plain, 1), 0, part.width * part.height), part, {}))
+    return found
+
+
+def _seam_cut(grey: _Grey, box: Box, depth: int) -> list[Box]:
+    """`box` cut along seams: lines across it where the picture steps by SEAM_STEP
+    grey levels or more between the lines SEAM_GAP either side, along SEAM_SHARE of
+    the line; across the axis with the strongest seam, each part again `depth` - 1
+    times (the rows of a grid first, where its rows are split at other places)."""
+    within = grey[box.top : box.bottom, box.left : box.right]
+    best: tuple[float, int, npt.NDArray[np.float64]] | None = None
+    for axis in (0, 1):  # 0: cut into columns, 1: into rows
+        lines = within if axis == 1 else within.T  # lines[k]: the k-th row or column
+        if lines.shape[0] < 4 * SEAM_GAP + 2:
+            continue
+        step = np.abs(lines[2 * SEAM_GAP :] - lines[: -2 * SEAM_GAP]) >= SEAM_STEP
+        share = np.asarray(step.mean(axis=1), dtype=np.float64)
+        if best is None or share.max() > best[0]:
+            best = (float(share.max()), axis, share)
+    if best is None or best[0] < SEAM_SHARE:
+        return [box]
+    _, axis, share = best
+    n = len(share) + 2 * SEAM_GAP
+    seam = np.zeros(n, dtype=bool)
+    seam[SEAM_GAP : n - SEAM_GAP] = share >= SEAM_SHARE
+    runs = [  # a seam is flagged SEAM_GAP lines either side of the step
+        (a - SEAM_GAP if a > 0 else a, b + SEAM_GAP if b < n else b) for a, b in _runs(~seam, n)
+    ]
+    if len(runs) < 2:
+        return [box]
+    cuts = [
+        Box(box.left + a, box.top, box.left + b, box.bottom)
+        if axis == 0
+        else Box(box.left, box.top + a, box.right, box.top + b)
+        for a, b in runs
+    ]
+    if depth <= 1:
+        return cuts
+    return [part for cut in cuts for part in _seam_cut(grey, cut, depth - 1)]
 
 
 def _unframe(image: Image.Image, box: Box) -> Box:

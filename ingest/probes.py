@@ -92,11 +92,12 @@ log = logging.getLogger(__name__)
 _CORRUPT = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 
 WORK_SIDE = 512
-# Content regions whose keypoint sets a query also carries. benchmarks/screenshots.py,
-# with the PDQ candidates: 92.7% of screenshots found with two, 93.7% with three,
-# 94.0% with all five; each set searched costs as much as the whole image's, so the
-# rest are left to their PDQ probes.
-KEYPOINT_REGIONS = 3
+# Content regions whose keypoint sets a query also carries: all of them. Each set
+# searched costs as much as the whole image's, but only a screenshot has regions,
+# and a grid's cells, offered after the grid and the blocks around it, are often
+# found by their own sets only (benchmarks/screenshots.py; docs/measurements.md,
+# "Screenshots with keypoints").
+KEYPOINT_REGIONS = MAX_REGIONS
 CROP_SIDE = 256
 LOOSE_MIN_QUALITY = 80
 CROP_KEEP = 0.9
