@@ -51,7 +51,14 @@ from hashdb.store.imports import (
 from hashdb.store.members import ApiKey, Member, MemberStore, NewKey, Principal, Role
 from hashdb.store.probe import PROBE_TIMEOUT, read_revisions
 from hashdb.store.schema import metadata
-from hashdb.store.videos import NewVideo, VideoInfo, VideoStore
+from hashdb.store.videos import (
+    MAX_KEYFRAMES,
+    Keyframe,
+    NewVideo,
+    StoredKeyframe,
+    VideoInfo,
+    VideoStore,
+)
 
 
 class SchemaState(StrEnum):
@@ -246,6 +253,7 @@ def _make_parent(engine: Engine) -> None:
 
 __all__ = [
     "MATCHABLE",
+    "MAX_KEYFRAMES",
     "Added",
     "ApiKey",
     "Change",
@@ -260,6 +268,7 @@ __all__ = [
     "ImportJob",
     "ImportStore",
     "JobStatus",
+    "Keyframe",
     "Member",
     "MemberStore",
     "NewHash",
@@ -273,6 +282,7 @@ __all__ = [
     "SchemaStatus",
     "Status",
     "Store",
+    "StoredKeyframe",
     "VideoInfo",
     "VideoStore",
 ]

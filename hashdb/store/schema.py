@@ -132,6 +132,17 @@ video_frames = Table(
     Column("quality", SmallInteger, nullable=False),
 )
 
+# Keyframes (migration 0014): the keypoint set (wire form, hashdb/keypoints/codec.py)
+# of a stored video's frame every few seconds, written with the video, never changed.
+video_keyframes = Table(
+    "video_keyframes",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("hash_id", BigInteger, ForeignKey("hashes.id"), nullable=False, index=True),
+    Column("ts", Float, nullable=False),
+    Column("data", LargeBinary, nullable=False),
+)
+
 # Bulk imports: a job per run over a folder or archive, a row per file, so that a
 # killed import resumes where it stopped and never adds a file twice.
 import_jobs = Table(

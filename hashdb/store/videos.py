@@ -8,12 +8,19 @@ immutable once written: a video re-added by the same contributor is the same row
 Frames share the PDQ index with image hashes; the matcher files them there as
 entries of kind FRAME (hashdb/index/entries.py), so a hit names the frame's row
 here, and `frame_owners` gives its video and time.
+
+Keyframes (`video_keyframes`): the keypoint set (wire form, hashdb/keypoints/codec.py)
+of a frame every few seconds, written with the video and immutable as its frames
+are; the matcher keeps them in a keypoint index of their own
+(hashdb/matching/keyframes.py). A video contributed as a frame list alone (vPDQ
+text) has none.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -22,7 +29,27 @@ from sqlalchemy.engine import Connection
 
 from hashdb.signals.vpdq import VPDQ, Frame, frames_digest
 from hashdb.store.hashes import CHUNK, MATCHABLE, Added, HashStore, NewHash, Status
-from hashdb.store.schema import hashes, video_frames, videos
+from hashdb.store.schema import hashes, video_frames, video_keyframes, videos
+
+# The most keyframes a video stores (ingest/video.py spaces them wider to stay within
+# it; a follower refuses a feed entry with more).
+MAX_KEYFRAMES = 300
+
+
+class Keyframe(NamedTuple):
+    """A frame's keypoint set (wire form) and its time in the video."""
+
+    timestamp: float
+    data: bytes
+
+
+class StoredKeyframe(NamedTuple):
+    """A keyframe as stored: its row id and its video's hash id."""
+
+    id: int
+    hash_id: int
+    timestamp: float
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -35,6 +62,7 @@ class NewVideo:
     low_quality_frames: int = 0
     labels: tuple[str, ...] = ()
     reference: str | None = None
+    keyframes: tuple[Keyframe, ...] = ()  # in time order
 
     def as_hash(self) -> NewHash:
         return NewHash(VPDQ.name, frames_digest(self.frames), self.labels, None, self.reference)
@@ -50,9 +78,16 @@ class VideoInfo:
     low_quality_frames: int
     frames: tuple[Frame, ...]  # in time order
     frame_ids: tuple[int, ...]  # row id of each frame, same order
+    keyframes: tuple[Keyframe, ...] = ()  # in time order
 
     def position(self, frame_row_id: int) -> int:
         return self.frame_ids.index(frame_row_id)
+
+    def nearest(self, timestamp: float) -> int | None:
+        """Position of the frame closest in time to `timestamp` (None: no frames)."""
+        if not self.frames:
+            return None
+        return min(range(len(self.frames)), key=lambda i: abs(self.frames[i].timestamp - timestamp))
 
 
 class VideoStore:
@@ -71,7 +106,10 @@ class VideoStore:
         video: NewVideo,
         status: Status = Status.ACTIVE,
     ) -> Added:
-        """`add` inside the caller's transaction."""
+        """`add` inside the caller's transaction (ValueError with more than
+        MAX_KEYFRAMES keyframes)."""
+        if len(video.keyframes) > MAX_KEYFRAMES:
+            raise ValueError(f"a video stores at most {MAX_KEYFRAMES} keyframes")
         (added,) = self._hashes.add_in(conn, contributor_id, [video.as_hash()], status)
         if added.created:
             conn.execute(
@@ -98,6 +136,14 @@ class VideoStore:
                         for f in video.frames
                     ],
                 )
+            if video.keyframes:
+                conn.execute(
+                    insert(video_keyframes),
+                    [
+                        {"hash_id": added.id, "ts": k.timestamp, "data": k.data}
+                        for k in video.keyframes
+                    ],
+                )
         return added
 
     def info(self, hash_ids: Iterable[int]) -> dict[int, VideoInfo]:
@@ -119,6 +165,14 @@ class VideoStore:
                         Frame(r["idx"], r["ts"], bytes(r["value"]), r["quality"])
                     )
                     frame_ids.setdefault(r["hash_id"], []).append(r["id"])
+                keyframes: dict[int, list[Keyframe]] = {}
+                found = conn.execute(
+                    select(video_keyframes.c.hash_id, video_keyframes.c.ts, video_keyframes.c.data)
+                    .where(video_keyframes.c.hash_id.in_(part))
+                    .order_by(video_keyframes.c.hash_id, video_keyframes.c.ts, video_keyframes.c.id)
+                )
+                for hash_id, ts, data in found:
+                    keyframes.setdefault(hash_id, []).append(Keyframe(ts, bytes(data)))
                 for v in conn.execute(select(videos).where(videos.c.hash_id.in_(part))).mappings():
                     out[v["hash_id"]] = VideoInfo(
                         v["hash_id"],
@@ -129,6 +183,7 @@ class VideoStore:
                         v["low_quality_frames"],
                         tuple(frames.get(v["hash_id"], ())),
                         tuple(frame_ids.get(v["hash_id"], ())),
+                        tuple(keyframes.get(v["hash_id"], ())),
                     )
         return out
 
@@ -171,3 +226,30 @@ class VideoStore:
                 ids = np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part))
                 blob = b"".join(bytes(r[1]) for r in part)
                 yield ids, np.frombuffer(blob, dtype=np.uint8).reshape(len(part), 32)
+
+    def iter_keyframes(
+        self,
+        statuses: Iterable[Status] = MATCHABLE,
+        hash_ids: Sequence[int] | None = None,
+        chunk: int = 2_000,
+    ) -> Iterator[list[StoredKeyframe]]:
+        """The keyframes of matchable videos (or of all the videos among `hash_ids`,
+        whatever their status), in chunks, in row order."""
+        query = (
+            select(
+                video_keyframes.c.id,
+                video_keyframes.c.hash_id,
+                video_keyframes.c.ts,
+                video_keyframes.c.data,
+            )
+            .join(hashes, hashes.c.id == video_keyframes.c.hash_id)
+            .order_by(video_keyframes.c.id)
+            .execution_options(yield_per=chunk)
+        )
+        if hash_ids is not None:
+            query = query.where(video_keyframes.c.hash_id.in_(list(hash_ids)))
+        else:
+            query = query.where(hashes.c.status.in_([s.value for s in statuses]))
+        with self._engine.connect() as conn:
+            for part in conn.execute(query).partitions(chunk):
+                yield [StoredKeyframe(r[0], r[1], r[2], bytes(r[3])) for r in part]
