@@ -423,6 +423,10 @@ class VideoHashes(Response):
     )
     frames: int = Field(description="Frames hashed with PDQ quality >= 50.")
     low_quality_frames: int = Field(description="Frames hashed and left out (quality < 50).")
+    keyframes: int = Field(
+        description="Frames also described by a keypoint set (every 2 s for a video stored, "
+        "every 0.5 s for a query; frames with too few keypoints give none)."
+    )
     complete: bool = Field(description="False when a limit or damage cut hashing short.")
     ended_by: str = Field(description="complete, max_duration, max_frames, time_budget or damaged.")
 

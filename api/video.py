@@ -47,7 +47,10 @@ from ingest.sandbox import JobLimits
 from ingest.video import (
     EVERY_FRAME,
     MIN_QUALITY,
+    QUERY_KEYFRAMES,
+    REFERENCE_KEYFRAMES,
     EndReason,
+    Keyframing,
     VideoHashes,
     VideoLimits,
     hash_video,
@@ -80,7 +83,11 @@ def job_limits(settings: Settings) -> JobLimits:
 
 
 def _hash(
-    ctx: ApiContext, data: bytes, rate: float, probes: ProbeSet = ProbeSet.NONE
+    ctx: ApiContext,
+    data: bytes,
+    rate: float,
+    keyframes: Keyframing,
+    probes: ProbeSet = ProbeSet.NONE,
 ) -> VideoHashes:
     s = ctx.settings
     return in_sandbox(
@@ -91,20 +98,21 @@ def _hash(
         frames_per_second=rate,
         limits=limits(s),
         probes=probes,
+        keyframes=keyframes,
     )
 
 
 def hash_query(ctx: ApiContext, data: bytes) -> VideoHashes:
-    """Every frame of an uploaded query video, and its frame probes (bars cut off, a
-    static logo painted over: ingest/video_regions.py), within the request's limits
-    (in the media sandbox, as every upload)."""
-    return _hash(ctx, data, EVERY_FRAME, ProbeSet.QUERY)
+    """Every frame of an uploaded query video, its frame probes (bars cut off, a
+    static logo painted over: ingest/video_regions.py) and its keyframes, within the
+    request's limits (in the media sandbox, as every upload)."""
+    return _hash(ctx, data, EVERY_FRAME, QUERY_KEYFRAMES, ProbeSet.QUERY)
 
 
 def hash_reference(ctx: ApiContext, data: bytes) -> VideoHashes:
-    """An uploaded video to store, at 1 frame per second; MediaError if a limit cut
-    it short (see `complete_reference`)."""
-    return complete_reference(_hash(ctx, data, REFERENCE_RATE))
+    """An uploaded video to store, at 1 frame per second with its keyframes;
+    MediaError if a limit cut it short (see `complete_reference`)."""
+    return complete_reference(_hash(ctx, data, REFERENCE_RATE, REFERENCE_KEYFRAMES))
 
 
 def complete_reference(v: VideoHashes) -> VideoHashes:
@@ -125,7 +133,13 @@ def video_query(
     v: VideoHashes, threshold: int | None = None, thresholds: VideoThresholds | None = None
 ) -> VideoQuery:
     """A hashed query video as the matching use case takes it."""
-    return VideoQuery(video_frames(v), threshold, thresholds or VideoThresholds(), video_probes(v))
+    return VideoQuery(
+        video_frames(v),
+        threshold,
+        thresholds or VideoThresholds(),
+        video_probes(v),
+        tuple((k.timestamp, k.keypoints) for k in v.keyframes),
+    )
 
 
 @dataclass(frozen=True)
@@ -173,6 +187,7 @@ def video_hashes(v: VideoHashes) -> s.VideoHashes:
         frames_per_second=v.frames_per_second,
         frames=len(v.frames),
         low_quality_frames=v.low_quality_frames,
+        keyframes=len(v.keyframes),
         complete=v.complete,
         ended_by=v.ended_by.value,
     )

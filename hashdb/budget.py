@@ -100,9 +100,10 @@ def request_cost(queries: Iterable[Query]) -> int:
     return sum(query_cost(q) for q in queries)
 
 
-def video_cost(frames: int, threshold: int | None) -> int:
-    """Query units of a video query: one PDQ probe per frame at `threshold`."""
-    return frames * threshold_weight(PDQ, threshold)
+def video_cost(frames: int, threshold: int | None, keyframes: int = 0) -> int:
+    """Query units of a video query: one PDQ probe per frame at `threshold`, and a
+    keypoint set searched per keyframe."""
+    return frames * threshold_weight(PDQ, threshold) + keyframes * KEYPOINT_SET_WEIGHT
 
 
 def check_threshold(

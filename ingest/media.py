@@ -14,7 +14,14 @@ from hashdb.consortium import NewVariant
 from hashdb.errors import HashdbError
 from ingest.image import ImageHashes
 from ingest.records import hash_with_variants
-from ingest.video import VideoHashes, VideoLimits, hash_video_file, is_video
+from ingest.video import (
+    REFERENCE_KEYFRAMES,
+    Keyframing,
+    VideoHashes,
+    VideoLimits,
+    hash_video_file,
+    is_video,
+)
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class MediaOptions:
     frames_per_second: float = 1.0
     max_image_pixels: int = 100_000_000
     video_limits: VideoLimits = field(default_factory=VideoLimits)
+    keyframes: Keyframing | None = REFERENCE_KEYFRAMES  # an import stores what it hashes
 
 
 @dataclass(frozen=True)
@@ -45,7 +53,10 @@ class Failure:
 def hash_media_file(path: Path, options: MediaOptions) -> MediaHashes:
     if is_video(path):
         return hash_video_file(
-            path, frames_per_second=options.frames_per_second, limits=options.video_limits
+            path,
+            frames_per_second=options.frames_per_second,
+            limits=options.video_limits,
+            keyframes=options.keyframes,
         )
     return HashedImage(*hash_with_variants(path.read_bytes(), max_pixels=options.max_image_pixels))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from hashdb.consortium import NewHash, NewVariant, NewVideo, Query
+from hashdb.consortium import Keyframe, NewHash, NewVariant, NewVideo, Query
 from hashdb.consortium.keypoints import new_hash as keypoint_hash
 from hashdb.signals import KEYPOINTS, MD5, PDQ, PHASH, SHA256
 from hashdb.signals.vpdq import Frame
@@ -114,7 +114,8 @@ def video_probes(v: VideoHashes) -> tuple[Frame, ...]:
 def video_contributions(
     v: VideoHashes, labels: tuple[str, ...], reference: str | None
 ) -> tuple[NewVideo, list[NewHash]]:
-    """A video to store: its frame list (as one vpdq hash) and its file digests."""
+    """A video to store: its frame list (as one vpdq hash) with its keyframes, and its
+    file digests."""
     video = NewVideo(
         frames=video_frames(v),
         duration=v.duration,
@@ -124,6 +125,7 @@ def video_contributions(
         low_quality_frames=v.low_quality_frames,
         labels=labels,
         reference=reference,
+        keyframes=tuple(Keyframe(k.timestamp, k.keypoints.to_bytes()) for k in v.keyframes),
     )
     digests = [
         NewHash(MD5.name, v.md5, labels, None, reference),

@@ -38,6 +38,16 @@ matcher searches them with the frames and counts their hits in their frame's
 interval; they are never part of the stored vPDQ frame list, which stays
 comparable with Meta's vPDQ.
 
+Keyframes (`keyframes=REFERENCE_KEYFRAMES` for a video to store, `QUERY_KEYFRAMES`
+for a query): the keypoint set (ingest/keypoints.py) of a sampled frame every few
+seconds, which finds the picture around a large logo and inside bars where the
+frame's PDQ has drifted past its threshold (hashdb/matching/keyframes.py). A long
+video keeps at most `most` of them: past it, every other one is dropped and the
+spacing doubles, so the sets stay spread over the whole video and describing them
+costs at most about twice `most` sets. A frame with fewer keypoints than a
+`keypoints` row needs (24, hashdb/signals/keypoints.py: flat colour, a fade) gives
+none.
+
 Decoding lives in `ingest.video_decode` (with its plan in `ingest.video_plan`),
 the per-file budget in `ingest.video_limits`, the per-frame PDQ in
 `ingest.video_pdq`, the container sniffing behind `is_video` in
@@ -56,7 +66,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from hashdb.signals import PDQ
+import numpy as np
+import numpy.typing as npt
+
+from hashdb.consortium import MAX_KEYFRAMES
+from hashdb.keypoints.codec import KeypointSet
+from hashdb.signals import KEYPOINTS, PDQ
+from ingest.keypoints import DEFAULT_LIMIT, QUERY_LIMIT, describe, grey_working_copy
 from ingest.video_decode import LumaFrame, sample_frames
 from ingest.video_limits import EndReason, VideoLimits
 from ingest.video_pdq import pdq_buffer, pdq_from_buffer
@@ -66,9 +82,13 @@ from ingest.video_sniff import is_video
 __all__ = [
     "EVERY_FRAME",
     "MIN_QUALITY",
+    "QUERY_KEYFRAMES",
+    "REFERENCE_KEYFRAMES",
     "EndReason",
     "FrameHash",
+    "FrameKeypoints",
     "FrameProbe",
+    "Keyframing",
     "ProbeKind",
     "ProbeSet",
     "VideoHashes",
@@ -105,6 +125,55 @@ class FrameProbe(FrameHash):
 
 
 @dataclass(frozen=True)
+class FrameKeypoints:
+    """A keyframe: the keypoint set of a sampled frame, and the frame's time."""
+
+    timestamp: float
+    keypoints: KeypointSet
+
+
+@dataclass(frozen=True)
+class Keyframing:
+    """Which sampled frames get a keypoint set: one every `every` seconds, at most
+    `most` per video (see the module docstring), each of at most `limit` keypoints."""
+
+    every: float
+    most: int
+    limit: int
+
+
+# Measured on benchmarks/video_quality.py (docs/measurements.md, "Video keyframes"):
+# a stored video every 2 s (its sets are what it costs in the index), a query every
+# half second, so that one of its keyframes falls near each stored one.
+REFERENCE_KEYFRAMES = Keyframing(every=2.0, most=MAX_KEYFRAMES, limit=DEFAULT_LIMIT)
+QUERY_KEYFRAMES = Keyframing(every=0.5, most=60, limit=QUERY_LIMIT)
+_MIN_KEYPOINTS = KEYPOINTS.min_quality or 0
+
+
+class _Keyframes:
+    """Collects keyframes while frames are sampled (see Keyframing)."""
+
+    def __init__(self, plan: Keyframing) -> None:
+        self._plan = plan
+        self._every = plan.every
+        self._due = 0.0
+        self.found: list[FrameKeypoints] = []
+
+    def offer(self, timestamp: float, luma: npt.NDArray[np.uint8]) -> None:
+        if timestamp + 1e-6 < self._due:
+            return
+        self._due = timestamp + self._every
+        kps = describe(grey_working_copy(luma), limit=self._plan.limit)
+        if len(kps) < _MIN_KEYPOINTS:
+            return
+        self.found.append(FrameKeypoints(timestamp, kps))
+        if len(self.found) >= self._plan.most:
+            self.found = self.found[::2]
+            self._every *= 2
+            self._due = self.found[-1].timestamp + self._every
+
+
+@dataclass(frozen=True)
 class VideoHashes:
     md5: bytes
     sha256: bytes
@@ -119,6 +188,9 @@ class VideoHashes:
     # Probes of the sampled frames, quality >= MIN_QUALITY, in time order; empty unless
     # asked for (`probes=`). Never part of the vPDQ frame list.
     probes: tuple[FrameProbe, ...] = ()
+    # Keypoint sets of frames a few seconds apart, in time order; empty unless asked
+    # for (`keyframes=`).
+    keyframes: tuple[FrameKeypoints, ...] = ()
 
     @property
     def complete(self) -> bool:
@@ -135,13 +207,15 @@ def hash_video_file(
     frames_per_second: float = 1.0,
     limits: VideoLimits = VideoLimits(),  # noqa: B008 - frozen, safe to share
     probes: ProbeSet = ProbeSet.NONE,
+    keyframes: Keyframing | None = None,
 ) -> VideoHashes:
     """Hash the video at `path`; the limits bound the work whatever the file claims.
-    `probes`: which probes to compute beside the frames (`VideoHashes.probes`)."""
+    `probes`: which probes to compute beside the frames (`VideoHashes.probes`);
+    `keyframes`: which frames to describe by keypoints (`VideoHashes.keyframes`)."""
     started = time.monotonic()
     with path.open("rb") as file:
         digests = _digests(iter(lambda: file.read(_CHUNK), b""))
-    return _hash(path, digests, frames_per_second, limits, started, probes)
+    return _hash(path, digests, frames_per_second, limits, started, probes, keyframes)
 
 
 def hash_video(
@@ -150,10 +224,11 @@ def hash_video(
     frames_per_second: float = 1.0,
     limits: VideoLimits = VideoLimits(),  # noqa: B008 - frozen, safe to share
     probes: ProbeSet = ProbeSet.NONE,
+    keyframes: Keyframing | None = None,
 ) -> VideoHashes:
     """Hash a video held in memory (an upload); no temporary file is written."""
     started = time.monotonic()
-    return _hash(data, _digests([data]), frames_per_second, limits, started, probes)
+    return _hash(data, _digests([data]), frames_per_second, limits, started, probes, keyframes)
 
 
 def _digests(chunks: Iterable[bytes]) -> tuple[bytes, bytes]:
@@ -172,10 +247,14 @@ def _hash(
     limits: VideoLimits,
     started: float,
     probes: ProbeSet,
+    keyframing: Keyframing | None,
 ) -> VideoHashes:
     collector = ProbeCollector(probes) if probes is not ProbeSet.NONE else None
+    keyframes = _Keyframes(keyframing) if keyframing is not None else None
 
     def hash_frame(frame: LumaFrame) -> FrameHash:
+        if keyframes is not None:
+            keyframes.offer(frame.timestamp, frame.luma)
         grey = pdq_buffer(frame.luma, limited_range=frame.limited_range)
         if collector is not None:
             collector.add(frame.index, frame.timestamp, frame.luma, frame.limited_range, grey)
@@ -212,4 +291,5 @@ def _hash(
                 key=lambda p: (p.timestamp, p.index),
             )
         ),
+        keyframes=tuple(keyframes.found) if keyframes is not None else (),
     )

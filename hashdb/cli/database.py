@@ -141,7 +141,7 @@ def _add_file(
     from api.video import REFERENCE_RATE, complete_reference, limits
     from ingest.records import contributions, usable_perceptual, video_contributions
     from ingest.sandbox import image_with_variants
-    from ingest.video import hash_video_file
+    from ingest.video import REFERENCE_KEYFRAMES, hash_video_file
 
     settings = db.settings
     path, name = item.path, item.name
@@ -149,7 +149,12 @@ def _add_file(
     if _is_video(path):
         try:
             v = complete_reference(
-                hash_video_file(path, frames_per_second=REFERENCE_RATE, limits=limits(settings))
+                hash_video_file(
+                    path,
+                    frames_per_second=REFERENCE_RATE,
+                    limits=limits(settings),
+                    keyframes=REFERENCE_KEYFRAMES,
+                )
             )
         except (HashdbError, OSError) as exc:
             return _file_error(name, exc)
@@ -269,7 +274,7 @@ def _match_file(
     from api.uploads import lookup_probes
     from api.video import limits, video_match, video_query
     from ingest.sandbox import probed_image
-    from ingest.video import EVERY_FRAME, hash_video_file
+    from ingest.video import EVERY_FRAME, QUERY_KEYFRAMES, hash_video_file
     from ingest.video_regions import ProbeSet
 
     settings = db.settings
@@ -284,7 +289,11 @@ def _match_file(
         return _matched(name, db.matching.match(None, probed.queries(pdq_threshold=threshold)))
     try:
         v = hash_video_file(
-            path, frames_per_second=EVERY_FRAME, limits=limits(settings), probes=ProbeSet.QUERY
+            path,
+            frames_per_second=EVERY_FRAME,
+            limits=limits(settings),
+            probes=ProbeSet.QUERY,
+            keyframes=QUERY_KEYFRAMES,
         )
     except (HashdbError, OSError) as exc:
         return _file_error(name, exc)

@@ -50,6 +50,7 @@ from hashdb.consortium.ratelimit import OutOfRequests, Quota
 from hashdb.matching import Match, Probe, Query, QueryResult, Via, VideoMatch
 from hashdb.store import (
     MATCHABLE,
+    MAX_KEYFRAMES,
     Added,
     ApiKey,
     FileState,
@@ -58,6 +59,7 @@ from hashdb.store import (
     ImportFile,
     ImportJob,
     JobStatus,
+    Keyframe,
     Member,
     NewHash,
     NewKey,
@@ -72,6 +74,7 @@ from hashdb.store.hashes import NewVariant
 
 __all__ = [
     "MATCHABLE",
+    "MAX_KEYFRAMES",
     "Actor",
     "Added",
     "Answer",
@@ -84,6 +87,7 @@ __all__ = [
     "ImportFile",
     "ImportJob",
     "JobStatus",
+    "Keyframe",
     "Match",
     "Member",
     "NewHash",

@@ -47,6 +47,7 @@ from hashdb.consortium.actor import Actor
 from hashdb.errors import InvalidInput
 from hashdb.index import MIHIndex
 from hashdb.index.layout import Plan
+from hashdb.keypoints.codec import KeypointSet
 from hashdb.matching import Match, Query, QueryResult, VideoMatch
 from hashdb.signals import PDQ, SIGNAL_TYPES
 from hashdb.signals import Matching as SignalMatching
@@ -71,6 +72,10 @@ class VideoQuery:
     # painted over: ingest/video_regions.py), each at its frame's time, so a hit
     # counts in that frame's second; searched with the frames, never stored.
     probes: tuple[Frame, ...] = ()
+    # Keypoint sets of frames a few seconds apart, each with its frame's time
+    # (hashdb/matching/keyframes.py): they find a copy whose frames' PDQ drifted
+    # (a large logo, greyed and boxed into another frame size).
+    keyframes: tuple[tuple[float, KeypointSet], ...] = ()
 
     @property
     def searched(self) -> tuple[Frame, ...]:
@@ -91,9 +96,10 @@ class Answer:
 
 def price(queries: Sequence[Query], videos: Sequence[VideoQuery] = ()) -> int:
     """Query units of a lookup (hashdb/budget.py): its hash queries with their probes,
-    and one PDQ probe per frame and per frame probe of each video query."""
+    and one PDQ probe per frame and per frame probe, and a keypoint set per keyframe,
+    of each video query."""
     return request_cost(queries) + sum(
-        video_cost(len(v.frames) + len(v.probes), v.threshold) for v in videos
+        video_cost(len(v.frames) + len(v.probes), v.threshold, len(v.keyframes)) for v in videos
     )
 
 
@@ -157,7 +163,9 @@ class Matching:
         matcher = self._ctx.matcher
         results = matcher.match(queries) if queries else []
         found = [
-            matcher.match_video(v.searched, threshold=v.threshold, thresholds=v.thresholds)
+            matcher.match_video(
+                v.searched, keyframes=v.keyframes, threshold=v.threshold, thresholds=v.thresholds
+            )
             for v in videos
         ]
         if actor is not None:

@@ -34,7 +34,7 @@ import numpy as np
 from hashdb.index import HammingIndex, MIHIndex, entries, make_index
 from hashdb.index.snapshot import load_snapshots, save_snapshots, snapshot_cursor, snapshot_stamp
 from hashdb.keypoints.index import KeypointIndex
-from hashdb.matching import keypoints
+from hashdb.matching import keyframes, keypoints
 from hashdb.signals import KEYPOINTS, PDQ, SIGNAL_TYPES, Matching, SignalType
 from hashdb.signals.vpdq import VPDQ
 from hashdb.store import ChangeLog, HashRecord, HashStore, Status, VideoStore
@@ -74,12 +74,14 @@ class LiveIndexes:
         self._snapshot_dir = snapshot_dir
         self._indexes: dict[str, HammingIndex] = {}
         self._keypoints = keypoints.empty()
+        self._keyframes = keyframes.empty()
         self._cursor = 0
         self._origin: int | None = None  # cursor of the snapshot the indexes came from
         self._stamp: Stamp = None  # the snapshot files as last seen (`snapshot_changed`)
         self._lock = threading.Lock()
         self._adopting = threading.Lock()
-        self._rebuilding = threading.Lock()  # held by the keypoint index's rebuild
+        # held by a keypoint index's rebuild: of `keypoints` rows, of video keyframes
+        self._rebuilding = {KEYPOINTS.name: threading.Lock(), VPDQ.name: threading.Lock()}
         self._generation = 0  # bumped by every load: a rebuild of an older one is dropped
 
     @property
@@ -95,7 +97,7 @@ class LiveIndexes:
 
     def sizes(self) -> dict[str, int]:
         """Entries per Hamming index (hashes, stored variants and video frames
-        together); the keypoint index is `keypoints`."""
+        together); the keypoint indexes are `keypoints` and `keyframes`."""
         return {name: len(index) for name, index in self._indexes.items()}
 
     def nbytes(self) -> dict[str, int]:
@@ -107,6 +109,7 @@ class LiveIndexes:
             if callable(measure):
                 found[name] = int(measure())
         found[KEYPOINTS.name] = self._keypoints.nbytes()
+        found[keyframes.KEYFRAMES] = self._keyframes.index.nbytes()
         return found
 
     def __getitem__(self, signal_type: str) -> HammingIndex:
@@ -114,52 +117,76 @@ class LiveIndexes:
 
     @property
     def rebuilding(self) -> bool:
-        """Whether the keypoint index is being rebuilt in the background."""
-        return self._rebuilding.locked()
+        """Whether a keypoint index is being rebuilt in the background."""
+        return any(lock.locked() for lock in self._rebuilding.values())
 
-    def _rebuild_keypoints(self) -> None:
-        """Build the keypoint index again in a background thread (it has outgrown its
+    def _rebuild_local(self, which: str) -> None:
+        """Build a keypoint index again in a background thread (it has outgrown its
         search: hashdb/matching/keypoints.py, `outgrown`), while the one it replaces
-        keeps serving and taking changes. Training and filling an IVF takes tens of
-        seconds at tens of thousands of references (docs/measurements.md), which no
-        request should wait for."""
-        if not self._rebuilding.acquire(blocking=False):
+        keeps serving and taking changes: `which` is KEYPOINTS (the sets of
+        `keypoints` rows) or VPDQ (video keyframes). Training and filling an IVF takes
+        tens of seconds at tens of thousands of references (docs/measurements.md),
+        which no request should wait for."""
+        lock = self._rebuilding[which]
+        if not lock.acquire(blocking=False):
             return  # one at a time; the running one will see the newest state
         generation = self._generation
         thread = threading.Thread(
-            target=self._rebuild, args=(generation,), name="hashdb-keypoint-rebuild", daemon=True
+            target=self._rebuild,
+            args=(which, generation),
+            name=f"hashdb-{which}-rebuild",
+            daemon=True,
         )
         try:
             thread.start()
         except BaseException:
-            self._rebuilding.release()
+            lock.release()
             raise
 
-    def _rebuild(self, generation: int) -> None:
+    def _rebuild(self, which: str, generation: int) -> None:
         try:
             start = self._changes.head()
-            fresh = keypoints.build(self._hashes, self._statuses)
+            sets = (
+                keypoints.build(self._hashes, self._statuses) if which == KEYPOINTS.name else None
+            )
+            frames = self._build_keyframes() if which == VPDQ.name else None
             with self._lock:
                 if generation != self._generation:
                     return  # a load replaced every index meanwhile
                 # what changed while it was built, state by state as replay does
                 while batch := self._changes.since(start):
                     changed = {c.hash_id for c in batch}
-                    records = self._hashes.get_many(changed)
-                    gone = sorted(changed - records.keys())
-                    keypoints.apply(fresh, self._hashes, records.values(), gone, self._statuses)
+                    records = list(self._hashes.get_many(changed).values())
+                    gone = sorted(changed - {r.id for r in records})
+                    if sets is not None:
+                        keypoints.apply(sets, self._hashes, records, gone, self._statuses)
+                    if frames is not None and self._videos is not None:
+                        keyframes.apply(frames, self._videos, records, gone, self._statuses)
                     start = batch[-1].seq
-                self._keypoints = fresh
-            log.info("keypoint index rebuilt: %d sets", len(fresh))
+                if sets is not None:
+                    self._keypoints = sets
+                if frames is not None:
+                    self._keyframes = frames
+            log.info("the %s keypoint index was rebuilt", which)
         except Exception:  # the old index keeps serving; the next outgrowth tries again
-            log.exception("rebuilding the keypoint index failed")
+            log.exception("rebuilding the %s keypoint index failed", which)
         finally:
-            self._rebuilding.release()
+            self._rebuilding[which].release()
+
+    def _build_keyframes(self) -> keyframes.Keyframes:
+        if self._videos is None:
+            return keyframes.empty()
+        return keyframes.build(self._videos, self._statuses)
 
     @property
     def keypoints(self) -> KeypointIndex:
         """The keypoint sets of matchable `keypoints` rows (hashdb/matching/keypoints.py)."""
         return self._keypoints
+
+    @property
+    def keyframes(self) -> keyframes.Keyframes:
+        """The keyframes of matchable videos (hashdb/matching/keyframes.py)."""
+        return self._keyframes
 
     def load(self, *, fresh: bool = False) -> bool:
         """Restore (unless `fresh`) or build every index; True if restored from a
@@ -177,6 +204,7 @@ class LiveIndexes:
             # Not in the snapshot: read from the store. Changes between the snapshot's
             # cursor and now are replayed onto it too, which is idempotent.
             local = keypoints.build(self._hashes, self._statuses)
+            self._keyframes = self._build_keyframes()
             self._indexes, self._keypoints, self._cursor = indexes, local, cursor
             self._origin = None if restored is None else cursor
             self._generation += 1
@@ -332,7 +360,11 @@ class LiveIndexes:
         gone = sorted(hash_ids - records.keys())  # not in the database: drop everywhere
         keypoints.apply(self._keypoints, self._hashes, records.values(), gone, self._statuses)
         if keypoints.outgrown(self._keypoints):
-            self._rebuild_keypoints()
+            self._rebuild_local(KEYPOINTS.name)
+        if self._videos is not None:
+            keyframes.apply(self._keyframes, self._videos, videos, gone, self._statuses)
+            if keypoints.outgrown(self._keyframes.index):
+                self._rebuild_local(VPDQ.name)
         for name, index in indexes.items():
             mine = [r for r in records.values() if r.signal_type == name]
             stale = sorted({*(r.id for r in mine), *gone})

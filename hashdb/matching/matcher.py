@@ -102,6 +102,10 @@ class Matcher:
         """Stored keypoint sets in the keypoint index (`sizes` counts the others)."""
         return len(self._indexes.keypoints)
 
+    def keyframes(self) -> int:
+        """Stored video keyframes in the keyframe index."""
+        return len(self._indexes.keyframes)
+
     def load(self, *, fresh: bool = False) -> None:
         """Build every index (start-up): from a snapshot when a sound one exists (and
         not `fresh`), else from the database; then replay the change log since the
@@ -288,14 +292,17 @@ class Matcher:
         self,
         frames: Sequence[Frame],
         *,
+        keyframes: Sequence[tuple[float, KeypointSet]] = (),
         threshold: int | None = None,
         thresholds: VideoThresholds | None = None,
         interval: float = DEFAULT_INTERVAL,
     ) -> list[VideoMatch]:
         """Stored videos matching a query video, scored by vPDQ's two shares.
 
-        Every query frame is searched in the PDQ index; hits on frames of stored
-        videos are grouped per video and scored (hashdb.video_match), best first.
+        Every query frame is searched in the PDQ index, every query keyframe ((time,
+        keypoint set) pairs) in the keyframe index (hashdb/matching/keyframes.py);
+        hits on frames and keyframes of stored videos are grouped per video and
+        scored (hashdb.video_match), best first.
         """
         if not self.ready:
             self.load()
@@ -305,4 +312,7 @@ class Matcher:
         limit = PDQ.default_threshold if threshold is None else threshold
         codes = np.frombuffer(b"".join(f.pdq for f in frames), np.uint8)
         found = self._indexes[PDQ.name].search(codes.reshape(len(frames), PDQ.nbytes), limit)
-        return self._resolver.videos(frames, found, thresholds or VideoThresholds(), interval)
+        hits = self._indexes.keyframes.search(keyframes) if keyframes else []
+        return self._resolver.videos(
+            frames, found, thresholds or VideoThresholds(), interval, hits, limit
+        )

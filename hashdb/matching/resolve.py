@@ -5,7 +5,8 @@ hash. A stored VARIANT is reported as its image, and only within its kind's
 STORED_THRESHOLDS (hashdb/variants.py), whatever the probe's own threshold let
 through; `Via` names the probe searched and the variant hit. A video FRAME is
 reported as its video, with the frame's time (`Match.frame_at`); a video query
-groups its frame hits per stored video and scores them (hashdb/video_match.py).
+groups its frame hits per stored video, with the hits of its keyframes on stored
+keyframes (hashdb/matching/keyframes.py), and scores them (hashdb/video_match.py).
 Rows come from the row cache; a hash that is not matchable at this moment (its
 status, its expiry) is left out.
 """
@@ -20,6 +21,7 @@ import numpy.typing as npt
 
 from hashdb.index import SearchHits, entries
 from hashdb.index.entries import EntryKind
+from hashdb.matching.keyframes import KeyframeHit, as_frame_hits
 from hashdb.matching.queries import Match, Query, QueryResult, Via, VideoMatch
 from hashdb.matching.rows import RowCache
 from hashdb.signals.vpdq import Frame
@@ -116,9 +118,13 @@ class Resolver:
         found: list[SearchHits],
         thresholds: VideoThresholds,
         interval: float,
+        keyframe_hits: Sequence[KeyframeHit] = (),
+        keyframe_distance: int = 0,
     ) -> list[VideoMatch]:
         """The stored videos that a query video's frame hits (`found`, one per query
-        frame) add up to, scored by vPDQ's two shares, best first."""
+        frame) and keyframe hits add up to, scored by vPDQ's two shares, best first.
+        Keyframe hits count where the frame hits leave the query unmatched, at
+        `keyframe_distance` (hashdb/matching/keyframes.py, `as_frame_hits`)."""
         if self._videos is None:
             return []
         per_frame = []
@@ -128,7 +134,8 @@ class Resolver:
                 SearchHits(entries.rows_of(hit.ids[is_frame]), hit.distances[is_frame])
             )
         owners = self._videos.frame_owners({r for hit in per_frame for r in hit.ids.tolist()})
-        infos = self._videos.info({video for video, _ in owners.values()})
+        candidates = {video for video, _ in owners.values()} | {h.hash_id for h in keyframe_hits}
+        infos = self._videos.info(candidates)
         records = self._hashes.get_many(infos)
         live = {i for i, r in records.items() if r.status in self._statuses}
 
@@ -142,11 +149,18 @@ class Resolver:
             video = owners[frame_row][0]
             return video, infos[video].position(frame_row)
 
-        ranked = rank_candidates(
-            [f.timestamp for f in frames],
-            group_hits([stored_videos_only(hit) for hit in per_frame], locate),
-            {v: [f.timestamp for f in infos[v].frames] for v in live},
-            thresholds,
+        query_times = [f.timestamp for f in frames]
+        grouped = group_hits([stored_videos_only(hit) for hit in per_frame], locate)
+        stored_times = {v: [f.timestamp for f in infos[v].frames] for v in live}
+        extra = as_frame_hits(
+            keyframe_hits,
+            query_times,
+            stored_times,
+            grouped,
+            distance=keyframe_distance,
             interval=interval,
         )
+        for video, more in extra.items():
+            grouped.setdefault(video, []).extend(more)
+        ranked = rank_candidates(query_times, grouped, stored_times, thresholds, interval=interval)
         return [VideoMatch(records[video], score) for video, score in ranked]
