@@ -60,6 +60,11 @@ class FeedVariantOut(Body):
     quality: int | None
 
 
+class FeedKeyframeOut(Body):
+    at: float = Field(description="The frame's time in the video, seconds.")
+    keypoints: str = Field(description="The frame's keypoint set, base64 text.")
+
+
 class FeedEntryOut(Body):
     seq: int = Field(description="The change-log entry this is the hash's state at.")
     op: str = Field(description="`add`, `update` or `delete` (a tombstone).")
@@ -88,6 +93,12 @@ class FeedEntryOut(Body):
         default=None,
         description="A live keypoints entry's keypoint set, base64 text (its value is "
         "the set's SHA-256); null otherwise.",
+    )
+    keyframes: list[FeedKeyframeOut] | None = Field(
+        default=None,
+        description="A live video's keyframes: the keypoint sets of frames a few seconds "
+        "apart, to store with it so that copies with large logos or in other frame sizes "
+        "match (empty for a video stored without them); null otherwise.",
     )
 
 

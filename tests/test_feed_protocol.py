@@ -5,8 +5,8 @@ A page hands back the cursor of the last change-log entry it read and whether mo
 follow, so a page with nothing to show (several changes of one hash, filtered
 entries) never looks like the end; tombstones carry the value; a cursor belongs
 to an epoch, and a follower whose cursor belongs to another history (a restored
-central) forgets its copy and replays; videos travel with their frames, keypoints
-rows with their sets (tests/test_feed_keypoints.py).
+central) forgets its copy and replays; videos travel with their frames and
+keyframes, keypoints rows with their sets (tests/test_feed_keypoints.py).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ from hashdb.store import NewHash, NewVideo, Role, Status, Store
 from hashdb.store.hashes import NewVariant
 from hashdb.store.schema import api_keys, changes, hashes
 from ingest.records import video_contributions
-from ingest.video import EVERY_FRAME, VideoHashes, hash_video_file
+from ingest.video import EVERY_FRAME, REFERENCE_KEYFRAMES, VideoHashes, hash_video_file
 
 if TYPE_CHECKING:
     from api_fixtures import MakeApi
@@ -429,7 +429,9 @@ def _query(seed: int) -> Query:
 def videos(testdata: Path) -> dict[str, VideoHashes]:
     folder = testdata / "video"
     return {
-        "stored": hash_video_file(folder / "chair-orig-22-sd-bar.mp4"),
+        "stored": hash_video_file(
+            folder / "chair-orig-22-sd-bar.mp4", keyframes=REFERENCE_KEYFRAMES
+        ),
         "re-encode": hash_video_file(
             folder / "chair-22-sd-grey-bar.mp4", frames_per_second=EVERY_FRAME
         ),
@@ -448,6 +450,7 @@ def test_a_synced_video_matches_a_re_encode_on_the_follower_as_on_central(
     (entry,) = [e for e in db.feed.page(admin, 0, 100).entries if e.id == stored.id]
     assert entry.signal_type == "vpdq" and entry.frames and entry.duration and entry.fps
     assert len(entry.video_frames() or []) == len(video.frames)
+    assert video.keyframes and entry.video_keyframes() == list(video.keyframes)
     query = VideoQuery(
         tuple(Frame(f.index, f.timestamp, f.pdq, f.quality) for f in videos["re-encode"].frames)
     )
@@ -456,6 +459,8 @@ def test_a_synced_video_matches_a_re_encode_on_the_follower_as_on_central(
         (there,) = db.matching.answer(None, videos=[query]).videos[0]
         (here,) = local.matching.answer(None, videos=[query]).videos[0]
         assert here.record.labels == there.record.labels == ("attack_footage",)
+        copy = local.store.videos.info([here.record.id])[here.record.id]
+        assert copy.keyframes == video.keyframes  # the follower keeps them too
         assert here.score.query_share == pytest.approx(there.score.query_share)
         db.vetting.retire(admin, [stored.id], "wrong")
         pull(local, central, key, 2)

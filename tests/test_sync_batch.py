@@ -6,7 +6,7 @@ these cover what a batch could get wrong that a real feed rarely shows): two rem
 hashes sharing one local row in one page, one live and one deleted; the same remote
 id twice in a page; the last of two entries for one row giving its labels; a
 refreshed row reaching the local change log; unknown signal types counted, not
-stored; a bad video refusing the whole page.
+stored; a bad video (frames, keyframes) refusing the whole page.
 """
 
 from __future__ import annotations
@@ -20,10 +20,18 @@ from sqlalchemy import func, select
 from hashdb.consortium import sync
 from hashdb.consortium.actor import Actor
 from hashdb.consortium.core import Consortium
-from hashdb.consortium.export import FeedEntry, FeedOp, FeedPage, FeedVariant
+from hashdb.consortium.export import (
+    MAX_KEYPOINTS_CHARS,
+    FeedEntry,
+    FeedOp,
+    FeedPage,
+    FeedVariant,
+)
 from hashdb.errors import InvalidInput
+from hashdb.keypoints.codec import empty
 from hashdb.settings import Settings
-from hashdb.store import Role, Status, Store
+from hashdb.signals.vpdq import Frame, format_frames, frames_digest
+from hashdb.store import MAX_KEYFRAMES, Role, Status, Store
 from hashdb.store.schema import changes, hashes, synced_hashes
 
 URL = "central"
@@ -172,6 +180,44 @@ def test_an_image_keeps_its_variants_and_unknown_types_are_skipped(
         ("content", value(50)),
         ("crop90_0_0", value(51)),
     }
+
+
+A_SET = empty(64, 64).to_text()  # a well-formed keypoint set (of no keypoints)
+
+
+@pytest.mark.parametrize(
+    "keyframes",
+    [
+        [{"at": 0.0, "keypoints": "not base64 at all"}],
+        [{"at": -1.0, "keypoints": A_SET}],
+        [{"at": 0.0, "keypoints": "A" * (MAX_KEYPOINTS_CHARS + 4)}],
+        [{"at": float(i), "keypoints": A_SET} for i in range(MAX_KEYFRAMES + 1)],
+    ],
+    ids=["malformed", "negative time", "too long", "too many"],
+)
+def test_a_video_with_a_bad_keyframe_refuses_the_whole_page(
+    local: Consortium, admin: Actor, keyframes: list[dict[str, object]]
+) -> None:
+    frames = (Frame(0, 0.0, bytes.fromhex(value(3)), 90),)
+    entry = FeedEntry.from_json(
+        {
+            "seq": 2,
+            "op": "add",
+            "id": 11,
+            "signal_type": "vpdq",
+            "status": "active",
+            "value": frames_digest(frames).hex(),
+            "frames": format_frames(frames),
+            "duration": 1.0,
+            "fps": 1.0,
+            "keyframes": keyframes,
+        }
+    )
+    with pytest.raises(InvalidInput) as refused:
+        local.sync.pull(admin, Pages([live(1, 10, 1), entry]), URL)
+    assert refused.value.details["field"] == "keyframes"
+    assert rows(local) == {}
+    assert local.sync.cursor(admin, URL) == 0
 
 
 def test_a_video_whose_frames_do_not_hash_to_its_value_refuses_the_whole_page(

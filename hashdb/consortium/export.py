@@ -46,6 +46,13 @@ lines, `hashdb.signals.vpdq.format_frames`), `duration` (seconds) and `fps`, so 
 follower can store the video and match re-encodes of it. Every other entry has
 them null.
 
+A live video's entry also carries `keyframes`: the keypoint sets of frames a few
+seconds apart (hashdb/matching/keyframes.py), each `{"at": seconds, "keypoints":
+base64}` (at most MAX_KEYFRAMES), which the follower stores with the video so that
+copies with large logos or in other frame sizes match there too; an empty list for a
+video stored without them (a frame list sent as vPDQ text), null for every other
+entry.
+
 Keypoint sets: a `keypoints` entry's value is the SHA-256 of its set's wire form and
 its quality the set's keypoint count (hashdb/signals/keypoints.py); a live one also
 carries `keypoints`, the set as base64 text (`KeypointSet.to_text`, at most
@@ -120,7 +127,16 @@ from hashdb.keypoints.codec import MAX_KEYPOINTS, MAX_TEXT_CHARS, KeypointSet
 from hashdb.signals import SIGNAL_TYPES, get_signal_type
 from hashdb.signals.keypoints import KEYPOINTS, parse_set
 from hashdb.signals.vpdq import VPDQ, Frame, format_frames, parse_frames
-from hashdb.store import ChangeOp, HashRecord, HashStore, Status, VideoStore
+from hashdb.store import (
+    MAX_KEYFRAMES,
+    ChangeOp,
+    HashRecord,
+    HashStore,
+    Keyframe,
+    Status,
+    VideoInfo,
+    VideoStore,
+)
 from hashdb.store.clock import now
 from hashdb.store.hashes import NewVariant, StoredVariant
 from hashdb.store.schema import changes, feed_epoch, hash_transitions
@@ -184,6 +200,7 @@ class FeedEntry:
     fps: float | None = None  # a live video's
     variants: tuple[FeedVariant, ...] | None = None  # a live image's stored variants
     keypoints: str | None = None  # a live keypoints entry's set, base64 of its wire form
+    keyframes: tuple[FeedKeyframe, ...] | None = None  # a live video's
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
@@ -193,6 +210,7 @@ class FeedEntry:
             list(self.labels),
         )
         out["variants"] = None if self.variants is None else [asdict(v) for v in self.variants]
+        out["keyframes"] = None if self.keyframes is None else [asdict(k) for k in self.keyframes]
         for name in ("updated_at", "expires_at"):
             stamp = getattr(self, name)
             out[name] = stamp.isoformat() if stamp else None
@@ -218,6 +236,7 @@ class FeedEntry:
                 fps=None if data.get("fps") is None else float(data["fps"]),
                 variants=_variants(data.get("variants")),
                 keypoints=_text(data.get("keypoints"), "keypoints"),
+                keyframes=_keyframes(data.get("keyframes")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidInput(f"malformed feed entry: {exc}", field="feed") from None
@@ -246,6 +265,26 @@ class FeedEntry:
             return None
         return parse_frames(self.frames, "frames")
 
+    def video_keyframes(self) -> list[Keyframe]:
+        """A live video entry's keyframes in wire form (InvalidInput naming
+        `keyframes` if there are too many or one is malformed)."""
+        given = self.keyframes or ()
+        if len(given) > MAX_KEYFRAMES:
+            raise InvalidInput(
+                f"feed entry {self.id}: at most {MAX_KEYFRAMES} keyframes, got {len(given)}",
+                field="keyframes",
+            )
+        out = []
+        for k in given:
+            if len(k.keypoints) > MAX_KEYPOINTS_CHARS or not 0 <= k.at < 1e7:
+                raise InvalidInput(
+                    f"feed entry {self.id}: a keyframe is a time in seconds and a keypoint "
+                    f"set of at most {MAX_KEYPOINTS_CHARS} characters of base64",
+                    field="keyframes",
+                )
+            out.append(Keyframe(k.at, parse_set(k.keypoints, "keyframes").to_bytes()))
+        return out
+
     def keypoint_set(self) -> KeypointSet | None:
         """A live keypoints entry's set (InvalidInput naming `keypoints` if it is
         malformed or longer than a set can be); None if it carries none."""
@@ -268,6 +307,29 @@ class FeedVariant:
     kind: str
     value: str
     quality: int | None = None
+
+
+@dataclass(frozen=True)
+class FeedKeyframe:
+    """One keyframe of a video as the feed carries it: its time in seconds and its
+    keypoint set as base64 text."""
+
+    at: float
+    keypoints: str
+
+
+def _keyframes(data: object) -> tuple[FeedKeyframe, ...] | None:
+    if data is None:
+        return None
+    if not isinstance(data, list):
+        raise TypeError("keyframes must be a list")
+    out = []
+    for k in data:
+        text = _text(k["keypoints"], "a keyframe's keypoints")
+        if text is None:
+            raise TypeError("a keyframe's keypoints must be text")
+        out.append(FeedKeyframe(float(k["at"]), text))
+    return tuple(out)
 
 
 def _variants(data: object) -> tuple[FeedVariant, ...] | None:
@@ -368,6 +430,18 @@ def exported(record: HashRecord, at: datetime) -> bool:
     return record.status in EXPORTED and not record.expired(at)
 
 
+# What a live video's entry carries besides its row: frames (vPDQ text), duration,
+# fps and keyframes.
+VideoShape = tuple[str, float, float, tuple[FeedKeyframe, ...]]
+
+
+def video_shape(v: VideoInfo) -> VideoShape:
+    keyframes = tuple(
+        FeedKeyframe(k.timestamp, KeypointSet.from_bytes(k.data).to_text()) for k in v.keyframes
+    )
+    return format_frames(v.frames), v.duration, v.fps, keyframes
+
+
 def entry(
     seq: int,
     change_op: ChangeOp,
@@ -375,14 +449,14 @@ def entry(
     at: datetime,
     *,
     selected: bool = True,
-    video: tuple[str, float, float] | None = None,
+    video: VideoShape | None = None,
     variants: Sequence[StoredVariant] = (),
     keypoints: str | None = None,
     was_exported: bool = True,
 ) -> FeedEntry:
     """The entry for `record`'s latest change `seq`: a tombstone unless it is exported
-    (and `selected` by the page's label filter); `video` is (frames, duration, fps),
-    `variants` the image's stored variants, `keypoints` a keypoints row's set (text).
+    (and `selected` by the page's label filter); `video` is (frames, duration, fps,
+    keyframes), `variants` the image's stored variants, `keypoints` a keypoints row's set (text).
     A tombstone carries the value only if the hash was ever exported (`was_exported`):
     a pending or rejected contribution's value is not every member's to read."""
     value = SIGNAL_TYPES[record.signal_type].format(record.value)
@@ -392,7 +466,7 @@ def entry(
         return FeedEntry(
             seq, FeedOp.DELETE, record.id, record.signal_type, record.status, value=shown
         )
-    frames, duration, fps = video if video is not None else (None, None, None)
+    frames, duration, fps, keyframes = video if video is not None else (None, None, None, None)
     return FeedEntry(
         seq=seq,
         op=FeedOp.ADD if change_op is ChangeOp.ADD else FeedOp.UPDATE,
@@ -413,6 +487,7 @@ def entry(
         )
         or None,
         keypoints=keypoints,
+        keyframes=keyframes,
     )
 
 
@@ -485,9 +560,7 @@ def _page(
     at = now()
     live_videos = [i for i, r in records.items() if r.signal_type == VPDQ.name and exported(r, at)]
     ever = _ever_exported(engine, [i for i, r in records.items() if not exported(r, at)])
-    shapes = {
-        i: (format_frames(v.frames), v.duration, v.fps) for i, v in videos.info(live_videos).items()
-    }
+    shapes = {i: video_shape(v) for i, v in videos.info(live_videos).items()}
     live_images = [i for i, r in records.items() if r.signal_type != VPDQ.name and exported(r, at)]
     stored = HashStore(engine).variants(live_images)
     live_sets = [

@@ -312,8 +312,9 @@ def _resync(store: Store, actor: Actor, url: str, page: FeedPage, why: str) -> i
 
 
 def _video(e: FeedEntry) -> NewVideo | None:
-    """A video entry's video with its frames (None for any other entry); InvalidInput
-    if the frames do not hash to the entry's value."""
+    """A video entry's video with its frames and keyframes (None for any other
+    entry); InvalidInput if the frames do not hash to the entry's value or a keyframe
+    is malformed."""
     frames = e.video_frames() if e.signal_type == VPDQ.name else None
     if frames is None:
         return None
@@ -328,6 +329,7 @@ def _video(e: FeedEntry) -> NewVideo | None:
         width=0,
         height=0,
         labels=e.labels,
+        keyframes=tuple(e.video_keyframes()),
     )
 
 
