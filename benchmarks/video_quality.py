@@ -51,8 +51,20 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
+from benchmarks import quality_corpus as qc
+from hashdb.keypoints.index import KeypointIndex, MihSearch
+from hashdb.matching.keyframes import Keyframes, as_frame_hits
+from hashdb.store import StoredKeyframe
 from hashdb.video_match import FrameHit, score_video
-from ingest.video import EVERY_FRAME, FrameHash, ProbeSet, VideoHashes, hash_video_file
+from ingest.video import (
+    EVERY_FRAME,
+    QUERY_KEYFRAMES,
+    REFERENCE_KEYFRAMES,
+    FrameHash,
+    ProbeSet,
+    VideoHashes,
+    hash_video_file,
+)
 
 TESTDATA = Path(__file__).resolve().parent.parent.parent / "shared" / "testdata"
 FPS = 25
@@ -67,19 +79,15 @@ _POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 # ---------------------------------------------------------------------- sources
 
 
-def photos() -> list[Frame]:
-    paths = [
-        TESTDATA / "pdq" / "large" / "photo-12mp.jpg",
-        TESTDATA / "pdq" / "bridge-mods" / "aaa-orig.jpg",
-        TESTDATA / "pdq" / "reference" / "pen-and-coaster.png",
-        *sorted((TESTDATA / "pdq" / "reference" / "labelme-subset").glob("*.jpg")),
-    ]
-    out = []
-    for path in paths:
-        image = cv2.imread(str(path))
-        if image is not None:
-            out.append(np.asarray(image, dtype=np.uint8))
-    return out
+def photos(pool: str) -> list[Frame]:
+    """Seed photos (BGR) of benchmarks/quality_corpus.py's `pool`: the two pools share
+    no content, so a clip over one pool's photos is unrelated to every clip over the
+    other's. The reference pool's second motorcycle view is left out (the same scene
+    as the first)."""
+    pictures = qc.seeds(pool)
+    if pool == "reference":
+        pictures = pictures[:-1]
+    return [np.ascontiguousarray(np.asarray(p.convert("RGB"))[:, :, ::-1]) for p in pictures]
 
 
 def smooth_field(rng: np.random.Generator, size: tuple[int, int]) -> Frame:
@@ -376,8 +384,8 @@ class Library:
             names, np.stack(codes), np.array(variant), np.array(owner), np.array(position), times
         )
 
-    def match(self, rows: list[FrameHash]) -> dict[str, float]:
-        """Query share per reference with any hit."""
+    def hits(self, rows: list[FrameHash]) -> dict[int, list[FrameHit]]:
+        """Per reference number, the query rows' hits on its rows."""
         if not rows:
             return {}
         query = np.stack([np.frombuffer(f.pdq, np.uint8) for f in rows])
@@ -385,15 +393,57 @@ class Library:
         distance = _POPCOUNT[query[:, None, :] ^ self.codes[None, :, :]].sum(axis=2, dtype=np.int32)
         meets = (distance <= THRESHOLD) & (kinds[:, None] == self.variant[None, :])
         q, r = np.nonzero(meets)
-        query_times = [f.timestamp for f in rows]
-        shares = {}
+        out = {}
         for number in np.unique(self.owner[r]).tolist():
             mine = self.owner[r] == number
             pairs = zip(q[mine], self.position[r[mine]], distance[q[mine], r[mine]], strict=True)
-            hits = [FrameHit(int(a), int(b), int(d)) for a, b, d in pairs]
-            name = self.names[number]
-            shares[name] = score_video(query_times, self.times[name], hits).query_share
-        return shares
+            out[number] = [FrameHit(int(a), int(b), int(d)) for a, b, d in pairs]
+        return out
+
+    def match(self, rows: list[FrameHash]) -> dict[str, float]:
+        """Query share per reference with any hit."""
+        query_times = [f.timestamp for f in rows]
+        return {
+            self.names[n]: score_video(query_times, self.times[self.names[n]], hits).query_share
+            for n, hits in self.hits(rows).items()
+        }
+
+
+@dataclass(frozen=True)
+class WithKeyframes:
+    """The references' frames and their keyframes (hashdb/matching/keyframes.py, as
+    the service keeps them): a query's frame hits and keyframe hits scored together,
+    as hashdb/matching/resolve.py scores them."""
+
+    library: Library
+    keyframes: Keyframes
+
+    @staticmethod
+    def of(library: Library, references: dict[str, VideoHashes]) -> WithKeyframes:
+        index = Keyframes(KeypointIndex(MihSearch()))
+        for number, name in enumerate(library.names):
+            index.add(
+                StoredKeyframe(number * 100_000 + i, number, k.timestamp, k.keypoints.to_bytes())
+                for i, k in enumerate(references[name].keyframes)
+            )
+        return WithKeyframes(library, index)
+
+    def match(self, rows: list[FrameHash], v: VideoHashes) -> dict[str, float]:
+        """Query share per reference with any hit."""
+        lib = self.library
+        hits = lib.hits(rows)
+        query_times = [f.timestamp for f in rows]
+        found = self.keyframes.search((k.timestamp, k.keypoints) for k in v.keyframes)
+        stored_times = {n: lib.times[name] for n, name in enumerate(lib.names)}
+        extra = as_frame_hits(
+            found, query_times, stored_times, hits, distance=THRESHOLD, interval=1.0
+        )
+        for n, more in extra.items():
+            hits.setdefault(n, []).extend(more)
+        return {
+            lib.names[n]: score_video(query_times, stored_times[n], pairs).query_share
+            for n, pairs in hits.items()
+        }
 
 
 def rows_of(v: VideoHashes, probes: bool) -> list[FrameHash]:
@@ -411,6 +461,7 @@ class Case:
     plain: dict[str, float]  # query share per reference hit: frames only
     probes: dict[str, float]  # with the query's probes
     stored: dict[str, float]  # with the query's probes and the references' stored probes
+    keypoints: dict[str, float]  # with the query's probes and keyframe keypoint sets
 
     def share(self, which: dict[str, float]) -> float:
         return which.get(self.reference, 0.0)
@@ -422,7 +473,7 @@ class Case:
         return sum(1 for name in which if name.removesuffix(BARRED) != mine)
 
 
-COLUMNS = ("plain", "probes", "stored")
+COLUMNS = ("plain", "probes", "stored", "keypoints")
 
 
 def main() -> None:
@@ -434,16 +485,18 @@ def main() -> None:
     parser.add_argument("--timed", type=int, default=8, help="queries timed for speed")
     args = parser.parse_args()
     rng = np.random.default_rng(args.seed)
-    pictures = photos()
-    big = pictures[0]  # references pan over its left half, unrelated clips over the rest
-    half = big.shape[1] // 2
+    # Each synthetic reference pans over a photo of its own, so that references share
+    # no content (a keyframe keypoint set finds a photo wherever a clip shows it);
+    # unrelated clips pan over the other pool's photos.
+    references_photos, others = photos("reference"), photos("unrelated")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         sources: dict[str, Path] = {}
         for k in range(args.synthetic):
             size = (1280, 720) if k % 2 == 0 else (640, 480)
             name = f"synth{k}-{'hd' if k % 2 == 0 else 'sd'}"
-            frames = synthetic(rng, [big[:, :half]], size, args.seconds)
+            own = [references_photos[k % len(references_photos)]]
+            frames = synthetic(rng, own, size, args.seconds)
             sources[name] = write(folder / f"{name}.mp4", frames)
         for name in (
             "chair-orig-22-sd-bar",
@@ -465,10 +518,13 @@ def main() -> None:
             barred = folder / f"{name}--barred.mp4"
             sources[f"{name}{BARRED}"] = write(barred, map(bars(rng, "tb"), read(sources[name])))
             queries.append(("barred_ref", f"{name}{BARRED}", sources[name]))
-        references = {n: hash_video_file(p, probes=ProbeSet.REFERENCE) for n, p in sources.items()}
+        references = {
+            n: hash_video_file(p, probes=ProbeSet.REFERENCE, keyframes=REFERENCE_KEYFRAMES)
+            for n, p in sources.items()
+        }
         frames_only = Library.of(references, stored_probes=False)
         with_stored = Library.of(references, stored_probes=True)
-        others = [*pictures[1:], big[:, half:]]
+        with_keyframes = WithKeyframes.of(frames_only, references)
         all_edits = {**EDITS, **HD_EDITS}
         for k in range(args.unrelated):
             size = (1280, 720) if k % 2 == 0 else (640, 480)
@@ -480,7 +536,12 @@ def main() -> None:
 
         cases = []
         for edit_name, reference, path in queries:
-            v = hash_video_file(path, frames_per_second=EVERY_FRAME, probes=ProbeSet.QUERY)
+            v = hash_video_file(
+                path,
+                frames_per_second=EVERY_FRAME,
+                probes=ProbeSet.QUERY,
+                keyframes=QUERY_KEYFRAMES,
+            )
             plain, probed = rows_of(v, False), rows_of(v, True)
             cases.append(
                 Case(
@@ -489,6 +550,7 @@ def main() -> None:
                     frames_only.match(plain),
                     frames_only.match(probed),
                     with_stored.match(probed),
+                    with_keyframes.match(probed, v),
                 )
             )
         report(cases, len(frames_only.codes), len(with_stored.codes))
@@ -496,27 +558,31 @@ def main() -> None:
 
 
 def speed(paths: list[Path]) -> None:
-    """CPU time of hashing every frame without and with probes, alternating."""
-    plain: list[float] = []
-    probes: list[float] = []
+    """CPU time of hashing every frame: plain, with probes, with probes and keyframes
+    (a query as the API hashes it), interleaved."""
+    ways = {
+        "plain": {"probes": ProbeSet.NONE, "keyframes": None},
+        "with probes": {"probes": ProbeSet.QUERY, "keyframes": None},
+        "with probes and keyframes": {"probes": ProbeSet.QUERY, "keyframes": QUERY_KEYFRAMES},
+    }
+    spent: dict[str, list[float]] = {name: [] for name in ways}
     seconds = 0.0
     for path in paths:
-        for which, times in ((ProbeSet.NONE, plain), (ProbeSet.QUERY, probes)):
+        for name, options in ways.items():
             started = time.process_time()
-            v = hash_video_file(path, frames_per_second=EVERY_FRAME, probes=which)
-            times.append(time.process_time() - started)
+            v = hash_video_file(path, frames_per_second=EVERY_FRAME, **options)  # type: ignore[arg-type]
+            spent[name].append(time.process_time() - started)
         seconds += v.duration
-    ratio = statistics.median(b / a for a, b in zip(plain, probes, strict=True))
-    print(
-        f"hashing every frame ({len(paths)} queries), x real time per core: "
-        f"plain {seconds / sum(plain):.1f}x, with probes {seconds / sum(probes):.1f}x; "
-        f"median cost per query +{100 * (ratio - 1):.0f}%"
-    )
+    cells = ", ".join(f"{name} {seconds / sum(times):.1f}x" for name, times in spent.items())
+    print(f"hashing every frame ({len(paths)} queries), x real time per core: {cells}")
 
 
 def report(cases: list[Case], frame_rows: int, stored_rows: int) -> None:
-    print("query share of the true reference: plain frames / + query probes / + stored probes")
-    print(f"{'case':52} {'plain':>6} {'probes':>6} {'stored':>6}  false matches")
+    print(
+        "query share of the true reference: plain frames / + query probes / + stored probes"
+        " / query probes + keyframe keypoint sets"
+    )
+    print(f"{'case':52} {'plain':>6} {'probes':>6} {'stored':>6} {'kps':>6}  false matches")
     for c in cases:
         label = f"{c.edit} <- {c.reference}" if c.reference else c.edit
         shares = " ".join(f"{c.share(getattr(c, w)):6.2f}" for w in COLUMNS)
@@ -541,7 +607,7 @@ def report(cases: list[Case], frame_rows: int, stored_rows: int) -> None:
     print()
     for label, group in (("unrelated clips", unrelated), ("edited references", edited)):
         counts = "/".join(str(sum(c.false(getattr(c, w)) for c in group)) for w in COLUMNS)
-        print(f"false matches by {label} ({len(group)}), plain/probes/stored: {counts}")
+        print(f"false matches by {label} ({len(group)}), plain/probes/stored/keypoints: {counts}")
     print(f"index rows: frames {frame_rows}, with stored probes {stored_rows}")
 
 
