@@ -141,14 +141,20 @@ def reduction(width: int, height: int) -> int:
 
 
 def decode(
-    data: bytes, *, max_pixels: int, max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES
+    data: bytes,
+    *,
+    max_pixels: int,
+    max_decoded_bytes: int = DEFAULT_MAX_DECODED_BYTES,
+    finer: int = 1,
 ) -> Decoded:
     """Decode `data`; UnsupportedMedia if it is no supported image, MediaError if broken
-    or over a budget (`max_pixels` declared, `max_decoded_bytes` once decoded)."""
+    or over a budget (`max_pixels` declared, `max_decoded_bytes` once decoded).
+    `finer` (1, 2, 4): that many times the resolution `reduction` chooses, where it
+    reduces at all (for detail PDQ does not need: a small region's keypoints)."""
     with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            return _decode(data, max_pixels, max_decoded_bytes)
+            return _decode(data, max_pixels, max_decoded_bytes, finer)
         finally:
             for warning in caught:
                 log.debug("Pillow warning while decoding: %s", warning.message)
@@ -160,15 +166,18 @@ def admit(data: bytes, *, max_pixels: int, max_decoded_bytes: int) -> None:
     with _WARNINGS_LOCK, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            _opened(data, max_pixels, max_decoded_bytes)[0].close()
+            _opened(data, max_pixels, max_decoded_bytes, 1)[0].close()
         finally:
             for warning in caught:
                 log.debug("Pillow warning while reading a header: %s", warning.message)
 
 
-def _opened(data: bytes, max_pixels: int, max_decoded_bytes: int) -> tuple[Image.Image, int, int]:
-    """The file opened and drafted, within budget, no pixel decoded yet; and its
-    width and height as stored in the file."""
+def _opened(
+    data: bytes, max_pixels: int, max_decoded_bytes: int, finer: int
+) -> tuple[Image.Image, int, int]:
+    """The file opened and drafted (`finer` times less reduced than `reduction`
+    chooses), within budget, no pixel decoded yet; and its width and height as stored
+    in the file."""
     opened = _open(data)
     width, height = opened.size
     if width * height > max_pixels:
@@ -179,7 +188,7 @@ def _opened(data: bytes, max_pixels: int, max_decoded_bytes: int) -> tuple[Image
             height=height,
             max_pixels=max_pixels,
         )
-    factor = reduction(width, height)
+    factor = max(1, reduction(width, height) // finer)
     try:
         if factor > 1:  # JPEG only; a no-op for other formats
             opened.draft(None, (max(1, width // factor), max(1, height // factor)))
@@ -206,11 +215,11 @@ def _decoded_bytes(opened: Image.Image) -> int:
     return width * height * _STORED_BYTES.get(opened.mode, 4)
 
 
-def _decode(data: bytes, max_pixels: int, max_decoded_bytes: int) -> Decoded:
-    opened, width, height = _opened(data, max_pixels, max_decoded_bytes)
+def _decode(data: bytes, max_pixels: int, max_decoded_bytes: int, finer: int) -> Decoded:
+    opened, width, height = _opened(data, max_pixels, max_decoded_bytes, finer)
     file_format = opened.format or "unknown"
     drafted = max(1, round(width / max(1, opened.width)))  # libjpeg's scale, or 1
-    rest = max(1, reduction(width, height) // drafted)
+    rest = max(1, reduction(width, height) // finer // drafted)
     try:
         opened.load()
         pixels = to_8bit(opened)

@@ -64,32 +64,27 @@ of those pictures really turned.
 
 from __future__ import annotations
 
-import io
 import logging
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from PIL import Image, ImageOps
+from PIL import Image
 
 from hashdb.consortium import NewVariant, Probe, Query
 from hashdb.consortium.keypoints import query as keypoint_query
+from hashdb.errors import HashdbError
 from hashdb.keypoints.codec import KeypointSet
 from hashdb.signals import MD5, PDQ, PHASH, SHA256
 from hashdb.signals.pdq_dihedral import DIHEDRAL_FORMS
 from hashdb.variants import CONTENT, CROP_WINDOWS
 from ingest.canonical import MAX_REGIONS, Box, Region, content_region, content_regions
-from ingest.decode import FORMATS, Decoded, decode
+from ingest.decode import Decoded, decode
 from ingest.image import DEFAULT_MAX_PIXELS, ImageHashes, hash_decoded
 from ingest.keypoints import QUERY_LIMIT, WORKING_SIDE, keypoints, query_sets
 from ingest.pdq import pdq
-from ingest.pixels import to_8bit
 
 log = logging.getLogger(__name__)
-
-# What Pillow raises for malformed input (as ingest/decode.py lists it).
-_CORRUPT = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)
 
 WORK_SIDE = 512
 # Content regions whose keypoint sets a query also carries: all of them. Each set
@@ -259,7 +254,7 @@ def probe_queries(
         else:
             whole_set, mirrored = keypoints(picture, limit=QUERY_LIMIT), None
         carried = regions[:KEYPOINT_REGIONS]
-        finer = _finer(data, decoded) if carried else None
+        finer = _finer(data, decoded, max_pixels) if carried else None
         parts = tuple(
             (
                 "content" if i == 0 else f"content_{i + 1}",
@@ -307,29 +302,21 @@ def _probe(options: ProbeOptions, name: str, code: bytes, quality: int) -> Probe
     return ProbeHash(name, code, quality, threshold)
 
 
-def _finer(data: bytes, decoded: Decoded) -> Image.Image | None:
-    """`decoded`'s picture decoded again at half its reduction (None when it was not
+def _finer(data: bytes, decoded: Decoded, max_pixels: int) -> Image.Image | None:
+    """`decoded`'s picture decoded again at twice its resolution (None when it was not
     reduced, or the second decode does not line up with the first): the pixels a
     small region's keypoint set is cut from (see `_sharper`)."""
-    factor = decoded.scale // 2
-    if factor < 1:
+    if decoded.scale < 2:
         return None
     try:
-        with Image.open(io.BytesIO(data), formats=FORMATS) as opened:
-            wanted = (max(1, decoded.width // factor), max(1, decoded.height // factor))
-            opened.draft(None, wanted)  # JPEG: libjpeg's DCT scaling; others: a no-op
-            drafted = max(1, round(decoded.width / max(1, opened.width)))
-            upright = ImageOps.exif_transpose(opened)
-            pixels = to_8bit(upright)
-    except _CORRUPT as exc:  # decoded once already: only finer pixels are lost
+        again = decode(data, max_pixels=max_pixels, finer=2)
+    except HashdbError as exc:  # decoded once already: only finer pixels are lost
         log.debug("finer decode failed, regions cut from the reduced picture: %s", exc)
         return None
-    if factor // drafted >= 2:
-        pixels = pixels.reduce(factor // drafted)
     w, h = decoded.image.size
-    if abs(pixels.width - 2 * w) > 2 or abs(pixels.height - 2 * h) > 2:
+    if abs(again.image.width - 2 * w) > 2 or abs(again.image.height - 2 * h) > 2:
         return None
-    return pixels
+    return again.image
 
 
 def _sharper(region: Region, picture: Image.Image, finer: Image.Image | None) -> Image.Image:

@@ -386,6 +386,19 @@ def test_large_jpeg_is_decoded_at_one_eighth_within_4_bits_of_full_resolution(
     assert hamming(h.pdq, full) <= REDUCED_BITS  # measured: 0
 
 
+def test_a_finer_decode_has_twice_the_resolution_of_the_reduced_one(
+    testdata: Path, photo_path: Path
+) -> None:
+    jpeg = (testdata / "pdq" / "large" / "photo-12mp.jpg").read_bytes()
+    finer = decode(jpeg, max_pixels=100_000_000, finer=2)
+    assert (finer.image.size, finer.scale, finer.full_size) == ((1008, 756), 4, (4032, 3024))
+    with Image.open(photo_path) as image:
+        bmp = encode(image.convert("RGB").resize((2400, 1506)), "BMP")
+    assert decode(bmp, max_pixels=100_000_000, finer=2).image.size == (1200, 753)
+    small = encode(Image.new("RGB", (200, 150), "white"), "PNG")  # not reduced: nothing finer
+    assert decode(small, max_pixels=100_000_000, finer=2).scale == 1
+
+
 def test_large_non_jpeg_is_box_reduced_within_4_bits_of_full_resolution(
     photo_path: Path,
 ) -> None:
