@@ -1,7 +1,7 @@
 """Matching quality: recall per re-upload edit and false matches, ours vs python-threatexchange.
 
     .venv/bin/python -m benchmarks.quality [--references 150] [--unrelated 30000]
-        [--workers 2] [--seed 0] [--hash-only]
+        [--workers 2] [--seed 0] [--hash-only] [--scale 100000]
 
 Needs the `bench` extra (python-threatexchange, scikit-image for the seed photos).
 With `--references 80 --unrelated 12000` it runs in about 10 minutes on 2 cores.
@@ -27,13 +27,21 @@ What it does:
    per-probe thresholds, and the keypoint query it carries). "matched by" names
    the probe and, for a hit on a stored variant, `stored:<variant>` (the Matcher
    reports it as its parent, within hashdb.variants.STORED_THRESHOLDS).
+   The pHash query a media lookup makes (`pHash`) is counted apart: the copies it
+   finds, and those only it finds.
 3. Hashes `--unrelated` pictures that share no content with any reference and
-   counts the queries with any match, each way (false matches). For each kind of
+   counts the queries with any match, each way and by pHash (false matches), and
+   prints how close edited copies and unrelated pictures came in pHash bits. For each kind of
    query probe and each kind of stored row (the image's own, content region, crop
    windows) it also prints the smallest distance any unrelated probe came and how
    many came within 28, 31, 36 and 40: the measurements behind
    ingest.probes.THRESHOLDS and hashdb.variants.STORED_THRESHOLDS.
 4. Times `probe_queries` + `Consortium.match` for a 1-megapixel JPEG (p50 of 50).
+5. Crops of 10-35% of different seed photos (textures among them): how near they
+   come by pHash and by PDQ, the measurement behind pHash's threshold.
+6. Index memory per image at `--scale` images (default 100,000): the references'
+   stored rows copied with a few bits flipped until there are that many, in the
+   indexes the service builds (see `_memory_at`).
 
 Measurements (dated, with the machine's state): docs/measurements.md, "Probes and
 stored-variant thresholds", "Keypoints in the service", "Crop windows or keypoints".
@@ -48,21 +56,24 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 from benchmarks import quality_corpus as qc
 from benchmarks import quality_transforms as qt
 from hashdb.consortium.core import Consortium
 from hashdb.consortium.keypoints import query as keypoint_query
-from hashdb.keypoints.codec import empty
+from hashdb.index import MIHIndex, make_index
+from hashdb.keypoints.codec import KeypointSet, empty
+from hashdb.keypoints.index import KeypointIndex, search_for
 from hashdb.matching import Match, Query, QueryResult
 from hashdb.settings import Settings
-from hashdb.signals import PDQ
+from hashdb.signals import PDQ, PHASH
 from hashdb.store import MATCHABLE, Role, Store
 from hashdb.variants import CONTENT, STORED_THRESHOLDS
 from ingest.image import hash_image
@@ -80,6 +91,7 @@ class Hashed:
     probe_names: tuple[str, ...]
     probe_codes: bytes
     keypoints: Query | None  # the keypoint query the full probe set carries
+    phash: Query  # the pHash query a media lookup makes
 
 
 def _tx() -> tuple[Any, Any]:
@@ -102,6 +114,7 @@ def hash_query(data: bytes, options: ProbeOptions = FULL) -> Hashed:
         probe_names=tuple(p.name for p in probed.probes),
         probe_codes=b"".join(p.pdq for p in probed.probes),
         keypoints=probed.keypoint_query(),
+        phash=next(q for q in probed.queries() if q.signal_type is PHASH),
     )
 
 
@@ -160,7 +173,14 @@ def _kind(name: str) -> str:
     return "dihedral"
 
 
-def run(references: int, unrelated: int, workers: int, seed: int, hash_only: bool = False) -> None:
+def run(
+    references: int,
+    unrelated: int,
+    workers: int,
+    seed: int,
+    hash_only: bool = False,
+    scale: int = 0,
+) -> None:
     pdq_from_bytes, pdq_index = _tx()
     tmp = Path(tempfile.mkdtemp(prefix="hashdb-quality-"))
     settings = Settings(database_url=f"sqlite:///{tmp / 'q.sqlite3'}", sync_interval=0.0)
@@ -179,6 +199,9 @@ def run(references: int, unrelated: int, workers: int, seed: int, hash_only: boo
         files.append(data)
     print(f"left out {skipped} low-quality pictures (PDQ quality < 50, refused by Consortium)")
     tx_entries = []
+    own_phash = [hash_image(data).phash for data in files]
+    copy_bits: list[int] = []  # pHash distance of each edited copy to its reference
+    alone: list[int] = []  # ... of each copy only pHash found
     started = time.perf_counter()
     for i, data in enumerate(files):
         ref = f"ref-{i}"
@@ -202,8 +225,8 @@ def run(references: int, unrelated: int, workers: int, seed: int, hash_only: boo
     )
 
     print(
-        f"{'transform':22s} {'threatexchange':>14s} {'ours plain':>10s} {'ours full':>9s}  "
-        "matched by"
+        f"{'transform':22s} {'threatexchange':>14s} {'ours plain':>10s} {'ours full':>9s} "
+        f"{'phash':>6s} {'phash only':>10s}  matched by"
     )
     for name in qt.TRANSFORMS:
         counts = Counter[str]()
@@ -213,18 +236,25 @@ def run(references: int, unrelated: int, workers: int, seed: int, hash_only: boo
             h = hash_query(qt.apply(name, rng, picture))
             ref = f"ref-{i}"
             counts["tx"] += any(m.metadata == ref for m in tx_index.query(h.tx))
-            plain, full, local = db.matching.match(None, [h.plain, h.full, *_local(h)])
+            plain, full, local, ph = db.matching.match(None, [h.plain, h.full, *_local(h), h.phash])
             counts["plain"] += _found(plain, ref) is not None
             how = _found(full, ref) or _found(local, ref)
             if how is not None:
                 counts["full"] += 1
                 variants[how] += 1
+            by_phash = _found(ph, ref) is not None
+            counts["phash"] += by_phash
+            counts["phash only"] += by_phash and how is None
+            if by_phash and how is None:
+                alone.append(_bits(h.phash.value, own_phash[i]))
+            copy_bits.append(_bits(h.phash.value, own_phash[i]))
         n = len(pictures)
         top = ", ".join(f"{v} {c}" for v, c in variants.most_common(3))
         bar = " (bar 95%)" if name in qt.BAR_95 else " (bar 80%)" if name in qt.BAR_80 else ""
         print(
             f"{name:22s} {counts['tx'] / n:14.1%} {counts['plain'] / n:10.1%} "
-            f"{counts['full'] / n:9.1%}  {top}{bar}"
+            f"{counts['full'] / n:9.1%} {counts['phash'] / n:6.1%} "
+            f"{counts['phash only'] / n:10.1%}  {top}{bar}"
         )
 
     print(f"\nunrelated pictures: {unrelated} ({workers} worker processes)")
@@ -248,14 +278,83 @@ def run(references: int, unrelated: int, workers: int, seed: int, hash_only: boo
         false["full"] += sum(
             _any(f) or _any(k) for f, k in zip(full_results, local_results, strict=True)
         )
+        false["phash"] += sum(_any(r) for r in db.matching.match(None, [h.phash for h in batch]))
     print(
         f"queries with any match: threatexchange {false['tx']}, ours plain {false['plain']}, "
-        f"ours full {false['full']} (of {unrelated})"
+        f"ours full {false['full']}, pHash (as a media lookup asks it) {false['phash']} "
+        f"(of {unrelated})"
     )
+    _phash_bits(copy_bits, [_nearest_bits(h.phash.value, own_phash) for h in hashed])
+    print(f"  copies only pHash found, their distances: {sorted(alone)}")
     _distances(db, hashed)
 
+    _texture_crops(seed)
     _latency(db, pictures)
+    if scale:
+        _memory_at(db, len(files), scale, seed)
     db.close()
+
+
+def _texture_crops(seed: int, per_photo: int = 40) -> None:
+    """Small crops of different photos: how close they come by pHash and by PDQ.
+
+    Crops of 10-35% of each side of every seed photo of both pools (textures among
+    them: moon, cells, brick, grass, gravel), enlarged 2x and saved as JPEG; every
+    pair of crops of different photos whose PDQ quality is at least 50 (below it
+    neither hash is matched) is a pair that must not match. Pairs of crops of one
+    photo are counted apart (they may overlap: not unrelated)."""
+    rng = np.random.default_rng([seed, 11])
+    crops: list[tuple[int, bytes, bytes]] = []  # photo, pdq, phash
+    for photo, im in enumerate(qc.seeds("reference") + qc.seeds("unrelated")):
+        for _ in range(per_photo):
+            f = rng.uniform(0.10, 0.35)
+            w, h = int(im.width * f), int(im.height * f)
+            x, y = int(rng.integers(0, im.width - w + 1)), int(rng.integers(0, im.height - h + 1))
+            crop = im.crop((x, y, x + w, y + h)).resize((2 * w, 2 * h))
+            hashed = hash_image(qt.apply("identity", rng, crop))
+            if hashed.pdq_quality >= (PDQ.min_quality or 0):
+                crops.append((photo, hashed.pdq, hashed.phash))
+    photos = np.array([c[0] for c in crops])
+    other = photos[:, None] != photos[None, :]
+    upper = np.triu(np.ones_like(other), 1)
+    for name, codes, bits in (
+        ("pdq", [c[1] for c in crops], 31),
+        ("phash", [c[2] for c in crops], 6),
+    ):
+        words = np.frombuffer(b"".join(codes), np.uint64).reshape(len(codes), -1)
+        d = np.bitwise_count(words[:, None, :] ^ words[None, :, :]).sum(axis=2)
+        cross, same = d[other & upper], d[~other & upper]
+        print(
+            f"texture crops, {name}: {len(cross):,} pairs of different photos, nearest "
+            f"{cross.min()} bits, within {bits} (its threshold): {(cross <= bits).sum()}; "
+            f"within 10: {(cross <= 10).sum()}, 14: {(cross <= 14).sum()}; pairs of one "
+            f"photo's crops within {bits}: {(same <= bits).sum()} of {len(same):,}"
+        )
+
+
+def _bits(a: bytes, b: bytes) -> int:
+    return (int.from_bytes(a) ^ int.from_bytes(b)).bit_count()
+
+
+def _nearest_bits(code: bytes, stored: list[bytes]) -> int:
+    return min(_bits(code, s) for s in stored)
+
+
+def _phash_bits(copies: list[int], unrelated: list[int]) -> None:
+    """How close edited copies came to their reference's pHash, and unrelated
+    pictures to the nearest reference's: the measurement behind pHash's threshold."""
+    print("pHash distance, share within t bits: t = " + " ".join(f"{t:>6d}" for t in PHASH_BITS))
+    for label, found in (
+        ("edited copies (own reference)", copies),
+        ("unrelated (nearest)", unrelated),
+    ):
+        cells = " ".join(
+            f"{sum(b <= t for b in found) / max(1, len(found)):6.1%}" for t in PHASH_BITS
+        )
+        print(f"  {label:31s} {cells}  (n = {len(found)}, min {min(found, default=-1)})")
+
+
+PHASH_BITS = (2, 4, 6, 8, 10)
 
 
 def _distances(db: Consortium, hashed: list[Hashed]) -> None:
@@ -302,6 +401,63 @@ def _stored_codes(db: Consortium) -> list[tuple[str | None, bytes]]:
     return out
 
 
+def _memory_at(db: Consortium, images: int, n: int, seed: int) -> None:
+    """Index memory per image at `n` images: every matchable row the references
+    stored (PDQ with its stored variants, pHash, the keypoint set) copied until there
+    are `n` images' worth, each copy a few bits away from its original (8 of a PDQ,
+    4 of a pHash, 8 of each keypoint descriptor), in the indexes the service builds:
+    `make_index` per Hamming signal type, the keypoint index its `search_for` picks
+    (a trained IVF at this size)."""
+    rng = np.random.default_rng([seed, 9])
+    copies = -(-n // images)
+    started = time.perf_counter()
+    held: dict[str, int] = {}
+    for signal, flips, codes in (
+        (PDQ, 8, np.frombuffer(b"".join(c for _, c in _stored_codes(db)), np.uint8)),
+        (
+            PHASH,
+            4,
+            np.concatenate([c for _, c in db.store.hashes.iter_codes("phash", 8, MATCHABLE)]),
+        ),
+    ):
+        rows = codes.reshape(-1, signal.nbytes)
+        index = make_index(signal.bits)
+        for k in range(copies):
+            index.add(np.arange(k * len(rows), (k + 1) * len(rows)) + 1, _flipped(rows, flips, rng))
+        assert isinstance(index, MIHIndex)  # what make_index gives for 64 and 256 bits
+        held[signal.name] = index.nbytes()
+    sets = [
+        KeypointSet.from_bytes(data)
+        for part in db.store.hashes.iter_keypoint_sets(MATCHABLE)
+        for _, data in part
+    ]
+    scaled = [
+        replace(s, descriptors=_flipped(s.descriptors, 8, rng)) for _ in range(copies) for s in sets
+    ]
+    codes = np.concatenate([s.descriptors for s in scaled])
+    local = KeypointIndex(search_for(codes), trained_for=len(codes))
+    for i, kps in enumerate(scaled):
+        local.add(i, kps)
+    held["keypoints"] = local.nbytes()
+    total = copies * images
+    print(
+        f"index memory at {total:,} images (the references' rows copied {copies}x, a few "
+        f"bits flipped; built in {time.perf_counter() - started:.0f} s): "
+        f"{sum(held.values()) / total:,.0f} bytes per image "
+        f"({', '.join(f'{k} {v / total:,.0f}' for k, v in held.items())})"
+    )
+
+
+def _flipped(
+    codes: npt.NDArray[np.uint8], bits: int, rng: np.random.Generator
+) -> npt.NDArray[np.uint8]:
+    """`codes` with `bits` random bits flipped in each row."""
+    unpacked = np.unpackbits(codes, axis=1)
+    where = rng.integers(0, unpacked.shape[1], (len(codes), bits))
+    np.bitwise_xor.at(unpacked, (np.arange(len(codes))[:, None], where), 1)
+    return np.packbits(unpacked, axis=1)
+
+
 def _latency(db: Consortium, pictures: list[Image.Image]) -> None:
     picture = pictures[0].resize((1155, 866), Image.Resampling.LANCZOS)  # 1.0 megapixel
     data = qt.apply("identity", np.random.default_rng(0), picture)
@@ -326,8 +482,14 @@ def main() -> None:
     parser.add_argument(
         "--hash-only", action="store_true", help="store hashes alone, no stored variants"
     )
+    parser.add_argument(
+        "--scale",
+        type=int,
+        default=100_000,
+        help="measure index memory per image at this many images (0: skip)",
+    )
     args = parser.parse_args()
-    run(args.references, args.unrelated, args.workers, args.seed, args.hash_only)
+    run(args.references, args.unrelated, args.workers, args.seed, args.hash_only, args.scale)
 
 
 if __name__ == "__main__":
