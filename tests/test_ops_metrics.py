@@ -41,7 +41,7 @@ def test_index_memory_is_reported_per_signal_type_as_the_index_counts_it(api: Ap
     api.match(pdq(0))  # replays the additions into the index
     found = scrape(api)
     held = context(api.app).db.matcher.nbytes()
-    assert set(held) == {"pdq", "phash", "keypoints"}
+    assert set(held) == {"pdq", "phash", "keypoints", "vpdq"}  # vpdq: videos' keyframes
     for name, size in held.items():
         assert found[("hashdb_index_bytes", (("signal_type", name),))] == size
     assert held["pdq"] > 0 and held["phash"] > 0

@@ -42,7 +42,6 @@ from hashdb.store import HashRecord, Status, StoredKeyframe, VideoStore
 from hashdb.video_match import FrameHit
 
 _NO_CODES = np.empty((0, 32), np.uint8)
-KEYFRAMES = "keyframes"  # the index's name where indexes are listed (metrics)
 
 
 @dataclass(frozen=True)

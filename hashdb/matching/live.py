@@ -102,14 +102,15 @@ class LiveIndexes:
 
     def nbytes(self) -> dict[str, int]:
         """Bytes of arrays per index, mapped snapshot arrays included, the keypoint
-        index too (for metrics; an index type that cannot tell is left out)."""
+        indexes too (`vpdq`: the videos' keyframes; their frames are counted in
+        `pdq`'s), for metrics; an index type that cannot tell is left out."""
         found: dict[str, int] = {}
         for name, index in self._indexes.items():
             measure = getattr(index, "nbytes", None)
             if callable(measure):
                 found[name] = int(measure())
         found[KEYPOINTS.name] = self._keypoints.nbytes()
-        found[keyframes.KEYFRAMES] = self._keyframes.index.nbytes()
+        found[VPDQ.name] = self._keyframes.index.nbytes()  # its frames are in pdq's
         return found
 
     def __getitem__(self, signal_type: str) -> HammingIndex:
