@@ -13,6 +13,7 @@ matching through the consortium's use case and its workflow, and the HTTP API.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable
 from itertools import pairwise
 from pathlib import Path
@@ -29,8 +30,10 @@ from hashdb.budget import KEYPOINT_SET_WEIGHT
 from hashdb.consortium import Actor, Consortium, VideoMatch, VideoQuery
 from hashdb.keypoints.codec import KeypointSet
 from hashdb.settings import Settings
-from hashdb.store import Role, Status, Store
+from hashdb.signals.vpdq import Frame as VideoFrame
+from hashdb.store import Keyframe, NewVideo, Role, Status, Store
 from hashdb.video_match import VideoThresholds
+from ingest.keypoints import describe, grey_working_copy
 from ingest.records import video_contributions, video_frames
 from ingest.video import (
     EVERY_FRAME,
@@ -326,6 +329,41 @@ def test_a_pending_video_is_matched_by_its_keyframes_once_approved(
     library.db.vetting.approve(library.admin, [pending])
     assert [m.record.id for m in library.find("copy")] == [pending]
     assert library.db.matcher.keyframes() == 3
+
+
+def test_a_keyframe_index_grown_by_contributions_is_rebuilt_as_a_trained_ivf(
+    library: Library, hashed: dict[str, VideoHashes], store: Store
+) -> None:
+    """A service that starts with few keyframes (exact MIH) outgrows MIH as videos
+    arrive: the keyframe index is built again in the background, trained, and the
+    copy is still found."""
+    reference = library.contribute("reference")
+    assert library.find("copy")  # loads the indexes
+    assert type(library.db.matcher._indexes.keyframes.index._search).__name__ == "MihSearch"
+    rng = np.random.default_rng(7)
+    for k in range(12):  # videos of textured noise, two keyframes each: past IVF_MIN_ROWS
+        frames = [rng.integers(0, 256, (HEIGHT, WIDTH), dtype=np.uint8) for _ in range(2)]
+        sets = [describe(grey_working_copy(f)) for f in frames]
+        video = NewVideo(
+            frames=(
+                VideoFrame(0, 0.0, rng.bytes(32), 90),
+                VideoFrame(50, 2.0, rng.bytes(32), 90),
+            ),
+            duration=4.0,
+            fps=25.0,
+            width=WIDTH,
+            height=HEIGHT,
+            reference=f"noise-{k}",
+            keyframes=tuple(Keyframe(2.0 * i, s.to_bytes()) for i, s in enumerate(sets)),
+        )
+        store.videos.add(library.admin.member.id, video)
+    library.db.matcher.refresh()
+    deadline = time.monotonic() + 60
+    while library.db.matcher._indexes.rebuilding and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert type(library.db.matcher._indexes.keyframes.index._search).__name__ == "IvfSearch"
+    assert library.db.matcher.keyframes() == 3 + 24
+    assert [m.record.id for m in library.find("copy")] == [reference]
 
 
 # ---- over HTTP ------------------------------------------------------------------------

@@ -97,7 +97,8 @@ class LiveIndexes:
 
     def sizes(self) -> dict[str, int]:
         """Entries per Hamming index (hashes, stored variants and video frames
-        together); the keypoint indexes are `keypoints` and `keyframes`."""
+        together); the keypoint indexes count theirs themselves (`keypoints`,
+        `keyframes`)."""
         return {name: len(index) for name, index in self._indexes.items()}
 
     def nbytes(self) -> dict[str, int]:
