@@ -276,7 +276,7 @@ class MatchQuery(ParsedRequest):
         default=None,
         ge=0,
         description="Largest Hamming distance that counts as a match (pdq default 31, "
-        "phash 6; capped by the server's configured maximum). Digests match exactly.",
+        "phash 4; capped by the server's configured maximum). Digests match exactly.",
     )
     quality: int | None = Field(
         default=None,

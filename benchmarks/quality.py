@@ -20,7 +20,9 @@ What it does:
    python-threatexchange gets the same files: `pdq_hasher.pdq_from_bytes` into a
    `PDQIndex2` at threshold 31.
 2. Queries every reference after every edit of benchmarks/quality_transforms.py
-   and counts it found when the query matches that reference, three ways:
+   and benchmarks/quality_edits.py (central and off-centre crops, opaque corner
+   logos of about 10% of the picture, 3-degree tilts with black corners, mirror +
+   crop) and counts it found when the query matches that reference, three ways:
    python-threatexchange (hasher + index at 31), our plain PDQ at 31
    (`ingest.image.hash_image`, no query probes; stored variants still answer it),
    and our full probe set (`ingest.probes.probe_queries` with every probe kind,
@@ -29,7 +31,9 @@ What it does:
    reports it as its parent, within hashdb.variants.STORED_THRESHOLDS).
    The pHash query a media lookup makes (`pHash`) is counted apart: the copies it
    finds, and those only it finds.
-3. Hashes `--unrelated` pictures that share no content with any reference and
+3. Hashes `--unrelated` pictures that share no content with any reference
+   (benchmarks/quality_edits.py `unrelated`: a fifth of them screenshots or
+   logo-stamped, as queries are) and
    counts the queries with any match, each way and by pHash (false matches), and
    prints how close edited copies and unrelated pictures came in pHash bits. For each kind of
    query probe and each kind of stored row (the image's own, content region, crop
@@ -65,6 +69,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from benchmarks import quality_corpus as qc
+from benchmarks import quality_edits as qe
 from benchmarks import quality_transforms as qt
 from hashdb.consortium.core import Consortium
 from hashdb.consortium.keypoints import query as keypoint_query
@@ -127,7 +132,7 @@ def _local(h: Hashed) -> list[Query]:
 def _unrelated_job(args: tuple[int, int]) -> Hashed:
     i, seed = args
     return hash_query(
-        qt.apply("identity", np.random.default_rng([seed, 3, i]), qc.unrelated(i, seed))
+        qt.apply("identity", np.random.default_rng([seed, 3, i]), qe.unrelated(i, seed))
     )
 
 
@@ -228,12 +233,12 @@ def run(
         f"{'transform':22s} {'threatexchange':>14s} {'ours plain':>10s} {'ours full':>9s} "
         f"{'phash':>6s} {'phash only':>10s}  matched by"
     )
-    for name in qt.TRANSFORMS:
+    for name in qe.all_edits():
         counts = Counter[str]()
         variants = Counter[str]()
         for i, picture in enumerate(pictures):
-            rng = np.random.default_rng([seed, 4, i, list(qt.TRANSFORMS).index(name)])
-            h = hash_query(qt.apply(name, rng, picture))
+            rng = np.random.default_rng([seed, 4, i, list(qe.all_edits()).index(name)])
+            h = hash_query(qe.apply(name, rng, picture))
             ref = f"ref-{i}"
             counts["tx"] += any(m.metadata == ref for m in tx_index.query(h.tx))
             plain, full, local, ph = db.matching.match(None, [h.plain, h.full, *_local(h), h.phash])
@@ -250,7 +255,15 @@ def run(
             copy_bits.append(_bits(h.phash.value, own_phash[i]))
         n = len(pictures)
         top = ", ".join(f"{v} {c}" for v, c in variants.most_common(3))
-        bar = " (bar 95%)" if name in qt.BAR_95 else " (bar 80%)" if name in qt.BAR_80 else ""
+        bar = (
+            " (bar 95%)"
+            if name in qt.BAR_95
+            else " (bar 90%)"
+            if name in qe.BAR_90
+            else " (bar 80%)"
+            if name in qt.BAR_80
+            else ""
+        )
         print(
             f"{name:22s} {counts['tx'] / n:14.1%} {counts['plain'] / n:10.1%} "
             f"{counts['full'] / n:9.1%} {counts['phash'] / n:6.1%} "
@@ -319,7 +332,7 @@ def _texture_crops(seed: int, per_photo: int = 40) -> None:
     upper = np.triu(np.ones_like(other), 1)
     for name, codes, bits in (
         ("pdq", [c[1] for c in crops], 31),
-        ("phash", [c[2] for c in crops], 6),
+        ("phash", [c[2] for c in crops], PHASH.default_threshold),
     ):
         words = np.frombuffer(b"".join(codes), np.uint64).reshape(len(codes), -1)
         d = np.bitwise_count(words[:, None, :] ^ words[None, :, :]).sum(axis=2)

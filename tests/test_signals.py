@@ -23,7 +23,7 @@ from hashdb.signals.vpdq import Frame, format_frames, frames_digest, parse_frame
 
 def test_each_signal_type_declares_name_bits_threshold_and_matching() -> None:
     assert (PDQ.bits, PDQ.default_threshold, PDQ.matching) == (256, 31, Matching.HAMMING)
-    assert (PHASH.bits, PHASH.default_threshold, PHASH.matching) == (64, 6, Matching.HAMMING)
+    assert (PHASH.bits, PHASH.default_threshold, PHASH.matching) == (64, 4, Matching.HAMMING)
     assert (MD5.bits, MD5.matching) == (128, Matching.EXACT)
     assert (SHA256.bits, SHA256.matching) == (256, Matching.EXACT)
     assert PDQ.min_quality == 50
