@@ -605,12 +605,7 @@ def _seam_cut(grey: _Grey, box: Box, depth: int) -> list[Box]:
     ]
     if len(runs) < 2:
         return [box]
-    cuts = [
-        Box(box.left + a, box.top, box.left + b, box.bottom)
-        if axis == 0
-        else Box(box.left, box.top + a, box.right, box.top + b)
-        for a, b in runs
-    ]
+    cuts = _spans(box, runs, axis)
     if depth <= 1:
         return cuts
     return [part for cut in cuts for part in _seam_cut(grey, cut, depth - 1)]
@@ -688,12 +683,7 @@ def _cut(distance: npt.NDArray[np.uint8], tolerance: int, box: Box, depth: int) 
         runs = _runs((within <= tolerance).mean(axis=axis) < GAP_SHARE, extent)
         if not runs:
             return [box]
-        cuts = [
-            Box(box.left + a, box.top, box.left + b, box.bottom)
-            if axis == 0
-            else Box(box.left, box.top + a, box.right, box.top + b)
-            for a, b in runs
-        ]
+        cuts = _spans(box, runs, axis)
         if len(cuts) == 1:
             box = cuts[0]
             continue
@@ -701,6 +691,17 @@ def _cut(distance: npt.NDArray[np.uint8], tolerance: int, box: Box, depth: int) 
             return [box]
         return [part for cut in cuts for part in _cut(distance, tolerance, cut, depth - 1)]
     return [box]
+
+
+def _spans(box: Box, runs: list[tuple[int, int]], axis: int) -> list[Box]:
+    """`box` cut into the spans `runs` (offsets from its left edge along axis 0,
+    columns; from its top along axis 1, rows)."""
+    return [
+        Box(box.left + a, box.top, box.left + b, box.bottom)
+        if axis == 0
+        else Box(box.left, box.top + a, box.right, box.top + b)
+        for a, b in runs
+    ]
 
 
 def _runs(content: npt.NDArray[np.bool_], extent: int) -> list[tuple[int, int]]:

@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Engine, Select, Table, insert, select
 from sqlalchemy.engine import Connection
 
 from hashdb.signals.vpdq import VPDQ, Frame, frames_digest
@@ -211,16 +211,9 @@ class VideoStore:
     ) -> Iterator[tuple[npt.NDArray[np.int64], npt.NDArray[np.uint8]]]:
         """(frame row ids, codes) of the frames of matchable videos (or of all the
         videos among `hash_ids`, whatever their status), in chunks."""
-        query = (
-            select(video_frames.c.id, video_frames.c.value)
-            .join(hashes, hashes.c.id == video_frames.c.hash_id)
-            .order_by(video_frames.c.id)
-            .execution_options(yield_per=chunk)
-        )
-        if hash_ids is not None:
-            query = query.where(video_frames.c.hash_id.in_(list(hash_ids)))
-        else:
-            query = query.where(hashes.c.status.in_([s.value for s in statuses]))
+        query = _of_videos(
+            select(video_frames.c.id, video_frames.c.value), video_frames, hash_ids, statuses
+        ).execution_options(yield_per=chunk)
         with self._engine.connect() as conn:
             for part in conn.execute(query).partitions(chunk):
                 ids = np.fromiter((r[0] for r in part), dtype=np.int64, count=len(part))
@@ -235,21 +228,21 @@ class VideoStore:
     ) -> Iterator[list[StoredKeyframe]]:
         """The keyframes of matchable videos (or of all the videos among `hash_ids`,
         whatever their status), in chunks, in row order."""
-        query = (
-            select(
-                video_keyframes.c.id,
-                video_keyframes.c.hash_id,
-                video_keyframes.c.ts,
-                video_keyframes.c.data,
-            )
-            .join(hashes, hashes.c.id == video_keyframes.c.hash_id)
-            .order_by(video_keyframes.c.id)
-            .execution_options(yield_per=chunk)
-        )
-        if hash_ids is not None:
-            query = query.where(video_keyframes.c.hash_id.in_(list(hash_ids)))
-        else:
-            query = query.where(hashes.c.status.in_([s.value for s in statuses]))
+        k = video_keyframes.c
+        query = _of_videos(
+            select(k.id, k.hash_id, k.ts, k.data), video_keyframes, hash_ids, statuses
+        ).execution_options(yield_per=chunk)
         with self._engine.connect() as conn:
             for part in conn.execute(query).partitions(chunk):
                 yield [StoredKeyframe(r[0], r[1], r[2], bytes(r[3])) for r in part]
+
+
+def _of_videos(
+    query: Select[Any], table: Table, hash_ids: Sequence[int] | None, statuses: Iterable[Status]
+) -> Select[Any]:
+    """`query` of the rows of `table` (frames or keyframes) of the videos among
+    `hash_ids`, whatever their status, or else of the matchable videos; in row order."""
+    query = query.join(hashes, hashes.c.id == table.c.hash_id).order_by(table.c.id)
+    if hash_ids is not None:
+        return query.where(table.c.hash_id.in_(list(hash_ids)))
+    return query.where(hashes.c.status.in_([s.value for s in statuses]))
