@@ -38,7 +38,16 @@ from api.request_id import actor
 from api.uploads import form_fields, image_with_variants, uploaded_file
 from api.video import hash_reference, video_hashes
 from api.web import json_body, query_args, reply, reply_page, reply_tagged
-from hashdb.consortium import Added, HashRecord, NewHash, NewVideo, Role, Status, keypoints
+from hashdb.consortium import (
+    Added,
+    HashRecord,
+    NewHash,
+    NewVideo,
+    Role,
+    Status,
+    keypoints,
+)
+from hashdb.consortium.contributions import variants
 from hashdb.errors import InvalidInput
 from hashdb.settings import Settings
 from hashdb.signals import SIGNAL_TYPES, Matching, get_signal_type
@@ -67,6 +76,9 @@ def to_new_hashes(settings: Settings, items: Sequence[s.HashIn]) -> list[NewHash
                 field="signal_type",
                 index=i,
             )
+        stored = variants(
+            signal.name, [(v.kind, v.value, v.quality) for v in item.variants or ()], i
+        )
         if signal.matching is Matching.LOCAL:
             if item.quality is not None:
                 raise InvalidInput(
@@ -80,7 +92,16 @@ def to_new_hashes(settings: Settings, items: Sequence[s.HashIn]) -> list[NewHash
             raise InvalidInput(
                 f"{signal.name} hashes have no quality score", field="quality", index=i
             )
-        out.append(NewHash(signal.name, value, tuple(item.labels), item.quality, item.reference))
+        out.append(
+            NewHash(
+                signal.name,
+                value,
+                tuple(item.labels),
+                item.quality,
+                item.reference,
+                variants=stored,
+            )
+        )
     return out
 
 

@@ -474,6 +474,15 @@ class MediaMatchForm(Form):
 # ---- contributing -----------------------------------------------------------------
 
 
+class VariantIn(Request):
+    kind: str = Field(
+        max_length=32,
+        description="`content` or a crop window `crop<keep>_<column>_<row>` (hashdb/variants.py).",
+    )
+    value: str = Field(max_length=64, description="The PDQ of that part of the image, hex.")
+    quality: int = Field(ge=0, le=100, description="Its PDQ quality (50 or more).")
+
+
 class HashIn(Request):
     signal_type: str = signal_field()
     value: str = value_field()
@@ -487,6 +496,13 @@ class HashIn(Request):
     )
     quality: int | None = Field(
         default=None, ge=0, le=100, description="PDQ quality; below 50 is refused."
+    )
+    variants: list[VariantIn] | None = Field(
+        default=None,
+        max_length=128,
+        description="pdq only: stored variants of the image, computed as an upload computes "
+        "them (`hashdb remote contribute --hash-only`): its content region, and crop windows "
+        "for a picture with few keypoints; they let crops of it match.",
     )
 
 

@@ -197,6 +197,9 @@ class Contribution:
     labels: tuple[str, ...] = ()
     quality: int | None = None
     reference: str | None = None
+    # pdq only: stored variants of the image, (kind, hex, quality) each, as an upload
+    # computes them (ingest/records.py); see `hashdb remote contribute --hash-only`.
+    variants: tuple[tuple[str, str, int], ...] = ()
 
     @classmethod
     def keypoints(
@@ -515,6 +518,11 @@ class Client:
                 "value": h.value,
                 "labels": list(dict.fromkeys([*labels, *h.labels])),
                 **({"quality": h.quality} if h.quality is not None else {}),
+                **(
+                    {"variants": [{"kind": k, "value": v, "quality": q} for k, v, q in h.variants]}
+                    if h.variants
+                    else {}
+                ),
                 **(
                     {"reference": h.reference or reference}
                     if (h.reference or reference) is not None

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import random
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from hashdb.store import Role
 
@@ -60,6 +62,48 @@ def test_a_low_quality_pdq_hash_is_refused_naming_the_item(api: Api) -> None:
     )
     assert response.status_code == 400
     assert response.json["error"]["details"] == {"field": "quality", "index": 1}  # type: ignore[index]
+
+
+def test_a_pdq_hash_carries_its_stored_variants_and_they_are_kept(api: Api) -> None:
+    variants = [
+        {"kind": "content", "value": random_pdq(2), "quality": 90},
+        {"kind": "crop90_0_0", "value": random_pdq(3), "quality": 70},
+    ]
+    (pdq_id,) = api.add({"signal_type": "pdq", "value": random_pdq(1), "variants": variants})
+    kept = api.store.hashes.variants([pdq_id])[pdq_id]
+    assert [(v.kind, v.value.hex(), v.quality) for v in kept] == [
+        ("content", random_pdq(2), 90),
+        ("crop90_0_0", random_pdq(3), 70),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("item", "why"),
+    [
+        ({"signal_type": "phash", "value": "ab" * 8}, "pdq only"),
+        ({"variants": [{"kind": "crop42_9_9", "value": random_pdq(2), "quality": 90}]}, "unknown"),
+        ({"variants": [{"kind": "content", "value": random_pdq(2), "quality": 30}]}, "50-100"),
+        ({"variants": [{"kind": "content", "value": "zz" * 32, "quality": 90}]}, "hex"),
+        (
+            {
+                "variants": [
+                    {"kind": "content", "value": random_pdq(k), "quality": 90} for k in (2, 3)
+                ]
+            },
+            "twice",
+        ),
+    ],
+)
+def test_bad_stored_variants_are_refused_naming_the_item(
+    api: Api, item: dict[str, Any], why: str
+) -> None:
+    variants = [{"kind": "content", "value": random_pdq(2), "quality": 90}]
+    bad = {"signal_type": "pdq", "value": random_pdq(1), "variants": variants} | item
+    response = api.post("/v1/hashes", {"hashes": [{"signal_type": "md5", "value": "ab" * 16}, bad]})
+    assert response.status_code == 400
+    error = response.json["error"]  # type: ignore[index]
+    assert error["details"]["field"] == "variants" and error["details"]["index"] == 1
+    assert why in error["message"]
 
 
 def test_bad_labels_are_refused_naming_the_item(api: Api) -> None:

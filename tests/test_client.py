@@ -28,6 +28,7 @@ from hashdb.client import (
     KEY_FILE_ENV,
     Client,
     Contribution,
+    Match,
     MatchQuery,
     RemoteError,
     api_key,
@@ -425,6 +426,44 @@ def test_hashdb_remote_contributes_and_matches_the_set_hashdb_hash_printed(
     matched = runner.invoke(main, args, env=env)
     assert matched.exit_code == 0, matched.output
     assert f"#{added['id']} " in matched.stdout and " keypoints agree, " in matched.stdout
+
+
+@pytest.mark.slow
+def test_a_picture_contributed_as_hashes_only_keeps_its_crop_windows_and_its_crops_match(
+    central: tuple[Server, dict[str, str]],
+    low_detail_picture: Image.Image,
+    tmp_path: Path,
+    testdata: Path,
+) -> None:
+    """`--hash-only` hashes the file here and sends what an upload would store (its
+    hashes, and for a low-detail picture its crop windows), never the file: a 90%
+    crop is then found as it is for an uploaded picture."""
+    server, keys = central
+    runner = CliRunner()
+    env = {KEY_ENV: keys["trusted"], KEY_FILE_ENV: None}
+    original, cropped = tmp_path / "flat.png", tmp_path / "flat-crop.jpg"
+    low_detail_picture.save(original)
+    crop(low_detail_picture, 0.9).save(cropped, quality=90)
+    args = ["remote", "contribute", "--url", server.url, "--hash-only", str(original), "--json"]
+    given = runner.invoke(main, [*args, "--label", LABEL], env=env)
+    assert given.exit_code == 0, given.output
+    ((row,),) = [json.loads(given.stdout)]
+    kinds = [a["signal_type"] for a in row["added"]]
+    assert kinds == ["pdq", "phash", "keypoints", "md5", "sha256"]
+    pdq_id = row["added"][0]["id"]
+    with Client(server.url, keys["member"]) as client:
+
+        def found_by_crop() -> list[Match]:
+            results = client.match_media(cropped).results
+            return [m for r in results for m in r.matches if m.id == pdq_id]
+
+        eventually(lambda: bool(found_by_crop()))
+        found = found_by_crop()
+        assert found[0].via is not None and (found[0].via.stored or "").startswith("crop")
+    sample = testdata / "video" / "chair-orig-22-sd-bar.mp4"
+    video = runner.invoke(main, [*args[:-2], str(sample), "--json"], env=env)
+    assert video.exit_code == 1
+    assert "drop --hash-only" in json.loads(video.stdout)[0]["error"]
 
 
 def test_hashdb_remote_without_a_key_is_a_user_error() -> None:

@@ -32,9 +32,13 @@ import click
 
 from hashdb.cli.common import EXIT_PARTIAL, OUTPUT, Output, any_failed
 from hashdb.cli.inputs import BadArg, FileArg, HashArg, arguments, upload_limit
-from hashdb.client import Client, Match, RemoteError
+from hashdb.client import Client, Contribution, Match, RemoteError
+from hashdb.consortium import NewHash
 from hashdb.consortium.export import MAX_LIMIT, FeedPage
-from hashdb.errors import InvalidInput
+from hashdb.errors import HashdbError, InvalidInput
+from hashdb.keypoints.codec import KeypointSet
+from hashdb.settings import load_settings
+from hashdb.signals import SIGNAL_TYPES
 
 # Refusals that concern one uploaded file, not the whole run.
 _FILE_REFUSALS = frozenset({400, 413, 415, 422})
@@ -142,9 +146,20 @@ def _how_close(match: dict[str, Any]) -> str:
 @INPUTS
 @click.option("--label", "labels", multiple=True, help="Label for every hash (repeatable).")
 @click.option("--reference", help="Free-text reference (a case number, a source).")
+@click.option(
+    "--hash-only",
+    is_flag=True,
+    help="Hash images here and send their hashes only (with their keypoint set and stored "
+    "variants, as an upload would store them); the files never leave this machine.",
+)
 @OUTPUT
 def contribute(
-    url: str, inputs: tuple[str, ...], labels: tuple[str, ...], reference: str | None, out: Output
+    url: str,
+    inputs: tuple[str, ...],
+    labels: tuple[str, ...],
+    reference: str | None,
+    hash_only: bool,
+    out: Output,
 ) -> None:
     """Contribute image or video files, folders or hashes (TYPE:HEX) to the server.
 
@@ -160,6 +175,8 @@ def contribute(
         for i, item in enumerate(items):
             if isinstance(item, BadArg):
                 rows[i] = {"input": item.text, "error": item.message}
+            elif isinstance(item, FileArg) and hash_only:
+                rows[i] = _contribute_hashes_of(client, item, labels, reference)
             elif isinstance(item, FileArg):
                 try:
                     media = client.contribute_media(item.path, labels, reference)
@@ -174,6 +191,51 @@ def contribute(
     out.result(ordered, lambda: _contributed_text(ordered))
     if any_failed(ordered):
         sys.exit(EXIT_PARTIAL)
+
+
+def _contribute_hashes_of(
+    client: Client, item: FileArg, labels: tuple[str, ...], reference: str | None
+) -> dict[str, Any]:
+    """Hash an image file here, as the server hashes an upload (ingest/records.py:
+    its hashes, keypoint set and stored variants), and contribute the hashes alone."""
+    from ingest.records import image_contributions, usable_perceptual
+    from ingest.video import is_video
+
+    if is_video(item.path):
+        return {
+            "input": item.name,
+            "error": "a video is contributed as a file: drop --hash-only",
+        }
+    try:
+        h, rows = image_contributions(
+            item.path.read_bytes(), (), reference, max_pixels=load_settings().max_image_pixels
+        )
+    except (HashdbError, OSError) as exc:
+        return {"input": item.name, "error": str(getattr(exc, "message", exc))}
+    try:
+        added = client.contribute([_contribution(r) for r in rows], labels, reference)
+    except RemoteError as exc:
+        if exc.status not in _FILE_REFUSALS:
+            raise
+        return {"input": item.name, "error": exc.message}
+    row: dict[str, Any] = {"input": item.name, "added": [asdict(a) for a in added]}
+    if not usable_perceptual(h):
+        row["low_quality"] = True
+    return row
+
+
+def _contribution(row: NewHash) -> Contribution:
+    """A row to store as the API takes it: hex (a keypoint set: its base64 text), with
+    the PDQ row's stored variants."""
+    signal = SIGNAL_TYPES[row.signal_type]
+    if row.keypoint_set is not None:
+        return Contribution(row.signal_type, KeypointSet.from_bytes(row.keypoint_set).to_text())
+    return Contribution(
+        row.signal_type,
+        signal.format(row.value),
+        quality=row.quality,
+        variants=tuple((v.kind, signal.format(v.value), v.quality or 0) for v in row.variants),
+    )
 
 
 def _contributed_text(rows: list[dict[str, Any]]) -> Iterator[str]:

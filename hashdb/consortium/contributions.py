@@ -12,6 +12,12 @@ A video (`contribute_video`) is admitted the same way: its frame list (one vpdq
 row) and its file digests share the video's labels, status and incident.
 `check_labels` runs the label and incident checks alone, writing nothing, for an
 edge that wants to refuse bad labels before doing slow work (an import's plan).
+
+Stored variants (hashdb/variants.py) may come with a PDQ hash contributed without
+its image: a member that cannot share the media computes them as an upload would
+(ingest/records.py, `hashdb remote contribute --hash-only`). `variants` reads them
+for every edge: PDQ only, each a known stored kind once, of PDQ quality >= 50
+(a window below it is never stored, as it would match featureless pictures).
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ from sqlalchemy.engine import Connection
 from hashdb.consortium import audit, incidents, labels, vetting
 from hashdb.consortium.actor import Actor
 from hashdb.errors import InvalidInput
-from hashdb.signals import SIGNAL_TYPES
+from hashdb.signals import PDQ, SIGNAL_TYPES
 from hashdb.store import Added, Member, NewHash, NewVideo, Status
+from hashdb.store.hashes import NewVariant
 from hashdb.store.schema import hashes
+from hashdb.variants import SLOTS
 
 if TYPE_CHECKING:
     from hashdb.consortium.core import Context
@@ -50,6 +58,37 @@ def _quality_floor(items: Sequence[NewHash]) -> None:
                 field="quality",
                 index=i,
             )
+
+
+def variants(
+    signal_type: str, given: Sequence[tuple[str, object, int | None]], index: int | None = None
+) -> tuple[NewVariant, ...]:
+    """A contributed hash's stored variants, each (kind, hex value, quality), read and
+    checked; InvalidInput naming `variants` and the item otherwise."""
+    if not given:
+        return ()
+    if signal_type != PDQ.name:
+        raise InvalidInput("stored variants apply to pdq only", field="variants", index=index)
+    floor = PDQ.min_quality or 0
+    out: list[NewVariant] = []
+    for kind, value, quality in given:
+        if kind not in SLOTS:
+            raise InvalidInput(
+                f"unknown stored variant {kind!r}; expected content or a crop window "
+                "(crop<keep>_<column>_<row>, hashdb/variants.py)",
+                field="variants",
+                index=index,
+            )
+        if quality is None or not floor <= quality <= 100:
+            raise InvalidInput(
+                f"stored variant {kind}: its PDQ quality must be {floor}-100",
+                field="variants",
+                index=index,
+            )
+        out.append(NewVariant(kind, PDQ.parse(value, "variants", index), quality))
+    if len({v.kind for v in out}) != len(out):
+        raise InvalidInput("a stored variant kind is given twice", field="variants", index=index)
+    return tuple(out)
 
 
 def _incidents(
