@@ -1,7 +1,7 @@
 """Matching quality: recall per re-upload edit and false matches, ours vs python-threatexchange.
 
     .venv/bin/python -m benchmarks.quality [--references 150] [--unrelated 30000]
-        [--workers 2] [--seed 0] [--hash-only] [--scale 100000]
+        [--workers 2] [--seed 0] [--hash-only | --bare-hashes] [--scale 100000]
 
 Needs the `bench` extra (python-threatexchange, scikit-image for the seed photos).
 With `--references 80 --unrelated 12000` it runs in about 10 minutes on 2 cores.
@@ -14,9 +14,11 @@ What it does:
    `ingest.records.image_contributions` gives, as `POST /v1/media` does: the
    image's hashes (its keypoint set among them), its PDQ row carrying its stored
    variants (content region; crop windows for a picture with few keypoints;
-   hashdb/variants.py). With `--hash-only` it stores the image's hashes alone, no
-   stored variants: what a member that shares hashes without the media contributes
-   (`hashdb hash`, the member client).
+   hashdb/variants.py). With `--hash-only` they travel as `hashdb remote contribute
+   --hash-only` sends them, without the image (`POST /v1/hashes` items, read back by
+   the API's own `to_new_hashes`). With `--bare-hashes` it stores the image's hashes
+   and keypoint set alone, no stored variants: what a member contributes from the
+   lines `hashdb hash` prints.
    python-threatexchange gets the same files: `pdq_hasher.pdq_from_bytes` into a
    `PDQIndex2` at threshold 31.
 2. Queries every reference after every edit of benchmarks/quality_transforms.py
@@ -68,9 +70,12 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from api import schemas as s
+from api.contributing import to_new_hashes
 from benchmarks import quality_corpus as qc
 from benchmarks import quality_edits as qe
 from benchmarks import quality_transforms as qt
+from hashdb.cli.remote import contribution
 from hashdb.consortium.core import Consortium
 from hashdb.consortium.keypoints import query as keypoint_query
 from hashdb.index import MIHIndex, make_index
@@ -183,7 +188,7 @@ def run(
     unrelated: int,
     workers: int,
     seed: int,
-    hash_only: bool = False,
+    sent_as: str = "upload",
     scale: int = 0,
 ) -> None:
     pdq_from_bytes, pdq_index = _tx()
@@ -192,7 +197,10 @@ def run(
     db = Consortium(settings, Store.open(settings.resolved_database_url(), migrate_schema=True))
     admin = db.store.members.create("bench", Role.ADMIN)[0]
 
-    print(f"references: {references}; storing through Consortium.contribute (SQLite in {tmp})")
+    print(
+        f"references: {references}, sent as {sent_as}; storing through "
+        f"Consortium.contribute (SQLite in {tmp})"
+    )
     pictures, files, skipped = [], [], 0
     for i in range(references):
         picture = qt.jpeg(qc.reference(i, seed), 95)
@@ -211,7 +219,10 @@ def run(
     for i, data in enumerate(files):
         ref = f"ref-{i}"
         image, rows = image_contributions(data, (), ref, max_pixels=10**8)
-        if hash_only:
+        if sent_as == "hash-only":  # through the wire form of POST /v1/hashes
+            wire = [s.HashIn.model_validate(contribution(r).to_json((), ref)) for r in rows]
+            rows = list(to_new_hashes(settings, wire))
+        elif sent_as == "bare":
             rows = contributions(image, (), ref)  # no stored variants
         db.contributions.add(admin, rows)
         tx_entries.append((pdq_from_bytes(data)[0], ref))
@@ -492,8 +503,20 @@ def main() -> None:
     parser.add_argument("--unrelated", type=int, default=30000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--hash-only", action="store_true", help="store hashes alone, no stored variants"
+    sent = parser.add_mutually_exclusive_group()
+    sent.add_argument(
+        "--hash-only",
+        action="store_const",
+        dest="sent_as",
+        const="hash-only",
+        help="references sent as `remote contribute --hash-only` sends them",
+    )
+    sent.add_argument(
+        "--bare-hashes",
+        action="store_const",
+        dest="sent_as",
+        const="bare",
+        help="references stored as hashes and keypoint sets alone, no stored variants",
     )
     parser.add_argument(
         "--scale",
@@ -502,7 +525,14 @@ def main() -> None:
         help="measure index memory per image at this many images (0: skip)",
     )
     args = parser.parse_args()
-    run(args.references, args.unrelated, args.workers, args.seed, args.hash_only, args.scale)
+    run(
+        args.references,
+        args.unrelated,
+        args.workers,
+        args.seed,
+        args.sent_as or "upload",
+        args.scale,
+    )
 
 
 if __name__ == "__main__":

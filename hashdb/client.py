@@ -201,6 +201,23 @@ class Contribution:
     # computes them (ingest/records.py); see `hashdb remote contribute --hash-only`.
     variants: tuple[tuple[str, str, int], ...] = ()
 
+    def to_json(self, labels: Sequence[str] = (), reference: str | None = None) -> dict[str, Any]:
+        """The item of `POST /v1/hashes` for it, with the call's `labels` and
+        `reference` (its own reference first)."""
+        given = self.reference or reference
+        return {
+            "signal_type": self.signal_type,
+            "value": self.value,
+            "labels": list(dict.fromkeys([*labels, *self.labels])),
+            **({"quality": self.quality} if self.quality is not None else {}),
+            **(
+                {"variants": [{"kind": k, "value": v, "quality": q} for k, v, q in self.variants]}
+                if self.variants
+                else {}
+            ),
+            **({"reference": given} if given is not None else {}),
+        }
+
     @classmethod
     def keypoints(
         cls, kps: KeypointSet, labels: Sequence[str] = (), reference: str | None = None
@@ -512,25 +529,7 @@ class Client:
         """Contribute each hash, `(signal_type, hex)` or a `Contribution`, with `labels`
         (and `reference`); one `Added` per hash, in order."""
         items = [h if isinstance(h, Contribution) else Contribution(h[0], h[1]) for h in hashes]
-        body = [
-            {
-                "signal_type": h.signal_type,
-                "value": h.value,
-                "labels": list(dict.fromkeys([*labels, *h.labels])),
-                **({"quality": h.quality} if h.quality is not None else {}),
-                **(
-                    {"variants": [{"kind": k, "value": v, "quality": q} for k, v, q in h.variants]}
-                    if h.variants
-                    else {}
-                ),
-                **(
-                    {"reference": h.reference or reference}
-                    if (h.reference or reference) is not None
-                    else {}
-                ),
-            }
-            for h in items
-        ]
+        body = [h.to_json(labels, reference) for h in items]
         return self._batched(
             body,
             "hashes",

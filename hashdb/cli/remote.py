@@ -213,7 +213,7 @@ def _contribute_hashes_of(
     except (HashdbError, OSError) as exc:
         return {"input": item.name, "error": str(getattr(exc, "message", exc))}
     try:
-        added = client.contribute([_contribution(r) for r in rows], labels, reference)
+        added = client.contribute([contribution(r) for r in rows], labels, reference)
     except RemoteError as exc:
         if exc.status not in _FILE_REFUSALS:
             raise
@@ -224,7 +224,7 @@ def _contribute_hashes_of(
     return row
 
 
-def _contribution(row: NewHash) -> Contribution:
+def contribution(row: NewHash) -> Contribution:
     """A row to store as the API takes it: hex (a keypoint set: its base64 text), with
     the PDQ row's stored variants."""
     signal = SIGNAL_TYPES[row.signal_type]
