@@ -47,13 +47,16 @@ class Window(NamedTuple):
 
 
 # Window sizes stored (percent of each side kept) -> grid points per side: 49 + 25
-# = 74 windows, so an image holds up to 76 PDQ rows (index memory and rows grow in
-# proportion). PDQ moves fast as a window slides, so a coarser grid of 90% windows
-# misses most crop_10 queries (10% of each side cut, split at random) and 7 x 7 is
-# where recall levels off; crop_5 needs the 95% windows. 80% windows for crop_20
-# would cost 25 more rows for little recall, so they are not stored. See
-# docs/measurements.md, "Probes and stored-variant thresholds".
-WINDOW_GRIDS: dict[int, int] = {90: 7, 95: 5}
+# + 25 = 99 windows, so a low-detail image holds up to 101 PDQ rows (only such
+# pictures store windows: ingest/records.py). PDQ moves fast as a window slides, so
+# a coarser grid of 90% windows misses most crop_10 queries (10% of each side cut,
+# split at random) and 7 x 7 is where recall levels off; crop_5 needs the 95%
+# windows. The 80% windows are for 80% crops of low-detail pictures, which their few
+# keypoints do not find (when every image stored windows, they cost 25 rows an
+# image for little recall: the keypoint set now finds the crops of the others).
+# Appended last, so the older kinds keep their slots. See docs/measurements.md,
+# "Probes and stored-variant thresholds" and "Crop windows or keypoints".
+WINDOW_GRIDS: dict[int, int] = {90: 7, 95: 5, 80: 5}
 
 
 def _windows() -> dict[str, Window]:

@@ -81,4 +81,4 @@ def test_rows_outside_their_range_are_refused() -> None:
         entries.variants([IMAGE_LIMIT], [0])
     with pytest.raises(ValueError):
         entries.variants([1], [256])
-    assert entries.slot_of("crop80_0_0") is None  # a kind not stored: not indexed
+    assert entries.slot_of("crop70_0_0") is None  # a kind not stored: not indexed
