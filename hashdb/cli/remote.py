@@ -210,14 +210,14 @@ def _contribute_hashes_of(
         h, rows = image_contributions(
             item.path.read_bytes(), (), reference, max_pixels=load_settings().max_image_pixels
         )
-    except (HashdbError, OSError) as exc:
-        return {"input": item.name, "error": str(getattr(exc, "message", exc))}
+    except HashdbError as exc:
+        return {"input": item.name, "error": exc.message}
+    except OSError as exc:
+        return {"input": item.name, "error": f"cannot read: {exc.strerror or exc}"}
     try:
         added = client.contribute([contribution(r) for r in rows], labels, reference)
     except RemoteError as exc:
-        if exc.status not in _FILE_REFUSALS:
-            raise
-        return {"input": item.name, "error": exc.message}
+        return _file_error(item, exc)
     row: dict[str, Any] = {"input": item.name, "added": [asdict(a) for a in added]}
     if not usable_perceptual(h):
         row["low_quality"] = True
