@@ -15,7 +15,7 @@ cost stays linear in the number of queries (a batch of n costs n single queries)
 Where a batch would take minutes (the plan is a per-query scan, whose per-query
 time does not depend on the batch), the batch is timed on 200 of its queries.
 
-Check (the issue's done-when): builds the real app over a SQLite database holding
+Check (the budget's target): builds the real app over a SQLite database holding
 `--hashes` PDQ hashes (stored through the store's batch add), then sends through the
 Flask test client (a) 10,000 PDQ queries with `dihedral` at threshold 63 and (b) the
 largest requests the default budget admits at each threshold class, and prints for

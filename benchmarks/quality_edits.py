@@ -131,7 +131,7 @@ EDITS: dict[str, tuple[Transform, int]] = {
     "mirror_crop": (mirror_crop, 85),
     "logo+crop": (logo_crop, 85),
 }
-# The edits the 90% bar applies to.
+# The edits held to recall >= 90% (the quality target for crops, logos and tilts).
 BAR_90 = ("crop_central_80", "crop_offcentre_85", "logo_corner_10", "rotate_3", "mirror_crop")
 
 

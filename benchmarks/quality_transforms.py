@@ -281,7 +281,7 @@ TRANSFORMS: dict[str, tuple[Transform, int]] = {
     "text+gamma+resize": (chain(text_overlay, _gamma(1.3), resize), 85),
 }
 
-# The transforms the bar applies to (recall >= 95%; crops >= 80%).
+# The transforms held to recall >= 95% (BAR_95) and >= 80% (BAR_80).
 BAR_95 = (
     "caption_top",
     "caption_bottom",
