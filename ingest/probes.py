@@ -36,11 +36,11 @@ keypoint set finds its crops; one with too few keypoints (ingest/records.py,
 WINDOWS_BELOW_KEYPOINTS) instead stores, with its PDQ row (`hash_variants`,
 hashdb/store/hashes.py), the hashes of what a cropped re-upload could show
 (`stored_variants`, names and thresholds in hashdb/variants.py): windows keeping
-90% of each side at a 7 x 7 grid of positions and 95% at a 5 x 5 grid (74 windows). PDQ
+90% of each side at a 7 x 7 grid of positions, 95% and 80% at 5 x 5 grids (99 windows). PDQ
 moves fast as a window slides, so the grid must be fine for a crop_10 query (10% of
 each side cut, split at random between opposite sides) to land within 31 bits of a
-stored 90% window, and 7 x 7 is where that levels off; crop_5 needs the 95% windows;
-crop_20 would need 80% windows, not stored (many rows for little recall). Every
+stored 90% window, and 7 x 7 is where that levels off; crop_5 needs the 95% windows,
+an 80% crop the 80% ones (few keypoints do not find it). Every
 contributed image, detailed or not, also stores the PDQ of its content region
 when it has one. The figures, from benchmarks/quality.py's corpus and edits: docs/measurements.md,
 "Probes and stored-variant thresholds".
