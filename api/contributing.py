@@ -38,15 +38,7 @@ from api.request_id import actor
 from api.uploads import form_fields, image_with_variants, uploaded_file
 from api.video import hash_reference, video_hashes
 from api.web import json_body, query_args, reply, reply_page, reply_tagged
-from hashdb.consortium import (
-    Added,
-    HashRecord,
-    NewHash,
-    NewVideo,
-    Role,
-    Status,
-    keypoints,
-)
+from hashdb.consortium import Added, HashRecord, NewHash, NewVideo, Role, Status, keypoints
 from hashdb.consortium.contributions import variants
 from hashdb.errors import InvalidInput
 from hashdb.settings import Settings

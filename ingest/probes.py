@@ -26,8 +26,8 @@ keypoint sets of the first KEYPOINT_REGIONS content regions go with it: in a
 screenshot the picture holds few of the whole image's keypoints, and a region's own
 set finds it even where the region's box is too rough for its PDQ. A region smaller
 than the keypoint working side is cut from the file decoded again at twice the
-reduced decode's resolution (only when a region set is carried, so a plain photo
-pays nothing): a grid cell or a chat picture a hundred decoded pixels wide, enlarged
+reduced decode's resolution (only when such a region's set is carried, so a plain
+photo pays nothing): a grid cell or a chat picture a hundred decoded pixels wide, enlarged
 from the reduced picture, has lost the detail its keypoints are found at.
 
 **Store side.** A query that shows *less* than the stored picture (a crop) cannot
@@ -254,7 +254,7 @@ def probe_queries(
         else:
             whole_set, mirrored = keypoints(picture, limit=QUERY_LIMIT), None
         carried = regions[:KEYPOINT_REGIONS]
-        finer = _finer(data, decoded, max_pixels) if carried else None
+        finer = _finer(data, decoded, max_pixels) if any(map(_small, carried)) else None
         parts = tuple(
             (
                 "content" if i == 0 else f"content_{i + 1}",
@@ -319,13 +319,18 @@ def _finer(data: bytes, decoded: Decoded, max_pixels: int) -> Image.Image | None
     return again.image
 
 
+def _small(region: Region) -> bool:
+    """Whether `region`'s long side is below the keypoint working side: a grid cell or
+    a chat picture a few hundred decoded pixels wide loses the detail its keypoints
+    are found at when it is cut from the reduced picture and enlarged
+    (benchmarks/screenshots.py)."""
+    return max(region.box.width, region.box.height) < WORKING_SIDE
+
+
 def _sharper(region: Region, picture: Image.Image, finer: Image.Image | None) -> Image.Image:
-    """`region` cut from `finer` (twice `picture`'s resolution) when its long side is
-    below the keypoint working side: a grid cell or a chat picture a few hundred
-    decoded pixels wide loses the detail its keypoints are found at when it is cut
-    from the reduced picture and enlarged (benchmarks/screenshots.py)."""
+    """`region` cut from `finer` (twice `picture`'s resolution) when it is `_small`."""
     box = region.box
-    if finer is None or max(box.width, box.height) >= WORKING_SIDE:
+    if finer is None or not _small(region):
         return region.picture
     sx, sy = finer.width / picture.width, finer.height / picture.height
     return finer.crop(

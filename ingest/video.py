@@ -72,7 +72,7 @@ import numpy.typing as npt
 from hashdb.consortium import MAX_KEYFRAMES
 from hashdb.keypoints.codec import KeypointSet
 from hashdb.signals import KEYPOINTS, PDQ
-from ingest.keypoints import DEFAULT_LIMIT, QUERY_LIMIT, describe, grey_working_copy
+from ingest.keypoints import DEFAULT_LIMIT, QUERY_LIMIT, keypoints
 from ingest.video_decode import LumaFrame, sample_frames
 from ingest.video_limits import EndReason, VideoLimits
 from ingest.video_pdq import pdq_buffer, pdq_from_buffer
@@ -163,7 +163,7 @@ class _Keyframes:
         if timestamp + 1e-6 < self._due:
             return
         self._due = timestamp + self._every
-        kps = describe(grey_working_copy(luma), limit=self._plan.limit)
+        kps = keypoints(luma, limit=self._plan.limit)
         if len(kps) < _MIN_KEYPOINTS:
             return
         self.found.append(FrameKeypoints(timestamp, kps))

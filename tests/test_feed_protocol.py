@@ -459,7 +459,7 @@ def test_a_synced_video_matches_a_re_encode_on_the_follower_as_on_central(
         (there,) = db.matching.answer(None, videos=[query]).videos[0]
         (here,) = local.matching.answer(None, videos=[query]).videos[0]
         assert here.record.labels == there.record.labels == ("attack_footage",)
-        copy = local.store.videos.info([here.record.id])[here.record.id]
+        copy = local.store.videos.info([here.record.id], with_keyframes=True)[here.record.id]
         assert copy.keyframes == video.keyframes  # the follower keeps them too
         assert here.score.query_share == pytest.approx(there.score.query_share)
         db.vetting.retire(admin, [stored.id], "wrong")

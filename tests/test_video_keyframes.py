@@ -33,7 +33,7 @@ from hashdb.settings import Settings
 from hashdb.signals.vpdq import Frame as VideoFrame
 from hashdb.store import Keyframe, NewVideo, Role, Status, Store
 from hashdb.video_match import VideoThresholds
-from ingest.keypoints import describe, grey_working_copy
+from ingest.keypoints import keypoints
 from ingest.records import video_contributions, video_frames
 from ingest.video import (
     EVERY_FRAME,
@@ -202,11 +202,13 @@ def test_keyframes_are_stored_with_their_video_and_read_back_in_time_order(
 ) -> None:
     video, _ = video_contributions(hashed["reference"], (), None)
     added = store.videos.add(admin_id, video)
-    info = store.videos.info([added.id])[added.id]
+    info = store.videos.info([added.id], with_keyframes=True)[added.id]
     assert info.keyframes == video.keyframes
     assert [k.timestamp for k in info.keyframes] == pytest.approx([0.0, 2.0, 4.0])
     first = KeypointSet.from_bytes(info.keyframes[0].data)
     assert len(first) == len(hashed["reference"].keyframes[0].keypoints)
+    # a video match reads shape and frames only: the sets are not read unless asked
+    assert store.videos.info([added.id])[added.id].keyframes == ()
 
 
 def test_iter_keyframes_yields_matchable_videos_or_the_ones_asked_for(
@@ -236,7 +238,7 @@ def test_adding_the_same_video_again_does_not_duplicate_its_keyframes(
     assert (again.id, again.created) == (first.id, False)
     rows = [k for part in store.videos.iter_keyframes() for k in part]
     assert len(rows) == len(video.keyframes) == 3
-    assert store.videos.info([first.id])[first.id].keyframes == video.keyframes
+    assert store.videos.info([first.id], with_keyframes=True)[first.id].keyframes == video.keyframes
 
 
 # ---- matching -------------------------------------------------------------------------
@@ -343,7 +345,7 @@ def test_a_keyframe_index_grown_by_contributions_is_rebuilt_as_a_trained_ivf(
     rng = np.random.default_rng(7)
     for k in range(12):  # videos of textured noise, two keyframes each: past IVF_MIN_ROWS
         frames = [rng.integers(0, 256, (HEIGHT, WIDTH), dtype=np.uint8) for _ in range(2)]
-        sets = [describe(grey_working_copy(f)) for f in frames]
+        sets = [keypoints(f) for f in frames]
         video = NewVideo(
             frames=(
                 VideoFrame(0, 0.0, rng.bytes(32), 90),
@@ -389,7 +391,7 @@ def test_an_uploaded_reference_is_found_by_its_branded_regraded_copy(
     added = upload(api, "/v1/media", clips["reference"].read_bytes(), "admin")["added"]
     reference = added[0]["id"]
     upload(api, "/v1/media", clips["zebra"].read_bytes(), "admin")
-    assert len(api.store.videos.info([reference])[reference].keyframes) == 3
+    assert len(api.store.videos.info([reference], with_keyframes=True)[reference].keyframes) == 3
 
     body = upload(api, "/v1/match/media", clips["copy"].read_bytes(), "member")
     assert body["kind"] == "video"

@@ -560,7 +560,7 @@ def _page(
     at = now()
     live_videos = [i for i, r in records.items() if r.signal_type == VPDQ.name and exported(r, at)]
     ever = _ever_exported(engine, [i for i, r in records.items() if not exported(r, at)])
-    shapes = {i: video_shape(v) for i, v in videos.info(live_videos).items()}
+    shapes = {i: video_shape(v) for i, v in videos.info(live_videos, with_keyframes=True).items()}
     live_images = [i for i, r in records.items() if r.signal_type != VPDQ.name and exported(r, at)]
     stored = HashStore(engine).variants(live_images)
     live_sets = [

@@ -6,9 +6,10 @@ the query's frame probes (ingest/video_regions.py) only undo the layouts they kn
 A frame's keypoint set (hashdb/keypoints/) still finds the picture around the logo
 and inside the bars. A stored video keeps the sets of frames a few seconds apart
 (`video_keyframes`, hashdb/store/videos.py); a query video carries the sets of its
-own frames, more densely (ingest/video.py). Each query keyframe verified against a
-stored keyframe is a frame hit like a PDQ hit (hashdb/matching/resolve.py), so the
-vPDQ scoring of hashdb/video_match.py counts it in its second of each video.
+own frames, more densely (ingest/video.py). A query keyframe verified against a
+stored keyframe becomes a frame hit where the video's PDQ frame hits leave the query
+unmatched (`as_frame_hits`, called by hashdb/matching/resolve.py), so the vPDQ
+scoring of hashdb/video_match.py counts it in its second of each video.
 
 `Keyframes` is a KeypointIndex (hashdb/keypoints/index.py) whose references are
 keyframe row ids, with the video and time of each: built from the store at load,

@@ -78,16 +78,10 @@ class VideoInfo:
     low_quality_frames: int
     frames: tuple[Frame, ...]  # in time order
     frame_ids: tuple[int, ...]  # row id of each frame, same order
-    keyframes: tuple[Keyframe, ...] = ()  # in time order
+    keyframes: tuple[Keyframe, ...] = ()  # in time order, when asked for (`info`)
 
     def position(self, frame_row_id: int) -> int:
         return self.frame_ids.index(frame_row_id)
-
-    def nearest(self, timestamp: float) -> int | None:
-        """Position of the frame closest in time to `timestamp` (None: no frames)."""
-        if not self.frames:
-            return None
-        return min(range(len(self.frames)), key=lambda i: abs(self.frames[i].timestamp - timestamp))
 
 
 class VideoStore:
@@ -146,8 +140,12 @@ class VideoStore:
                 )
         return added
 
-    def info(self, hash_ids: Iterable[int]) -> dict[int, VideoInfo]:
-        """Shape and frames of each video, by hash id (unknown ids are left out)."""
+    def info(
+        self, hash_ids: Iterable[int], *, with_keyframes: bool = False
+    ) -> dict[int, VideoInfo]:
+        """Shape and frames of each video, by hash id (unknown ids are left out), and
+        `with_keyframes` its keyframes: a few KB each, read only where they are sent
+        on (the feed), not by every video match."""
         wanted = sorted(set(hash_ids))
         out: dict[int, VideoInfo] = {}
         with self._engine.connect() as conn:
@@ -166,10 +164,15 @@ class VideoStore:
                     )
                     frame_ids.setdefault(r["hash_id"], []).append(r["id"])
                 keyframes: dict[int, list[Keyframe]] = {}
-                found = conn.execute(
-                    select(video_keyframes.c.hash_id, video_keyframes.c.ts, video_keyframes.c.data)
-                    .where(video_keyframes.c.hash_id.in_(part))
-                    .order_by(video_keyframes.c.hash_id, video_keyframes.c.ts, video_keyframes.c.id)
+                k = video_keyframes.c
+                found = (
+                    conn.execute(
+                        select(k.hash_id, k.ts, k.data)
+                        .where(k.hash_id.in_(part))
+                        .order_by(k.hash_id, k.ts, k.id)
+                    )
+                    if with_keyframes
+                    else ()
                 )
                 for hash_id, ts, data in found:
                     keyframes.setdefault(hash_id, []).append(Keyframe(ts, bytes(data)))

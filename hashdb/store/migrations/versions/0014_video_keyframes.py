@@ -4,7 +4,7 @@ A copy of a video with a large logo burnt in, or regraded and boxed into another
 frame size, drifts past PDQ's threshold frame after frame; the keypoint set of a
 frame (hashdb/keypoints/codec.py) still finds the picture around the logo and
 inside the bars. A stored video keeps the sets of frames a few seconds apart
-(ingest/video.py, REFERENCE_KEYFRAME_SECONDS), one row each, written with the
+(ingest/video.py, REFERENCE_KEYFRAMES), one row each, written with the
 video and never changed, as its `video_frames` are. Existing videos have none
 (they keep matching by their frames), so the upgrade only creates the table.
 
