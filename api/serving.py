@@ -71,6 +71,8 @@ from gunicorn.http.unreader import SocketUnreader  # type: ignore[import-untyped
 from gunicorn.http2 import negotiation  # type: ignore[import-untyped]
 from gunicorn.workers.gthread import TConn, ThreadWorker  # type: ignore[import-untyped]
 
+from hashdb.settings import Settings
+
 #: Seconds a refused or finished connection waits for the client to close its side.
 LINGER_SECONDS = 2.0
 #: Largest single read from a client in the loop.
@@ -90,6 +92,17 @@ class Limits:
     body_min_rate: int  # bytes per second a body is allowed at the least
     max_body_bytes: int  # largest declared Content-Length (413 beyond)
     buffer_bytes: int  # most bytes of arriving requests one worker holds (503 beyond)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        """The limits HASHDB_HEADER_TIMEOUT, HASHDB_BODY_* and friends configure."""
+        return cls(
+            header_timeout=settings.header_timeout,
+            body_timeout=settings.body_timeout,
+            body_min_rate=settings.body_min_rate,
+            max_body_bytes=settings.max_upload_bytes,
+            buffer_bytes=settings.request_buffer_bytes,
+        )
 
 
 def worker_class(limits: Limits) -> type[BufferingWorker]:

@@ -1,7 +1,7 @@
 """hashdb beside Meta's HMA 2.0 (OpenMediaMatch): same hashes, same load tool, same run.
 
     .venv/bin/python -m benchmarks.api_vs_hma --hma-dir DIR [--hashes 20000]
-        [--seconds 10] [--rounds 3] [--connections 1 8 64] [--reuse-port]
+        [--seconds 10] [--rounds 3] [--connections 1 8 64] [--reuse-port] [--floor]
 
 DIR is where HMA was installed as ../shared/peers/README.md says: `DIR/venv` (its
 virtual environment, `pip install -e ...[prod]`) and `DIR/hasher-matcher-actioner`
@@ -32,6 +32,11 @@ What it does, in order:
    With --reuse-port the single-hash run is repeated with gunicorn's `reuse_port`
    set (injected into gunicorn's config by the launcher, serve's default
    untouched), to see whether it spreads keep-alive connections over workers.
+   With --floor, the serving floor as well: `hashdb serve`'s worker class, limits
+   and layout around an app that reads the body and answers a fixed result
+   (FLOOR), loaded as hashdb is. What it reaches is the most any request path on
+   this server could, so its ratio to HMA says what a target above it would need:
+   a different server, not a leaner request path.
 5. Both databases are dropped, the servers stopped, whatever happened.
 
 Load comes from wrk (a compiled, event-driven generator: the client costs far
@@ -85,6 +90,39 @@ if os.environ.get("BENCH_REUSE_PORT") == "1":
     gunicorn.config.Config.__init__ = _with_reuse_port
 from hashdb.cli.serve import serve
 serve()
+"""
+
+# The serving floor: `hashdb serve`'s own gunicorn worker class, limits, workers and
+# threads, around an app that does nothing but read the body and answer a fixed
+# result. No app served this way can answer faster, so its ratio to HMA bounds what
+# any request path on this server can reach on the same machine in the same run.
+FLOOR = """
+import sys
+from gunicorn.app.base import BaseApplication
+from api.serving import Limits, worker_class
+from hashdb.settings import Settings
+
+BODY = b'{"results":[{"index":0,"signal_type":"pdq","value":"","low_quality":false,'
+BODY += b'"matches":[],"videos":null}]}'
+HEADERS = [("Content-Type", "application/json"), ("Content-Length", str(len(BODY)))]
+
+def app(environ, start_response):
+    environ["wsgi.input"].read()
+    start_response("200 OK", HEADERS)
+    return [BODY]
+
+class Floor(BaseApplication):
+    def load_config(self):
+        settings = Settings()
+        self.cfg.set("bind", sys.argv[1])
+        self.cfg.set("workers", settings.workers)
+        self.cfg.set("threads", settings.threads)
+        self.cfg.set("worker_class", worker_class(Limits.of(settings)))
+        self.cfg.set("loglevel", "warning")
+    def load(self):
+        return app
+
+Floor().run()
 """
 
 # Runs in HMA's virtual environment: bank and hashes through the curation API
@@ -328,6 +366,14 @@ def hashdb_load(url: str, hexes: list[str]) -> str:
     return key.secret
 
 
+def floor_start(port: int) -> subprocess.Popen[bytes]:
+    """The serving floor (FLOOR) on `port`, ready once it answers."""
+    command = [sys.executable, "-c", FLOOR, f"127.0.0.1:{port}"]
+    server = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL)
+    wait_http(port, "/", lambda status, _: status == 200, server, 60)
+    return server
+
+
 def hashdb_start(url: str, port: int, reuse_port: bool) -> subprocess.Popen[bytes]:
     env = dict(
         os.environ,
@@ -385,6 +431,11 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=1000, help="hashes per batch request")
     parser.add_argument(
         "--reuse-port", action="store_true", help="also run hashdb with gunicorn reuse_port"
+    )
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also run an app that does nothing on hashdb serve's worker (the serving floor)",
     )
     args = parser.parse_args()
     if args.hashes < 1 or args.seconds <= 0 or args.rounds < 1 or min(args.connections) < 1:
@@ -460,6 +511,15 @@ def main() -> None:
             for target, hashes_file, batch in targets:
                 lua_args = ["match", str(hashes_file), secret, str(batch)]
                 rows += measure("hashdb", target + suffix, base, lua_args, batch, args)
+            stop(server)
+            server = None
+        if args.floor:
+            port = free_port()
+            server = floor_start(port)
+            base = f"http://127.0.0.1:{port}/v1/match"
+            for target, batch in (("empty app, 1 hash", 1), (f"empty app, {args.batch}", args.batch)):
+                lua_args = ["match", str(stored_file), "-", str(batch)]
+                rows += measure("floor", target, base, lua_args, batch, args)
             stop(server)
             server = None
     finally:

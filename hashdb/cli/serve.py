@@ -93,13 +93,7 @@ def run_gunicorn(settings: Settings) -> None:
     from api.serving import Limits, worker_class
     from api.wsgi import configure_logging
 
-    limits = Limits(
-        header_timeout=settings.header_timeout,
-        body_timeout=settings.body_timeout,
-        body_min_rate=settings.body_min_rate,
-        max_body_bytes=settings.max_upload_bytes,
-        buffer_bytes=settings.request_buffer_bytes,
-    )
+    limits = Limits.of(settings)
 
     class _Logger(Logger):  # type: ignore[misc]
         """gunicorn's loggers, written in HASHDB_LOG_FORMAT like the app's (api.logs)."""
