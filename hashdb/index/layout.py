@@ -107,12 +107,16 @@ def _flip_masks() -> tuple[npt.NDArray[np.uint64], npt.NDArray[np.int64]]:
 FLIPS, FLIPS_UPTO = _flip_masks()  # all 16-bit masks by weight; count with weight <= r
 
 
+@functools.cache
 def probe_radii(chunks: int, threshold: int) -> npt.NDArray[np.int64]:
-    """Per-substring probe radius with sum(t + 1) > threshold (see the docstring)."""
+    """Per-substring probe radius with sum(t + 1) > threshold (see the docstring);
+    read-only, made once per (chunks, threshold): every search asks."""
     spread = max(0, threshold - chunks + 1)
     radii = np.full(chunks, spread // chunks, dtype=np.int64)
     radii[: spread % chunks] += 1
-    return np.minimum(radii, CHUNK_BITS)
+    radii = np.minimum(radii, CHUNK_BITS)
+    radii.setflags(write=False)
+    return radii
 
 
 def filter_radii(radii: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.int64], ...]:
@@ -165,15 +169,24 @@ def _tag_pass_share(radii: tuple[int, ...]) -> float:
     return kept / probes
 
 
+@functools.cache
+def _probes(radii: tuple[int, ...]) -> tuple[float, float]:
+    """Probes per query at `radii`, and the share of candidates whose tag passes."""
+    return float(FLIPS_UPTO[list(radii)].sum()), _tag_pass_share(radii)
+
+
 def plan(rows: int, queries: int, radii: npt.NDArray[np.int64]) -> Plan:
     """The cheapest way for `queries` queries to search `rows` indexed rows."""
-    probes = float(FLIPS_UPTO[radii].sum())
+    probes, passing = _probes(tuple(radii.tolist()))
     candidates = probes / (1 << CHUNK_BITS) * rows * BUCKET_SKEW
-    verified = candidates * _tag_pass_share(tuple(radii.tolist()))
-    costs = {
-        Plan.PROBE: queries * (probes * PROBE_NS + candidates * TAG_NS + verified * VERIFY_NS),
-        Plan.SCAN: queries * rows * SCAN_NS,
-        Plan.JOIN: rows * len(radii) * JOIN_ROW_NS
-        + queries * (candidates * JOIN_PAIR_NS + probes * JOIN_KEY_NS),
-    }
-    return min(costs, key=lambda p: costs[p])
+    verified = candidates * passing
+    costs = (
+        (queries * (probes * PROBE_NS + candidates * TAG_NS + verified * VERIFY_NS), Plan.PROBE),
+        (queries * rows * SCAN_NS, Plan.SCAN),
+        (
+            rows * len(radii) * JOIN_ROW_NS
+            + queries * (candidates * JOIN_PAIR_NS + probes * JOIN_KEY_NS),
+            Plan.JOIN,
+        ),
+    )
+    return min(costs, key=lambda cost: cost[0])[1]
