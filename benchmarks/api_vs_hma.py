@@ -517,7 +517,10 @@ def main() -> None:
             port = free_port()
             server = floor_start(port)
             base = f"http://127.0.0.1:{port}/v1/match"
-            for target, batch in (("empty app, 1 hash", 1), (f"empty app, {args.batch}", args.batch)):
+            for target, batch in (
+                ("empty app, 1 hash", 1),
+                (f"empty app, {args.batch}", args.batch),
+            ):
                 lua_args = ["match", str(stored_file), "-", str(batch)]
                 rows += measure("floor", target, base, lua_args, batch, args)
             stop(server)
