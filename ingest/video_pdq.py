@@ -105,9 +105,11 @@ def pdq_from_buffers(buffers: npt.NDArray[np.uint8]) -> list[FramePdq]:
     each axis (D[i, j] = sqrt(2 / 64) cos(pi / 128 (i + 1)(2 j + 1))), one bit per
     coefficient above their median, the last coefficient first in the 32 bytes;
     quality the sum over neighbouring buffer cells of trunc(|difference| * 100 / 255),
-    divided by 90, at most 100. Bit for bit what `pdqhash` gives for the same
-    buffers (tests/test_video_regions.py), in a third of its time per buffer: for
-    the probes (`ingest.video_regions`), several per frame.
+    divided by 90, at most 100. What `pdqhash` gives for the same buffers
+    (tests/test_video_regions.py), bit for bit but where two coefficients tie at the
+    median within float32 rounding (its sums and numpy's run in different orders, so
+    such a pair's two bits may swap), in a third of its time per buffer: for the
+    probes (`ingest.video_regions`), several per frame.
     """
     if buffers.ndim != 3 or buffers.shape[1:] != (_SIDE, _SIDE):
         raise ValueError("PDQ buffers are N x 64 x 64")

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from media_factory import hamming
 
@@ -203,15 +203,42 @@ def test_bars_both_ways_also_propose_each_pair_alone() -> None:
 # --- hashing probes in bulk -------------------------------------------------------------
 
 
+# Two DCT coefficients closer than this to each other and to the median may be ordered
+# either way by float32 sums taken in different orders (pdqhash's loops, numpy's BLAS);
+# the largest rounding error of a coefficient of 64 x 64 products is well below it.
+MEDIAN_TIE = 1e-3
+
+
+def tied_at_median(buffer: npt.NDArray[np.uint8], bits: npt.NDArray[np.intp]) -> bool:
+    """Whether every coefficient behind `bits` (PDQ's order: the last coefficient is
+    the first bit) lies within MEDIAN_TIE of the median, computed exactly (float64)."""
+    i = np.arange(1, 17)[:, np.newaxis]
+    j = np.arange(64)[np.newaxis, :]
+    dct = np.sqrt(2 / 64) * np.cos(np.pi / 128 * i * (2 * j + 1))
+    coefficients = (dct @ buffer.astype(np.float64) @ dct.T).reshape(-1)
+    near = np.abs(coefficients[255 - bits] - np.median(coefficients))
+    return bool((near <= MEDIAN_TIE).all())
+
+
 @settings(max_examples=30, deadline=None)
 @given(seed=st.integers(0, 2**32 - 1), cells=st.sampled_from([4, 8, 16, 64]))
-def test_hashing_buffers_in_bulk_is_bit_for_bit_pdqhash(seed: int, cells: int) -> None:
+@example(seed=19332, cells=8)  # two coefficients 3e-5 apart astride the median
+def test_hashing_buffers_in_bulk_is_pdqhash_but_for_ties_at_the_median(
+    seed: int, cells: int
+) -> None:
     """`pdq_from_buffers` (numpy, for probes) against `pdqhash` buffer by buffer, on
-    random pictures from blocky to noisy, and on the sample videos' own buffers."""
+    random pictures from blocky to noisy: the same quality, and the same bits but where
+    two coefficients tie at the median within float32 rounding (a blocky picture can
+    have such a pair: then both their bits may swap)."""
     rng = np.random.default_rng(seed)
     small = rng.integers(0, 256, (5, cells, cells)).astype(np.uint8)
     buffers = np.stack([cv2.resize(b, (64, 64), interpolation=cv2.INTER_LINEAR) for b in small])
-    assert pdq_from_buffers(buffers) == [pdq_from_buffer(b) for b in buffers]
+    for buffer, bulk in zip(buffers, pdq_from_buffers(buffers), strict=True):
+        one = pdq_from_buffer(buffer)
+        assert bulk.quality == one.quality
+        ours = np.unpackbits(np.frombuffer(bulk.hash, np.uint8))
+        theirs = np.unpackbits(np.frombuffer(one.hash, np.uint8))
+        assert tied_at_median(buffer, np.flatnonzero(ours != theirs))
 
 
 def test_bulk_hashes_of_real_frames_are_pdqhash_s(samples: dict[str, Path]) -> None:
