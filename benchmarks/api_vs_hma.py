@@ -35,8 +35,8 @@ What it does, in order:
    With --floor, the serving floor as well: `hashdb serve`'s worker class, limits
    and layout around an app that reads the body and answers a fixed result
    (FLOOR), loaded as hashdb is. What it reaches is the most any request path on
-   this server could, so its ratio to HMA says what a target above it would need:
-   a different server, not a leaner request path.
+   this server could, so its ratio to HMA says whether a target can be met on this
+   server at all, and how much of a request's time the server leaves the app.
 5. Both databases are dropped, the servers stopped, whatever happened.
 
 Load comes from wrk (a compiled, event-driven generator: the client costs far
