@@ -150,7 +150,10 @@ def test_a_keypoints_lookup_sends_the_query_set_and_its_mirror_images_and_no_thr
 ) -> None:
     query_set, mirrored = query_sets(bridge_picture)
     handler = Recorder(httpx.Response(200, json={"results": []}))
-    queries = [MatchQuery.keypoints(query_set, mirrored), ("pdq", pdq_hex(1))]
+    queries: list[MatchQuery | tuple[str, str]] = [
+        MatchQuery.keypoints(query_set, mirrored),
+        ("pdq", pdq_hex(1)),
+    ]
     mock_client(handler, []).match(queries, threshold=20)
     keypoints_query, pdq_query = sent(handler.requests[0])["queries"]
     assert keypoints_query == {
