@@ -165,6 +165,7 @@ def contribute(
 
     `-` reads standard input: TYPE:HEX lines, or one image or video."""
     rows: dict[int, dict[str, Any]] = {}
+    max_pixels = load_settings().max_image_pixels if hash_only else 0
     with arguments(inputs, upload_limit(inputs)) as items, Client(url) as client:
         hashes = [(i, arg) for i, arg in enumerate(items) if isinstance(arg, HashArg)]
         added = (
@@ -176,7 +177,7 @@ def contribute(
             if isinstance(item, BadArg):
                 rows[i] = {"input": item.text, "error": item.message}
             elif isinstance(item, FileArg) and hash_only:
-                rows[i] = _contribute_hashes_of(client, item, labels, reference)
+                rows[i] = _contribute_hashes_of(client, item, labels, reference, max_pixels)
             elif isinstance(item, FileArg):
                 try:
                     media = client.contribute_media(item.path, labels, reference)
@@ -194,10 +195,15 @@ def contribute(
 
 
 def _contribute_hashes_of(
-    client: Client, item: FileArg, labels: tuple[str, ...], reference: str | None
+    client: Client,
+    item: FileArg,
+    labels: tuple[str, ...],
+    reference: str | None,
+    max_pixels: int,
 ) -> dict[str, Any]:
-    """Hash an image file here, as the server hashes an upload (ingest/records.py:
-    its hashes, keypoint set and stored variants), and contribute the hashes alone."""
+    """Hash an image file here (of at most `max_pixels`), as the server hashes an
+    upload (ingest/records.py: its hashes, keypoint set and stored variants), and
+    contribute the hashes alone."""
     from ingest.records import image_contributions, usable_perceptual
     from ingest.video import is_video
 
@@ -207,9 +213,7 @@ def _contribute_hashes_of(
             "error": "a video is contributed as a file: drop --hash-only",
         }
     try:
-        h, rows = image_contributions(
-            item.path.read_bytes(), (), reference, max_pixels=load_settings().max_image_pixels
-        )
+        h, rows = image_contributions(item.path.read_bytes(), (), reference, max_pixels=max_pixels)
     except HashdbError as exc:
         return {"input": item.name, "error": exc.message}
     except OSError as exc:

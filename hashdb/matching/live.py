@@ -205,9 +205,9 @@ class LiveIndexes:
             _warm_up(indexes)
             # Not in the snapshot: read from the store. Changes between the snapshot's
             # cursor and now are replayed onto it too, which is idempotent.
-            local = keypoints.build(self._hashes, self._statuses)
-            self._keyframes = self._build_keyframes()
-            self._indexes, self._keypoints, self._cursor = indexes, local, cursor
+            local, frames = keypoints.build(self._hashes, self._statuses), self._build_keyframes()
+            self._indexes, self._keypoints, self._keyframes = indexes, local, frames
+            self._cursor = cursor
             self._origin = None if restored is None else cursor
             self._generation += 1
         return restored is not None

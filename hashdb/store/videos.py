@@ -164,18 +164,15 @@ class VideoStore:
                     )
                     frame_ids.setdefault(r["hash_id"], []).append(r["id"])
                 keyframes: dict[int, list[Keyframe]] = {}
-                k = video_keyframes.c
-                found = (
-                    conn.execute(
+                if with_keyframes:
+                    k = video_keyframes.c
+                    query = (
                         select(k.hash_id, k.ts, k.data)
                         .where(k.hash_id.in_(part))
                         .order_by(k.hash_id, k.ts, k.id)
                     )
-                    if with_keyframes
-                    else ()
-                )
-                for hash_id, ts, data in found:
-                    keyframes.setdefault(hash_id, []).append(Keyframe(ts, bytes(data)))
+                    for hash_id, ts, data in conn.execute(query):
+                        keyframes.setdefault(hash_id, []).append(Keyframe(ts, bytes(data)))
                 for v in conn.execute(select(videos).where(videos.c.hash_id.in_(part))).mappings():
                     out[v["hash_id"]] = VideoInfo(
                         v["hash_id"],
